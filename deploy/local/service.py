@@ -1,0 +1,189 @@
+"""The contract every local-stack service implements, and the process plumbing they share.
+
+A service installs what it needs once (cached outside the repository), starts a daemon
+whose data and log live under the stack's state directory, and reports its health. All
+steps are idempotent: ``install`` and ``start`` do nothing when their work is already done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from kotaflow.settings import Settings
+
+Report = Callable[[str], None]
+"""Receives one line of human-readable progress (shown by the CLI, logged by tests)."""
+
+
+class ServiceError(RuntimeError):
+    """A service could not be installed or started; the message says why and where to look."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    healthy: bool
+    address: str
+    version: str | None = None
+    pid: int | None = None
+    log: str | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Service(Protocol):
+    """One daemon of the local stack."""
+
+    name: str
+
+    def install(self, report: Report) -> None:
+        """Fetch or build what is missing (cached); a no-op when already installed."""
+
+    def start(self, report: Report) -> None:
+        """Start the daemon if it is not running and wait until it is healthy."""
+
+    def stop(self, report: Report) -> None:
+        """Stop the daemon if this stack started it."""
+
+    def status(self) -> ServiceStatus:
+        """Health, address and version, without side effects."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one service keeps its files: ``<state>/<name>/`` and ``<cache>/<name>/``."""
+
+    state: Path
+    cache: Path
+
+    @classmethod
+    def for_service(cls, settings: Settings, name: str) -> Paths:
+        return cls(settings.stack.state_dir / name, settings.stack.cache_dir / name)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state / "pid"
+
+    @property
+    def log(self) -> Path:
+        return self.state / "log" / "service.log"
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid recorded in ``pidfile`` if that process is still alive."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def spawn(argv: Sequence[str], paths: Paths, env: dict[str, str] | None = None) -> int:
+    """Start a daemon detached from our session, stdout/stderr appended to its log."""
+    paths.log.parent.mkdir(parents=True, exist_ok=True)
+    with paths.log.open("ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    paths.pidfile.write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, paths: Paths, pid: int | None = None
+) -> None:
+    """Poll ``check`` until true; on timeout or daemon death raise with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not _alive(pid):
+            raise ServiceError(f"{what}: process exited early; log {paths.log}:\n{log_tail(paths)}")
+        time.sleep(0.2)
+    raise ServiceError(
+        f"{what}: not ready after {timeout:.0f}s. Log: {paths.log}\n{log_tail(paths)}"
+    )
+
+
+def stop_pid(paths: Paths, timeout: float = 30.0) -> bool:
+    """SIGTERM the recorded daemon, SIGKILL after ``timeout``; True if one was running."""
+    pid = read_pid(paths.pidfile)
+    if pid is None:
+        paths.pidfile.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    paths.pidfile.unlink(missing_ok=True)
+    return True
+
+
+def log_tail(paths: Paths, lines: int = 20) -> str:
+    try:
+        return "\n".join(paths.log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log yet)"
+
+
+def require_command(command: str, hint: str) -> str:
+    found = shutil.which(command)
+    if found is None:
+        raise ServiceError(f"{command} not found: {hint}")
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return _proc_state(pid) != "Z"
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False

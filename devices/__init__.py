@@ -1,0 +1,1 @@
+"""What devices are and what they send: catalogue, registry, payload decoders, simulator."""

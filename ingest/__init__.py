@@ -1,0 +1,1 @@
+"""MQTT -> Kafka bridge: every device message lands in the raw topic, nothing is lost."""

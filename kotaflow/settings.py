@@ -1,0 +1,197 @@
+"""kotaflow's one settings model: defaults < YAML file < ``KOTAFLOW_*`` environment.
+
+Every stage reads its configuration from :class:`Settings`. The YAML file is optional and
+named by ``--config`` or ``KOTAFLOW_CONFIG``; nested fields are set from the environment
+with a double underscore, e.g. ``KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS``. Validation happens
+once, at start: :func:`load_settings` raises :class:`SettingsError` naming each bad field
+and where its value came from, so an operator can fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "KOTAFLOW_"
+ENV_NESTED_DELIMITER = "__"
+CONFIG_ENV_VAR = "KOTAFLOW_CONFIG"
+
+
+def default_state_dir() -> Path:
+    """Where the local stack keeps data and logs (one directory, easy to purge)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kotaflow"
+
+
+def default_cache_dir() -> Path:
+    """Where built or downloaded service binaries live, outside the repository."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kotaflow"
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    keepalive_s: int = Field(30, ge=5)
+
+
+class KafkaTopics(_Section):
+    raw: str = "kotaflow.raw"
+    readings: str = "kotaflow.readings"
+    deadletter: str = "kotaflow.deadletter"
+    alerts: str = "kotaflow.alerts"
+
+    @field_validator("*")
+    @classmethod
+    def _legal_topic(cls, name: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not name or len(name) > 249 or not set(name) <= allowed:
+            raise ValueError("a Kafka topic name is 1-249 characters of [a-zA-Z0-9._-]")
+        return name
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: KafkaTopics = KafkaTopics()
+    security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ca_file: Path | None = None
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+
+class InfluxSettings(_Section):
+    url: str = Field("http://127.0.0.1:8086", pattern=r"^https?://")
+    org: str = "kotaflow"
+    telemetry_bucket: str = "telemetry"
+    rollups_bucket: str = "rollups"
+    token: SecretStr | None = None
+
+
+class StackSettings(_Section):
+    state_dir: Path = Field(default_factory=default_state_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+
+class Settings(BaseSettings):
+    """All of kotaflow's configuration. Sections mirror the data flow."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        yaml_file=None,
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    influxdb: InfluxSettings = InfluxSettings()
+    stack: StackSettings = StackSettings()
+    registry_file: Path | None = None
+    catalogue_file: Path | None = None
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+class SettingsError(Exception):
+    """Settings failed validation; the message names every bad field and its source."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings once, at start.
+
+    ``config_file`` wins over ``KOTAFLOW_CONFIG``; ``overrides`` (from the command line)
+    win over everything.
+    """
+    path = config_file or _env_config_path()
+    if path is not None and not path.is_file():
+        raise SettingsError(f"config file {path} does not exist")
+    file_data = _read_yaml(path) if path is not None else {}
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as err:
+        raise SettingsError(_explain(err, path, file_data)) from None
+
+
+def _env_config_path() -> Path | None:
+    value = os.environ.get(CONFIG_ENV_VAR)
+    return Path(value) if value else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SettingsError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _explain(err: ValidationError, path: Path | None, file_data: dict[str, Any]) -> str:
+    lines = ["invalid settings:"]
+    for problem in err.errors():
+        loc = [str(part) for part in problem["loc"]]
+        field = ".".join(loc)
+        lines.append(f"  {field}: {problem['msg']} (from {_source_of(loc, path, file_data)})")
+    return "\n".join(lines)
+
+
+def _source_of(loc: list[str], path: Path | None, file_data: dict[str, Any]) -> str:
+    """Name where a field's value came from: an environment variable, the file, or a default."""
+    for depth in range(len(loc), 0, -1):
+        var = ENV_PREFIX + ENV_NESTED_DELIMITER.join(loc[:depth]).upper()
+        for name in os.environ:
+            if name.upper() == var:
+                return f"environment variable {name}={json.dumps(os.environ[name])}"
+    node: Any = file_data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            break
+        node = node[part]
+    else:
+        return f"config file {path}"
+    return "default or command line"

@@ -1,0 +1,1 @@
+"""Stream processors: validate, normalise, aggregate and store readings; evaluate alerts."""
