@@ -1,0 +1,57 @@
+"""The two things a decoder can produce: a canonical reading, or a typed rejection.
+
+Both are plain, slotted dataclasses (decoding is the hot path) with stable wire forms:
+readings travel on ``kotaflow.readings``; rejections become dead-letter records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Stable, machine-readable rejection reasons. Never rename one: dashboards count them."""
+
+    NOT_JSON = "not_json"
+    BAD_SHAPE = "bad_shape"
+    BAD_TYPE = "bad_type"
+    UNKNOWN_METRIC = "unknown_metric"
+    BAD_UNIT = "bad_unit"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    TIME_IN_FUTURE = "time_in_future"
+    TIME_TOO_OLD = "time_too_old"
+    UNKNOWN_DEVICE = "unknown_device"
+    DEVICE_DISABLED = "device_disabled"
+    DEVICE_MISMATCH = "device_mismatch"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    MUST_UNDERSTAND = "must_understand"
+    OVERSIZE = "oversize"
+    UNKNOWN_TOPIC = "unknown_topic"
+    RATE_LIMITED = "rate_limited"
+    BAD_ENVELOPE = "bad_envelope"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One metric of one device at one instant, in the catalogue's canonical unit."""
+
+    device_id: str
+    metric: str
+    value: float
+    ts_ms: int
+    """Event time: milliseconds since the Unix epoch, UTC (the device's clock when it says)."""
+    flags: tuple[str, ...] = ()
+    """Quality flags, e.g. ``receive_time`` when the device sent no timestamp."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why (part of) a payload was refused; enough for an operator to find and fix it."""
+
+    reason: Reason
+    message: str
+    device_id: str | None = None
+    metric: str | None = None
+    details: dict[str, str] = field(default_factory=dict)

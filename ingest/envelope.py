@@ -1,0 +1,101 @@
+"""The raw record on ``kotaflow.raw``: the device's bytes untouched, context in headers.
+
+Schema, version 1 (``kf.v`` = ``1``):
+
+=================  ==============================================================
+Kafka key          device key from the topic (our id, lower-case DevEUI or NS id)
+Kafka value        the MQTT payload, byte for byte
+``kf.v``           envelope version, ASCII decimal
+``kf.topic``       MQTT topic the message arrived on
+``kf.device``      device key (same as the Kafka key)
+``kf.key_kind``    ``device_id`` | ``dev_eui`` | ``ns_device_id``
+``kf.format``      payload format (see ``devices.topics.PayloadFormat``)
+``kf.rx_ms``       bridge receive time, ms since the Unix epoch (UTC), ASCII decimal
+``kf.qos``         MQTT QoS of the delivery, ``kf.retain`` ``1`` if retained
+``kf.ct``          MQTT 5 content type, when the device set one
+``kf.up.<name>``   MQTT 5 user properties, when the device set them
+=================  ==============================================================
+
+Keeping the payload out of any wrapper means no copy or re-encoding on the hot path and a
+record that can always be replayed through a newer decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from devices.topics import DeviceKeyKind, PayloadFormat
+
+ENVELOPE_VERSION = 1
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawEnvelope:
+    payload: bytes
+    mqtt_topic: str
+    device_key: str
+    key_kind: DeviceKeyKind
+    format: PayloadFormat
+    rx_ms: int
+    qos: int = 1
+    retain: bool = False
+    content_type: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = field(default=())
+
+    def key(self) -> bytes:
+        return self.device_key.encode()
+
+    def headers(self) -> Headers:
+        headers: Headers = [
+            ("kf.v", b"1"),
+            ("kf.topic", self.mqtt_topic.encode()),
+            ("kf.device", self.device_key.encode()),
+            ("kf.key_kind", self.key_kind.value.encode()),
+            ("kf.format", self.format.value.encode()),
+            ("kf.rx_ms", str(self.rx_ms).encode()),
+            ("kf.qos", str(self.qos).encode()),
+        ]
+        if self.retain:
+            headers.append(("kf.retain", b"1"))
+        if self.content_type:
+            headers.append(("kf.ct", self.content_type.encode()))
+        headers.extend((f"kf.up.{k}", v.encode()) for k, v in self.user_properties)
+        return headers
+
+
+class EnvelopeError(ValueError):
+    """A record on the raw topic lacks what version 1 of the envelope promises."""
+
+
+def parse_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> RawEnvelope:
+    """Rebuild the envelope from a consumed Kafka record; raise EnvelopeError if malformed."""
+    found = {k: v for k, v in headers}
+    try:
+        version = int(found["kf.v"])
+        if version != ENVELOPE_VERSION:
+            raise EnvelopeError(f"envelope version {version} is not supported")
+        user = tuple(
+            (k.removeprefix("kf.up."), v.decode(errors="replace"))
+            for k, v in headers
+            if k.startswith("kf.up.")
+        )
+        ct = found.get("kf.ct")
+        return RawEnvelope(
+            payload=value or b"",
+            mqtt_topic=found["kf.topic"].decode(),
+            device_key=found["kf.device"].decode(),
+            key_kind=DeviceKeyKind(found["kf.key_kind"].decode()),
+            format=PayloadFormat(found["kf.format"].decode()),
+            rx_ms=int(found["kf.rx_ms"]),
+            qos=int(found.get("kf.qos", b"1")),
+            retain=found.get("kf.retain") == b"1",
+            content_type=ct.decode() if ct else None,
+            user_properties=user,
+        )
+    except KeyError as err:
+        raise EnvelopeError(f"missing header {err.args[0]}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise EnvelopeError(f"malformed header: {err}") from None
