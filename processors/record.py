@@ -1,0 +1,65 @@
+"""The record on ``kotaflow.readings``: one validated, calibrated, enriched reading.
+
+Value (JSON, version 1)::
+
+    {"v": 1, "device": "rtg-aq-01", "type": "air_quality", "kecamatan": "Langke Rembong",
+     "metric": "pm25", "value": 35.2, "unit": "ug/m3", "ts_ms": 1764300000000,
+     "flags": ["receive_time"]}
+
+Key: the device id, so one device's readings stay ordered on one partition. Consumers
+(store, aggregate, alert) read this and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+READING_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ValidReading:
+    device: str
+    type: str
+    kecamatan: str
+    metric: str
+    value: float
+    unit: str
+    ts_ms: int
+    flags: tuple[str, ...] = ()
+
+    def key(self) -> bytes:
+        return self.device.encode()
+
+    def value_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "v": READING_VERSION,
+                "device": self.device,
+                "type": self.type,
+                "kecamatan": self.kecamatan,
+                "metric": self.metric,
+                "value": self.value,
+                "unit": self.unit,
+                "ts_ms": self.ts_ms,
+                "flags": list(self.flags),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ValidReading:
+        d = json.loads(raw)
+        if d.get("v") != READING_VERSION:
+            raise ValueError(f"reading record version {d.get('v')!r} is not supported")
+        return cls(
+            device=d["device"],
+            type=d["type"],
+            kecamatan=d["kecamatan"],
+            metric=d["metric"],
+            value=float(d["value"]),
+            unit=d["unit"],
+            ts_ms=int(d["ts_ms"]),
+            flags=tuple(d.get("flags") or ()),
+        )
