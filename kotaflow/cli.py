@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from kotaflow.context import AppContext
@@ -49,6 +50,31 @@ def _register() -> None:
 
 
 _register()
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Simulated readings per second.")] = 200.0,
+    faults: Annotated[
+        str, typer.Option(help="Fault mix for the simulator, kind=fraction,...")
+    ] = "malformed=0.01,out_of_range=0.01,duplicate=0.01,late=0.005",
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+) -> None:
+    """Run the whole pipeline with simulated devices on the local stack, showing live rates.
+
+    Example: kotaflow run --rate 500 --duration 60
+    """
+    from kotaflow.context import settings_of
+    from kotaflow.run import run_pipeline
+
+    root = ctx.find_root()
+    group = root.command
+    available = set(group.commands) if isinstance(group, click.Group) else set()
+    config = root.obj.config_file if isinstance(root.obj, AppContext) else None
+    run_pipeline(settings_of(ctx), available, config, rate, faults, duration)
 
 
 def main() -> None:
