@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from kotaflow.context import AppContext
@@ -72,7 +71,7 @@ def run(
 
     root = ctx.find_root()
     group = root.command
-    available = set(group.commands) if isinstance(group, click.Group) else set()
+    available = set(group.commands) if isinstance(group, typer.core.TyperGroup) else set()
     config = root.obj.config_file if isinstance(root.obj, AppContext) else None
     run_pipeline(settings_of(ctx), available, config, rate, faults, duration)
 
