@@ -101,6 +101,70 @@ class StackSettings(_Section):
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
 
+class StageConsumer(_Section):
+    """What every consuming stage has: its consumer group and how much it takes per poll."""
+
+    group_id: str
+    max_records: int = Field(5000, ge=1, description="records per getmany() call")
+    poll_timeout_ms: int = Field(200, ge=1, le=60_000)
+    max_poll_interval_ms: int = Field(
+        600_000, ge=10_000, description="longest gap between polls before Kafka evicts us"
+    )
+
+
+class ValidateSettings(StageConsumer):
+    group_id: str = "kotaflow-validate"
+    linger_ms: int = Field(5, ge=0, le=1000)
+    max_batch_bytes: int = Field(1_048_576, ge=16_384, description="producer batch per partition")
+
+
+class StoreSettings(StageConsumer):
+    group_id: str = "kotaflow-store"
+    max_records: int = Field(10_000, ge=1)
+    batch_lines: int = Field(5000, ge=1, description="line-protocol lines per InfluxDB write")
+    flush_interval_s: float = Field(1.0, gt=0, description="write a partial batch this often")
+
+
+class AggregateSettings(StageConsumer):
+    group_id: str = "kotaflow-aggregate"
+    grace_s: float = Field(10.0, ge=0, description="a window closes this long after its end")
+    max_lateness_h: float = Field(24.0, gt=0, description="older readings are dead-lettered")
+    flush_interval_s: float = Field(1.0, gt=0)
+    wait_for_store: bool = Field(
+        True, description="late corrections wait until the store stage has written the points"
+    )
+
+
+class RetrySettings(_Section):
+    """Backoff for InfluxDB writes and queries (429/5xx/unreachable): retried until success."""
+
+    initial_s: float = Field(0.2, gt=0)
+    max_s: float = Field(30.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1)
+    max_retry_after_s: float = Field(300.0, gt=0, description="cap on a server's Retry-After")
+    timeout_s: float = Field(30.0, gt=0, description="one HTTP request to InfluxDB")
+
+
+class HealthSettings(_Section):
+    interval_s: float = Field(10.0, gt=0, description="how often health points are written")
+    measurement: str = "kotaflow_pipeline"
+    bucket: str | None = Field(None, description="default: influxdb.rollups_bucket")
+
+
+class ProcessingSettings(_Section):
+    """The processors (``kotaflow process``): one section per stage plus shared policies."""
+
+    validation: ValidateSettings = ValidateSettings()
+    store: StoreSettings = StoreSettings()
+    aggregate: AggregateSettings = AggregateSettings()
+    retry: RetrySettings = RetrySettings()
+    health: HealthSettings = HealthSettings()
+    influx_token_file: Path | None = Field(
+        None, description="read the InfluxDB token here when influxdb.token is unset"
+    )
+
+
 class Settings(BaseSettings):
     """All of kotaflow's configuration. Sections mirror the data flow."""
 
@@ -115,6 +179,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     influxdb: InfluxSettings = InfluxSettings()
     stack: StackSettings = StackSettings()
+    processing: ProcessingSettings = ProcessingSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
