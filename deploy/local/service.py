@@ -89,12 +89,28 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def read_pid(pidfile: Path) -> int | None:
-    """The pid recorded in ``pidfile`` if that process is still alive."""
+def require_free_port(host: str, port: int, service: str, setting: str) -> None:
+    """Refuse to start when someone else (not this stack) already listens on our port."""
+    if port_open(host, port):
+        raise ServiceError(
+            f"{service}: {host}:{port} is already taken by a process this stack did not start "
+            f"(another {service}, or another state directory's stack). Stop it, or choose "
+            f"another port with {setting}."
+        )
+
+
+def read_pid(pidfile: Path, expect: str | None = None) -> int | None:
+    """The pid recorded in ``pidfile`` if that process is still alive.
+
+    With ``expect``, the process's command line must also contain that text: after a reboot
+    the recorded pid may belong to an unrelated process, which we must neither trust nor kill.
+    """
     try:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
+        return None
+    if expect is not None and expect not in _cmdline(pid):
         return None
     return pid
 
@@ -131,9 +147,9 @@ def wait_until(
     )
 
 
-def stop_pid(paths: Paths, timeout: float = 30.0) -> bool:
+def stop_pid(paths: Paths, timeout: float = 30.0, expect: str | None = None) -> bool:
     """SIGTERM the recorded daemon, SIGKILL after ``timeout``; True if one was running."""
-    pid = read_pid(paths.pidfile)
+    pid = read_pid(paths.pidfile, expect)
     if pid is None:
         paths.pidfile.unlink(missing_ok=True)
         return False
@@ -148,8 +164,13 @@ def stop_pid(paths: Paths, timeout: float = 30.0) -> bool:
 
 
 def log_tail(paths: Paths, lines: int = 20) -> str:
+    return file_tail(paths.log, lines)
+
+
+def file_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log, for error messages."""
     try:
-        return "\n".join(paths.log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log yet)"
 
@@ -173,6 +194,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return _proc_state(pid) != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def _proc_state(pid: int) -> str:

@@ -1,13 +1,19 @@
 """The local stack: which services it runs, in what order, and the up/down/status verbs.
 
 Order matters: Mosquitto and Kafka carry messages, InfluxDB stores them. ``up`` installs and
-starts in order, ``down`` stops in reverse.
+starts in order, ``down`` stops in reverse. Several people (and test sessions) may share one
+state directory, so ``up`` and ``down`` hold a lock on it: a second caller waits, then finds
+the services running and leaves them be.
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from deploy.local.mosquitto import Mosquitto
 from deploy.local.service import Report, Service, ServiceStatus
 from kotaflow.settings import Settings
 
@@ -15,26 +21,41 @@ from kotaflow.settings import Settings
 def build_services(settings: Settings) -> list[Service]:
     """One line per service; a test checks every service module is registered here."""
     services: list[Service] = []
-    # Registered by the services' own modules as they land, e.g.:
-    # services.append(Mosquitto(settings))
+    services.append(Mosquitto(settings))
     return services
 
 
 def up(settings: Settings, report: Report, only: set[str] | None = None) -> list[ServiceStatus]:
     chosen = [s for s in build_services(settings) if only is None or s.name in only]
-    for service in chosen:
-        service.install(report)
-        service.start(report)
+    with _stack_lock(settings, report):
+        for service in chosen:
+            service.install(report)
+            service.start(report)
     return [service.status() for service in chosen]
 
 
 def down(settings: Settings, report: Report, purge: bool = False) -> None:
-    for service in reversed(build_services(settings)):
-        service.stop(report)
-    if purge and settings.stack.state_dir.exists():
-        report(f"removing state directory {settings.stack.state_dir}")
-        shutil.rmtree(settings.stack.state_dir)
+    with _stack_lock(settings, report):
+        for service in reversed(build_services(settings)):
+            service.stop(report)
+        if purge:
+            report(f"removing state directory {settings.stack.state_dir}")
+            shutil.rmtree(settings.stack.state_dir)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     return [service.status() for service in build_services(settings)]
+
+
+@contextmanager
+def _stack_lock(settings: Settings, report: Report) -> Iterator[None]:
+    """Serialise ``up``/``down`` on one state directory (released if the process dies)."""
+    settings.stack.state_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.stack.state_dir / "stack.lock"
+    with lock_path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(f"waiting for another `kotaflow stack up/down` to finish (lock {lock_path})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

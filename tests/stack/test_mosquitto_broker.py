@@ -1,0 +1,140 @@
+"""The local Mosquitto: a QoS 1 round trip, and a persistent session that keeps what arrives
+while its subscriber is away (more than Mosquitto's default queue of 1000 messages)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from deploy.local.mosquitto import Mosquitto
+from kotaflow.settings import Settings
+
+DEADLINE_S = 30.0
+
+
+def _client(client_id: str) -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+
+
+def _session_properties(expiry_s: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = expiry_s
+    return props
+
+
+class _Inbox:
+    """Collects messages a client receives on paho's network thread."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.subscribed = threading.Event()
+        client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        client.on_subscribe = lambda *_args: self.subscribed.set()
+
+    def take(self, count: int) -> list[mqtt.MQTTMessage]:
+        got: list[mqtt.MQTTMessage] = []
+        deadline = time.monotonic() + DEADLINE_S
+        while len(got) < count and time.monotonic() < deadline:
+            try:
+                got.append(self.messages.get(timeout=0.2))
+            except queue.Empty:
+                continue
+        return got
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"kotaflow/test/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def publisher(stack: Settings) -> Iterator[mqtt.Client]:
+    client = _client(f"test-pub-{uuid.uuid4().hex[:8]}")
+    client.connect(stack.mqtt.host, stack.mqtt.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.mark.services
+def test_qos1_message_round_trips_through_mosquitto(
+    stack: Settings, topic: str, publisher: mqtt.Client
+) -> None:
+    subscriber = _client(f"test-sub-{uuid.uuid4().hex[:8]}")
+    inbox = _Inbox(subscriber)
+    subscriber.connect(stack.mqtt.host, stack.mqtt.port)
+    subscriber.loop_start()
+    try:
+        subscriber.subscribe(topic, qos=1)
+        assert inbox.subscribed.wait(DEADLINE_S)
+
+        info = publisher.publish(topic, b'{"t": 21.5}', qos=1)
+        info.wait_for_publish(DEADLINE_S)  # returns once the broker's PUBACK arrived
+
+        [received] = inbox.take(1)
+        assert received.payload == b'{"t": 21.5}'
+        assert received.qos == 1
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
+
+
+@pytest.mark.services
+def test_offline_persistent_session_keeps_more_than_default_queue(
+    stack: Settings, topic: str, publisher: mqtt.Client
+) -> None:
+    """Mosquitto's default max_queued_messages (1000) would drop the rest; ours keeps all."""
+    client_id = f"test-bridge-{uuid.uuid4().hex[:8]}"
+    count = 1500
+    first = _client(client_id)
+    first_inbox = _Inbox(first)
+    first.connect(
+        stack.mqtt.host, stack.mqtt.port, clean_start=True, properties=_session_properties(300)
+    )
+    first.loop_start()
+    first.subscribe(topic, qos=1)
+    assert first_inbox.subscribed.wait(DEADLINE_S)
+    first.disconnect()
+    first.loop_stop()
+
+    sent = [publisher.publish(topic, f"{i}".encode(), qos=1) for i in range(count)]
+    for info in sent:
+        info.wait_for_publish(DEADLINE_S)
+
+    again = _client(client_id)
+    inbox = _Inbox(again)
+    again.connect(
+        stack.mqtt.host, stack.mqtt.port, clean_start=False, properties=_session_properties(0)
+    )
+    again.loop_start()
+    try:
+        got = inbox.take(count)
+    finally:
+        again.disconnect()
+        again.loop_stop()
+    assert sorted(int(m.payload) for m in got) == list(range(count))
+
+
+def test_rendered_config_follows_settings_and_sizes_the_queue(tmp_path: Path) -> None:
+    settings = Settings(
+        mqtt={"host": "127.0.0.1", "port": 18830},
+        stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},
+    )
+    broker = Mosquitto(settings)
+    broker._render_config()
+    text = broker.config_file.read_text()
+    assert "listener 18830 127.0.0.1" in text
+    assert "max_queued_messages 1000000" in text
+    assert f"persistence_location {tmp_path / 'state' / 'mosquitto' / 'data'}/" in text
+    assert "${" not in text
