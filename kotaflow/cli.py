@@ -44,8 +44,10 @@ def _root(
 
 def _register() -> None:
     from deploy.local.cli import app as stack_app
+    from devices.cli import app as devices_app
 
     app.add_typer(stack_app, name="stack")
+    app.add_typer(devices_app, name="devices")
 
 
 _register()

@@ -1,0 +1,105 @@
+"""``kotaflow devices list|check``: see the registered devices, validate device files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from devices.catalogue import load_catalogue
+from devices.filecheck import check_device_file
+from devices.fleet import Fleet, load_fleet
+from devices.sourcefile import DeviceFileError
+from kotaflow.context import settings_of
+
+app = typer.Typer(
+    help="The device catalogue and registry.\n\n"
+    "Example: kotaflow devices list --json | jq '.[] | select(.dev_eui != null) | .id'",
+    no_args_is_help=True,
+)
+errors = Console(stderr=True, highlight=False)
+
+
+def _fail(err: DeviceFileError) -> typer.Exit:
+    for problem in err.problems:
+        errors.print(f"[red]error:[/red] {problem}", markup=True)
+    return typer.Exit(1)
+
+
+@app.command("list")
+def list_devices(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the registered devices (settings.registry_file, else the packaged sample).
+
+    Example: kotaflow devices list --json
+    """
+    try:
+        fleet = load_fleet(settings_of(ctx))
+    except DeviceFileError as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(devices_json(fleet), indent=2))
+        return
+    table = Table(title=f"{fleet.registry.regency}: {len(fleet.registry)} devices")
+    for column in ("id", "type", "kecamatan", "name", "dev_eui", "enabled", "metrics"):
+        table.add_column(column)
+    for device in fleet.registry:
+        table.add_row(
+            device.id,
+            device.type,
+            device.kecamatan,
+            device.name,
+            device.dev_eui or "",
+            "yes" if device.enabled else "no",
+            ", ".join(fleet.metrics_of(device)),
+        )
+    Console().print(table)
+
+
+def devices_json(fleet: Fleet) -> list[dict[str, Any]]:
+    """What ``devices list --json`` prints: one object per device."""
+    return [
+        {
+            "id": d.id,
+            "type": d.type,
+            "name": d.name,
+            "kecamatan": d.kecamatan,
+            "latitude": d.latitude,
+            "longitude": d.longitude,
+            "dev_eui": d.dev_eui,
+            "tts_device_id": d.tts_device_id,
+            "enabled": d.enabled,
+            "metrics": list(fleet.metrics_of(d)),
+        }
+        for d in fleet.registry
+    ]
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A registry or catalogue YAML file.")],
+) -> None:
+    """Validate a registry or a catalogue file (detected from its content).
+
+    Prints FILE:LINE: FIELD: REASON for each problem and exits with 1 if there is any.
+    A registry is checked against settings.catalogue_file (else the packaged catalogue).
+
+    Example: kotaflow devices check devices/registry.yaml
+    """
+    try:
+        kind, problems = check_device_file(
+            file, lambda: load_catalogue(settings_of(ctx).catalogue_file)
+        )
+    except DeviceFileError as err:
+        errors.print("[red]error:[/red] the catalogue to check against is invalid")
+        raise _fail(err) from None
+    if problems:
+        raise _fail(DeviceFileError(problems))
+    typer.echo(f"{file}: valid {kind}")
