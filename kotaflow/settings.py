@@ -133,6 +133,12 @@ class AggregateSettings(StageConsumer):
     wait_for_store: bool = Field(
         True, description="late corrections wait until the store stage has written the points"
     )
+    rollup_interval_s: float = Field(
+        30.0, gt=0, description="hourly/daily rollups are recomputed, and offsets committed, this often"
+    )
+    day_offset_h: float = Field(
+        8.0, ge=-12, le=14, description="daily rollups follow this UTC offset (WITA: +8)"
+    )
 
 
 class RetrySettings(_Section):
