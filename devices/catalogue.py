@@ -63,6 +63,9 @@ class MetricSpec(_Strict):
     min: float
     max: float
     boolean: bool = False
+    aliases: list[str] = Field(
+        default_factory=list, description="other names devices use, e.g. temp, pm2_5"
+    )
 
 
 class DeviceTypeSpec(_Strict):
@@ -107,6 +110,14 @@ class DeviceType:
     description: str
     interval_s: int
     metrics: Mapping[str, Metric]
+    """Canonical metric name -> metric."""
+    lookup: Mapping[str, Metric]
+    """Canonical names and aliases -> metric (what decoders look names up in)."""
+    by_unit: Mapping[str, Metric]
+    """Unit -> the one metric of this type that accepts it (ambiguous units left out).
+
+    Lets a SenML record that names only its device (RFC 8428 examples do) still say which
+    metric it carries, through its unit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +172,18 @@ def _cross_check(spec: CatalogueSpec, source: SourceFile) -> list[Problem]:
             problems.append(
                 source.problem(("metrics", name, "boolean"), "a boolean metric ranges 0..1")
             )
+    names: dict[str, str] = {}
+    for name, metric in spec.metrics.items():
+        for index, alias in enumerate(metric.aliases):
+            owner = names.get(alias) or (alias if alias in spec.metrics else None)
+            if owner is not None:
+                problems.append(
+                    source.problem(
+                        ("metrics", name, "aliases", index),
+                        f"alias {alias!r} is already the name or an alias of {owner!r}",
+                    )
+                )
+            names[alias] = name
     for type_name, device_type in spec.types.items():
         seen: set[str] = set()
         for index, metric_name in enumerate(device_type.metrics):
@@ -190,13 +213,32 @@ def _compile(spec: CatalogueSpec, source: str) -> Catalogue:
         )
         for name, m in spec.metrics.items()
     }
-    types = {
-        name: DeviceType(
-            name=name,
-            description=t.description,
-            interval_s=t.interval_s,
-            metrics=MappingProxyType({m: metrics[m] for m in t.metrics}),
-        )
-        for name, t in spec.types.items()
-    }
+    types = {name: _compile_type(name, t, metrics, spec.metrics) for name, t in spec.types.items()}
     return Catalogue(MappingProxyType(types), MappingProxyType(metrics), source)
+
+
+def _compile_type(
+    name: str,
+    spec: DeviceTypeSpec,
+    metrics: Mapping[str, Metric],
+    metric_specs: Mapping[str, MetricSpec],
+) -> DeviceType:
+    own = {m: metrics[m] for m in spec.metrics}
+    lookup = dict(own)
+    for metric_name in spec.metrics:
+        for alias in metric_specs[metric_name].aliases:
+            lookup[alias] = own[metric_name]
+    claims: dict[str, list[Metric]] = {}
+    for metric in own.values():
+        for unit in metric.accepted_units:
+            if unit:
+                claims.setdefault(unit, []).append(metric)
+    by_unit = {unit: found[0] for unit, found in claims.items() if len(found) == 1}
+    return DeviceType(
+        name=name,
+        description=spec.description,
+        interval_s=spec.interval_s,
+        metrics=MappingProxyType(own),
+        lookup=MappingProxyType(lookup),
+        by_unit=MappingProxyType(by_unit),
+    )

@@ -31,6 +31,8 @@ class Reason(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     RATE_LIMITED = "rate_limited"
     BAD_ENVELOPE = "bad_envelope"
+    BAD_TIME = "bad_time"
+    """A timestamp that cannot be read (not epoch ms / RFC 3339, no UTC offset, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,20 @@
+"""Per-device calibration: ``calibrated = raw * scale + offset``, from the registry.
+
+Decoders deliver values in canonical units, uncalibrated; the validate stage applies this
+(pure) function so a calibration change needs no decoder change and replays stay exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from devices.reading import Reading
+from devices.registry import Device
+
+
+def apply_calibration(reading: Reading, device: Device) -> Reading:
+    """``reading`` with ``device``'s calibration for its metric applied (same object if none)."""
+    calibration = device.calibration.get(reading.metric)
+    if calibration is None:
+        return reading
+    return replace(reading, value=reading.value * calibration.scale + calibration.offset)
