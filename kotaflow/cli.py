@@ -45,8 +45,10 @@ def _root(
 def _register() -> None:
     from deploy.local.cli import app as stack_app
     from devices.cli import app as devices_app
+    from processors.cli import process as process_command
 
     app.add_typer(stack_app, name="stack")
+    app.command("process")(process_command)
     app.add_typer(devices_app, name="devices")
 
 

@@ -1,0 +1,73 @@
+"""Kafka clients configured the way every stage needs them (aiokafka 0.14).
+
+* Consumers: a stage's own group, ``enable_auto_commit=False`` (auto-commit is timer-based
+  and would commit what was not yet written), ``auto_offset_reset="earliest"`` so a new
+  group starts from the beginning of the retained data, the eager round-robin assignor.
+* Producers: ``enable_idempotence=True`` (forces ``acks="all"``: no duplicates from the
+  producer's own retries, nothing acknowledged that a broker failure can lose), large
+  batches and a short linger, because validate sends many small records.
+* An admin client to read another group's committed offsets (aggregate waits for store).
+
+Clients are created inside a coroutine (aiokafka binds them to the running loop).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from kotaflow.settings import KafkaSettings, StageConsumer
+
+
+def _common(kafka: KafkaSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(kafka.ca_file) if kafka.ca_file else None
+        )
+    if kafka.sasl_mechanism:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = (
+            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+        )
+    return options
+
+
+def make_consumer(kafka: KafkaSettings, stage: StageConsumer, client_id: str) -> AIOKafkaConsumer:
+    """An unsubscribed consumer of ``stage.group_id`` (subscribe with a rebalance listener)."""
+    return AIOKafkaConsumer(
+        **_common(kafka),
+        group_id=stage.group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=stage.max_poll_interval_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        isolation_level="read_uncommitted",
+    )
+
+
+def make_producer(
+    kafka: KafkaSettings, client_id: str, linger_ms: int = 5, max_batch_bytes: int = 1_048_576
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **_common(kafka),
+        client_id=client_id,
+        enable_idempotence=True,
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_bytes,
+        max_request_size=max(max_batch_bytes, 1_048_576),
+        request_timeout_ms=30_000,
+    )
+
+
+def make_admin(kafka: KafkaSettings, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**_common(kafka), client_id=client_id)

@@ -1,0 +1,110 @@
+"""Run one or more stages in one process, on one asyncio loop, until told to stop.
+
+Each stage gets its own consumer (its own group) in its own task; they share one Kafka
+producer, one InfluxDB client and one :class:`~processors.health.Health`. SIGTERM/SIGINT
+set the stop event: every stage flushes, commits and closes before the process exits.
+If one stage fails, the others are stopped too and the error propagates (exit non-zero;
+a supervisor restarts the process, which resumes from the last commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from enum import StrEnum
+
+from prometheus_client import start_http_server
+
+from kotaflow.settings import Settings
+from processors.aggregate import AggregateStage
+from processors.health import Health
+from processors.influx import InfluxSink
+from processors.loop import Stage, StageLoop, instance_name
+from processors.output import KafkaOutput
+from processors.store import StoreStage
+from processors.validate import ValidateStage
+
+log = logging.getLogger("kotaflow.processors")
+
+
+class StageName(StrEnum):
+    VALIDATE = "validate"
+    STORE = "store"
+    AGGREGATE = "aggregate"
+    ALL = "all"
+
+
+def chosen(names: list[StageName]) -> list[StageName]:
+    """The concrete stages asked for, in data-flow order (``all``: every one)."""
+    wanted = set(names) or {StageName.ALL}
+    if StageName.ALL in wanted:
+        wanted = {StageName.VALIDATE, StageName.STORE, StageName.AGGREGATE}
+    order = (StageName.VALIDATE, StageName.STORE, StageName.AGGREGATE)
+    return [name for name in order if name in wanted]
+
+
+async def run_stages(
+    settings: Settings,
+    names: list[StageName],
+    stop: asyncio.Event | None = None,
+    health: Health | None = None,
+    signals: bool = True,
+) -> None:
+    """Run the chosen stages until ``stop`` is set (or, with ``signals``, SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    health = health or Health(instance_name())
+    if signals:
+        _install_signals(stop)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=health.registry)
+    output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
+    async with InfluxSink(settings, on_retry=lambda what, _: health.retry(what)) as influx:
+        stages: list[Stage] = []
+        for name in chosen(names):
+            if name is StageName.VALIDATE:
+                stages.append(ValidateStage(settings, health, output))
+            elif name is StageName.STORE:
+                stages.append(StoreStage(settings, health, output, influx))
+            elif name is StageName.AGGREGATE:
+                stages.append(AggregateStage(settings, health, output, influx))
+        loops = [StageLoop(stage, settings, health) for stage in stages]
+        tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
+        tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    log.error("stage failed", extra={"stage": task.get_name()})
+        finally:
+            stop.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+
+async def _write_health(
+    settings: Settings, health: Health, influx: InfluxSink, stop: asyncio.Event
+) -> None:
+    """Write the health figures to InfluxDB every interval (best effort, never blocks stages)."""
+    cfg = settings.processing.health
+    bucket = cfg.bucket or settings.influxdb.rollups_bucket
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), cfg.interval_s)
+        lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
+        if lines:
+            try:
+                await asyncio.wait_for(influx.write(bucket, lines), cfg.interval_s)
+            except TimeoutError:
+                log.warning("health figures not written: InfluxDB is slow or down")
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)

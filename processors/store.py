@@ -1,0 +1,197 @@
+"""Stage ``store``: readings into the InfluxDB ``telemetry`` bucket.
+
+Input
+    ``kotaflow.readings`` (readings record v1), consumer group ``processing.store.group_id``.
+Output
+    InfluxDB bucket ``influxdb.telemetry_bucket``. One measurement per device type; tags
+    ``device``, ``kecamatan``, ``type`` (sorted); one float field per metric; timestamp =
+    the device's event time in ms. Readings of one device at one instant share a line.
+    Records that are not readings, and lines InfluxDB refuses (400), go to
+    ``kotaflow.deadletter``.
+Guarantee
+    At least once into InfluxDB, exactly once in effect: offsets are committed only after
+    the write covering them returned 2xx (and dead letters were acked); a replay after a
+    crash or rebalance rewrites the same points (same series and timestamp), which
+    overwrites them. While InfluxDB is down or overloaded the stage retries with backoff
+    (honouring ``Retry-After``) and commits nothing, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import ConsumerRecord
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from devices.reading import Reason
+from kotaflow.deadletter import DeadLetter
+from kotaflow.settings import Settings, StoreSettings
+from processors.health import Health
+from processors.influx import InfluxSink
+from processors.inputs import parse_reading, source_of
+from processors.lineprotocol import (
+    LineProtocolError,
+    escape_key,
+    format_float,
+    series_prefix,
+    telemetry_tags,
+)
+from processors.loop import Batch, Offsets
+from processors.output import KafkaOutput
+from processors.record import ValidReading
+
+STAGE = "store"
+
+
+@dataclass
+class LineBuffer:
+    """Telemetry lines being gathered: one per (series, timestamp), fields merged."""
+
+    points: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    origins: dict[tuple[str, int], list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
+    _prefixes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    _fields: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def add(self, r: ValidReading, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Add one reading; raises LineProtocolError if it cannot be expressed."""
+        series = (r.type, r.device, r.kecamatan)
+        prefix = self._prefixes.get(series)
+        if prefix is None:
+            prefix = series_prefix(r.type, telemetry_tags(r.device, r.type, r.kecamatan))
+            self._prefixes[series] = prefix
+        name = self._fields.get(r.metric)
+        if name is None:
+            name = escape_key(r.metric)
+            self._fields[r.metric] = name
+        value = format_float(r.value)
+        key = (prefix, r.ts_ms)
+        fields = self.points.get(key)
+        if fields is None:
+            self.points[key] = {name: value}
+            self.origins[key] = [record]
+        else:
+            fields[name] = value
+            self.origins[key].append(record)
+
+    def take(self) -> tuple[list[str], list[list[ConsumerRecord[bytes, bytes]]]]:
+        lines = [
+            f"{prefix} {','.join(f'{k}={v}' for k, v in fields.items())} {ts}"
+            for (prefix, ts), fields in self.points.items()
+        ]
+        origins = list(self.origins.values())
+        self.points = {}
+        self.origins = {}
+        return lines, origins
+
+
+class StoreStage:
+    name = STAGE
+
+    def __init__(
+        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxSink
+    ) -> None:
+        self._settings = settings
+        self._cfg: StoreSettings = settings.processing.store
+        self._health = health
+        self._output = output
+        self._influx = influx
+        self._buffer = LineBuffer()
+        self._covered: dict[TopicPartition, int] = {}
+        self._last_flush = time.monotonic()
+
+    @property
+    def input_topic(self) -> str:
+        return self._settings.kafka.topics.readings
+
+    @property
+    def consumer_settings(self) -> StoreSettings:
+        return self._cfg
+
+    async def start(self) -> None:
+        await self._output.start()
+
+    async def stop(self) -> None:
+        await self._output.stop()
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        return None
+
+    def revoked(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._covered.pop(tp, None)
+
+    def caught_up(self, partitions: set[TopicPartition]) -> None:
+        return None
+
+    async def handle(self, batch: Batch) -> None:
+        for tp, records in batch.items():
+            for record in records:
+                parsed = parse_reading(record, STAGE)
+                if isinstance(parsed, DeadLetter):
+                    await self._output.deadletter(STAGE, parsed)
+                    continue
+                try:
+                    self._buffer.add(parsed, record)
+                except LineProtocolError as err:
+                    await self._output.deadletter(
+                        STAGE,
+                        DeadLetter(
+                            stage=STAGE,
+                            reason=Reason.BAD_SHAPE,
+                            message=f"cannot be written as line protocol: {err}",
+                            payload=record.value or b"",
+                            device=parsed.device,
+                            metric=parsed.metric,
+                            source=source_of(record),
+                        ),
+                    )
+            if records:
+                self._covered[tp] = records[-1].offset + 1
+            if len(self._buffer) >= self._cfg.batch_lines:
+                await self._write()
+
+    def due(self) -> bool:
+        return (
+            len(self._buffer) >= self._cfg.batch_lines
+            or time.monotonic() - self._last_flush >= self._cfg.flush_interval_s
+        )
+
+    async def flush(self, force: bool = False) -> Offsets:
+        await self._write()
+        await self._output.drain(STAGE)
+        self._last_flush = time.monotonic()
+        offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
+        self._covered.clear()
+        return offsets
+
+    async def _write(self) -> None:
+        if not len(self._buffer):
+            return
+        lines, origins = self._buffer.take()
+        bucket = self._settings.influxdb.telemetry_bucket
+        size = self._cfg.batch_lines
+        for start in range(0, len(lines), size):
+            chunk = lines[start : start + size]
+            began = time.perf_counter()
+            refused = await self._influx.write(bucket, chunk)
+            self._health.write_latency(STAGE, time.perf_counter() - began)
+            self._health.records_out(STAGE, len(chunk) - len(refused))
+            if refused:
+                where = {line: i for i, line in enumerate(chunk)}
+                for bad in refused:
+                    for record in origins[start + where[bad.line]]:
+                        await self._output.deadletter(
+                            STAGE,
+                            DeadLetter(
+                                stage=STAGE,
+                                reason=Reason.BAD_TYPE,
+                                message=f"InfluxDB refused the point: {bad.message}",
+                                payload=record.value or b"",
+                                device=record.key.decode(errors="replace") if record.key else None,
+                                source=source_of(record),
+                            ),
+                        )
