@@ -101,6 +101,34 @@ class StackSettings(_Section):
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
 
+class BridgeSettings(_Section):
+    """The MQTT -> Kafka bridge (``kotaflow bridge``); see ingest/bridge.py for the guarantees."""
+
+    client_id: str = Field(
+        "kotaflow-bridge-1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        description="stable MQTT client id: the broker keeps this session's unacked messages",
+    )
+    share_group: str | None = Field(
+        "kotaflow-bridge",
+        pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
+        description="subscribe through $share/<group>/ so N bridges split the load; null: plain",
+    )
+    session_expiry_s: int = Field(86_400, ge=1, description="broker keeps the session this long")
+    receive_maximum: int = Field(1000, ge=1, le=65_535, description="MQTT 5 unacked cap")
+    max_in_flight: int = Field(2000, ge=1, description="local bound on received, unacked messages")
+    max_payload_bytes: int = Field(65_536, ge=1, description="larger payloads are dead-lettered")
+    rate_per_s: float | None = Field(5.0, gt=0, description="per-device sustained rate; null: off")
+    rate_burst: int = Field(60, ge=1, description="per-device burst above the sustained rate")
+    linger_ms: int = Field(10, ge=0, le=1000)
+    max_batch_bytes: int = Field(262_144, ge=16_384, description="producer batch per partition")
+    compression: str = Field("zstd", pattern="^(none|gzip|lz4|zstd|snappy)$")
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus; 0: off")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    drain_timeout_s: float = Field(30.0, gt=0, description="graceful shutdown waits this long")
+
+
 class StageConsumer(_Section):
     """What every consuming stage has: its consumer group and how much it takes per poll."""
 
@@ -185,6 +213,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     influxdb: InfluxSettings = InfluxSettings()
     stack: StackSettings = StackSettings()
+    bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
