@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from devices.catalogue import load_catalogue
 from devices.filecheck import check_device_file
@@ -26,7 +27,8 @@ errors = Console(stderr=True, highlight=False)
 
 def _fail(err: DeviceFileError) -> typer.Exit:
     for problem in err.problems:
-        errors.print(f"[red]error:[/red] {problem}", markup=True)
+        # one problem per line, never wrapped, never read as markup: editors and grep want it
+        errors.print(Text.assemble(("error: ", "red"), str(problem)), soft_wrap=True)
     return typer.Exit(1)
 
 

@@ -16,7 +16,7 @@ and typed :class:`~devices.reading.Rejection` values::
 Every value is checked the same way (:class:`PayloadReadings`): known metric, number
 (bool only for boolean metrics), finite, convertible unit, physical range, plausible time.
 Good readings of a pack are kept; each bad one becomes its own rejection. A decoder never
-raises: :func:`never_raises` turns an unexpected exception into a ``bad_shape`` rejection.
+raises: :func:`guarded` turns an unexpected exception into a ``bad_shape`` rejection.
 
 Hot path: plain ``json.loads``, dict lookups prepared once in the catalogue, slotted
 dataclasses; no per-reading pydantic model.
@@ -77,20 +77,23 @@ def rejected(
     return DecodeResult([], [Rejection(reason, message, device_id, metric)])
 
 
-def never_raises(fmt: PayloadFormat) -> Callable[[Decoder], Decoder]:
-    """Wrap a decoder so that any unexpected exception becomes a ``bad_shape`` rejection.
+def guarded(fmt: PayloadFormat) -> Callable[[Decoder], Decoder]:
+    """Wrap a decoder so that nothing escapes it and nothing vanishes in it.
 
-    Partial results of the failed call are dropped: the whole payload is dead-lettered with
-    its original bytes, so a fixed decoder can replay it.
+    * An unexpected exception becomes a ``bad_shape`` rejection. Partial results of the
+      failed call are dropped: the whole payload is dead-lettered with its original bytes,
+      so a fixed decoder can replay it.
+    * A payload that yields neither a reading nor a rejection (e.g. a SenML pack of base
+      fields only) is rejected as ``bad_shape``: no silent drops.
     """
 
     def wrap(decoder: Decoder) -> Decoder:
         @functools.wraps(decoder)
-        def guarded(
+        def guarded_decoder(
             payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext
         ) -> DecodeResult:
             try:
-                return decoder(payload, match, rx_ms, ctx)
+                result = decoder(payload, match, rx_ms, ctx)
             except RecursionError:
                 return rejected(Reason.BAD_SHAPE, "JSON nested too deeply", match.device_key)
             except Exception as err:  # the guard: nothing escapes a decoder
@@ -99,8 +102,11 @@ def never_raises(fmt: PayloadFormat) -> Callable[[Decoder], Decoder]:
                     f"{fmt.value} decoder failed on this payload: {type(err).__name__}: {err}",
                     match.device_key,
                 )
+            if not result.readings and not result.rejections:
+                return rejected(Reason.BAD_SHAPE, "payload holds no readings", match.device_key)
+            return result
 
-        return guarded
+        return guarded_decoder
 
     return wrap
 

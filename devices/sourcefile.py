@@ -18,6 +18,9 @@ from pydantic import ValidationError
 
 FieldPath = tuple[str | int, ...]
 
+# libyaml's loader when PyYAML was built with it (10x faster), same marks and results
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -84,14 +87,17 @@ def read_yaml(path: Path) -> SourceFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise DeviceFileError([Problem(str(path), 1, "(file)", f"cannot read: {err}")]) from None
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = f"not valid YAML: {getattr(err, 'problem', None) or err}"
         raise DeviceFileError([Problem(str(path), line, "(document)", reason)]) from None
+    finally:
+        loader.dispose()
     lines: dict[FieldPath, int] = {}
     duplicates: list[tuple[FieldPath, int]] = []
     if node is not None:

@@ -23,6 +23,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from processors.alerting.config import AlertingSettings
+
 ENV_PREFIX = "KOTAFLOW_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_ENV_VAR = "KOTAFLOW_CONFIG"
@@ -215,6 +217,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
+    alerting: AlertingSettings = AlertingSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")

@@ -16,7 +16,7 @@ from devices.decoding import (
     DecodeContext,
     DecodeResult,
     PayloadReadings,
-    never_raises,
+    guarded,
     parse_json,
     rejected,
     resolve_device,
@@ -29,7 +29,7 @@ FORMAT = PayloadFormat.CHIRPSTACK_V4
 V3_FIELDS = ("devEUI", "objectJSON", "applicationID")
 
 
-@never_raises(FORMAT)
+@guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
     data = parse_json(payload, ctx.limits, match.device_key)
     if isinstance(data, DecodeResult):

@@ -22,7 +22,7 @@ from devices.decoding import (
     DecodeResult,
     PayloadReadings,
     epoch_ms,
-    never_raises,
+    guarded,
     parse_json,
     resolve_device,
 )
@@ -33,7 +33,7 @@ FORMAT = PayloadFormat.NATIVE_JSON
 _TIMED_KEYS = frozenset(("ts", "values"))
 
 
-@never_raises(FORMAT)
+@guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
     data = parse_json(payload, ctx.limits, match.device_key)
     if isinstance(data, DecodeResult):

@@ -33,7 +33,7 @@ from devices.decoding import (
     DecodeContext,
     DecodeResult,
     PayloadReadings,
-    never_raises,
+    guarded,
     parse_json,
     rejected,
     resolve_device,
@@ -49,7 +49,7 @@ _BASE_LABELS = frozenset(("bn", "bt", "bu", "bv", "bs", "bver"))
 _VALUE_LABELS = ("v", "vb", "vs", "vd")
 
 
-@never_raises(FORMAT)
+@guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
     data = parse_json(payload, ctx.limits, match.device_key)
     if isinstance(data, DecodeResult):

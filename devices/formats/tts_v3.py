@@ -21,7 +21,7 @@ from devices.decoding import (
     DecodeResult,
     PayloadReadings,
     disabled,
-    never_raises,
+    guarded,
     parse_json,
     rejected,
     rfc3339_ms,
@@ -34,7 +34,7 @@ FORMAT = PayloadFormat.TTS_V3
 V2_FIELDS = ("dev_id", "hardware_serial", "payload_fields")
 
 
-@never_raises(FORMAT)
+@guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
     data = parse_json(payload, ctx.limits, match.device_key)
     if isinstance(data, DecodeResult):
