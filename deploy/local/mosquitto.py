@@ -71,10 +71,10 @@ class Mosquitto:
         if running is not None:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
             return
+        require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
         binary = mosquitto_binary()
         if binary is None:
             raise ServiceError("mosquitto: not installed; run `kotaflow stack up` to install it")
-        require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
         self._render_config()
         report(f"mosquitto: starting on {self.address} (log {self._paths.log})")
         pid = spawn([binary, "-c", str(self.config_file)], self._paths)

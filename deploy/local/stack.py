@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from deploy.local.kafka import Kafka
 from deploy.local.mosquitto import Mosquitto
 from deploy.local.service import Report, Service, ServiceStatus
 from kotaflow.settings import Settings
@@ -22,6 +23,7 @@ def build_services(settings: Settings) -> list[Service]:
     """One line per service; a test checks every service module is registered here."""
     services: list[Service] = []
     services.append(Mosquitto(settings))
+    services.append(Kafka(settings))
     return services
 
 

@@ -1,0 +1,132 @@
+"""kotaflow's Kafka topics and the admin calls the local stack makes: metadata and creation.
+
+The partition plan lives here: ``kotaflow.raw`` and ``kotaflow.readings`` carry every reading
+and are keyed by device, so they get the most partitions (aiokafka keeps one batch in flight
+per partition, and each partition is a unit of consumer parallelism); the dead-letter and
+alert topics are low-volume. One node, so one replica each.
+
+Creation is idempotent: only missing topics are created, and an existing topic with another
+partition count is reported, never changed (that would move devices between partitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from deploy.local.service import Report, ServiceError
+from kotaflow.settings import KafkaSettings
+
+PARTITIONS_BY_ROLE = {"raw": 6, "readings": 6, "deadletter": 3, "alerts": 3}
+"""Partitions per topic role (a field of ``settings.kafka.topics``)."""
+DEFAULT_PARTITIONS = 3
+"""For a topic role added to the settings later without an entry above."""
+REPLICATION_FACTOR = 1
+TOPIC_ALREADY_EXISTS = 36
+"""Kafka's error code when a racing caller created the topic first."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What one metadata request tells about the cluster."""
+
+    cluster_id: str | None
+    brokers: int
+    partitions: dict[str, int]
+
+
+def planned_topics(kafka: KafkaSettings) -> dict[str, int]:
+    """Topic name -> partition count for every topic in ``settings.kafka.topics``."""
+    return {
+        name: PARTITIONS_BY_ROLE.get(role, DEFAULT_PARTITIONS)
+        for role, name in kafka.topics.model_dump().items()
+    }
+
+
+def describe_cluster(kafka: KafkaSettings, timeout_s: float = 5.0) -> ClusterView | None:
+    """One metadata request; None if the broker does not answer in time."""
+    try:
+        return run_sync(_describe(kafka, timeout_s))
+    except (KafkaError, OSError, TimeoutError):
+        return None
+
+
+def ensure_topics(kafka: KafkaSettings, wanted: Mapping[str, int], report: Report) -> None:
+    """Create the missing topics of ``wanted`` (name -> partitions); raise if Kafka refuses."""
+    try:
+        run_sync(_ensure(kafka, dict(wanted), report))
+    except (KafkaError, OSError, TimeoutError) as err:
+        raise ServiceError(f"kafka: could not create topics: {err!r}") from None
+
+
+async def _describe(kafka: KafkaSettings, timeout_s: float) -> ClusterView:
+    async with asyncio.timeout(timeout_s), _admin(kafka, timeout_s) as admin:
+        cluster = await admin.describe_cluster()
+        topics = await admin.describe_topics()
+    return ClusterView(
+        cluster_id=cluster.get("cluster_id"),
+        brokers=len(cluster.get("brokers", [])),
+        partitions={t["topic"]: len(t["partitions"]) for t in topics},
+    )
+
+
+async def _ensure(kafka: KafkaSettings, wanted: dict[str, int], report: Report) -> None:
+    async with _admin(kafka, timeout_s=30.0) as admin:
+        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+        missing = [
+            NewTopic(name, partitions, REPLICATION_FACTOR)
+            for name, partitions in wanted.items()
+            if name not in existing
+        ]
+        for name, partitions in wanted.items():
+            if name in existing and existing[name] != partitions:
+                report(
+                    f"kafka: topic {name} has {existing[name]} partitions, the plan says "
+                    f"{partitions}; left as it is"
+                )
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+    failures = [
+        f"{entry[0]}: error {entry[1]} {entry[2] if len(entry) > 2 else ''}".strip()
+        for entry in response.topic_errors
+        if entry[1] not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if failures:
+        raise ServiceError("kafka: topic creation refused: " + "; ".join(failures))
+    report("kafka: created " + ", ".join(f"{t.name} ({t.num_partitions}p)" for t in missing))
+
+
+@asynccontextmanager
+async def _admin(kafka: KafkaSettings, timeout_s: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client that is always closed, even when ``start`` fails half-way."""
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id="kotaflow-stack",
+        request_timeout_ms=int(timeout_s * 1000),
+        security_protocol=kafka.security_protocol,
+    )
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.close()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from synchronous code, even when the caller's thread has a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,122 @@
+"""How the local stack is put together, checked without running anything."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+import deploy.local
+from deploy.local import stack as local_stack
+from deploy.local.kafka import (
+    BROKER_JAR,
+    Kafka,
+    MavenProgress,
+    broker_address,
+    new_cluster_id,
+    pinned_version,
+)
+from deploy.local.kafka_topics import planned_topics
+from deploy.local.mosquitto import Mosquitto
+from deploy.local.service import ServiceError
+from kotaflow.settings import Settings
+
+
+def _settings(tmp_path: Path, **sections: object) -> Settings:
+    return Settings(
+        stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},
+        **sections,  # type: ignore[arg-type]
+    )
+
+
+def _service_classes() -> list[type]:
+    """Every class in a ``deploy/local/*.py`` module that implements the Service protocol."""
+    found = []
+    for info in pkgutil.iter_modules(deploy.local.__path__):
+        module = importlib.import_module(f"deploy.local.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            defined_here = cls.__module__ == module.__name__
+            methods = all(hasattr(cls, m) for m in ("install", "start", "stop", "status"))
+            if defined_here and methods and isinstance(getattr(cls, "name", None), str):
+                found.append(cls)
+    return found
+
+
+def test_every_service_module_is_registered_in_build_services(tmp_path: Path) -> None:
+    registered = {type(s) for s in local_stack.build_services(_settings(tmp_path))}
+    classes = _service_classes()
+    assert {Mosquitto, Kafka} <= set(classes)
+    assert set(classes) <= registered, f"not in stack.build_services: {set(classes) - registered}"
+
+
+def test_message_carriers_start_first(tmp_path: Path) -> None:
+    names = [s.name for s in local_stack.build_services(_settings(tmp_path))]
+    assert names[:2] == ["mosquitto", "kafka"]
+
+
+def test_topic_plan_gives_the_busy_topics_more_partitions() -> None:
+    plan = planned_topics(Settings().kafka)
+    assert plan == {
+        "kotaflow.raw": 6,
+        "kotaflow.readings": 6,
+        "kotaflow.deadletter": 3,
+        "kotaflow.alerts": 3,
+    }
+
+
+def test_topic_plan_follows_renamed_topics() -> None:
+    settings = Settings(kafka={"topics": {"raw": "city.raw"}})  # type: ignore[arg-type]
+    assert planned_topics(settings.kafka)["city.raw"] == 6
+
+
+def test_pinned_kafka_version_is_a_4x_release() -> None:
+    version = pinned_version()
+    assert re.fullmatch(r"4\.\d+\.\d+", version)
+    assert BROKER_JAR.fullmatch(f"kafka_2.13-{version}.jar")
+
+
+def test_cluster_id_has_kafkas_shape() -> None:
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) and not i.startswith("-") for i in ids)
+
+
+def test_server_properties_put_broker_and_controller_on_the_configured_address(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, kafka={"bootstrap_servers": "127.0.0.1:19092"})
+    assert broker_address(settings.kafka) == ("127.0.0.1", 19092)
+    kafka = Kafka(settings)
+    kafka._render_config()
+    text = kafka.server_properties.read_text()
+    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
+    assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
+    assert f"log.dirs={kafka.data_dir}" in text
+    assert "${" not in text
+
+
+def test_maven_progress_reports_every_25th_download() -> None:
+    progress = MavenProgress()
+    line = "Downloaded from central: https://example.invalid/a/b/x-1.jar (3 kB at 9 kB/s)"
+    shown = [progress(line) for _ in range(50)]
+    assert [s for s in shown if s] == [
+        "maven: 25 files fetched (latest x-1.jar)",
+        "maven: 50 files fetched (latest x-1.jar)",
+    ]
+    assert progress("[INFO] Copying x-1.jar") is None
+
+
+def test_start_refuses_a_port_someone_else_holds(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = Mosquitto(_settings(tmp_path, mqtt={"port": port}))
+        with pytest.raises(ServiceError, match=f"127.0.0.1:{port} is already taken") as err:
+            broker.start(lambda _line: None)
+    assert "KOTAFLOW_MQTT__PORT" in str(err.value)
