@@ -25,6 +25,8 @@ from pydantic_settings import (
 
 from processors.alerting.config import AlertingSettings
 
+from processors.alerting.config import AlertingSettings
+
 ENV_PREFIX = "KOTAFLOW_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_ENV_VAR = "KOTAFLOW_CONFIG"
@@ -217,6 +219,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
+    alerting: AlertingSettings = AlertingSettings()
     alerting: AlertingSettings = AlertingSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None

@@ -1,0 +1,405 @@
+"""The alert rule file (YAML, version 1): schema, validation with file:line errors, compiling.
+
+A rule file is edited by hand, so every problem is reported with file, line, field path and
+reason (``kotaflow alerts check FILE``), all of them at once. Checks beyond the schema:
+levels ordered from mild to severe with their clear value on the safe side (hysteresis),
+unique names, metrics and device types known to the catalogue, receivers known to the
+settings. Example::
+
+    version: 1
+    defaults: {repeat: 4h}
+    rules:
+      - name: river_level
+        kind: threshold            # threshold | rate | aggregate | nodata
+        title: {id: Tinggi muka air sungai, en: River level}
+        metric: water_level
+        scope: {types: [river_level], kecamatan: [Reok]}
+        levels:
+          - {name: Waspada, at_least: 150, clear_below: 140, for: 2m, severity: warning}
+          - {name: Siaga, at_least: 250, clear_below: 240, severity: major}
+        labels: {team: bpbd}
+        receivers: [bpbd-telegram]
+      - name: river_rising_fast
+        kind: rate
+        metric: water_level
+        change: rise               # rise | fall
+        over: 15m
+        levels: [{name: Naik cepat, at_least: 30, clear_below: 15}]
+      - name: rain_1h
+        kind: aggregate
+        metric: rain
+        function: sum              # sum | avg | min | max
+        over: 1h
+        levels: [{name: Lebat, at_least: 10, clear_below: 8}]
+      - name: device_silent
+        kind: nodata
+        for: 30m
+        severity: warning
+
+Durations are written ``90s``, ``15m``, ``1h``, ``1d`` (or a number of seconds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from devices.sourcefile import FieldPath, Problem, SourceFile, read_yaml
+from processors.alerting.config import Language
+from processors.alerting.model import (
+    Direction,
+    Level,
+    Rule,
+    RuleKind,
+    RuleSet,
+    Scope,
+    Severity,
+    Signal,
+    SignalKind,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+MAX_WINDOW = timedelta(days=7)
+
+
+class RulesError(ValueError):
+    """A rule file is invalid; ``problems`` lists every finding with file and line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"15m"`` -> 15 minutes. Accepts numbers (seconds) and ``ms``/``s``/``m``/``h``/``d``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 90s, 15m, 1h or 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (found := _DURATION.match(value)):
+        seconds = float(found.group(1)) * _UNIT_S[found.group(2)]
+    else:
+        raise ValueError(f"expected a duration like 90s, 15m, 1h or 1d, got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LevelSpec(_Strict):
+    name: str = Field(min_length=1, max_length=40)
+    at_least: float | None = None
+    at_most: float | None = None
+    clear_below: float | None = None
+    clear_above: float | None = None
+    for_: Duration = Field(timedelta(0), alias="for")
+    severity: Severity = Severity.WARNING
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> LevelSpec:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give exactly one of at_least (alert when high) or at_most (when low)")
+        if self.at_least is not None:
+            if self.clear_above is not None:
+                raise ValueError("an at_least level clears with clear_below, not clear_above")
+            if self.clear_below is not None and self.clear_below > self.at_least:
+                raise ValueError("clear_below must not be above at_least (hysteresis)")
+        if self.at_most is not None:
+            if self.clear_below is not None:
+                raise ValueError("an at_most level clears with clear_above, not clear_below")
+            if self.clear_above is not None and self.clear_above < self.at_most:
+                raise ValueError("clear_above must not be below at_most (hysteresis)")
+        return self
+
+    def compile(self) -> tuple[Direction, Level]:
+        if self.at_least is not None:
+            clear = self.at_least if self.clear_below is None else self.clear_below
+            level = Level(self.name, self.at_least, clear, _ms(self.for_), self.severity)
+            return Direction.ABOVE, level
+        assert self.at_most is not None
+        clear = self.at_most if self.clear_above is None else self.clear_above
+        return Direction.BELOW, Level(self.name, self.at_most, clear, _ms(self.for_), self.severity)
+
+
+class ScopeSpec(_Strict):
+    types: list[str] = []
+    kecamatan: list[str] = []
+    devices: list[str] = []
+    exclude_devices: list[str] = []
+
+
+class _RuleSpec(_Strict):
+    name: Name
+    title: dict[Language, Annotated[str, Field(min_length=1)]] = {}
+    description: str = ""
+    scope: ScopeSpec = ScopeSpec()
+    labels: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], str] = {}
+    receivers: list[str] = []
+    repeat: Duration | None = None
+
+
+class _LevelledSpec(_RuleSpec):
+    metric: Name
+    levels: list[LevelSpec] = Field(min_length=1)
+
+
+class ThresholdSpec(_LevelledSpec):
+    kind: Literal["threshold"]
+
+
+class RateSpec(_LevelledSpec):
+    kind: Literal["rate"]
+    change: Literal["rise", "fall"]
+    over: Duration
+
+
+class AggregateSpec(_LevelledSpec):
+    kind: Literal["aggregate"]
+    function: Literal["sum", "avg", "min", "max"]
+    over: Duration
+
+
+class NoDataSpec(_RuleSpec):
+    kind: Literal["nodata"]
+    metric: Name | None = None
+    for_: Duration = Field(alias="for")
+    level: str = Field("Tidak ada data", min_length=1, max_length=40)
+    severity: Severity = Severity.WARNING
+
+
+RuleSpec = Annotated[
+    ThresholdSpec | RateSpec | AggregateSpec | NoDataSpec, Field(discriminator="kind")
+]
+
+
+class DefaultsSpec(_Strict):
+    repeat: Duration = timedelta(hours=4)
+
+
+class RulesFileSpec(_Strict):
+    version: Literal[1]
+    defaults: DefaultsSpec = DefaultsSpec()
+    rules: list[RuleSpec] = Field(min_length=1)
+
+
+def load_rules(
+    path: Path,
+    *,
+    metrics: Collection[str] | None = None,
+    types: Collection[str] | None = None,
+    receivers: Collection[str] | None = None,
+) -> RuleSet:
+    """Read, validate and compile a rule file; :class:`RulesError` lists every problem.
+
+    ``metrics`` / ``types`` (from the catalogue) and ``receivers`` (from the settings) turn on
+    the cross-checks; None skips that check.
+    """
+    try:
+        source = read_yaml(path)
+    except ValueError as err:  # unreadable or not YAML: DeviceFileError carries problems
+        raise RulesError(list(getattr(err, "problems", [])) or [_file_problem(path, err)]) from None
+    ruleset, problems = check_rules(source, metrics=metrics, types=types, receivers=receivers)
+    if ruleset is None:
+        raise RulesError(problems)
+    return ruleset
+
+
+def check_rules(
+    source: SourceFile,
+    *,
+    metrics: Collection[str] | None = None,
+    types: Collection[str] | None = None,
+    receivers: Collection[str] | None = None,
+) -> tuple[RuleSet | None, list[Problem]]:
+    problems = source.duplicate_problems()
+    try:
+        spec = RulesFileSpec.model_validate(source.data)
+    except ValidationError as err:
+        for item in err.errors(include_url=False):
+            path = _data_path(source.data, item["loc"])
+            problems.append(source.problem(path, _reason(item)))
+        return None, problems
+    problems += _cross_check(spec, source, metrics, types, receivers)
+    if problems:
+        return None, problems
+    return _compile(spec, str(source.path)), []
+
+
+def _cross_check(
+    spec: RulesFileSpec,
+    source: SourceFile,
+    metrics: Collection[str] | None,
+    types: Collection[str] | None,
+    receivers: Collection[str] | None,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, rule in enumerate(spec.rules):
+        at: FieldPath = ("rules", index)
+        if rule.name in seen:
+            problems.append(source.problem((*at, "name"), f"rule name {rule.name!r} used twice"))
+        seen.add(rule.name)
+        if metrics is not None and rule.metric is not None and rule.metric not in metrics:
+            reason = f"unknown metric {rule.metric!r} (not in catalogue)"
+            problems.append(source.problem((*at, "metric"), reason))
+        for t_index, type_name in enumerate(rule.scope.types):
+            if types is not None and type_name not in types:
+                problems.append(
+                    source.problem(
+                        (*at, "scope", "types", t_index),
+                        f"unknown device type {type_name!r} (not in catalogue)",
+                    )
+                )
+        for r_index, receiver in enumerate(rule.receivers):
+            if receivers is not None and receiver not in receivers:
+                problems.append(
+                    source.problem(
+                        (*at, "receivers", r_index),
+                        f"receiver {receiver!r} is not configured under alerting.receivers",
+                    )
+                )
+        over = rule.over if isinstance(rule, RateSpec | AggregateSpec) else None
+        if over is not None and not timedelta(0) < over <= MAX_WINDOW:
+            problems.append(source.problem((*at, "over"), "a window is longer than 0, at most 7d"))
+        if isinstance(rule, NoDataSpec) and rule.for_ <= timedelta(0):
+            problems.append(source.problem((*at, "for"), "a no-data duration is longer than 0"))
+        if not isinstance(rule, NoDataSpec):
+            problems += _check_levels(rule.levels, source, (*at, "levels"))
+    return problems
+
+
+def _check_levels(levels: list[LevelSpec], source: SourceFile, at: FieldPath) -> list[Problem]:
+    problems: list[Problem] = []
+    compiled = [level.compile() for level in levels]
+    directions = {direction for direction, _ in compiled}
+    if len(directions) > 1:
+        return [source.problem(at, "mix of at_least and at_most levels: use one direction")]
+    names: set[str] = set()
+    for index, (direction, level) in enumerate(compiled):
+        if level.name in names:
+            problems.append(source.problem((*at, index, "name"), f"level {level.name!r} twice"))
+        names.add(level.name)
+        if index == 0:
+            continue
+        previous = compiled[index - 1][1]
+        key = "at_least" if direction is Direction.ABOVE else "at_most"
+        worse = level.trigger > previous.trigger
+        if direction is Direction.BELOW:
+            worse = level.trigger < previous.trigger
+        if not worse:
+            order = "rising" if direction is Direction.ABOVE else "falling"
+            problems.append(
+                source.problem(
+                    (*at, index, key),
+                    f"levels go from mild to severe: {key} must be strictly {order} "
+                    f"({level.trigger:g} after {previous.trigger:g})",
+                )
+            )
+    return problems
+
+
+def _compile(spec: RulesFileSpec, source: str) -> RuleSet:
+    return RuleSet(tuple(_compile_rule(rule, spec.defaults) for rule in spec.rules), source)
+
+
+def _compile_rule(spec: RuleSpec, defaults: DefaultsSpec) -> Rule:
+    title: Mapping[str, str] = MappingProxyType(
+        {lang.value: spec.title.get(lang, spec.name.replace("_", " ")) for lang in Language}
+    )
+    common: dict[str, Any] = {
+        "name": spec.name,
+        "title": title,
+        "scope": Scope(
+            frozenset(spec.scope.types),
+            frozenset(spec.scope.kecamatan),
+            frozenset(spec.scope.devices),
+            frozenset(spec.scope.exclude_devices),
+        ),
+        "labels": MappingProxyType(dict(spec.labels)),
+        "receivers": tuple(spec.receivers),
+        "repeat_ms": _ms(spec.repeat if spec.repeat is not None else defaults.repeat),
+    }
+    if isinstance(spec, NoDataSpec):
+        level = Level(spec.level, 0.0, 0.0, 0, spec.severity)
+        return Rule(
+            kind=RuleKind.NODATA,
+            metric=spec.metric,
+            signal=Signal(SignalKind.VALUE),
+            direction=Direction.ABOVE,
+            levels=(level,),
+            silent_ms=_ms(spec.for_),
+            **common,
+        )
+    compiled = [level.compile() for level in spec.levels]
+    if isinstance(spec, RateSpec):
+        kind, signal = RuleKind.RATE, Signal(SignalKind(spec.change), _ms(spec.over))
+    elif isinstance(spec, AggregateSpec):
+        kind, signal = RuleKind.AGGREGATE, Signal(SignalKind(spec.function), _ms(spec.over))
+    else:
+        kind, signal = RuleKind.THRESHOLD, Signal(SignalKind.VALUE)
+    return Rule(
+        kind=kind,
+        metric=spec.metric,
+        signal=signal,
+        direction=compiled[0][0],
+        levels=tuple(level for _, level in compiled),
+        **common,
+    )
+
+
+def _ms(value: timedelta) -> int:
+    return round(value.total_seconds() * 1000)
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> FieldPath:
+    """Pydantic's error location mapped onto the YAML document.
+
+    Discriminated unions put the tag (``threshold``) into the location; it is not a key of
+    the document, so it is dropped. Validators on a model report at the model itself.
+    """
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        tag = isinstance(node, dict) and part not in node and node.get("kind") == part
+        if tag:
+            continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(path)
+
+
+def _reason(item: Any) -> str:
+    message = str(item["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _file_problem(path: Path, err: Exception) -> Problem:
+    return Problem(str(path), 1, "(file)", str(err))
