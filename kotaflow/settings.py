@@ -25,8 +25,6 @@ from pydantic_settings import (
 
 from processors.alerting.config import AlertingSettings
 
-from processors.alerting.config import AlertingSettings
-
 ENV_PREFIX = "KOTAFLOW_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_ENV_VAR = "KOTAFLOW_CONFIG"
@@ -199,7 +197,7 @@ class ProcessingSettings(_Section):
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     influx_token_file: Path | None = Field(
-        None, description="read the InfluxDB token here when influxdb.token is unset"
+        None, description="file holding the InfluxDB token when influxdb.token is unset"
     )
 
 
@@ -219,7 +217,6 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
-    alerting: AlertingSettings = AlertingSettings()
     alerting: AlertingSettings = AlertingSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None

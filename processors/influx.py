@@ -26,7 +26,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -46,43 +45,36 @@ class InfluxConfigError(RuntimeError):
     """No usable InfluxDB token: the message says where one was looked for."""
 
 
-def token_file_candidates(settings: Settings) -> list[Path]:
-    """Where the local stack leaves its InfluxDB tokens, most specific first."""
-    state = settings.stack.state_dir / "influxdb"
-    found = [settings.processing.influx_token_file] if settings.processing.influx_token_file else []
-    return [*found, state / "tokens.json", state / "token"]
+WRITE_ROLE, READ_ROLE = "pipeline", "grafana"
+"""Roles of the local stack's tokens (``deploy/local/influxdb.py``): the pipeline token may
+write both buckets, the Grafana token read them; the processors use each for what it allows."""
 
 
-def resolve_token(settings: Settings) -> str:
-    """``influxdb.token`` if set, else the token the local stack wrote (see candidates)."""
+def resolve_token(settings: Settings, role: str) -> str:
+    """``influxdb.token`` if set; else ``processing.influx_token_file``; else the local
+    stack's token for ``role`` from ``<state>/influxdb/tokens.json``."""
     if settings.influxdb.token is not None:
         return settings.influxdb.token.get_secret_value()
-    for path in token_file_candidates(settings):
-        token = _read_token(path)
+    explicit = settings.processing.influx_token_file
+    if explicit is not None:
+        try:
+            token = explicit.read_text().strip()
+        except OSError as err:
+            raise InfluxConfigError(f"cannot read InfluxDB token file {explicit}: {err}") from None
         if token:
             return token
-    tried = ", ".join(str(p) for p in token_file_candidates(settings))
-    raise InfluxConfigError(
-        f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or run "
-        f"`kotaflow stack up` (looked in {tried})"
-    )
-
-
-def _read_token(path: Path) -> str | None:
+        raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
+    path = settings.stack.state_dir / "influxdb" / "tokens.json"
     try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if not text.startswith("{"):
-        return text or None
-    data = json.loads(text)
-    for key in ("processors", "writer", "operator", "admin", "token"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict) and isinstance(value.get("token"), str):
-            return str(value["token"])
-    return None
+        found: Any = json.loads(path.read_text()).get("tokens", {}).get(role)
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if isinstance(found, str) and found:
+        return found
+    raise InfluxConfigError(
+        f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or "
+        f"processing.influx_token_file, or run `kotaflow stack up` (no {role!r} token in {path})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,24 +112,30 @@ class InfluxSink:
         self._backoff = Backoff.from_settings(settings.processing.retry)
         self._on_retry = on_retry
         self._sleep = sleep
-        self._client: InfluxDBClientAsync | None = None
+        self._writer: InfluxDBClientAsync | None = None
+        self._reader: InfluxDBClientAsync | None = None
         self._writes: WriteService | None = None
 
-    async def __aenter__(self) -> InfluxSink:
-        self._client = InfluxDBClientAsync(
+    def _connect(self, role: str) -> InfluxDBClientAsync:
+        return InfluxDBClientAsync(
             url=self._settings.influxdb.url,
-            token=resolve_token(self._settings),
+            token=resolve_token(self._settings, role),
             org=self._settings.influxdb.org,
             timeout=int(self._settings.processing.retry.timeout_s * 1000),
             enable_gzip=False,
         )
-        self._writes = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+
+    async def __aenter__(self) -> InfluxSink:
+        self._writer = self._connect(WRITE_ROLE)
+        self._reader = self._connect(READ_ROLE)
+        self._writes = WriteService(self._writer.api_client)  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.close()  # type: ignore[no-untyped-call]
-            self._client = None
+        for client in (self._writer, self._reader):
+            if client is not None:
+                await client.close()  # type: ignore[no-untyped-call]
+        self._writer = self._reader = None
 
     async def write(self, bucket: str, lines: Sequence[str]) -> list[Refused]:
         """Write all ``lines`` (ms precision); return the ones InfluxDB refused as invalid."""
@@ -185,11 +183,11 @@ class InfluxSink:
 
     async def query(self, flux: str) -> list[dict[str, Any]]:
         """Rows (``record.values``) of a Flux query, retried like writes."""
-        assert self._client is not None, "use InfluxSink inside `async with`"
+        assert self._reader is not None, "use InfluxSink inside `async with`"
         attempt = 0
         while True:
             try:
-                tables = await self._client.query_api().query(flux, org=self._settings.influxdb.org)
+                tables = await self._reader.query_api().query(flux, org=self._settings.influxdb.org)
                 return [record.values for table in tables for record in table.records]
             except (ApiException, *_TRANSPORT_ERRORS) as err:
                 status, retry_after, message = _status_of(err)
@@ -199,9 +197,9 @@ class InfluxSink:
                 await self._wait(attempt, retry_after, "query", message)
 
     async def ping(self) -> bool:
-        assert self._client is not None
+        assert self._writer is not None
         try:
-            return bool(await self._client.ping())
+            return bool(await self._writer.ping())
         except _TRANSPORT_ERRORS:
             return False
 

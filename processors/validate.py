@@ -26,6 +26,7 @@ encoded from per-device/metric prefixes; both avoid per-record coroutines and di
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +34,15 @@ from aiokafka import ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from devices.calibration import apply_calibration
 from devices.decoding import DecodeContext
 from devices.fleet import Fleet, load_fleet
+from devices.formats import decode
 from devices.reading import Reading, Reason, Rejection
-from devices.topics import PayloadFormat, match_topic
+from devices.topics import match_topic
 from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
 from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, ValidateSettings
-from processors.decoders import Decoder, decoder_for
 from processors.health import Health
 from processors.inputs import source_of
 from processors.loop import Batch, Offsets
@@ -58,8 +60,6 @@ class MetricOut:
     """``{"v":1,"device":..,"type":..,"kecamatan":..,"metric":..,"value":``"""
     unit_part: bytes
     """``,"unit":..,"ts_ms":``"""
-    scale: float
-    offset: float
 
 
 class ReadingEncoder:
@@ -84,19 +84,13 @@ class ReadingEncoder:
         spec = self._fleet.metrics_of(device).get(metric)
         if spec is None:
             return None
-        cal = device.calibration.get(metric)
         d = json.dumps
         head = (
             f'{{"v":{READING_VERSION},"device":{d(device.id)},"type":{d(device.type)},'
             f'"kecamatan":{d(device.kecamatan)},"metric":{d(metric)},"value":'
         )
         unit_part = f',"unit":{d(spec.unit)},"ts_ms":'
-        return MetricOut(
-            head.encode(),
-            unit_part.encode(),
-            cal.scale if cal else 1.0,
-            cal.offset if cal else 0.0,
-        )
+        return MetricOut(head.encode(), unit_part.encode())
 
     def flags(self, flags: tuple[str, ...]) -> bytes:
         found = self._flags.get(flags)
@@ -104,15 +98,11 @@ class ReadingEncoder:
             found = self._flags[flags] = f',"flags":{json.dumps(list(flags))}}}'.encode()
         return found
 
-    def encode(self, out: MetricOut, reading: Reading) -> bytes | None:
-        """The record value, or None if calibration made the value non-finite."""
-        value = reading.value * out.scale + out.offset
-        if value != value or value in (float("inf"), float("-inf")):
-            return None
+    def encode(self, out: MetricOut, reading: Reading) -> bytes:
         return b"".join(
             (
                 out.head,
-                repr(value).encode(),
+                repr(reading.value).encode(),
                 out.unit_part,
                 str(reading.ts_ms).encode(),
                 self.flags(reading.flags),
@@ -152,7 +142,6 @@ class ValidateStage:
         self._fleet = fleet or load_fleet(settings)
         self._ctx = DecodeContext(self._fleet)
         self._encoder = ReadingEncoder(self._fleet)
-        self._decoders: dict[PayloadFormat, Decoder] = {}
         self._covered: dict[TopicPartition, int] = {}
         self._partitions: _Partitions | None = None
         self._batches: dict[int, Any] = {}
@@ -221,7 +210,7 @@ class ValidateStage:
             )
             await self._reject(record, env, rejection)
             return
-        result = self._decoder(env.format)(env.payload, match, env.rx_ms, self._ctx)
+        result = decode(env.payload, match, env.rx_ms, self._ctx)
         for rejection in result.rejections:
             await self._reject(record, env, rejection)
         for reading in result.readings:
@@ -230,18 +219,28 @@ class ValidateStage:
     async def _emit(
         self, record: ConsumerRecord[bytes, bytes], env: RawEnvelope, reading: Reading
     ) -> None:
+        device = self._fleet.device(reading.device_id)
         out = self._encoder.metric(reading.device_id, reading.metric)
-        value = self._encoder.encode(out, reading) if out is not None else None
-        if out is None or value is None:
-            why = (
-                (Reason.UNKNOWN_DEVICE, "device or metric vanished from the registry")
-                if out is None
-                else (Reason.NOT_FINITE, "calibration made the value non-finite")
+        if device is None or out is None:
+            why = Rejection(
+                Reason.UNKNOWN_DEVICE,
+                "device or metric is not in the registry",
+                reading.device_id,
+                reading.metric,
             )
-            await self._reject(
-                record, env, Rejection(why[0], why[1], reading.device_id, reading.metric)
-            )
+            await self._reject(record, env, why)
             return
+        reading = apply_calibration(reading, device)
+        if not math.isfinite(reading.value):
+            why = Rejection(
+                Reason.NOT_FINITE,
+                f"calibration made {reading.metric} non-finite",
+                reading.device_id,
+                reading.metric,
+            )
+            await self._reject(record, env, why)
+            return
+        value = self._encoder.encode(out, reading)
         key = reading.device_id.encode()
         assert self._partitions is not None
         partition = self._partitions.of(key)
@@ -278,9 +277,3 @@ class ValidateStage:
                 source=source_of(record, env.mqtt_topic if env else None),
             ),
         )
-
-    def _decoder(self, fmt: PayloadFormat) -> Decoder:
-        found = self._decoders.get(fmt)
-        if found is None:
-            found = self._decoders[fmt] = decoder_for(fmt)
-        return found
