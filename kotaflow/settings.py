@@ -164,7 +164,7 @@ class AggregateSettings(StageConsumer):
         True, description="late corrections wait until the store stage has written the points"
     )
     rollup_interval_s: float = Field(
-        30.0, gt=0, description="hourly/daily rollups are recomputed, and offsets committed, this often"
+        30.0, gt=0, description="recompute hourly/daily rollups and commit this often"
     )
     day_offset_h: float = Field(
         8.0, ge=-12, le=14, description="daily rollups follow this UTC offset (WITA: +8)"
