@@ -17,7 +17,6 @@ import shutil
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from string import Template
 
 from deploy.local.installers import apt_install, run_logged
 from deploy.local.kafka_topics import ClusterView, describe_cluster, ensure_topics, planned_topics
@@ -26,8 +25,10 @@ from deploy.local.service import (
     Report,
     ServiceError,
     ServiceStatus,
+    note_config_drift,
     port_open,
     read_pid,
+    render_template,
     require_free_port,
     spawn,
     stop_pid,
@@ -95,6 +96,7 @@ class Kafka:
         running = self._pid()
         if running is not None:
             report(f"kafka: already running (pid {running}) on {self.address}")
+            note_config_drift(self.name, self.server_properties, self._config_text(), report)
         else:
             self._start_broker(report)
         ensure_topics(self._kafka, planned_topics(self._kafka), report)
@@ -126,7 +128,7 @@ class Kafka:
         setting = "KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS"
         require_free_port(self._host, self._port, self.name, setting)
         require_free_port(self._host, self._port + 1, f"{self.name} controller", setting)
-        self._render_config()
+        self._write_config()
         self._format_storage_once(report)
         report(f"kafka: starting {self._version} on {self.address} (log {self._paths.log})")
         pid = spawn(
@@ -159,15 +161,18 @@ class Kafka:
             f"{self.libs}/*",
         ]
 
-    def _render_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        text = Template(SERVER_TEMPLATE.read_text()).substitute(
+    def _config_text(self) -> str:
+        return render_template(
+            SERVER_TEMPLATE,
             host=self._host,
             port=self._port,
             controller_port=self._port + 1,
             data_dir=self.data_dir,
         )
-        self.server_properties.write_text(text)
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server_properties.write_text(self._config_text())
         shutil.copyfile(LOG4J_CONFIG, self._paths.state / LOG4J_CONFIG.name)
 
     def _format_storage_once(self, report: Report) -> None:

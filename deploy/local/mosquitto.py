@@ -16,7 +16,6 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from string import Template
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,8 +27,10 @@ from deploy.local.service import (
     Report,
     ServiceError,
     ServiceStatus,
+    note_config_drift,
     port_open,
     read_pid,
+    render_template,
     require_free_port,
     spawn,
     stop_pid,
@@ -70,12 +71,14 @@ class Mosquitto:
         running = self._pid()
         if running is not None:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
+            note_config_drift(self.name, self.config_file, self._config_text(), report)
             return
         require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
         binary = mosquitto_binary()
         if binary is None:
             raise ServiceError("mosquitto: not installed; run `kotaflow stack up` to install it")
-        self._render_config()
+        (self._paths.state / "data").mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self._config_text())
         report(f"mosquitto: starting on {self.address} (log {self._paths.log})")
         pid = spawn([binary, "-c", str(self.config_file)], self._paths)
         wait_until(
@@ -109,17 +112,15 @@ class Mosquitto:
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
 
-    def _render_config(self) -> None:
-        data_dir = self._paths.state / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        text = Template(CONFIG_TEMPLATE.read_text()).substitute(
+    def _config_text(self) -> str:
+        return render_template(
+            CONFIG_TEMPLATE,
             host=self._mqtt.host,
             port=self._mqtt.port,
             user=pwd.getpwuid(os.geteuid()).pw_name,
-            data_dir=data_dir,
+            data_dir=self._paths.state / "data",
             log_file=self._paths.log,
         )
-        self.config_file.write_text(text)
 
 
 def mosquitto_binary() -> str | None:

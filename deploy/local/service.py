@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from string import Template
 from typing import Any, Protocol
 
 from kotaflow.settings import Settings
@@ -87,6 +88,24 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def render_template(template: Path, **fields: object) -> str:
+    """Fill a ``${name}`` config template shipped beside the service's module."""
+    return Template(template.read_text()).substitute(fields)
+
+
+def note_config_drift(service: str, rendered: Path, wanted: str, report: Report) -> None:
+    """A running daemon keeps the config it started with: say so when the template moved on."""
+    try:
+        current = rendered.read_text()
+    except OSError:
+        return
+    if current != wanted:
+        report(
+            f"{service}: {rendered} differs from what `up` would write now (template or "
+            f"settings changed); `kotaflow stack down && kotaflow stack up` applies it"
+        )
 
 
 def require_free_port(host: str, port: int, service: str, setting: str) -> None:

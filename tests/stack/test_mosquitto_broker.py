@@ -132,8 +132,7 @@ def test_rendered_config_follows_settings_and_sizes_the_queue(tmp_path: Path) ->
         stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},
     )
     broker = Mosquitto(settings)
-    broker._render_config()
-    text = broker.config_file.read_text()
+    text = broker._config_text()
     assert "listener 18830 127.0.0.1" in text
     assert "max_queued_messages 1000000" in text
     assert f"persistence_location {tmp_path / 'state' / 'mosquitto' / 'data'}/" in text

@@ -92,7 +92,7 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     settings = _settings(tmp_path, kafka={"bootstrap_servers": "127.0.0.1:19092"})
     assert broker_address(settings.kafka) == ("127.0.0.1", 19092)
     kafka = Kafka(settings)
-    kafka._render_config()
+    kafka._write_config()
     text = kafka.server_properties.read_text()
     assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
