@@ -1,0 +1,365 @@
+"""The Flux queries behind every panel, variable and Grafana alert rule (pure text).
+
+Grafana's InfluxDB data source (Flux mode) rewrites ``v.timeRangeStart``,
+``v.timeRangeStop``, ``v.windowPeriod`` and ``v.defaultBucket`` before sending a query, and
+its template engine replaces ``${var}`` / ``${var:regex}``. Queries here use exactly those;
+:mod:`deploy.grafana.interpolate` reproduces both steps so the same text can be run against
+InfluxDB without Grafana (``kotaflow grafana check`` and the tests).
+
+Schemas read (written by ``processors/``):
+
+* telemetry: measurement = device type; tags ``device``, ``kecamatan``, ``type``; one
+  field per metric; event time;
+* rollups: measurement = device type; tags ``device``, ``kecamatan``, ``metric``, ``type``,
+  ``window`` (``1m``/``1h``/``1d``); fields ``count``, ``min``, ``max``, ``mean``, ``sum``,
+  ``last``;
+* alerts (``processors/alerting/events.py``): tags ``device``, ``kecamatan``, ``rule``,
+  ``severity``, ``status``, ``type``; fields ``change``, ``level``, ``text``, ``value``,
+  ``threshold``, ``id``;
+* pipeline health (``processors/health.py``): tags ``stage``, ``instance`` (``reason`` on
+  dead-letter counts); cumulative counters ``records_in``, ``records_out``, ``deadletter``,
+  gauges ``consumer_lag``, ``write_ms_p50``, ``write_ms_max``.
+
+Record properties are never named ``bucket``, ``organization`` or like the ``v.*``
+macros: Grafana rewrites any ``x.<macro>`` it finds, whatever ``x`` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from processors.influx import flux_string
+
+TIME_RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
+STATUS_LOOKBACK = "-30d"
+"""How far back the device map looks for a device's last reading."""
+VARIABLE_LOOKBACK = "-30d"
+ALERT_FIELDS = ("level", "value", "threshold", "change")
+"""Alert event fields shown in tables."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRow:
+    """One device as the map and the device panels see it (from the registry)."""
+
+    device: str
+    name: str
+    type: str
+    kecamatan: str
+    latitude: float
+    longitude: float
+    metric: str
+    """The metric the map shows for this device (its type's headline metric)."""
+    unit: str
+    silent_after_s: int
+
+
+def var(name: str) -> str:
+    """A template variable inside a Flux string literal: ``"${name}"``."""
+    return f'"${{{name}}}"'
+
+
+def var_regex(name: str) -> str:
+    """A template variable as an anchored Flux regex (``All`` maps to ``.*``)."""
+    return f"/^${{{name}:regex}}$/"
+
+
+def any_of(column: str, values: Iterable[str]) -> str:
+    """``r.col == "a" or r.col == "b"`` (parenthesised), pushed down to storage by InfluxDB."""
+    parts = [f"r.{column} == {flux_string(value)}" for value in values]
+    if not parts:
+        raise ValueError(f"any_of({column!r}) needs at least one value")
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def _pipe(*stages: str) -> str:
+    return "\n  |> ".join(stages)
+
+
+def keep(*columns: str) -> str:
+    return "keep(columns: [" + ", ".join(f'"{c}"' for c in columns) + "])"
+
+
+def metric_series(
+    bucket: str,
+    types: Sequence[str],
+    metric: str,
+    *,
+    every: str = "v.windowPeriod",
+    fn: str = "mean",
+    extra: str | None = None,
+    local_days: str | None = None,
+) -> str:
+    """One series per device: ``metric`` of every device of ``types``, windowed.
+
+    ``local_days`` (a time zone name) aligns day-long windows to local midnight.
+    """
+    condition = f"{any_of('_measurement', types)} and r._field == {flux_string(metric)}"
+    if extra:
+        condition += f" and {extra}"
+    location = (
+        f", location: timezone.location(name: {flux_string(local_days)})" if local_days else ""
+    )
+    body = _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => {condition})",
+        f"aggregateWindow(every: {every}, fn: {fn}, createEmpty: false{location})",
+        'keep(columns: ["_time", "_value", "_field", "device"])',
+    )
+    return f'import "timezone"\n\n{body}' if local_days else body
+
+
+def latest_by_device(bucket: str, types: Sequence[str], metric: str) -> str:
+    """The latest value of ``metric`` per device in the time range (bar gauges)."""
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => {any_of('_measurement', types)} and r._field == {flux_string(metric)})",
+        "last()",
+        'keep(columns: ["_time", "_value", "_field", "device"])',
+    )
+
+
+def window_total_by_device(
+    bucket: str, types: Sequence[str], metric: str, *, fn: str, timezone: str
+) -> str:
+    """Per device, ``fn`` over today's local day (daily rain, daily consumption)."""
+    return _pipe(
+        f'import "timezone"\nimport "date"\n\nfrom(bucket: {flux_string(bucket)})',
+        "range(start: date.truncate(t: now(), unit: 1d, location: "
+        f"timezone.location(name: {flux_string(timezone)})))",
+        f"filter(fn: (r) => {any_of('_measurement', types)} and r._field == {flux_string(metric)})",
+        f"{fn}()",
+        'keep(columns: ["_value", "_field", "device"])',
+    )
+
+
+def registry_rows(rows: Sequence[RegistryRow]) -> str:
+    """The registry as a Flux table (``array.from``): positions and names live only there."""
+    if not rows:
+        raise ValueError("the registry has no enabled device")
+    lines = [
+        "  {"
+        f"device: {flux_string(r.device)}, name: {flux_string(r.name)}, "
+        f"type: {flux_string(r.type)}, kecamatan: {flux_string(r.kecamatan)}, "
+        f"latitude: {float(r.latitude)!r}, longitude: {float(r.longitude)!r}, "
+        f"metric: {flux_string(r.metric)}, unit: {flux_string(r.unit)}, "
+        f"silent_after_s: {int(r.silent_after_s)}"
+        "},"
+        for r in rows
+    ]
+    return "array.from(rows: [\n" + "\n".join(lines) + "\n])"
+
+
+def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool = False) -> str:
+    """Every registered device with position, last reading, age and status.
+
+    ``status``: 0 reporting, 1 silent (nothing for ``silent_after_s``), 2 never reported in
+    the look-back. ``value`` is the latest reading of the device's headline metric.
+    """
+    headline = sorted({(r.type, r.metric) for r in rows})
+    selector = " or ".join(
+        f"(r._measurement == {flux_string(t)} and r._field == {flux_string(m)})"
+        for t, m in headline
+    )
+    query = (
+        'import "array"\nimport "join"\n\n'
+        f"registry = {registry_rows(rows)}\n"
+        "latest = "
+        + _pipe(
+            f"from(bucket: {flux_string(bucket)})",
+            f"range(start: {STATUS_LOOKBACK})",
+            f"filter(fn: (r) => {selector})",
+            "last()",
+            "group()",
+            'keep(columns: ["device", "_time", "_value"])',
+        )
+        + "\n\njoin.left(\n"
+        "  left: registry,\n"
+        "  right: latest,\n"
+        "  on: (l, r) => l.device == r.device,\n"
+        "  as: (l, r) => {\n"
+        "    age_s = if exists r._time\n"
+        "      then (int(v: now()) - int(v: r._time)) / 1000000000\n"
+        "      else -1\n"
+        "    status = if age_s < 0 then 2 else if age_s > l.silent_after_s then 1 else 0\n"
+        "    return {l with last_seen: r._time, age_s: age_s, value: r._value, status: status}\n"
+        "  },\n"
+        ")\n"
+        '  |> drop(columns: ["silent_after_s"])'
+    )
+    if only_silent:
+        query += "\n  |> filter(fn: (r) => r.status > 0)"
+        query += "\n  |> " + keep(
+            "name", "device", "type", "kecamatan", "last_seen", "age_s", "status"
+        )
+    return query
+
+
+def device_info(rows: Sequence[RegistryRow], device_var: str) -> str:
+    """The registry entry of the device chosen in ``device_var``."""
+    return 'import "array"\n\n' + _pipe(
+        registry_rows(rows),
+        f"filter(fn: (r) => r.device == {var(device_var)})",
+        'keep(columns: ["name", "device", "type", "kecamatan", "latitude", "longitude"])',
+    )
+
+
+def latest_of_device(bucket: str, device_var: str, units: dict[str, str]) -> str:
+    """Every metric's latest value for one device, with its unit."""
+    pairs = ", ".join(
+        f"{{key: {flux_string(metric)}, value: {flux_string(unit)}}}"
+        for metric, unit in sorted(units.items())
+    )
+    return f'import "dict"\n\nunits = dict.fromList(pairs: [{pairs}])\n\n' + _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        f"range(start: {STATUS_LOOKBACK})",
+        f"filter(fn: (r) => r.device == {var(device_var)})",
+        "last()",
+        "group()",
+        "map(fn: (r) => ({_time: r._time, _field: r._field, _value: r._value,"
+        ' unit: dict.get(dict: units, key: r._field, default: "")}))',
+    )
+
+
+def device_metric(bucket: str, device_var: str, metric_var: str) -> str:
+    """One device, one metric (the drill-down's repeated panel)."""
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => r.device == {var(device_var)} and r._field == {var(metric_var)})",
+        "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
+        'keep(columns: ["_time", "_value", "_field"])',
+    )
+
+
+def device_rollups(bucket: str, device_var: str, metric_var: str) -> str:
+    """Min / mean / max of one device's metric from the 1-minute rollups."""
+    base = _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => r.device == {var(device_var)} and r.metric == {var(metric_var)}"
+        ' and r.window == "1m")',
+    )
+    parts = ",\n".join(
+        f'  base |> filter(fn: (r) => r._field == "{field}")'
+        f" |> aggregateWindow(every: v.windowPeriod, fn: {field}, createEmpty: false)"
+        for field in ("min", "mean", "max")
+    )
+    return (
+        f"base = {base}\n\nunion(tables: [\n{parts},\n])\n"
+        '  |> keep(columns: ["_time", "_value", "_field"])'
+    )
+
+
+def tag_values(bucket: str, tag: str, predicate: str | None = None) -> str:
+    """A template variable's values: one tag's values, optionally filtered."""
+    where = f", predicate: (r) => {predicate}" if predicate else ""
+    return (
+        'import "influxdata/influxdb/schema"\n\n'
+        f"schema.tagValues(bucket: {flux_string(bucket)}, tag: {flux_string(tag)}{where}, "
+        f"start: {VARIABLE_LOOKBACK})"
+    )
+
+
+def field_keys(bucket: str, predicate: str) -> str:
+    return (
+        'import "influxdata/influxdb/schema"\n\n'
+        f"schema.fieldKeys(bucket: {flux_string(bucket)}, predicate: (r) => {predicate}, "
+        f"start: {VARIABLE_LOOKBACK})"
+    )
+
+
+def alerts_latest(
+    bucket: str, measurement: str, *, firing_only: bool, device_var: str | None = None
+) -> str:
+    """The latest alert event per rule and device (firing ones, or all in the time range).
+
+    Each event is written with its fields at one timestamp; ``pivot`` joins them into a row.
+    """
+    condition = f"r._measurement == {flux_string(measurement)}"
+    if device_var:
+        condition += f" and r.device == {var(device_var)}"
+    start = STATUS_LOOKBACK if firing_only else None
+    stages = [
+        f"from(bucket: {flux_string(bucket)})",
+        f"range(start: {start})" if start else TIME_RANGE,
+        f"filter(fn: (r) => {condition})",
+        f"filter(fn: (r) => {any_of('_field', ALERT_FIELDS)})",
+        'pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+        'group(columns: ["rule", "device"])',
+    ]
+    if firing_only:
+        stages += [
+            'sort(columns: ["_time"])',
+            'last(column: "_time")',
+            'filter(fn: (r) => r.status == "firing")',
+        ]
+    stages += [
+        "group()",
+        'sort(columns: ["_time"], desc: true)',
+        keep("_time", "severity", "rule", "device", "kecamatan", "type", "status", *ALERT_FIELDS),
+    ]
+    return _pipe(*stages)
+
+
+def alerts_count(bucket: str, measurement: str) -> str:
+    """How many (rule, device) pairs are firing now (a stat panel)."""
+    return alerts_latest(bucket, measurement, firing_only=True) + '\n  |> count(column: "rule")'
+
+
+def health_rate(
+    bucket: str, measurement: str, field: str, *, by: str = "stage", reason: bool = False
+) -> str:
+    """Per-second rate of a cumulative health counter, summed over process instances.
+
+    Counters restart at 0 with their process; ``nonNegative`` turns that drop into a gap.
+    """
+    condition = f"r._measurement == {flux_string(measurement)} and r._field == {flux_string(field)}"
+    condition += " and exists r.reason" if reason else " and not exists r.reason"
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => {condition})",
+        "aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)",
+        "derivative(unit: 1s, nonNegative: true)",
+        f'group(columns: ["{by}"])',
+        "aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)",
+        f'keep(columns: ["_time", "_value", "{by}"])',
+    )
+
+
+def health_gauge(bucket: str, measurement: str, field: str, *, fn: str, combine: str) -> str:
+    """A health gauge per stage: ``fn`` per instance and window, then ``combine`` instances."""
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => r._measurement == {flux_string(measurement)}"
+        f" and r._field == {flux_string(field)})",
+        f"aggregateWindow(every: v.windowPeriod, fn: {fn}, createEmpty: false)",
+        'group(columns: ["stage"])',
+        f"aggregateWindow(every: v.windowPeriod, fn: {combine}, createEmpty: false)",
+        'keep(columns: ["_time", "_value", "stage"])',
+    )
+
+
+def device_count(bucket: str, rows: Sequence[RegistryRow], status: int) -> str:
+    """How many devices have ``status`` (0 reporting, 1 silent, 2 never reported)."""
+    return (
+        device_status(bucket, rows)
+        + f"\n  |> filter(fn: (r) => r.status == {int(status)})"
+        + '\n  |> count(column: "device")'
+    )
+
+
+def mean_by_device(bucket: str, types: Sequence[str], metric: str, *, start: str) -> str:
+    """Per device, the mean of ``metric`` since ``start`` (e.g. the 24-hour ISPU mean)."""
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        f"range(start: {start})",
+        f"filter(fn: (r) => {any_of('_measurement', types)} and r._field == {flux_string(metric)})",
+        "mean()",
+        'keep(columns: ["_value", "_field", "device"])',
+    )

@@ -1,0 +1,315 @@
+"""Panel and dashboard helpers over grafana-foundation-sdk: the house style in one place.
+
+Every panel gets the kotaflow data source, one Flux query (``refId`` A), a title and
+description in the context's language, and - where a metric has bands - thresholds drawn as
+coloured areas. :func:`dashboard` sets what all kotaflow dashboards share: time zone
+Asia/Makassar, Monday weeks, read-only (they are regenerated from code), the ``kotaflow``
+and language tags, and a drop-down linking the other dashboards of the same language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    geomap,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import geomap as gm
+
+from deploy.grafana.bands import Bands
+from deploy.grafana.context import BuildContext
+from deploy.grafana.i18n import Text
+from deploy.grafana.query import Flux, datasource_ref
+
+SERIES_NAME = "${__field.labels.device}"
+"""Per-device series are named by their device id."""
+DEFAULT_TIME = ("now-24h", "now")
+NAV_TITLE = Text("Dasbor kotaflow", "kotaflow dashboards")
+
+
+def _target(ctx: BuildContext, query: str) -> Flux:
+    return Flux(query).datasource(datasource_ref(ctx.datasource_uid))
+
+
+def thresholds(bands: Bands | None) -> dash.ThresholdsConfig:
+    steps = (
+        [dm.Threshold(value=band.start, color=band.colour) for band in bands.bands]
+        if bands is not None
+        else [dm.Threshold(value=None, color="green")]
+    )
+    return dash.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def describe(ctx: BuildContext, text: Text | None, bands: Bands | None, unit: str) -> str:
+    parts = [text(ctx.lang)] if text is not None else []
+    if bands is not None:
+        parts.append(bands.describe(ctx.lang, unit))
+    return "\n\n".join(parts)
+
+
+def time_series(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    unit: str,
+    bands: Bands | None = None,
+    description: str = "",
+    bars: bool = False,
+    width: int = 12,
+    height: int = 8,
+    series_name: str | None = SERIES_NAME,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .thresholds(thresholds(bands))
+        .legend(
+            common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(cm.LegendDisplayMode.TABLE)
+            .placement(cm.LegendPlacement.RIGHT)
+            .calcs(["lastNotNull", "max"])
+        )
+    )
+    if series_name:
+        panel = panel.display_name(series_name)
+    if bands is not None:
+        panel = panel.thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED_AND_AREA)
+        )
+    if bars:
+        panel = panel.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60)
+    return panel
+
+
+def bar_gauge(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    unit: str,
+    bands: Bands | None = None,
+    description: str = "",
+    width: int = 12,
+    height: int = 8,
+) -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .thresholds(thresholds(bands))
+        .display_name(SERIES_NAME)
+        .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def single_stat(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    unit: str,
+    bands: Bands | None = None,
+    description: str = "",
+    width: int = 6,
+    height: int = 4,
+    mappings: Sequence[dm.ValueMapping] = (),
+) -> stat.Panel:
+    panel = (
+        stat.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .thresholds(thresholds(bands))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+    return panel.mappings(list(mappings)) if mappings else panel
+
+
+def data_table(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    description: str = "",
+    width: int = 12,
+    height: int = 8,
+    renames: dict[str, Text] | None = None,
+    mappings: Sequence[dm.ValueMapping] = (),
+) -> table.Panel:
+    panel = (
+        table.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .span(width)
+        .height(height)
+        .filterable(True)
+    )
+    for column, label in (renames or {}).items():
+        panel = panel.override_by_name(
+            column, [dm.DynamicConfigValue("displayName", label(ctx.lang))]
+        )
+    return panel.mappings(list(mappings)) if mappings else panel
+
+
+def state_timeline(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    mappings: Sequence[dm.ValueMapping],
+    description: str = "",
+    width: int = 24,
+    height: int = 8,
+) -> statetimeline.Panel:
+    return (
+        statetimeline.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .span(width)
+        .height(height)
+        .display_name(SERIES_NAME)
+        .mappings(list(mappings))
+    )
+
+
+def device_map(
+    ctx: BuildContext,
+    title: Text,
+    query: str,
+    *,
+    layer_name: Text,
+    colour_field: str,
+    colours: Bands,
+    mappings: Sequence[dm.ValueMapping],
+    description: str = "",
+    width: int = 24,
+    height: int = 14,
+) -> geomap.Panel:
+    """Markers at each row's ``latitude``/``longitude``, coloured by ``colour_field``."""
+    markers = (
+        common.MapLayerOptions()
+        .type("markers")
+        .name(layer_name(ctx.lang))
+        .location(
+            common.FrameGeometrySource()
+            .mode(cm.FrameGeometrySourceMode.COORDS)
+            .latitude("latitude")
+            .longitude("longitude")
+        )
+        .tooltip(True)
+        .config(
+            {
+                "showLegend": True,
+                "style": {
+                    "color": {"field": colour_field, "fixed": "dark-green"},
+                    "size": {"fixed": 9},
+                    "opacity": 0.9,
+                    "symbol": {"mode": "fixed", "fixed": "img/icons/marker/circle.svg"},
+                    "text": {"mode": "field", "field": "name", "fixed": ""},
+                    "textConfig": {"fontSize": 10, "offsetY": -14, "textAlign": "center"},
+                },
+            }
+        )
+    )
+    return (
+        geomap.Panel()
+        .title(title(ctx.lang))
+        .description(description)
+        .datasource(datasource_ref(ctx.datasource_uid))
+        .with_target(_target(ctx, query))
+        .span(width)
+        .height(height)
+        .view(geomap.MapViewConfig().id("fit").all_layers(True).zoom(10))
+        .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
+        .basemap(common.MapLayerOptions().type("osm-standard").name("OpenStreetMap"))
+        .layers([markers])
+        .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
+        .override_by_name(
+            colour_field,
+            [
+                dm.DynamicConfigValue("thresholds", thresholds(colours).build()),
+                dm.DynamicConfigValue("color", {"mode": "thresholds"}),
+                dm.DynamicConfigValue("mappings", list(mappings)),
+            ],
+        )
+    )
+
+
+def value_text(values: dict[str, tuple[Text, str]], ctx: BuildContext) -> dm.ValueMap:
+    """Map exact values to a label and colour (status codes, on/off)."""
+    return dm.ValueMap(
+        {
+            key: dm.ValueMappingResult(text=label(ctx.lang), color=colour, index=index)
+            for index, (key, (label, colour)) in enumerate(values.items())
+        }
+    )
+
+
+def dashboard(ctx: BuildContext, name: str, title: Text, description: Text) -> dash.Dashboard:
+    return (
+        dash.Dashboard(title(ctx.lang))
+        .uid(ctx.uid(name))
+        .description(description(ctx.lang))
+        .tags(["kotaflow", ctx.lang.value])
+        .timezone(ctx.timezone)
+        .week_start("monday")
+        .time(*DEFAULT_TIME)
+        .refresh("1m")
+        .readonly()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dash.DashboardLink(NAV_TITLE(ctx.lang))
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["kotaflow", ctx.lang.value])
+            .as_dropdown(True)
+            .keep_time(True)
+            .include_vars(False)
+        )
+    )
+
+
+def finish(builder: dash.Dashboard) -> dm.Dashboard:
+    """Build, and number the panels 1..n in order (stable ids for links and alert rules)."""
+    model = builder.build()
+    next_id = 1
+    for panel in model.panels or []:
+        panel.id_val = next_id
+        next_id += 1
+        for inner in getattr(panel, "panels", None) or []:
+            inner.id_val = next_id
+            next_id += 1
+    return model
