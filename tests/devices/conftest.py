@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
+from payload_builders import BuildFleet
 
 from devices.fleet import Fleet, load_fleet
-
-BuildFleet = Callable[..., Fleet]
 
 TEST_DEVICES: list[dict[str, Any]] = [
     {

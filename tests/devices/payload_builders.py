@@ -7,14 +7,18 @@ A value is a number/bool/str, or ``(value, unit)`` to send a non-canonical unit.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from devices.fleet import Fleet
 from devices.registry import Device
 from devices.topics import PayloadFormat, device_topic
 
 Values = dict[str, Any]
+BuildFleet = Callable[..., Fleet]
+"""The ``build_fleet`` fixture: ``build_fleet(*registry_entries) -> Fleet``."""
 
 
 def iso(ts_ms: int) -> str:
