@@ -1,0 +1,277 @@
+"""The MQTT -> Kafka bridge: every device message lands in the raw topic, nothing is lost.
+
+Guarantee: at-least-once from the broker to Kafka. A message is acked to the broker only
+after Kafka acknowledged its record (idempotent producer, ``acks=all``), and acks follow the
+order of arrival (:mod:`ingest.acks`). Whatever is not acked stays in our persistent MQTT
+session and is redelivered, so a crash or a Kafka outage costs duplicates, never messages.
+Duplicates are counted (``redelivered``) and are harmless downstream (InfluxDB points with
+the device's timestamp overwrite themselves).
+
+Flow, in one asyncio task (the *pump*): paho's network thread appends to the inbox
+(:mod:`ingest.mqtt`); the pump classifies each message at the edge (:mod:`ingest.edge`:
+raw envelope, or a dead letter for oversize / unknown topic / rate limited), hands it to the
+producer and attaches a done-callback. The callback completes the delivery in the ack
+window and acks the contiguous completed prefix.
+
+Failure and recovery:
+
+- MQTT connection lost: paho reconnects with backoff and resumes the session; the broker
+  redelivers the unacked messages, the old connection's pending deliveries are dropped
+  unacked.
+- Kafka fails (a produce errors or times out): the bridge stops acking at once, disconnects
+  from the broker (which keeps the unacked messages), throws the producer away, waits with
+  exponential backoff, and starts a fresh producer and MQTT connection; the broker then
+  redelivers everything that was not acked.
+- SIGTERM/SIGINT: take no new messages, let the in-flight ones reach Kafka and be acked
+  (up to ``drain_timeout_s``), disconnect, flush and stop the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from ingest.acks import AckWindow, Delivery
+from ingest.edge import EdgePolicy
+from ingest.envelope import RawEnvelope
+from ingest.metrics import BridgeMetrics
+from ingest.mqtt import MqttIntake, inbound_of
+from ingest.producer import make_bridge_producer
+from ingest.ratelimit import DeviceRateLimiter
+from kotaflow.settings import Settings
+
+log = logging.getLogger("kotaflow.bridge")
+
+_PRODUCER_STOP_TIMEOUT_S = 10.0
+_DRAIN_POLL_S = 0.02
+
+
+class _Outcome(enum.Enum):
+    STOPPED = "stopped"
+    KAFKA_FAILED = "kafka_failed"
+
+
+@dataclass(eq=False)
+class _Session:
+    """One MQTT connection's worth of state, thrown away whole on Kafka failure."""
+
+    producer: AIOKafkaProducer
+    intake: MqttIntake
+    wake: asyncio.Event
+    window: AckWindow = field(default_factory=AckWindow)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Bridge:
+    """Runs until the ``stop`` event passed to :meth:`run` is set."""
+
+    def __init__(self, settings: Settings, metrics: BridgeMetrics | None = None) -> None:
+        self._settings = settings
+        self._cfg = settings.bridge
+        self._raw_topic = settings.kafka.topics.raw
+        self._dead_topic = settings.kafka.topics.deadletter
+        self.metrics = metrics or BridgeMetrics()
+        limiter = (
+            DeviceRateLimiter(self._cfg.rate_per_s, self._cfg.rate_burst)
+            if self._cfg.rate_per_s is not None
+            else None
+        )
+        self._edge = EdgePolicy(self._cfg.max_payload_bytes, limiter)
+        self._produced_ok = self.metrics.produced
+        self._kafka_servers = settings.kafka.bootstrap_servers
+
+    async def run(self, stop: asyncio.Event) -> None:
+        stop_metrics = (
+            self.metrics.serve(self._cfg.metrics_port) if self._cfg.metrics_port else None
+        )
+        log.info(
+            "bridge starting",
+            extra={
+                "client_id": self._cfg.client_id,
+                "share_group": self._cfg.share_group,
+                "raw_topic": self._raw_topic,
+                "metrics_port": self._cfg.metrics_port,
+            },
+        )
+        delay = self._cfg.reconnect_min_s
+        try:
+            while not stop.is_set():
+                producer = await self._start_producer(stop)
+                if producer is None:
+                    return
+                outcome = await self._session(producer, stop)
+                if outcome is _Outcome.STOPPED:
+                    return
+                log.warning("recovering from a Kafka failure", extra={"retry_in_s": delay})
+                if await _wait_or_stop(stop, delay):
+                    return
+                delay = min(delay * 2, self._cfg.reconnect_max_s)
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
+            log.info("bridge stopped")
+
+    # -- one session ------------------------------------------------------------------
+
+    async def _session(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> _Outcome:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        intake = MqttIntake(self._settings.mqtt, self._cfg, loop, wake.set, self.metrics)
+        session = _Session(producer, intake, wake)
+        self.metrics.track_in_flight(lambda: len(session.window))
+        intake.start()
+        pump = asyncio.create_task(self._pump(session), name="bridge-pump")
+        stopping = asyncio.create_task(stop.wait())
+        failing = asyncio.create_task(session.failed.wait())
+        try:
+            await asyncio.wait({pump, stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set() and not session.failed.is_set():
+                await self._drain(session)
+                outcome = _Outcome.STOPPED
+            else:
+                if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                    self._fail(session, pump.exception())
+                outcome = _Outcome.KAFKA_FAILED
+        finally:
+            for task in (pump, stopping, failing):
+                task.cancel()
+            await asyncio.gather(pump, stopping, failing, return_exceptions=True)
+            abandoned = len(session.window) + len(intake.inbox)
+            await asyncio.to_thread(intake.close)
+            if abandoned:
+                self.metrics.dropped_unacked.inc(abandoned)
+                log.warning("left unacked for redelivery", extra={"messages": abandoned})
+            await self._stop_producer(producer)
+        return outcome
+
+    async def _pump(self, s: _Session) -> None:
+        inbox = s.intake.inbox
+        while True:
+            await s.wake.wait()
+            s.wake.clear()
+            s.intake.rearm()
+            while inbox and not s.failed.is_set():
+                generation, msg = inbox.popleft()
+                await self._forward(s, generation, msg)
+
+    async def _forward(self, s: _Session, generation: int, msg: paho.MQTTMessage) -> None:
+        metrics = self.metrics
+        metrics.received.inc()
+        if msg.dup:
+            metrics.redelivered.inc()
+        window = s.window
+        if generation != window.generation:
+            self._abandon(s, window.reset(generation))
+        delivery = window.open(generation, msg.mid, msg.qos, msg.timestamp)
+        decision = self._edge.classify(
+            inbound_of(msg), time.time_ns() // 1_000_000, time.monotonic()
+        )
+        try:
+            if isinstance(decision, RawEnvelope):
+                fut = await s.producer.send(
+                    self._raw_topic,
+                    decision.payload,
+                    key=decision.key(),
+                    headers=decision.headers(),
+                )
+                counter = self._produced_ok
+            else:
+                fut = await s.producer.send(self._dead_topic, decision.value(), key=decision.key())
+                counter = metrics.deadlettered_for(decision.reason)
+        except KafkaError as err:
+            self._fail(s, err)
+            return
+        fut.add_done_callback(functools.partial(self._on_produced, s, delivery, counter))
+
+    def _on_produced(
+        self, s: _Session, delivery: Delivery, counter: Counter, fut: asyncio.Future[object]
+    ) -> None:
+        if fut.cancelled():
+            self._fail(s, asyncio.CancelledError("produce cancelled"))
+            return
+        err = fut.exception()
+        if err is not None:
+            self._fail(s, err)
+            return
+        counter.inc()
+        if s.failed.is_set():
+            return  # recovering: ack nothing more, the broker will redeliver
+        ready = s.window.complete(delivery)
+        if ready:
+            now = time.monotonic()
+            observe = self.metrics.ack_latency.observe
+            for d in ready:
+                s.intake.ack(d.mid, d.qos)
+                observe(now - d.received_at)
+            self.metrics.acked.inc(len(ready))
+            s.intake.release(len(ready))
+
+    def _abandon(self, s: _Session, dropped: list[Delivery]) -> None:
+        """A reconnect superseded these: the broker redelivers them, free their slots."""
+        if dropped:
+            self.metrics.dropped_unacked.inc(len(dropped))
+            s.intake.release(len(dropped))
+
+    def _fail(self, s: _Session, err: BaseException | None) -> None:
+        if s.failed.is_set():
+            return
+        self.metrics.kafka_failures.inc()
+        log.error(
+            "Kafka produce failed; acks stopped",
+            extra={"error": repr(err), "in_flight": len(s.window)},
+        )
+        s.failed.set()
+
+    async def _drain(self, s: _Session) -> None:
+        """Graceful stop: no new intake; wait until what was taken is in Kafka and acked."""
+        s.intake.stop_intake()
+        deadline = time.monotonic() + self._cfg.drain_timeout_s
+        log.info("draining", extra={"in_flight": len(s.window) + len(s.intake.inbox)})
+        while (s.intake.inbox or len(s.window)) and not s.failed.is_set():
+            if time.monotonic() >= deadline:
+                log.warning("drain timed out", extra={"in_flight": len(s.window)})
+                return
+            await asyncio.sleep(_DRAIN_POLL_S)
+
+    # -- producer lifecycle ------------------------------------------------------------
+
+    async def _start_producer(self, stop: asyncio.Event) -> AIOKafkaProducer | None:
+        delay = self._cfg.reconnect_min_s
+        while not stop.is_set():
+            producer = make_bridge_producer(self._settings.kafka, self._cfg)
+            try:
+                await producer.start()
+            except KafkaError as err:
+                log.warning("Kafka unavailable", extra={"error": repr(err), "retry_in_s": delay})
+                await self._stop_producer(producer)
+                if await _wait_or_stop(stop, delay):
+                    return None
+                delay = min(delay * 2, self._cfg.reconnect_max_s)
+                continue
+            log.info("Kafka producer started", extra={"bootstrap": self._kafka_servers})
+            return producer
+        return None
+
+    @staticmethod
+    async def _stop_producer(producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), _PRODUCER_STOP_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as err:
+            log.warning("Kafka producer did not stop cleanly", extra={"error": repr(err)})
+
+
+async def _wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep ``delay`` seconds unless ``stop`` is set first; True if it was."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    return stop.is_set()

@@ -1,0 +1,53 @@
+"""``kotaflow bridge``: run the MQTT -> Kafka bridge until SIGTERM or SIGINT (then drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from ingest.bridge import Bridge
+from kotaflow.context import settings_of
+from kotaflow.logs import setup_logging
+from kotaflow.settings import Settings
+
+
+def bridge(
+    ctx: typer.Context,
+    client_id: Annotated[
+        str | None,
+        typer.Option("--client-id", help="Stable MQTT client id (one per bridge process)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Prometheus port; 0 turns it off.")
+    ] = None,
+) -> None:
+    """Carry device messages from Mosquitto to Kafka's raw topic, at least once.
+
+    Run N of these with different client ids to share the load (one shared subscription).
+
+    Example: kotaflow bridge --client-id kotaflow-bridge-2 --metrics-port 9109
+    """
+    settings = settings_of(ctx)
+    changes: dict[str, object] = {}
+    if client_id is not None:
+        changes["client_id"] = client_id
+    if metrics_port is not None:
+        changes["metrics_port"] = metrics_port
+    if changes:
+        bridge_cfg = type(settings.bridge).model_validate(
+            {**settings.bridge.model_dump(), **changes}
+        )
+        settings = settings.model_copy(update={"bridge": bridge_cfg})
+    setup_logging(settings.log_level)
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Bridge(settings).run(stop)

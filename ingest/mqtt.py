@@ -1,0 +1,232 @@
+"""The MQTT side of the bridge: one paho client, its persistent session, and the hand-off.
+
+Session: MQTT 5, a fixed client id, ``clean_start=False`` and a session expiry interval, so
+the broker keeps our subscriptions and every unacked message while we are away. QoS 1
+subscriptions to ``devices.topics.SUBSCRIPTIONS`` (through ``$share/<group>/`` when a share
+group is set: several bridges then split the stream). ``manual_ack=True``: paho never acks
+on its own; the bridge calls :meth:`MqttIntake.ack` once Kafka has the message.
+
+Threads: paho's network thread (``loop_start``) runs the callbacks and reconnects with
+backoff. ``on_message`` only takes an in-flight slot, appends to the inbox and, if the
+asyncio side is not already due to look, wakes it once with ``call_soon_threadsafe`` (one
+wake-up per burst, not per message). Every message is routed there: paho's per-filter
+callbacks never fire for ``$share/`` filters. ``suppress_exceptions`` keeps the network
+thread alive whatever a callback does.
+
+Memory is bounded twice: MQTT 5 Receive Maximum caps what the broker sends unacked, and a
+local semaphore (``max_in_flight``) blocks the network thread when full (it also bounds
+QoS 0 deliveries, which Receive Maximum does not count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from devices.topics import SUBSCRIPTIONS
+from ingest.edge import Inbound, user_properties_of
+from ingest.metrics import BridgeMetrics
+from kotaflow.settings import BridgeSettings, MqttSettings
+
+log = logging.getLogger("kotaflow.bridge.mqtt")
+
+_SLOT_WAIT_S = 0.25
+
+Received = tuple[int, paho.MQTTMessage]
+"""(connection generation, message): the generation tells the bridge which session it is."""
+
+
+def subscription_filters(share_group: str | None) -> list[str]:
+    """The topic filters the bridge subscribes to, shared when a group is set."""
+    if share_group is None:
+        return list(SUBSCRIPTIONS)
+    return [f"$share/{share_group}/{f}" for f in SUBSCRIPTIONS]
+
+
+def inbound_of(msg: paho.MQTTMessage) -> Inbound:
+    """Copy out what the bridge keeps of a paho message (runs on the asyncio side)."""
+    try:
+        topic = msg.topic
+    except UnicodeDecodeError:  # brokers should refuse these; never crash on one
+        topic = msg._topic.decode("utf-8", "backslashreplace")
+    props = msg.properties
+    payload = msg.payload
+    return Inbound(
+        topic=topic,
+        payload=payload if type(payload) is bytes else bytes(payload),
+        qos=msg.qos,
+        retain=bool(msg.retain),
+        content_type=getattr(props, "ContentType", None) if props is not None else None,
+        user_properties=user_properties_of(
+            getattr(props, "UserProperty", None) if props is not None else None
+        ),
+    )
+
+
+class MqttIntake:
+    """A persistent-session paho client that hands messages to an asyncio loop."""
+
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        bridge: BridgeSettings,
+        loop: asyncio.AbstractEventLoop,
+        wake: Callable[[], None],
+        metrics: BridgeMetrics,
+    ) -> None:
+        self._mqtt = mqtt
+        self._bridge = bridge
+        self._loop = loop
+        self._wake = wake
+        self._metrics = metrics
+        self.inbox: deque[Received] = deque()
+        self._slots = threading.Semaphore(bridge.max_in_flight)
+        self._generation = 0
+        self._accepting = True
+        self._wake_pending = False
+        self._client = self._make_client()
+
+    # -- control, from the asyncio side -------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with backoff until the broker answers."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._bridge.session_expiry_s
+        props.ReceiveMaximum = self._bridge.receive_maximum
+        self._client.connect_async(
+            self._mqtt.host,
+            self._mqtt.port,
+            keepalive=self._mqtt.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def rearm(self) -> None:
+        """Called by the consumer before it empties the inbox: the next arrival wakes it."""
+        self._wake_pending = False
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._client.ack(mid, qos)
+
+    def release(self, count: int) -> None:
+        """Give back in-flight slots of deliveries that were acked or abandoned."""
+        if count > 0:
+            self._slots.release(count)
+
+    def stop_intake(self) -> None:
+        """Take no more messages; later arrivals stay unacked for the broker to redeliver."""
+        self._accepting = False
+
+    def close(self) -> None:
+        """Disconnect (pending acks are written first) and stop the network thread."""
+        self._accepting = False
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- paho callbacks, on the network thread ---------------------------------------------
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        slots = self._slots
+        if not slots.acquire(blocking=False):
+            while not slots.acquire(timeout=_SLOT_WAIT_S):
+                if not self._accepting:
+                    return
+        if not self._accepting:
+            slots.release()
+            return
+        self.inbox.append((self._generation, msg))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused", extra={"reason": str(reason_code)})
+            return
+        self._generation += 1
+        self._metrics.mqtt_connects.inc()
+        log.info(
+            "MQTT connected",
+            extra={
+                "broker": f"{self._mqtt.host}:{self._mqtt.port}",
+                "client_id": self._bridge.client_id,
+                "session_present": flags.session_present,
+                "connection": self._generation,
+            },
+        )
+        if not flags.session_present:
+            options = SubscribeOptions(qos=1)
+            client.subscribe([(f, options) for f in subscription_filters(self._bridge.share_group)])
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[Any],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("MQTT subscription refused", extra={"reasons": refused})
+        else:
+            filters = subscription_filters(self._bridge.share_group)
+            log.info("MQTT subscribed", extra={"filters": filters})
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Properties | None,
+    ) -> None:
+        level = logging.INFO if not self._accepting else logging.WARNING
+        log.log(level, "MQTT disconnected", extra={"reason": str(reason_code)})
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._bridge.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        client.suppress_exceptions = True
+        client.reconnect_delay_set(
+            min_delay=max(1, round(self._bridge.reconnect_min_s)),
+            max_delay=max(1, round(self._bridge.reconnect_max_s)),
+        )
+        if self._mqtt.username:
+            password = self._mqtt.password.get_secret_value() if self._mqtt.password else None
+            client.username_pw_set(self._mqtt.username, password)
+        if self._mqtt.tls:
+            client.tls_set_context(
+                ssl.create_default_context(
+                    cafile=str(self._mqtt.ca_file) if self._mqtt.ca_file else None
+                )
+            )
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        return client

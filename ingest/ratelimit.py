@@ -1,0 +1,55 @@
+"""Per-device token buckets: a flooding device is held to its rate, the others are untouched.
+
+Each device key has its own bucket (``rate`` tokens per second, at most ``burst``), so one
+device's flood never uses up another device's allowance. The bridge dead-letters what a
+bucket refuses (reason ``rate_limited``) instead of forwarding it.
+
+Memory stays bounded: a bucket that has refilled to ``burst`` is indistinguishable from a
+new one, so such buckets are forgotten whenever the table grows past ``max_devices``.
+Pure logic, no I/O, no clock of its own: the caller passes ``now`` (monotonic seconds).
+"""
+
+from __future__ import annotations
+
+
+class DeviceRateLimiter:
+    """Token bucket per device key; ``allow`` spends one token or says no."""
+
+    __slots__ = ("_buckets", "_burst", "_max_devices", "_rate")
+
+    def __init__(self, rate_per_s: float, burst: int, max_devices: int = 100_000) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+        self._rate = rate_per_s
+        self._burst = float(burst)
+        self._max_devices = max_devices
+        # device key -> [tokens, time of last update]
+        self._buckets: dict[str, list[float]] = {}
+
+    def allow(self, device: str, now: float) -> bool:
+        bucket = self._buckets.get(device)
+        if bucket is None:
+            if len(self._buckets) >= self._max_devices:
+                self._forget_full(now)
+            self._buckets[device] = [self._burst - 1.0, now]
+            return True
+        tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self._rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return True
+        bucket[0] = tokens
+        return False
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled: forgetting them changes no future answer."""
+        full = [
+            key
+            for key, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self._rate >= self._burst
+        ]
+        for key in full:
+            del self._buckets[key]

@@ -1,0 +1,68 @@
+"""Edge policy: forward known device topics untouched, dead-letter the rest with a reason."""
+
+from __future__ import annotations
+
+from devices.reading import Reason
+from devices.topics import DeviceKeyKind, PayloadFormat
+from ingest.edge import EdgePolicy, Inbound
+from ingest.envelope import RawEnvelope, parse_envelope
+from ingest.ratelimit import DeviceRateLimiter
+from kotaflow.deadletter import DeadLetter
+
+
+def _policy(rate: float | None = None, burst: int = 1) -> EdgePolicy:
+    limiter = DeviceRateLimiter(rate, burst) if rate is not None else None
+    return EdgePolicy(max_payload_bytes=100, limiter=limiter)
+
+
+def test_device_message_becomes_a_raw_envelope_with_payload_untouched() -> None:
+    payload = b'{"t": 21.5}'
+    msg = Inbound(
+        "kotaflow/rtg-aq-01/telemetry",
+        payload,
+        qos=1,
+        content_type="application/json",
+        user_properties=(("fw", "1.2"),),
+    )
+    out = _policy().classify(msg, rx_ms=1_764_300_000_000, now=0.0)
+    assert isinstance(out, RawEnvelope)
+    assert out.key() == b"rtg-aq-01"
+    back = parse_envelope(out.payload, out.headers())
+    assert back == out
+    assert back.payload is payload
+    assert back.format is PayloadFormat.NATIVE_JSON
+
+
+def test_lorawan_topics_are_keyed_by_lower_case_dev_eui() -> None:
+    msg = Inbound("application/manggarai/device/0011AABBCCDDEEFF/event/up", b"{}")
+    out = _policy().classify(msg, rx_ms=0, now=0.0)
+    assert isinstance(out, RawEnvelope)
+    assert out.device_key == "0011aabbccddeeff"
+    assert out.key_kind is DeviceKeyKind.DEV_EUI
+
+
+def test_oversize_payload_is_dead_lettered_whole() -> None:
+    payload = b"x" * 101
+    out = _policy().classify(Inbound("kotaflow/d1/telemetry", payload), rx_ms=0, now=0.0)
+    assert isinstance(out, DeadLetter)
+    assert out.reason is Reason.OVERSIZE
+    assert out.device == "d1"
+    again = DeadLetter.from_value(out.value())
+    assert again.payload == payload
+    assert again.source["mqtt_topic"] == "kotaflow/d1/telemetry"
+
+
+def test_unknown_topic_is_dead_lettered() -> None:
+    out = _policy().classify(Inbound("kotaflow/d1/config", b"{}"), rx_ms=0, now=0.0)
+    assert isinstance(out, DeadLetter)
+    assert out.reason is Reason.UNKNOWN_TOPIC
+    assert out.stage == "bridge"
+
+
+def test_rate_limited_excess_is_dead_lettered_per_device() -> None:
+    policy = _policy(rate=1.0, burst=2)
+    flood = [policy.classify(Inbound("kotaflow/flood/telemetry", b"{}"), 0, 0.0) for _ in range(5)]
+    reasons = [x.reason if isinstance(x, DeadLetter) else None for x in flood]
+    assert reasons == [None, None, Reason.RATE_LIMITED, Reason.RATE_LIMITED, Reason.RATE_LIMITED]
+    quiet = policy.classify(Inbound("kotaflow/quiet/telemetry", b"{}"), 0, 0.0)
+    assert isinstance(quiet, RawEnvelope)
