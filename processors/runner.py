@@ -61,18 +61,24 @@ async def run_stages(
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=health.registry)
     output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
-    async with InfluxSink(settings, on_retry=lambda what, _: health.retry(what)) as influx:
+    names = chosen(names)
+    async with contextlib.AsyncExitStack() as resources:
+        influx: InfluxSink | None = None
+        if StageName.STORE in names or StageName.AGGREGATE in names:
+            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry(what))
+            influx = await resources.enter_async_context(sink)
         stages: list[Stage] = []
-        for name in chosen(names):
+        for name in names:
             if name is StageName.VALIDATE:
                 stages.append(ValidateStage(settings, health, output))
-            elif name is StageName.STORE:
+            elif name is StageName.STORE and influx is not None:
                 stages.append(StoreStage(settings, health, output, influx))
-            elif name is StageName.AGGREGATE:
+            elif name is StageName.AGGREGATE and influx is not None:
                 stages.append(AggregateStage(settings, health, output, influx))
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
-        tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
+        if influx is not None:
+            tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

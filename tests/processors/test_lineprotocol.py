@@ -79,4 +79,5 @@ def test_a_replayed_reading_in_the_same_batch_keeps_the_later_value() -> None:
     buf.add(_reading("pm25", 1.0, 1000), None)  # type: ignore[arg-type]
     buf.add(_reading("pm25", 2.0, 1000), None)  # type: ignore[arg-type]
     lines, _ = buf.take()
-    assert len(lines) == 1 and lines[0].endswith(" pm25=2.0 1000")
+    assert len(lines) == 1
+    assert lines[0].endswith(" pm25=2.0 1000")

@@ -9,8 +9,17 @@ from processors.retry import Backoff, parse_retry_after, retryable
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(None, True), (429, True), (500, True), (503, True), (408, True), (400, False),
-     (401, False), (404, False), (413, False)],
+    [
+        (None, True),
+        (429, True),
+        (500, True),
+        (503, True),
+        (408, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (413, False),
+    ],
 )
 def test_only_overload_server_errors_and_silence_are_retried(
     status: int | None, expected: bool

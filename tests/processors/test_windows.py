@@ -87,7 +87,9 @@ def test_late_reading_corrects_closed_window() -> None:
     assert [w.correction for w in wb.take_closed()] == [False]
     assert wb.add(S, T0 + 2000, 7.0, 1, NOW) is Added.NEW
     (late,) = wb.take_closed()
-    assert late.correction and late.start_ms == T0 and late.points == {T0 + 2000: 7.0}
+    assert late.correction
+    assert late.start_ms == T0
+    assert late.points == {T0 + 2000: 7.0}
     assert (late.first_offset, late.last_offset) == (1, 1)
 
 
@@ -117,7 +119,8 @@ def test_held_back_corrections_keep_holding_the_commit_and_merge_new_points() ->
     wb.add(S, T0 + 2000, 2.0, 6, NOW)
     wb.hold_back([late])
     (merged,) = wb.windows.values()
-    assert merged.first_offset == 5 and merged.points == {T0 + 1000: 1.0, T0 + 2000: 2.0}
+    assert merged.first_offset == 5
+    assert merged.points == {T0 + 1000: 1.0, T0 + 2000: 2.0}
     assert wb.commit_offset(7) == 5
 
 
@@ -128,7 +131,8 @@ def test_metadata_round_trips_and_garbage_means_no_watermark() -> None:
 
 
 def test_window_start_floors_to_the_minute() -> None:
-    assert window_start(T0 + 59_999) == T0 and window_start(T0 + 60_000) == T0 + 60_000
+    assert window_start(T0 + 59_999) == T0
+    assert window_start(T0 + 60_000) == T0 + 60_000
 
 
 # A partition replayed through crashes: rollups must equal a recomputation from raw points.

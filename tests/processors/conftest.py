@@ -1,0 +1,101 @@
+"""Fixtures for the processor tests: private topics and groups on the real local Kafka.
+
+Every test gets its own ``kotaflow.raw/readings/deadletter`` topics and consumer groups
+(unique names), so tests of other parts and parallel runs never see each other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from kotaflow.settings import Settings
+
+log = logging.getLogger("tests.processors")
+PARTITIONS = 4
+
+
+def isolate(settings: Settings, tag: str) -> Settings:
+    """``settings`` with unique topics and consumer groups for one test."""
+    topics = settings.kafka.topics.model_copy(
+        update={
+            "raw": f"test.{tag}.raw",
+            "readings": f"test.{tag}.readings",
+            "deadletter": f"test.{tag}.deadletter",
+        }
+    )
+    kafka = settings.kafka.model_copy(update={"topics": topics})
+    p = settings.processing
+    processing = p.model_copy(
+        update={
+            "validation": p.validation.model_copy(update={"group_id": f"test-{tag}-validate"}),
+            "store": p.store.model_copy(update={"group_id": f"test-{tag}-store"}),
+            "aggregate": p.aggregate.model_copy(update={"group_id": f"test-{tag}-aggregate"}),
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka, "processing": processing})
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The same isolation as environment variables, for ``kotaflow process`` subprocesses."""
+    t, p = settings.kafka.topics, settings.processing
+    return {
+        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
+        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
+        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
+        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": p.validation.group_id,
+        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": p.store.group_id,
+        "KOTAFLOW_PROCESSING__AGGREGATE__GROUP_ID": p.aggregate.group_id,
+    }
+
+
+async def _topics(settings: Settings, create: bool) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        t = settings.kafka.topics
+        names = [t.raw, t.readings, t.deadletter]
+        if create:
+            await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+        else:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(settings: Settings) -> Settings:
+    """Just Kafka, up and healthy (for tests that need no InfluxDB)."""
+    from deploy.local import stack as local_stack
+
+    statuses = local_stack.up(settings, log.info, only={"kafka"})
+    if not all(s.healthy for s in statuses):
+        pytest.fail(f"kafka unhealthy: {statuses}")
+    return settings
+
+
+def _private(base: Settings) -> Iterator[Settings]:
+    mine = isolate(base, uuid.uuid4().hex[:10])
+    asyncio.run(_topics(mine, create=True))
+    yield mine
+    try:
+        asyncio.run(_topics(mine, create=False))
+    except Exception as err:  # cleanup only; the names are unique anyway
+        log.warning("could not delete test topics: %s", err)
+
+
+@pytest.fixture
+def on_kafka(kafka_stack: Settings) -> Iterator[Settings]:
+    """Private topics/groups on the real Kafka (no InfluxDB needed)."""
+    yield from _private(kafka_stack)
+
+
+@pytest.fixture
+def on_stack(stack: Settings) -> Iterator[Settings]:
+    """Private topics/groups on the full real stack (Kafka and InfluxDB)."""
+    yield from _private(stack)

@@ -1,0 +1,143 @@
+"""Shared test helpers: build raw envelopes, produce them, read topics back, run stages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from devices.topics import DeviceKeyKind, PayloadFormat, device_topic
+from ingest.envelope import Headers, RawEnvelope
+from kotaflow.settings import Settings
+from processors.health import Health
+from processors.runner import StageName, run_stages
+
+Raw = tuple[bytes, bytes | None, Headers]
+"""(key, value, headers) of one record on the raw topic."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def native(device: str, values: dict[str, Any], ts_ms: int | None, rx_ms: int) -> Raw:
+    payload: Any = values if ts_ms is None else {"ts": ts_ms, "values": values}
+    return envelope(device, json.dumps(payload).encode(), rx_ms)
+
+
+def envelope(device: str, payload: bytes, rx_ms: int, topic: str | None = None) -> Raw:
+    env = RawEnvelope(
+        payload=payload,
+        mqtt_topic=topic or device_topic(PayloadFormat.NATIVE_JSON, device),
+        device_key=device,
+        key_kind=DeviceKeyKind.DEVICE_ID,
+        format=PayloadFormat.NATIVE_JSON,
+        rx_ms=rx_ms,
+    )
+    return env.key(), env.payload, env.headers()
+
+
+async def produce(settings: Settings, topic: str, records: Sequence[Raw]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=1_048_576,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value, key=key, headers=headers)
+            for key, value, headers in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def _reader(settings: Settings, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A group-less consumer assigned every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        while not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 60.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the start, polled until ``until(records)`` or deadline."""
+    async with _reader(settings, topic) as consumer:
+        await consumer.seek_to_beginning()
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not until(records):
+            batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    async with _reader(settings, topic) as consumer:
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        return {tp.partition: o for tp, o in ends.items()}
+
+
+async def committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+        return {tp.partition: om.offset for tp, om in found.items() if tp.topic == topic}
+    finally:
+        await admin.close()
+
+
+async def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll an async or sync ``check`` until it returns something truthy; fail at deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *stages: StageName) -> AsyncIterator[Health]:
+    """The given stages running in this loop; stopped (flush, commit) on exit."""
+    stop = asyncio.Event()
+    health = Health("test")
+    task = asyncio.create_task(run_stages(settings, list(stages), stop, health, signals=False))
+    try:
+        yield health
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
