@@ -41,6 +41,7 @@ POM = FILES / "pom.xml"
 SERVER_TEMPLATE = FILES / "server.properties"
 LOG4J_CONFIG = FILES / "log4j2.properties"
 BROKER_JAR = re.compile(r"kafka_2\.13-(?P<version>[\w.-]+)\.jar")
+MAVEN_DOWNLOADED = re.compile(r"Downloaded from [^:]+: \S*/(?P<file>[^/\s]+) ")
 
 HEAP = ("-Xms256m", "-Xmx768m")
 JVM_OPTIONS = (
@@ -256,13 +257,14 @@ class MavenProgress:
         self.downloaded = 0
 
     def __call__(self, line: str) -> str | None:
-        if not line.startswith("Downloaded from"):
+        """Lines look like ``[INFO] Downloaded from central: <url> (7.5 kB at 60 kB/s)``."""
+        found = MAVEN_DOWNLOADED.search(line)
+        if found is None:
             return None
         self.downloaded += 1
         if self.downloaded % MAVEN_REPORT_EVERY:
             return None
-        name = line.split()[3].rsplit("/", 1)[-1] if len(line.split()) > 3 else "?"
-        return f"maven: {self.downloaded} files fetched (latest {name})"
+        return f"maven: {self.downloaded} files fetched (latest {found['file']})"
 
 
 def pinned_version() -> str:

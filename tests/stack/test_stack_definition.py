@@ -102,7 +102,7 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
 
 def test_maven_progress_reports_every_25th_download() -> None:
     progress = MavenProgress()
-    line = "Downloaded from central: https://example.invalid/a/b/x-1.jar (3 kB at 9 kB/s)"
+    line = "[INFO] Downloaded from central: https://example.invalid/a/x-1.jar (3 kB at 9 kB/s)"
     shown = [progress(line) for _ in range(50)]
     assert [s for s in shown if s] == [
         "maven: 25 files fetched (latest x-1.jar)",
