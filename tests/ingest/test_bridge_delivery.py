@@ -1,0 +1,41 @@
+"""The bridge against the real Mosquitto and Kafka: nothing published at QoS 1 is lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from bridge_support import BridgeRun, Publisher, TopicReader, ids_of, traffic, wait_for_log
+
+log = logging.getLogger("tests.bridge")
+
+pytestmark = [pytest.mark.services, pytest.mark.asyncio]
+
+DEVICES = 50
+PER_DEVICE = 400  # 20,000 messages
+
+
+@pytest.mark.timeout(300)
+async def test_twenty_thousand_qos1_messages_all_reach_kafka(bridge_run: BridgeRun) -> None:
+    run = bridge_run
+    run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    publisher.publish(traffic(run, DEVICES, PER_DEVICE))
+    publisher.finish()
+    expected = {f"{run.device(d)}:{s}" for d in range(DEVICES) for s in range(PER_DEVICE)}
+
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
+        seen = ids_of(reader.records)
+
+    duplicates = sum(n - 1 for key, n in seen.items() if key in expected)
+    log.info("delivered %d unique, %d duplicates", len(expected), duplicates)
+    assert expected <= set(seen)
+    for key, value, headers, _ in reader.records[:100]:
+        found = dict(headers)
+        device = json.loads(value)["id"].split(":")[0]
+        assert key == device.encode() == found["kf.device"]
+        assert found["kf.format"] == b"native-json"
+        assert found["kf.topic"] == f"kotaflow/{device}/telemetry".encode()
