@@ -154,7 +154,7 @@ def check_catalogue(source: SourceFile) -> tuple[Catalogue | None, list[Problem]
         return None, problems + pydantic_problems(source, err)
     problems += _cross_check(spec, source)
     if problems:
-        return None, problems
+        return None, sorted(problems, key=lambda p: p.line)
     return _compile(spec, str(source.path)), []
 
 

@@ -182,7 +182,7 @@ def check_registry(
             problems += pydantic_problems(source, err, ("devices", index))
     problems += _cross_check(source, header, devices, catalogue)
     if problems:
-        return None, problems
+        return None, sorted(problems, key=lambda p: p.line)
     return _build(header.regency, [d for _, d in devices], str(source.path)), []
 
 
@@ -212,11 +212,14 @@ def _cross_check(
 
     for index, device in devices:
         at: FieldPath = ("devices", index)
+        id_taken = device.id in first_id
         unique(first_id, device.id, index, (*at, "id"), "device id")
         if device.dev_eui is not None:
             unique(first_eui, device.dev_eui, index, (*at, "dev_eui"), "DevEUI")
-        ns_field = "tts_device_id" if device.tts_device_id else "id"
-        unique(first_ns, device.ns_device_id, index, (*at, ns_field), "TTS device id")
+        if device.tts_device_id is not None:
+            unique(first_ns, device.tts_device_id, index, (*at, "tts_device_id"), "TTS device id")
+        elif not id_taken:  # its TTS id is its id: say so once, not twice
+            unique(first_ns, device.id, index, (*at, "id"), "TTS device id")
         if allowed_kecamatan and device.kecamatan not in allowed_kecamatan:
             problems.append(
                 source.problem(
@@ -235,12 +238,12 @@ def _cross_check(
             continue
         for metric in device.calibration:
             if metric not in device_type.metrics:
-                problems.append(
-                    source.problem(
-                        (*at, "calibration", metric),
-                        f"type {device.type!r} has no metric {metric!r}",
-                    )
-                )
+                reason = f"type {device.type!r} has no metric {metric!r}"
+            elif device_type.metrics[metric].boolean:
+                reason = f"{metric!r} is an on/off metric and cannot be calibrated"
+            else:
+                continue
+            problems.append(source.problem((*at, "calibration", metric), reason))
     return problems
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from payload_builders import BuildFleet
+from payload_builders import BuildFleet, device_entry
 
 from devices.fleet import Fleet, load_fleet
 
@@ -22,19 +22,6 @@ TEST_DEVICES: list[dict[str, Any]] = [
     {"id": "t-sl-01", "type": "streetlight", "dev_eui": "0004a30b00000001"},
     {"id": "t-wx-off", "type": "weather", "dev_eui": "a84041000000dead", "enabled": False},
 ]
-
-
-def device_entry(**fields: Any) -> dict[str, Any]:
-    """A registry entry with plausible defaults for what the test does not care about."""
-    return {
-        "name": f"test {fields['id']}",
-        "kecamatan": "Langke Rembong",
-        "latitude": -8.61,
-        "longitude": 120.46,
-        "elevation_m": 1170,
-        "install_date": "2025-01-01",
-        **fields,
-    }
 
 
 @pytest.fixture(scope="session")

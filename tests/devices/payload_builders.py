@@ -21,6 +21,19 @@ BuildFleet = Callable[..., Fleet]
 """The ``build_fleet`` fixture: ``build_fleet(*registry_entries) -> Fleet``."""
 
 
+def device_entry(**fields: Any) -> dict[str, Any]:
+    """A registry entry with plausible defaults for what the test does not care about."""
+    return {
+        "name": f"test {fields['id']}",
+        "kecamatan": "Langke Rembong",
+        "latitude": -8.61,
+        "longitude": 120.46,
+        "elevation_m": 1170,
+        "install_date": "2025-01-01",
+        **fields,
+    }
+
+
 def iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
