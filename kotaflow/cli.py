@@ -46,12 +46,16 @@ def _register() -> None:
     from deploy.local.cli import app as stack_app
     from devices.cli import app as devices_app
     from ingest.cli import bridge as bridge_command
+    from processors.alerting.cli import alert as alert_command
+    from processors.alerting.cli import app as alerts_app
     from processors.cli import process as process_command
 
     app.add_typer(stack_app, name="stack")
     app.command("process")(process_command)
     app.add_typer(devices_app, name="devices")
     app.command("bridge")(bridge_command)
+    app.command("alert")(alert_command)
+    app.add_typer(alerts_app, name="alerts")
 
 
 _register()

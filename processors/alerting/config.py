@@ -110,6 +110,10 @@ class AlertingSettings(BaseModel):
         "http://127.0.0.1:3000/d/kotaflow-device/device?var-device={device}",
         description="link in every message; {device} is replaced by the device id",
     )
+    notify_max_age_s: float = Field(
+        900.0, gt=0, description="older level changes (a replayed backlog) are not notified"
+    )
+    write_influx: bool = Field(True, description="also write alert events to InfluxDB")
     influx_bucket: str | None = Field(None, description="default: influxdb.telemetry_bucket")
     influx_measurement: str = "alerts"
     receivers: dict[str, Receiver] = {}

@@ -131,6 +131,11 @@ class Dirty:
 class Engine:
     rules: RuleSet
     started_ms: int
+    max_notify_age_ms: int = 15 * 60_000
+    """A level change older than this (a backlog being replayed) is recorded, not notified;
+    if the alert still fires once caught up, the next tick notifies it once."""
+    caught_up: set[int] | None = None
+    """Partitions read up to their end (set by the consumer); None: all (no consumer)."""
     devices: dict[str, DeviceSeen] = field(default_factory=dict)
     series: dict[SeriesKey, Series] = field(default_factory=dict)
     states: dict[StateKey, AlertState] = field(default_factory=dict)
@@ -322,7 +327,7 @@ class Engine:
             notify = state.notified_level is not None and silence is None
             state.notified_level = state.notified_ms = None
         else:
-            notify = silence is None
+            notify = silence is None and now_ms - at_ms <= self.max_notify_age_ms
             if notify:
                 state.notified_level, state.notified_ms = new, now_ms
         shown = new if new is not None else previous
@@ -347,7 +352,8 @@ class Engine:
         silence = silenced_by(silences, now_ms, rule.name, device, seen.kecamatan, seen.type)
         if silence is not None:
             return []
-        first = state.notified_level != state.level or state.notified_ms is None
+        current = self.caught_up is None or seen.partition in self.caught_up
+        first = current and (state.notified_level != state.level or state.notified_ms is None)
         due = (
             rule.repeat_ms > 0
             and state.notified_ms is not None

@@ -278,3 +278,22 @@ def test_below_direction_levels(tmp_path: Path) -> None:
     assert [e.change for e in volts(T0 + 1, 3.2)] == [Change.FIRED]
     assert volts(T0 + 2, 3.4) == []
     assert [e.change for e in volts(T0 + 3, 3.6)] == [Change.RESOLVED]
+
+
+def test_backlog_transitions_are_recorded_not_notified_then_current_state_is(
+    tmp_path: Path,
+) -> None:
+    engine = Engine(rules_from(tmp_path, RIVER_RULES), started_ms=T0 + 120 * MIN, caught_up=set())
+    now = T0 + 120 * MIN  # replaying readings two hours old
+    old = [(T0, 160), (T0 + MIN, 100), (T0 + 2 * MIN, 170)]
+    events = [
+        e for ts, v in old for e in engine.apply(reading("rl-1", "water_level", v, ts), 0, now, [])
+    ]
+    assert _changes(events) == [
+        ("fired", "Waspada", False),
+        ("resolved", "Waspada", False),
+        ("fired", "Waspada", False),
+    ]
+    assert engine.tick(now, []) == []  # still replaying partition 0
+    engine.caught_up = {0}
+    assert _changes(engine.tick(now + 1000, [])) == [("reminder", "Waspada", True)]

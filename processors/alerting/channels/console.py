@@ -1,0 +1,19 @@
+"""Console receiver: print the message to the terminal (the default with no receivers)."""
+
+from __future__ import annotations
+
+import sys
+
+from processors.alerting.config import ConsoleReceiver
+from processors.alerting.events import AlertEvent
+from processors.alerting.templates import Message
+
+
+class ConsoleChannel:
+    def __init__(self, receiver: ConsoleReceiver) -> None:
+        self._receiver = receiver
+
+    async def send(self, event: AlertEvent, message: Message) -> None:
+        rule = "-" * min(72, max(len(message.title), 20))
+        sys.stdout.write(f"{rule}\n{message.title}\n{message.text}\n{rule}\n")
+        sys.stdout.flush()

@@ -1,0 +1,137 @@
+"""The alerting stage: ``kotaflow.readings`` in, state and outbox rows out (one SQLite
+transaction per batch), offsets committed by :class:`processors.loop.StageLoop` afterwards.
+
+It plugs into the same consume-process-write-commit loop as the other processors: ``handle``
+feeds readings to the engine; ``flush`` (after every poll) runs the wall-clock tick when due
+and saves the state changes together with the messages they cause, then returns the offsets
+they cover. On assignment it loads the saved state of the new partitions; on revocation it
+forgets them (their state is already saved). A record that is not a readings record v1 is
+logged with its partition and offset and skipped: the validate stage owns the format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from kotaflow.settings import Settings, StageConsumer
+from processors.alerting.engine import Engine
+from processors.alerting.events import AlertEvent
+from processors.alerting.routing import route
+from processors.alerting.store import AlertStore
+from processors.loop import Batch, Offsets
+from processors.record import ValidReading
+
+log = logging.getLogger("kotaflow.alerting.stage")
+
+
+class AlertStage:
+    name = "alert"
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: AlertStore,
+        queued: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._cfg = settings.alerting
+        self._engine = engine
+        self._store = store
+        self._queued = queued
+        self._clock = clock
+        self._offsets: dict[TopicPartition, int] = {}
+        self._events: list[AlertEvent] = []
+        self._last_tick_ms = 0
+        self.ready = asyncio.Event()
+        """Set once partitions are assigned and their state loaded (tests wait on it)."""
+
+    @property
+    def input_topic(self) -> str:
+        return self._settings.kafka.topics.readings
+
+    @property
+    def consumer_settings(self) -> StageConsumer:
+        return StageConsumer(
+            group_id=self._cfg.group_id,
+            max_records=self._cfg.max_records,
+            poll_timeout_ms=self._cfg.poll_timeout_ms,
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        self._engine.load(*self._store.load(numbers))
+        log.info("partitions assigned", extra={"partitions": sorted(numbers)})
+        self.ready.set()
+
+    def revoked(self, partitions: set[TopicPartition]) -> None:
+        self._engine.forget({tp.partition for tp in partitions})
+
+    async def handle(self, batch: Batch) -> None:
+        now_ms = self._now_ms()
+        silences = self._store.silences()
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    reading = ValidReading.from_bytes(record.value or b"")
+                except (ValueError, KeyError, TypeError) as err:
+                    log.error(
+                        "not a readings record, skipped",
+                        extra={"partition": tp.partition, "offset": record.offset, "err": str(err)},
+                    )
+                    continue
+                self._events += self._engine.apply(reading, tp.partition, now_ms, silences)
+            if records:
+                self._offsets[tp] = records[-1].offset + 1
+
+    def caught_up(self, partitions: set[TopicPartition]) -> None:
+        self._engine.caught_up = {tp.partition for tp in partitions}
+
+    def due(self) -> bool:
+        return True  # state is saved after every poll: alerts must not wait for a batch
+
+    async def flush(self, force: bool = False) -> Offsets:
+        now_ms = self._now_ms()
+        if now_ms - self._last_tick_ms >= self._cfg.tick_s * 1000:
+            self._last_tick_ms = now_ms
+            self._events += self._engine.tick(now_ms, self._store.silences())
+        dirty = self._engine.take_dirty()
+        outgoing = route(self._events, self._cfg)
+        if dirty.devices or dirty.series or dirty.states or outgoing:
+            devices = (
+                set(dirty.devices) | {d for d, _ in dirty.series} | {d for _, d in dirty.states}
+            )
+            partition_of = {d: self._engine.partition_of(d) for d in devices}
+            if self._store.save(dirty, partition_of, outgoing, now_ms):
+                self._queued()
+        for event in self._events:
+            log.info(
+                "alert",
+                extra={
+                    "id": event.id,
+                    "change": event.change.value,
+                    "level": event.level,
+                    "device": event.device,
+                    "notify": event.notify,
+                    "silenced_by": event.silenced_by,
+                },
+            )
+        self._events.clear()
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in self._offsets.items()}
+        self._offsets.clear()
+        return offsets
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
