@@ -46,7 +46,8 @@ FORMAT = PayloadFormat.SENML_JSON
 SENML_VERSION = 10
 RELATIVE_TIME_LIMIT_S = 2**28
 _BASE_LABELS = frozenset(("bn", "bt", "bu", "bv", "bs", "bver"))
-_VALUE_LABELS = ("v", "vb", "vs", "vd")
+_VALUE_LABELS = frozenset(("v", "vb", "vs", "vd"))
+_KNOWN_LABELS = _BASE_LABELS | _VALUE_LABELS | {"n", "u", "s", "t", "ut"}
 
 
 @guarded(FORMAT)
@@ -71,8 +72,9 @@ def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) ->
         if not isinstance(record, dict):
             out.reject(Reason.BAD_SHAPE, f"record {index} is not a JSON object")
             continue
-        if base.update(record, index, out):
-            _record(record, index, base, identities, out)
+        if record.keys() & _BASE_LABELS and not base.update(record, index, out):
+            continue
+        _record(record, index, base, identities, out)
     return out.result
 
 
@@ -80,8 +82,8 @@ def _pack_refusal(pack: list[Any], device_key: str) -> DecodeResult | None:
     for index, record in enumerate(pack):
         if not isinstance(record, dict):
             continue
-        for label in record:
-            if isinstance(label, str) and label.endswith("_"):
+        for label in record.keys() - _KNOWN_LABELS:  # usually empty: a C-level set difference
+            if label.endswith("_"):
                 return rejected(
                     Reason.MUST_UNDERSTAND,
                     f"record {index} has must-understand label {label!r} that kotaflow "
@@ -141,7 +143,7 @@ def _record(
     identities: frozenset[str],
     out: PayloadReadings,
 ) -> None:
-    present = [label for label in _VALUE_LABELS if label in record]
+    present = record.keys() & _VALUE_LABELS
     if not present:
         if "s" in record:
             out.reject(Reason.BAD_TYPE, f"record {index}: sum-only records are not supported")
@@ -149,7 +151,7 @@ def _record(
             out.reject(Reason.BAD_SHAPE, f"record {index} has no value (v, vb, vs or vd)")
         return  # a record of base fields only sets context for the next ones
     if len(present) > 1:
-        out.reject(Reason.BAD_SHAPE, f"record {index} has more than one value: {present}")
+        out.reject(Reason.BAD_SHAPE, f"record {index} has more than one value: {sorted(present)}")
         return
     n, u, t = record.get("n"), record.get("u"), record.get("t")
     problem = _not_string(n, "n") or _not_string(u, "u")
@@ -181,7 +183,7 @@ def _record(
             )
     if metric is None:
         return
-    label = present[0]
+    (label,) = present
     value = record[label]
     if label == "v" and _is_number(value):
         value = value + base.value
