@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 from kotaflow.settings import Settings
 
+START_MARKER = "--- kotaflow stack: start"
+"""Written to a daemon's log before each start, so errors quote only the latest run."""
+
 Report = Callable[[str], None]
 """Receives one line of human-readable progress (shown by the CLI, logged by tests)."""
 
@@ -138,6 +141,9 @@ def spawn(argv: Sequence[str], paths: Paths, env: dict[str, str] | None = None) 
     """Start a daemon detached from our session, stdout/stderr appended to its log."""
     paths.log.parent.mkdir(parents=True, exist_ok=True)
     with paths.log.open("ab") as log:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        log.write(f"{START_MARKER} {stamp}: {' '.join(argv)}\n".encode())
+        log.flush()
         proc = subprocess.Popen(
             list(argv),
             stdout=log,
@@ -183,15 +189,20 @@ def stop_pid(paths: Paths, timeout: float = 30.0, expect: str | None = None) -> 
 
 
 def log_tail(paths: Paths, lines: int = 20) -> str:
-    return file_tail(paths.log, lines)
+    """The end of a daemon's log, from its latest start on (older runs would mislead)."""
+    return file_tail(paths.log, lines, since=START_MARKER)
 
 
-def file_tail(path: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log, for error messages."""
+def file_tail(path: Path, lines: int = 20, since: str | None = None) -> str:
+    """The last ``lines`` lines of a log, after the last line starting with ``since``."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log yet)"
+    if since is not None:
+        starts = [i for i, line in enumerate(text) if line.startswith(since)]
+        text = text[starts[-1] :] if starts else text
+    return "\n".join(text[-lines:])
 
 
 def require_command(command: str, hint: str) -> str:

@@ -23,7 +23,7 @@ from deploy.local.kafka import (
 )
 from deploy.local.kafka_topics import planned_topics
 from deploy.local.mosquitto import Mosquitto
-from deploy.local.service import ServiceError
+from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail
 from kotaflow.settings import Settings
 
 
@@ -120,3 +120,12 @@ def test_start_refuses_a_port_someone_else_holds(tmp_path: Path) -> None:
         with pytest.raises(ServiceError, match=f"127.0.0.1:{port} is already taken") as err:
             broker.start(lambda _line: None)
     assert "KOTAFLOW_MQTT__PORT" in str(err.value)
+
+
+def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> None:
+    paths = Paths(state=tmp_path, cache=tmp_path)
+    paths.log.parent.mkdir(parents=True)
+    paths.log.write_text(
+        f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
+    )
+    assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"
