@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from devices.decoding import DecodeContext
 from devices.fleet import Fleet, load_fleet
 from devices.formats import decode
 from devices.reading import Reading, Reason, Rejection
+from devices.registry import Device
 from devices.topics import match_topic
 from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
 from kotaflow.deadletter import DeadLetter
@@ -60,6 +62,10 @@ class MetricOut:
     """``{"v":1,"device":..,"type":..,"kecamatan":..,"metric":..,"value":``"""
     unit_part: bytes
     """``,"unit":..,"ts_ms":``"""
+    key: bytes
+    """The Kafka key: the device id."""
+    calibrated: Device | None
+    """The device, when it has a calibration for this metric (else nothing to apply)."""
 
 
 class ReadingEncoder:
@@ -90,7 +96,8 @@ class ReadingEncoder:
             f'"kecamatan":{d(device.kecamatan)},"metric":{d(metric)},"value":'
         )
         unit_part = f',"unit":{d(spec.unit)},"ts_ms":'
-        return MetricOut(head.encode(), unit_part.encode())
+        calibrated = device if metric in device.calibration else None
+        return MetricOut(head.encode(), unit_part.encode(), device.id.encode(), calibrated)
 
     def flags(self, flags: tuple[str, ...]) -> bytes:
         found = self._flags.get(flags)
@@ -145,7 +152,9 @@ class ValidateStage:
         self._covered: dict[TopicPartition, int] = {}
         self._partitions: _Partitions | None = None
         self._batches: dict[int, Any] = {}
+        self._overflow: list[tuple[int, bytes, bytes]] = []
         self._produced = 0
+        self._last_flush = time.monotonic()
 
     @property
     def input_topic(self) -> str:
@@ -177,7 +186,7 @@ class ValidateStage:
         return None
 
     def due(self) -> bool:
-        return bool(self._covered)
+        return time.monotonic() - self._last_flush >= self._cfg.flush_interval_s
 
     async def handle(self, batch: Batch) -> None:
         for tp, records in batch.items():
@@ -192,6 +201,7 @@ class ValidateStage:
         await self._output.drain(STAGE)
         self._health.records_out(STAGE, self._produced)
         self._produced = 0
+        self._last_flush = time.monotonic()
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets
@@ -214,44 +224,50 @@ class ValidateStage:
         for rejection in result.rejections:
             await self._reject(record, env, rejection)
         for reading in result.readings:
-            await self._emit(record, env, reading)
+            refused = self._emit(reading)
+            if refused is not None:
+                await self._reject(record, env, refused)
+        if self._overflow:
+            await self._send_overflow()
 
-    async def _emit(
-        self, record: ConsumerRecord[bytes, bytes], env: RawEnvelope, reading: Reading
-    ) -> None:
-        device = self._fleet.device(reading.device_id)
+    def _emit(self, reading: Reading) -> Rejection | None:
+        """Append one reading to its partition's producer batch (the hot path: no awaits)."""
         out = self._encoder.metric(reading.device_id, reading.metric)
-        if device is None or out is None:
-            why = Rejection(
+        if out is None:
+            return Rejection(
                 Reason.UNKNOWN_DEVICE,
                 "device or metric is not in the registry",
                 reading.device_id,
                 reading.metric,
             )
-            await self._reject(record, env, why)
-            return
-        reading = apply_calibration(reading, device)
-        if not math.isfinite(reading.value):
-            why = Rejection(
-                Reason.NOT_FINITE,
-                f"calibration made {reading.metric} non-finite",
-                reading.device_id,
-                reading.metric,
-            )
-            await self._reject(record, env, why)
-            return
+        if out.calibrated is not None:
+            reading = apply_calibration(reading, out.calibrated)
+            if not math.isfinite(reading.value):
+                return Rejection(
+                    Reason.NOT_FINITE,
+                    f"calibration made {reading.metric} non-finite",
+                    reading.device_id,
+                    reading.metric,
+                )
         value = self._encoder.encode(out, reading)
-        key = reading.device_id.encode()
         assert self._partitions is not None
-        partition = self._partitions.of(key)
+        partition = self._partitions.of(out.key)
         builder = self._batches.get(partition)
         if builder is None:
             builder = self._batches[partition] = self._output.producer.create_batch()
-        if builder.append(key=key, value=value, timestamp=None) is None:
-            await self._send(partition)
+        if builder.append(key=out.key, value=value, timestamp=None) is None:
+            self._overflow.append((partition, out.key, value))
+        self._produced += 1
+        return None
+
+    async def _send_overflow(self) -> None:
+        """Send the batches that filled up and start new ones with what did not fit."""
+        overflow, self._overflow = self._overflow, []
+        for partition, key, value in overflow:
+            if partition in self._batches:
+                await self._send(partition)
             builder = self._batches[partition] = self._output.producer.create_batch()
             builder.append(key=key, value=value, timestamp=None)
-        self._produced += 1
 
     async def _send(self, partition: int) -> None:
         builder = self._batches.pop(partition, None)
