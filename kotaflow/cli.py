@@ -43,6 +43,7 @@ def _root(
 
 
 def _register() -> None:
+    from deploy.grafana.cli import app as grafana_app
     from deploy.local.cli import app as stack_app
     from devices.cli import app as devices_app
     from ingest.cli import bridge as bridge_command
@@ -56,6 +57,7 @@ def _register() -> None:
     app.command("bridge")(bridge_command)
     app.command("alert")(alert_command)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(grafana_app, name="grafana")
 
 
 _register()
