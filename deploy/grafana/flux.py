@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from processors.alerting.model import Rule, RuleKind, Scope, SignalKind
 from processors.influx import flux_string
 
 TIME_RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
@@ -363,3 +364,71 @@ def mean_by_device(bucket: str, types: Sequence[str], metric: str, *, start: str
         "mean()",
         'keep(columns: ["_value", "_field", "device"])',
     )
+
+
+SERIES_COLUMNS = ("_time", "_value", "device", "kecamatan", "type")
+"""What an alert query returns: one series per device, labelled by its tags."""
+_AGGREGATE_FN = {"sum": "sum", "avg": "mean", "min": "min", "max": "max"}
+
+
+def scope_condition(scope: Scope) -> list[str]:
+    """A rule's scope as Flux filter conditions (empty scope: no condition)."""
+    parts = []
+    if scope.types:
+        parts.append(any_of("_measurement", sorted(scope.types)))
+    if scope.kecamatan:
+        parts.append(any_of("kecamatan", sorted(scope.kecamatan)))
+    if scope.devices:
+        parts.append(any_of("device", sorted(scope.devices)))
+    parts += [f"r.device != {flux_string(d)}" for d in sorted(scope.exclude_devices)]
+    return parts
+
+
+def rule_signal(bucket: str, rule: Rule) -> str:
+    """The signal an alert rule compares with its levels, one series per device.
+
+    Same signal as ``processors/alerting``: the latest value, an aggregate over the window,
+    the rise (latest - lowest) or fall (highest - latest) over the window, or - for no-data
+    rules - the seconds since the device's last reading.
+    """
+    conditions = scope_condition(rule.scope)
+    if rule.metric is not None:
+        conditions.append(f"r._field == {flux_string(rule.metric)}")
+    stages = [
+        f"from(bucket: {flux_string(bucket)})",
+        TIME_RANGE,
+        f"filter(fn: (r) => {' and '.join(conditions) or 'true'})",
+    ]
+    if rule.kind is RuleKind.THRESHOLD:
+        stages.append("last()")
+    elif rule.kind is RuleKind.AGGREGATE:
+        stages += [
+            f"{_AGGREGATE_FN[rule.signal.kind.value]}()",
+            'duplicate(column: "_stop", as: "_time")',
+        ]
+    elif rule.kind is RuleKind.RATE:
+        change = "r.last - r.lo" if rule.signal.kind is SignalKind.RISE else "r.hi - r.last"
+        stages += [
+            "reduce(\n"
+            "      identity: {lo: 0.0, hi: 0.0, last: 0.0, n: 0},\n"
+            "      fn: (r, accumulator) => ({\n"
+            "        lo: if accumulator.n == 0 or r._value < accumulator.lo"
+            " then r._value else accumulator.lo,\n"
+            "        hi: if accumulator.n == 0 or r._value > accumulator.hi"
+            " then r._value else accumulator.hi,\n"
+            "        last: r._value,\n"
+            "        n: accumulator.n + 1,\n"
+            "      }),\n"
+            "  )",
+            f"map(fn: (r) => ({{r with _value: {change}, _time: r._stop}}))",
+        ]
+    else:
+        stages += [
+            "last()",
+            'group(columns: ["device", "kecamatan", "type"])',
+            'max(column: "_time")',
+            "map(fn: (r) => ({r with"
+            " _value: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))",
+        ]
+    stages.append(keep(*SERIES_COLUMNS))
+    return _pipe(*stages)
