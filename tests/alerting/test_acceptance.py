@@ -1,0 +1,216 @@
+"""Acceptance: the evaluator on real Kafka, notifying a real SMTP server (STARTTLS + AUTH) and
+a real HTTP webhook receiver on loopback.
+
+Readings are produced to a per-test readings topic (the validate stage's output format), so
+other activity on the shared stack cannot interfere; the end-to-end test from an MQTT publish
+lives in ``test_end_to_end.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from deploy.local.kafka_topics import ensure_topics
+from kotaflow.cli import app as cli_app
+from kotaflow.settings import Settings
+from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookReceiver
+from processors.alerting.events import AlertEvent
+from processors.alerting.service import AlertService, build
+from processors.alerting.store import AlertStore
+from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
+from tests.alerting.helpers import reading, write_rules
+
+pytestmark = pytest.mark.services
+
+RULES = """
+version: 1
+rules:
+  - name: sungai
+    kind: threshold
+    title: {id: Tinggi muka air sungai, en: River level}
+    metric: water_level
+    scope: {types: [river_level]}
+    levels:
+      - {name: Siaga, at_least: 250, clear_below: 240, severity: major}
+    repeat: 1d
+"""
+
+
+@pytest.fixture
+def alert_settings(
+    stack: Settings, tmp_path: Path, http_receiver: HttpReceiver, smtp_server: SmtpServer
+) -> Settings:
+    uid = uuid.uuid4().hex[:10]
+    topics = stack.kafka.topics.model_copy(
+        update={"readings": f"test.alert.readings.{uid}", "alerts": f"test.alert.alerts.{uid}"}
+    )
+    ensure_topics(stack.kafka, {topics.readings: 3, topics.alerts: 1}, lambda _: None)
+    alerting = AlertingSettings(
+        rules_file=write_rules(tmp_path, RULES),
+        state_dir=tmp_path / "state",
+        group_id=f"test-alert-{uid}",
+        tick_s=0.2,
+        poll_timeout_ms=50,
+        write_influx=False,
+        retry_initial_s=0.1,
+        receivers={
+            "hook": WebhookReceiver(kind="webhook", url=f"{http_receiver.url}/hook"),
+            "mail": EmailReceiver(
+                kind="email",
+                host=smtp_server.host,
+                port=smtp_server.port,
+                username=SMTP_USER,
+                password=SecretStr(SMTP_PASSWORD),
+                sender="kotaflow@manggaraikab.test",
+                to=["pusdalops@bpbd.test"],
+                ca_file=smtp_server.ca_file,
+            ),
+        },
+    )
+    kafka = stack.kafka.model_copy(update={"topics": topics})
+    return stack.model_copy(update={"kafka": kafka, "alerting": alerting})
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[AlertService]:
+    service = build(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.stage.ready.wait(), 60)
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+@asynccontextmanager
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+async def level(prod: AIOKafkaProducer, settings: Settings, device: str, cm: float) -> int:
+    ts = int(time.time() * 1000)
+    record = reading(device, "water_level", cm, ts)
+    await prod.send_and_wait(settings.kafka.topics.readings, record.value_bytes(), key=record.key())
+    return ts
+
+
+def hook_changes(receiver: HttpReceiver) -> list[str]:
+    return [post.body["event"]["change"] for post in receiver.on("/hook")]
+
+
+@pytest.mark.asyncio
+async def test_firing_resolved_firing_again(
+    alert_settings: Settings, http_receiver: HttpReceiver, smtp_server: SmtpServer
+) -> None:
+    device = "rtg-rl-t1"
+    async with running(alert_settings), producer(alert_settings) as prod:
+        for cm, expected in ((262, 1), (230, 2), (271, 3)):
+            await level(prod, alert_settings, device, cm)
+            await await_for(lambda n=expected: len(http_receiver.on("/hook")) == n, what="webhook")
+            await await_for(lambda n=expected: len(smtp_server.received()) == n, what="e-mail")
+    assert hook_changes(http_receiver) == ["fired", "resolved", "fired"]
+    ids = [post.body["event"]["id"] for post in http_receiver.on("/hook")]
+    assert ids == ["sungai/rtg-rl-t1/1", "sungai/rtg-rl-t1/2", "sungai/rtg-rl-t1/3"]
+    subjects = [mail["Subject"] for mail in smtp_server.received()]
+    assert subjects[0] == "[SIAGA] Tinggi muka air sungai: rtg-rl-t1, Reok"
+    assert subjects[1].startswith("[PULIH] Tinggi muka air sungai")
+    published = await _alerts_on_kafka(alert_settings, 3)
+    assert [(e.change.value, e.value) for e in published] == [
+        ("fired", 262),
+        ("resolved", 230),
+        ("fired", 271),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_restart_does_not_renotify_a_firing_alert(
+    alert_settings: Settings, http_receiver: HttpReceiver
+) -> None:
+    device = "rtg-rl-t2"
+    async with running(alert_settings), producer(alert_settings) as prod:
+        await level(prod, alert_settings, device, 262)
+        await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="first notification")
+    async with running(alert_settings) as again, producer(alert_settings) as prod:
+        ts = await level(prod, alert_settings, device, 266)
+        store = AlertStore(alert_settings.alerting.state_path(alert_settings.stack.state_dir))
+        await await_for(
+            lambda: any(s["value_ts_ms"] == ts for _, _, s in store.firing()),
+            what="the restarted evaluator to process the new reading",
+        )
+        assert again.stage.ready.is_set()
+        hook_rows = [row for row in store.outbox_summary() if row[0] == "hook"]
+        assert hook_rows == [("hook", "sent", 1, None)]  # nothing new queued
+        await level(prod, alert_settings, device, 200)
+        await await_for(lambda: len(http_receiver.on("/hook")) == 2, what="resolution")
+    assert hook_changes(http_receiver) == ["fired", "resolved"]
+
+
+@pytest.mark.asyncio
+async def test_silenced_alert_is_not_sent_until_the_silence_is_expired(
+    alert_settings: Settings,
+    http_receiver: HttpReceiver,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    device = "rtg-rl-t3"
+    state_dir = alert_settings.alerting.state_dir
+    assert state_dir is not None
+    monkeypatch.setenv("KOTAFLOW_ALERTING__STATE_DIR", str(state_dir))
+    cli = CliRunner()
+    added = cli.invoke(
+        cli_app,
+        ["alerts", "silence", "add", "--device", "rtg-rl-t*", "--duration", "2h", "-m", "uji"],
+    )
+    assert added.exit_code == 0, added.output
+    silence_id = added.output.split()[1]
+    async with running(alert_settings), producer(alert_settings) as prod:
+        await level(prod, alert_settings, device, 262)
+        published = await _alerts_on_kafka(alert_settings, 1)
+        assert published[0].silenced_by == silence_id
+        store = AlertStore(alert_settings.alerting.state_path(alert_settings.stack.state_dir))
+        assert {row[0] for row in store.outbox_summary()} == {"_kafka"}
+        assert http_receiver.on("/hook") == []
+        assert smtp_server.received() == []
+        expired = cli.invoke(cli_app, ["alerts", "silence", "expire", silence_id])
+        assert expired.exit_code == 0, expired.output
+        await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="notification")
+        await await_for(lambda: len(smtp_server.received()) == 1, what="e-mail")
+    assert hook_changes(http_receiver) == ["reminder"]
+
+
+async def _alerts_on_kafka(settings: Settings, count: int) -> list[AlertEvent]:
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topics.alerts,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    events: list[AlertEvent] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(events) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                events += [AlertEvent.from_bytes(r.value or b"") for r in records]
+    finally:
+        await consumer.stop()
+    assert len(events) == count, f"{len(events)} alert events on Kafka, expected {count}"
+    return events
