@@ -65,7 +65,7 @@ async def run_stages(
     async with contextlib.AsyncExitStack() as resources:
         influx: InfluxSink | None = None
         if StageName.STORE in names or StageName.AGGREGATE in names:
-            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry(what))
+            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry("influxdb"))
             influx = await resources.enter_async_context(sink)
         stages: list[Stage] = []
         for name in names:
