@@ -15,14 +15,13 @@ without any per-reading model.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from devices.sourcefile import DeviceFileError, Problem, SourceFile, pydantic_problems, read_yaml
 
@@ -36,32 +35,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _nonzero(value: float) -> float:
+    if value == 0:
+        raise ValueError("must not be 0: every value would become the offset")
+    return value
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Multiplier = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_nonzero)]
+"""The ``k`` of ``value * k + offset`` (unit conversions here, calibrations in the registry)."""
+
+
 class UnitConversion(_Strict):
     """``canonical = value * factor + offset``."""
 
-    factor: float
-    offset: float = 0.0
-
-    @field_validator("factor", "offset")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("factor")
-    @classmethod
-    def _nonzero(cls, value: float) -> float:
-        if value == 0:
-            raise ValueError("a factor of 0 would map every value to the offset")
-        return value
+    factor: Multiplier
+    offset: FiniteFloat = 0.0
 
 
 class MetricSpec(_Strict):
     unit: str = Field(max_length=32, description="canonical unit; empty for 0/1 metrics")
     description: str
-    min: float
-    max: float
+    min: FiniteFloat
+    max: FiniteFloat
     boolean: bool = False
     aliases: list[str] = Field(
         default_factory=list, description="other names devices use, e.g. temp, pm2_5"

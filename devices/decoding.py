@@ -129,6 +129,31 @@ def parse_json(payload: bytes, limits: DecodeLimits, device_key: str) -> Any | D
         return rejected(Reason.NOT_JSON, f"payload is not JSON: {err}", device_key)
 
 
+def parse_event(
+    payload: bytes,
+    match: TopicMatch,
+    limits: DecodeLimits,
+    *,
+    kind: str,
+    legacy: str,
+    legacy_fields: tuple[str, ...],
+) -> dict[str, Any] | DecodeResult:
+    """A network server's JSON event object, or a rejection (incl. an older API's shape)."""
+    data = parse_json(payload, limits, match.device_key)
+    if isinstance(data, DecodeResult):
+        return data
+    if not isinstance(data, dict):
+        return rejected(Reason.BAD_SHAPE, f"a {kind} is a JSON object", match.device_key)
+    found = [name for name in legacy_fields if name in data]
+    if found:
+        return rejected(
+            Reason.UNSUPPORTED_VERSION,
+            f"{legacy} ({', '.join(found)}); kotaflow reads {kind}s only",
+            match.device_key,
+        )
+    return data
+
+
 def resolve_device(fleet: Fleet, match: TopicMatch) -> Device | DecodeResult:
     """The registered, enabled device the topic names, or a rejection."""
     device = fleet.registry.find(match.device_key, match.key_kind)
@@ -309,6 +334,22 @@ class PayloadReadings:
             )
             return False
         return True
+
+    def server_time(self, value: Any, label: str) -> tuple[bool, int | None]:
+        """(usable, ms) of an RFC 3339 time a network server stamped; rejects if unusable.
+
+        ``None`` (field absent) is usable: readings then get the receive time.
+        """
+        if value is None:
+            return True, None
+        try:
+            if not isinstance(value, str):
+                raise BadTimeError(f"must be an RFC 3339 string, got {_short(value)}")
+            ts_ms = rfc3339_ms(value)
+        except BadTimeError as err:
+            self.reject(Reason.BAD_TIME, f"{label}: {err}")
+            return False, None
+        return self.time_ok(ts_ms), ts_ms
 
     def values(self, values: Any, ts_ms: int | None, flags: tuple[str, ...] = ()) -> None:
         """A ``{metric: value}`` map, each value a number/bool or ``{"v": x, "u": unit}``.

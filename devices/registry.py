@@ -12,7 +12,6 @@ file, line and field. The result is a :class:`Registry` with lookups built once.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pydantic import (
     field_validator,
 )
 
-from devices.catalogue import Catalogue
+from devices.catalogue import Catalogue, FiniteFloat, Multiplier
 from devices.sourcefile import (
     DeviceFileError,
     FieldPath,
@@ -55,22 +54,8 @@ class Calibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    offset: float = 0.0
-    scale: float = 1.0
-
-    @field_validator("offset", "scale")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("scale")
-    @classmethod
-    def _nonzero(cls, value: float) -> float:
-        if value == 0:
-            raise ValueError("a scale of 0 would erase every reading")
-        return value
+    offset: FiniteFloat = 0.0
+    scale: Multiplier = 1.0
 
 
 class Device(BaseModel):

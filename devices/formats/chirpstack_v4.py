@@ -12,15 +12,13 @@ refused with ``unsupported_version`` rather than half-read.
 from __future__ import annotations
 
 from devices.decoding import (
-    BadTimeError,
     DecodeContext,
     DecodeResult,
     PayloadReadings,
     guarded,
-    parse_json,
+    parse_event,
     rejected,
     resolve_device,
-    rfc3339_ms,
 )
 from devices.reading import Reason
 from devices.topics import PayloadFormat, TopicMatch
@@ -31,20 +29,16 @@ V3_FIELDS = ("devEUI", "objectJSON", "applicationID")
 
 @guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
-    data = parse_json(payload, ctx.limits, match.device_key)
+    data = parse_event(
+        payload,
+        match,
+        ctx.limits,
+        kind="ChirpStack v4 uplink event",
+        legacy="ChirpStack v3 uplink",
+        legacy_fields=V3_FIELDS,
+    )
     if isinstance(data, DecodeResult):
         return data
-    if not isinstance(data, dict):
-        return rejected(
-            Reason.BAD_SHAPE, "a ChirpStack uplink event is a JSON object", match.device_key
-        )
-    v3 = [name for name in V3_FIELDS if name in data]
-    if v3:
-        return rejected(
-            Reason.UNSUPPORTED_VERSION,
-            f"ChirpStack v3 uplink ({', '.join(v3)}); kotaflow reads v4 events only",
-            match.device_key,
-        )
     info = data.get("deviceInfo")
     dev_eui = info.get("devEui") if isinstance(info, dict) else None
     if not isinstance(dev_eui, str):
@@ -59,18 +53,9 @@ def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) ->
     if isinstance(device, DecodeResult):
         return device
     out = PayloadReadings.of(device, rx_ms, ctx)
-    ts_ms = None
-    if "time" in data:
-        try:
-            ts_ms = rfc3339_ms(data["time"]) if isinstance(data["time"], str) else None
-        except BadTimeError as err:
-            out.reject(Reason.BAD_TIME, f"time: {err}")
-            return out.result
-        if ts_ms is None:
-            out.reject(Reason.BAD_TIME, "time must be an RFC 3339 string")
-            return out.result
-        if not out.time_ok(ts_ms):
-            return out.result
+    usable, ts_ms = out.server_time(data.get("time"), "time")
+    if not usable:
+        return out.result
     obj = data.get("object")
     if obj is None:
         out.reject(

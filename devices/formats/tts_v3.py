@@ -16,15 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from devices.decoding import (
-    BadTimeError,
     DecodeContext,
     DecodeResult,
     PayloadReadings,
     disabled,
     guarded,
-    parse_json,
+    parse_event,
     rejected,
-    rfc3339_ms,
 )
 from devices.reading import Reason
 from devices.registry import Device
@@ -36,18 +34,16 @@ V2_FIELDS = ("dev_id", "hardware_serial", "payload_fields")
 
 @guarded(FORMAT)
 def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult:
-    data = parse_json(payload, ctx.limits, match.device_key)
+    data = parse_event(
+        payload,
+        match,
+        ctx.limits,
+        kind="The Things Stack v3 uplink",
+        legacy="TTN v2 uplink",
+        legacy_fields=V2_FIELDS,
+    )
     if isinstance(data, DecodeResult):
         return data
-    if not isinstance(data, dict):
-        return rejected(Reason.BAD_SHAPE, "a TTS uplink is a JSON object", match.device_key)
-    v2 = [name for name in V2_FIELDS if name in data]
-    if v2:
-        return rejected(
-            Reason.UNSUPPORTED_VERSION,
-            f"TTN v2 uplink ({', '.join(v2)}); kotaflow reads The Things Stack v3 only",
-            match.device_key,
-        )
     ids = data.get("end_device_ids")
     if not isinstance(ids, dict):
         return rejected(Reason.BAD_SHAPE, "end_device_ids is missing", match.device_key)
@@ -59,18 +55,11 @@ def decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) ->
     if not isinstance(uplink, dict):
         out.reject(Reason.BAD_SHAPE, "not an uplink: uplink_message is missing")
         return out.result
-    received = data.get("received_at", uplink.get("received_at"))
-    ts_ms = None
-    if received is not None:
-        try:
-            if not isinstance(received, str):
-                raise BadTimeError(f"must be an RFC 3339 string, got {received!r}")
-            ts_ms = rfc3339_ms(received)
-        except BadTimeError as err:
-            out.reject(Reason.BAD_TIME, f"received_at: {err}")
-            return out.result
-        if not out.time_ok(ts_ms):
-            return out.result
+    usable, ts_ms = out.server_time(
+        data.get("received_at", uplink.get("received_at")), "received_at"
+    )
+    if not usable:
+        return out.result
     decoded = uplink.get("decoded_payload")
     if decoded is None:
         out.reject(
