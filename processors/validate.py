@@ -168,8 +168,7 @@ class ValidateStage:
         await self._output.start()
         producer = self._output.producer
         topic = self._settings.kafka.topics.readings
-        await producer.client._wait_on_metadata(topic)
-        partitions = producer.client.cluster.partitions_for_topic(topic)
+        partitions = await producer.partitions_for(topic)
         self._partitions = _Partitions(list(partitions or [0]))
 
     async def stop(self) -> None:
