@@ -82,7 +82,8 @@ def desired_objects(bundle: Bundle) -> list[Desired]:
         )
     )
     ds = bundle.datasource
-    objects.append(Desired(Kind.DATASOURCE, ds["uid"], ds["name"], ds, ds))
+    visible = {key: value for key, value in ds.items() if key != "secureJsonData"}
+    objects.append(Desired(Kind.DATASOURCE, ds["uid"], ds["name"], ds, visible))
     for folder, board in bundle.dashboards:
         body = {
             "dashboard": board,
