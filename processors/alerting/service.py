@@ -30,9 +30,10 @@ from processors.alerting.events import AlertEvent
 from processors.alerting.model import RuleSet
 from processors.alerting.routing import CONSOLE_DESTINATION
 from processors.alerting.rules import load_rules
-from processors.alerting.sinks import InfluxAlerts, KafkaAlerts
+from processors.alerting.sinks import InfluxAlerts, KafkaSink, alerts_sink, deadletter_sink
 from processors.alerting.stage import AlertStage
 from processors.alerting.store import (
+    DEADLETTER_DESTINATION,
     INFLUX_DESTINATION,
     KAFKA_DESTINATION,
     AlertStore,
@@ -75,7 +76,7 @@ class AlertService:
     store: AlertStore
     stage: AlertStage
     dispatcher: Dispatcher
-    kafka: KafkaAlerts
+    kafka: list[KafkaSink]
     influx: InfluxAlerts | None
     http: httpx.AsyncClient
 
@@ -109,7 +110,8 @@ class AlertService:
             raise errors[0]
 
     async def close(self) -> None:
-        await self.kafka.close()
+        for sink in self.kafka:
+            await sink.close()
         if self.influx is not None:
             await self.influx.close()
         await self.http.aclose()
@@ -136,8 +138,9 @@ def build(settings: Settings) -> AlertService:
         )
         for name, receiver in receivers.items()
     ]
-    kafka = KafkaAlerts(settings, f"kotaflow-alert-{instance_name()}")
-    destinations.append(kafka)
+    client_id = f"kotaflow-alert-{instance_name()}"
+    kafka = [alerts_sink(settings, client_id), deadletter_sink(settings, client_id)]
+    destinations += kafka
     influx = InfluxAlerts(settings, annotate) if cfg.write_influx else None
     if influx is not None:
         destinations.append(influx)
@@ -166,7 +169,7 @@ async def run_alerting(settings: Settings, stop: asyncio.Event | None = None) ->
 
 
 def _log_delivered(destination: Destination, items: Sequence[OutboxItem], done_ms: int) -> None:
-    if destination.name in (KAFKA_DESTINATION, INFLUX_DESTINATION):
+    if destination.name in (KAFKA_DESTINATION, INFLUX_DESTINATION, DEADLETTER_DESTINATION):
         return
     for item in items:
         log.info(

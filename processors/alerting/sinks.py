@@ -3,8 +3,9 @@
 Both are fed from the outbox like any receiver (:mod:`processors.alerting.dispatch`), so an
 event reaches them at least once even if Kafka or InfluxDB is down when it happens.
 
-* :class:`KafkaAlerts` produces the event (JSON v1, key = device) with the idempotent
-  producer of :mod:`processors.kafka`, in batches, awaiting every delivery.
+* :func:`alerts_sink` produces the event (JSON v1, key = device) with the idempotent
+  producer of :mod:`processors.kafka`, in batches, awaiting every delivery;
+  :func:`deadletter_sink` does the same for records the stage could not read.
 * :class:`InfluxAlerts` writes measurement ``alerts`` (tags device, kecamatan, rule,
   severity, status, type; fields change, level, title, text, id, silenced, value,
   threshold; time = the event's ``at_ms``) through :class:`processors.influx.InfluxSink`,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -24,7 +26,12 @@ from aiokafka.errors import KafkaError
 from kotaflow.settings import Settings
 from processors.alerting.channels import DeliveryError
 from processors.alerting.events import AlertEvent
-from processors.alerting.store import INFLUX_DESTINATION, KAFKA_DESTINATION, OutboxItem
+from processors.alerting.store import (
+    DEADLETTER_DESTINATION,
+    INFLUX_DESTINATION,
+    KAFKA_DESTINATION,
+    OutboxItem,
+)
 from processors.influx import InfluxConfigError, InfluxSink
 from processors.kafka import make_producer
 from processors.lineprotocol import escape_key, format_float, line, series_prefix
@@ -35,26 +42,36 @@ Annotate = Callable[[AlertEvent], tuple[str, str]]
 """Event -> (annotation title, annotation text)."""
 
 
-class KafkaAlerts:
-    name = KAFKA_DESTINATION
+class KafkaSink:
+    """Produce outbox payloads to one topic; ``encode`` turns a payload into (key, value)."""
+
     batch_size = 500
 
-    def __init__(self, settings: Settings, client_id: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        topic: str,
+        encode: Callable[[dict[str, Any]], tuple[bytes | None, bytes]],
+        client_id: str,
+    ) -> None:
+        self.name = name
         self._settings = settings
+        self._topic = topic
+        self._encode = encode
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
 
     async def deliver(self, items: Sequence[OutboxItem]) -> None:
-        topic = self._settings.kafka.topics.alerts
         try:
             producer = await self._started()
             futures = []
             for item in items:
-                event = AlertEvent.from_json(item.payload)
-                futures.append(await producer.send(topic, event.value_bytes(), key=event.key()))
+                key, value = self._encode(item.payload)
+                futures.append(await producer.send(self._topic, value, key=key))
             await asyncio.gather(*futures)
         except KafkaError as err:
-            raise DeliveryError(f"kafka: {err!r}") from err
+            raise DeliveryError(f"kafka {self._topic}: {err!r}") from err
 
     async def close(self) -> None:
         if self._producer is not None:
@@ -67,6 +84,29 @@ class KafkaAlerts:
             await producer.start()
             self._producer = producer
         return self._producer
+
+
+def alerts_sink(settings: Settings, client_id: str) -> KafkaSink:
+    """``kotaflow.alerts``: the event record v1, keyed by device."""
+
+    def encode(payload: dict[str, Any]) -> tuple[bytes | None, bytes]:
+        event = AlertEvent.from_json(payload)
+        return event.key(), event.value_bytes()
+
+    return KafkaSink(
+        KAFKA_DESTINATION, settings, settings.kafka.topics.alerts, encode, f"{client_id}-alerts"
+    )
+
+
+def deadletter_sink(settings: Settings, client_id: str) -> KafkaSink:
+    """``kotaflow.deadletter``: records this stage could not read (payload = key + value)."""
+
+    def encode(payload: dict[str, Any]) -> tuple[bytes | None, bytes]:
+        key = payload.get("key")
+        return (key.encode() if isinstance(key, str) else None), str(payload["value"]).encode()
+
+    topic = settings.kafka.topics.deadletter
+    return KafkaSink(DEADLETTER_DESTINATION, settings, topic, encode, f"{client_id}-dead")
 
 
 class InfluxAlerts:

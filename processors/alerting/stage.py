@@ -6,23 +6,26 @@ feeds readings to the engine; ``flush`` (after every poll) runs the wall-clock t
 and saves the state changes together with the messages they cause, then returns the offsets
 they cover. On assignment it loads the saved state of the new partitions; on revocation it
 forgets them (their state is already saved). A record that is not a readings record v1 is
-logged with its partition and offset and skipped: the validate stage owns the format.
+dead-lettered (through the outbox, so it is not lost either) and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from devices.reading import Reason
+from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StageConsumer
 from processors.alerting.engine import Engine
 from processors.alerting.events import AlertEvent
 from processors.alerting.routing import route
-from processors.alerting.store import AlertStore
+from processors.alerting.store import DEADLETTER_DESTINATION, AlertStore, Outgoing
 from processors.loop import Batch, Offsets
 from processors.record import ValidReading
 
@@ -48,6 +51,7 @@ class AlertStage:
         self._clock = clock
         self._offsets: dict[TopicPartition, int] = {}
         self._events: list[AlertEvent] = []
+        self._dead: list[Outgoing] = []
         self._last_tick_ms = 0
         self.ready = asyncio.Event()
         """Set once partitions are assigned and their state loaded (tests wait on it)."""
@@ -87,10 +91,7 @@ class AlertStage:
                 try:
                     reading = ValidReading.from_bytes(record.value or b"")
                 except (ValueError, KeyError, TypeError) as err:
-                    log.error(
-                        "not a readings record, skipped",
-                        extra={"partition": tp.partition, "offset": record.offset, "err": str(err)},
-                    )
+                    self._dead.append(_dead_letter(tp, record.offset, record.value, err))
                     continue
                 self._events += self._engine.apply(reading, tp.partition, now_ms, silences)
             if records:
@@ -108,7 +109,8 @@ class AlertStage:
             self._last_tick_ms = now_ms
             self._events += self._engine.tick(now_ms, self._store.silences())
         dirty = self._engine.take_dirty()
-        outgoing = route(self._events, self._cfg)
+        outgoing = route(self._events, self._cfg) + self._dead
+        self._dead = []
         if dirty.devices or dirty.series or dirty.states or outgoing:
             devices = (
                 set(dirty.devices) | {d for d, _ in dirty.series} | {d for _, d in dirty.states}
@@ -135,3 +137,22 @@ class AlertStage:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _dead_letter(tp: TopicPartition, offset: int, raw: bytes | None, err: Exception) -> Outgoing:
+    reason = Reason.UNSUPPORTED_VERSION if "version" in str(err) else Reason.BAD_SHAPE
+    if isinstance(err, json.JSONDecodeError):
+        reason = Reason.NOT_JSON
+    letter = DeadLetter(
+        stage="alert",
+        reason=reason,
+        message=f"not a readings record v1: {err}",
+        payload=raw or b"",
+        source={"kafka_topic": tp.topic, "partition": tp.partition, "offset": offset},
+    )
+    log.error(
+        "not a readings record: dead-lettered",
+        extra={"partition": tp.partition, "offset": offset, "err": str(err)},
+    )
+    payload = {"key": None, "value": letter.value().decode()}
+    return Outgoing(DEADLETTER_DESTINATION, f"{tp.topic}/{tp.partition}/{offset}", payload)

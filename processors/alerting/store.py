@@ -27,6 +27,7 @@ from processors.alerting.silences import Silence
 
 KAFKA_DESTINATION = "_kafka"
 INFLUX_DESTINATION = "_influxdb"
+DEADLETTER_DESTINATION = "_deadletter"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

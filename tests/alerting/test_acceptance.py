@@ -21,7 +21,9 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from deploy.local.kafka_topics import ensure_topics
+from devices.reading import Reason
 from kotaflow.cli import app as cli_app
+from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
 from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookReceiver
 from processors.alerting.events import AlertEvent
@@ -52,9 +54,14 @@ def alert_settings(
 ) -> Settings:
     uid = uuid.uuid4().hex[:10]
     topics = stack.kafka.topics.model_copy(
-        update={"readings": f"test.alert.readings.{uid}", "alerts": f"test.alert.alerts.{uid}"}
+        update={
+            "readings": f"test.alert.readings.{uid}",
+            "alerts": f"test.alert.alerts.{uid}",
+            "deadletter": f"test.alert.deadletter.{uid}",
+        }
     )
-    ensure_topics(stack.kafka, {topics.readings: 3, topics.alerts: 1}, lambda _: None)
+    wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
+    ensure_topics(stack.kafka, wanted, lambda _: None)
     alerting = AlertingSettings(
         rules_file=write_rules(tmp_path, RULES),
         state_dir=tmp_path / "state",
@@ -195,22 +202,44 @@ async def test_silenced_alert_is_not_sent_until_the_silence_is_expired(
     assert hook_changes(http_receiver) == ["reminder"]
 
 
+@pytest.mark.asyncio
+async def test_unreadable_record_is_dead_lettered_and_the_rest_evaluated(
+    alert_settings: Settings, http_receiver: HttpReceiver
+) -> None:
+    async with running(alert_settings), producer(alert_settings) as prod:
+        await prod.send_and_wait(alert_settings.kafka.topics.readings, b'{"v": 2}', key=b"x")
+        await level(prod, alert_settings, "rtg-rl-t4", 262)
+        await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="notification")
+        dead = await _records(alert_settings, alert_settings.kafka.topics.deadletter, 1)
+    letter = DeadLetter.from_value(dead[0])
+    assert (letter.stage, letter.reason, letter.payload) == (
+        "alert",
+        Reason.UNSUPPORTED_VERSION,
+        b'{"v": 2}',
+    )
+
+
 async def _alerts_on_kafka(settings: Settings, count: int) -> list[AlertEvent]:
+    raw = await _records(settings, settings.kafka.topics.alerts, count)
+    return [AlertEvent.from_bytes(value) for value in raw]
+
+
+async def _records(settings: Settings, topic: str, count: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
-        settings.kafka.topics.alerts,
+        topic,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
-    events: list[AlertEvent] = []
+    values: list[bytes] = []
     try:
         deadline = time.monotonic() + 30
-        while len(events) < count and time.monotonic() < deadline:
+        while len(values) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
-                events += [AlertEvent.from_bytes(r.value or b"") for r in records]
+                values += [r.value or b"" for r in records]
     finally:
         await consumer.stop()
-    assert len(events) == count, f"{len(events)} alert events on Kafka, expected {count}"
-    return events
+    assert len(values) == count, f"{len(values)} records on {topic}, expected {count}"
+    return values
