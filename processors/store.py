@@ -18,6 +18,7 @@ Guarantee
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -99,7 +100,10 @@ class StoreStage:
         self._health = health
         self._output = output
         self._influx = influx
-        self._buffer = LineBuffer()
+        self._prefixes: dict[tuple[str, str, str], str] = {}
+        self._fields: dict[str, str] = {}
+        self._buffers: dict[TopicPartition, LineBuffer] = {}
+        self._inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         self._covered: dict[TopicPartition, int] = {}
         self._last_flush = time.monotonic()
 
@@ -121,21 +125,26 @@ class StoreStage:
         return None
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
+        for tp in partitions:  # flushed just before: nothing buffered or in flight
             self._covered.pop(tp, None)
+            self._buffers.pop(tp, None)
 
     def caught_up(self, partitions: set[TopicPartition]) -> None:
         return None
 
     async def handle(self, batch: Batch) -> None:
         for tp, records in batch.items():
+            buffer = self._buffers.get(tp)
+            if buffer is None:
+                buffer = LineBuffer(_prefixes=self._prefixes, _fields=self._fields)
+                self._buffers[tp] = buffer
             for record in records:
                 parsed = parse_reading(record, STAGE)
                 if isinstance(parsed, DeadLetter):
                     await self._output.deadletter(STAGE, parsed)
                     continue
                 try:
-                    self._buffer.add(parsed, record)
+                    buffer.add(parsed, record)
                 except LineProtocolError as err:
                     await self._output.deadletter(
                         STAGE,
@@ -151,27 +160,37 @@ class StoreStage:
                     )
             if records:
                 self._covered[tp] = records[-1].offset + 1
-            if len(self._buffer) >= self._cfg.batch_lines:
-                await self._write()
+            if len(buffer) >= self._cfg.batch_lines:
+                await self._launch(tp)
 
     def due(self) -> bool:
-        return (
-            len(self._buffer) >= self._cfg.batch_lines
-            or time.monotonic() - self._last_flush >= self._cfg.flush_interval_s
-        )
+        return time.monotonic() - self._last_flush >= self._cfg.flush_interval_s
 
     async def flush(self, force: bool = False) -> Offsets:
-        await self._write()
+        for tp, buffer in self._buffers.items():
+            if len(buffer):
+                await self._launch(tp)
+        inflight, self._inflight = list(self._inflight.values()), {}
+        await asyncio.gather(*inflight)
         await self._output.drain(STAGE)
         self._last_flush = time.monotonic()
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets
 
-    async def _write(self) -> None:
-        if not len(self._buffer):
-            return
-        lines, origins = self._buffer.take()
+    async def _launch(self, tp: TopicPartition) -> None:
+        """Start writing ``tp``'s buffer: one write per partition in flight, in order (the
+        same series is always on the same partition, so last-write-wins follows Kafka's
+        order), writes of different partitions in parallel."""
+        previous = self._inflight.pop(tp, None)
+        if previous is not None:
+            await previous
+        lines, origins = self._buffers[tp].take()
+        self._inflight[tp] = asyncio.create_task(self._write(lines, origins))
+
+    async def _write(
+        self, lines: list[str], origins: list[list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         bucket = self._settings.influxdb.telemetry_bucket
         size = self._cfg.batch_lines
         for start in range(0, len(lines), size):
