@@ -35,7 +35,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import parse_reading, source_of
+from processors.inputs import parse_reading, refused
 from processors.kafka import make_admin
 from processors.loop import Batch, Offsets, instance_name
 from processors.output import KafkaOutput
@@ -152,18 +152,16 @@ class AggregateStage:
                 if added is Added.NEW:
                     continue
                 if added is Added.TOO_OLD:
-                    await self._output.deadletter(
+                    why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
+                    letter = refused(
+                        record,
                         STAGE,
-                        DeadLetter(
-                            stage=STAGE,
-                            reason=Reason.TIME_TOO_OLD,
-                            message=f"older than {self._cfg.max_lateness_h} h: not aggregated",
-                            payload=record.value or b"",
-                            device=parsed.device,
-                            metric=parsed.metric,
-                            source=source_of(record),
-                        ),
+                        Reason.TIME_TOO_OLD,
+                        why,
+                        device=parsed.device,
+                        metric=parsed.metric,
                     )
+                    await self._output.deadletter(STAGE, letter)
                 else:
                     self._health.duplicate(STAGE, added.value)
             if records:

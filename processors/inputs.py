@@ -31,30 +31,42 @@ def source_of(
     return source
 
 
+def refused(
+    record: ConsumerRecord[bytes, bytes],
+    stage: str,
+    reason: Reason,
+    message: str,
+    *,
+    device: str | None = None,
+    metric: str | None = None,
+    payload: bytes | None = None,
+    mqtt_topic: str | None = None,
+) -> DeadLetter:
+    """The dead letter for (part of) ``record``: its bytes (or ``payload``) and position."""
+    key = record.key.decode(errors="replace") if record.key else None
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        message=message,
+        payload=(record.value or b"") if payload is None else payload,
+        device=device or key,
+        metric=metric,
+        source=source_of(record, mqtt_topic),
+    )
+
+
 def parse_reading(record: ConsumerRecord[bytes, bytes], stage: str) -> ValidReading | DeadLetter:
     raw = record.value or b""
-    key = record.key.decode(errors="replace") if record.key else None
     try:
         reading = ValidReading.from_bytes(raw)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         unsupported = "version" in str(err) and b'"v":' in raw and b'"v":1,' not in raw
         reason = Reason.UNSUPPORTED_VERSION if unsupported else Reason.BAD_ENVELOPE
-        return DeadLetter(
-            stage=stage,
-            reason=reason,
-            message=f"not a readings record v{READING_VERSION}: {type(err).__name__}: {err}",
-            payload=raw,
-            device=key,
-            source=source_of(record),
-        )
+        why = f"not a readings record v{READING_VERSION}: {type(err).__name__}: {err}"
+        return refused(record, stage, reason, why)
     if not math.isfinite(reading.value):
-        return DeadLetter(
-            stage=stage,
-            reason=Reason.NOT_FINITE,
-            message=f"value {reading.value!r} is not finite",
-            payload=raw,
-            device=reading.device,
-            metric=reading.metric,
-            source=source_of(record),
+        why = f"value {reading.value!r} is not finite"
+        return refused(
+            record, stage, Reason.NOT_FINITE, why, device=reading.device, metric=reading.metric
         )
     return reading

@@ -30,7 +30,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StoreSettings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import parse_reading, source_of
+from processors.inputs import parse_reading, refused
 from processors.lineprotocol import (
     LineProtocolError,
     escape_key,
@@ -146,18 +146,16 @@ class StoreStage:
                 try:
                     buffer.add(parsed, record)
                 except LineProtocolError as err:
-                    await self._output.deadletter(
+                    why = f"cannot be written as line protocol: {err}"
+                    letter = refused(
+                        record,
                         STAGE,
-                        DeadLetter(
-                            stage=STAGE,
-                            reason=Reason.BAD_SHAPE,
-                            message=f"cannot be written as line protocol: {err}",
-                            payload=record.value or b"",
-                            device=parsed.device,
-                            metric=parsed.metric,
-                            source=source_of(record),
-                        ),
+                        Reason.BAD_SHAPE,
+                        why,
+                        device=parsed.device,
+                        metric=parsed.metric,
                     )
+                    await self._output.deadletter(STAGE, letter)
             if records:
                 self._covered[tp] = records[-1].offset + 1
             if len(buffer) >= self._cfg.batch_lines:
@@ -196,21 +194,13 @@ class StoreStage:
         for start in range(0, len(lines), size):
             chunk = lines[start : start + size]
             began = time.perf_counter()
-            refused = await self._influx.write(bucket, chunk)
+            bad_lines = await self._influx.write(bucket, chunk)
             self._health.write_latency(STAGE, time.perf_counter() - began)
-            self._health.records_out(STAGE, len(chunk) - len(refused))
-            if refused:
+            self._health.records_out(STAGE, len(chunk) - len(bad_lines))
+            if bad_lines:
                 where = {line: i for i, line in enumerate(chunk)}
-                for bad in refused:
+                for bad in bad_lines:
                     for record in origins[start + where[bad.line]]:
-                        await self._output.deadletter(
-                            STAGE,
-                            DeadLetter(
-                                stage=STAGE,
-                                reason=Reason.BAD_TYPE,
-                                message=f"InfluxDB refused the point: {bad.message}",
-                                payload=record.value or b"",
-                                device=record.key.decode(errors="replace") if record.key else None,
-                                source=source_of(record),
-                            ),
-                        )
+                        why = f"InfluxDB refused the point: {bad.message}"
+                        letter = refused(record, STAGE, Reason.BAD_TYPE, why)
+                        await self._output.deadletter(STAGE, letter)

@@ -43,10 +43,9 @@ from devices.reading import Reading, Reason, Rejection
 from devices.registry import Device
 from devices.topics import match_topic
 from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, ValidateSettings
 from processors.health import Health
-from processors.inputs import source_of
+from processors.inputs import refused
 from processors.loop import Batch, Offsets
 from processors.output import KafkaOutput
 from processors.record import READING_VERSION
@@ -280,15 +279,14 @@ class ValidateStage:
     async def _reject(
         self, record: ConsumerRecord[bytes, bytes], env: RawEnvelope | None, rejection: Rejection
     ) -> None:
-        await self._output.deadletter(
+        letter = refused(
+            record,
             STAGE,
-            DeadLetter(
-                stage=STAGE,
-                reason=rejection.reason,
-                message=rejection.message,
-                payload=env.payload if env is not None else (record.value or b""),
-                device=rejection.device_id or (env.device_key if env else None),
-                metric=rejection.metric,
-                source=source_of(record, env.mqtt_topic if env else None),
-            ),
+            rejection.reason,
+            rejection.message,
+            device=rejection.device_id or (env.device_key if env else None),
+            metric=rejection.metric,
+            payload=env.payload if env is not None else None,
+            mqtt_topic=env.mqtt_topic if env is not None else None,
         )
+        await self._output.deadletter(STAGE, letter)
