@@ -27,7 +27,6 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,24 +37,9 @@ from ingest.envelope import RawEnvelope
 from kotaflow.settings import Settings, load_settings
 from processors.health import Health
 from processors.runner import StageName, run_stages
+from processors.testing import isolated, produce_all
 
 PARTITIONS = 6
-
-
-def bench_settings(base: Settings, tag: str) -> Settings:
-    topics = base.kafka.topics.model_copy(
-        update={n: f"bench.{tag}.{n}" for n in ("raw", "readings", "deadletter")}
-    )
-    p = base.processing
-    processing = p.model_copy(
-        update={
-            "validation": p.validation.model_copy(update={"group_id": f"bench-{tag}-validate"}),
-            "store": p.store.model_copy(update={"group_id": f"bench-{tag}-store"}),
-            "aggregate": p.aggregate.model_copy(update={"group_id": f"bench-{tag}-aggregate"}),
-        }
-    )
-    kafka = base.kafka.model_copy(update={"topics": topics})
-    return base.model_copy(update={"kafka": kafka, "processing": processing})
 
 
 def messages(fleet: Fleet, count: int, start_ms: int) -> tuple[list[RawEnvelope], int]:
@@ -94,19 +78,9 @@ async def fill(settings: Settings, envelopes: list[RawEnvelope]) -> float:
         [NewTopic(n, PARTITIONS, 1) for n in (t.raw, t.readings, t.deadletter)]
     )
     await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_idempotence=True,
-        linger_ms=50,
-        max_batch_size=1_048_576,
-    )
-    await producer.start()
     started = time.perf_counter()
-    futures = [
-        await producer.send(t.raw, e.payload, key=e.key(), headers=e.headers()) for e in envelopes
-    ]
-    await asyncio.gather(*futures)
-    await producer.stop()
+    records = [(e.key(), e.payload, e.headers()) for e in envelopes]
+    await produce_all(settings, t.raw, records)
     return time.perf_counter() - started
 
 
@@ -151,7 +125,7 @@ def main() -> None:
     stages = [StageName(s) for s in (args.stage or ["validate"])]
     if StageName.VALIDATE not in stages:
         stages.insert(0, StageName.VALIDATE)
-    settings = bench_settings(load_settings(), uuid.uuid4().hex[:8])
+    settings = isolated(load_settings(), uuid.uuid4().hex[:8], prefix="bench")
     envelopes, readings = messages(load_fleet(settings), args.messages, time.time_ns() // 10**6)
     fill_s = asyncio.run(fill(settings, envelopes))
     profiler = cProfile.Profile() if args.profile else None

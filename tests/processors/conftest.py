@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
+from processors.testing import isolated
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4
@@ -25,23 +26,7 @@ PARTITIONS = 4
 
 def isolate(settings: Settings, tag: str) -> Settings:
     """``settings`` with unique topics and consumer groups for one test."""
-    topics = settings.kafka.topics.model_copy(
-        update={
-            "raw": f"test.{tag}.raw",
-            "readings": f"test.{tag}.readings",
-            "deadletter": f"test.{tag}.deadletter",
-        }
-    )
-    kafka = settings.kafka.model_copy(update={"topics": topics})
-    p = settings.processing
-    processing = p.model_copy(
-        update={
-            "validation": p.validation.model_copy(update={"group_id": f"test-{tag}-validate"}),
-            "store": p.store.model_copy(update={"group_id": f"test-{tag}-store"}),
-            "aggregate": p.aggregate.model_copy(update={"group_id": f"test-{tag}-aggregate"}),
-        }
-    )
-    return settings.model_copy(update={"kafka": kafka, "processing": processing})
+    return isolated(settings, tag)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -9,13 +9,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from devices.topics import DeviceKeyKind, PayloadFormat, device_topic
 from ingest.envelope import Headers, RawEnvelope
 from kotaflow.settings import Settings
 from processors.health import Health
 from processors.runner import StageName, run_stages
+from processors.testing import produce_all
 
 Raw = tuple[bytes, bytes | None, Headers]
 """(key, value, headers) of one record on the raw topic."""
@@ -43,21 +44,7 @@ def envelope(device: str, payload: bytes, rx_ms: int, topic: str | None = None) 
 
 
 async def produce(settings: Settings, topic: str, records: Sequence[Raw]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_idempotence=True,
-        linger_ms=20,
-        max_batch_size=1_048_576,
-    )
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, value, key=key, headers=headers)
-            for key, value, headers in records
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await produce_all(settings, topic, records)
 
 
 @contextlib.asynccontextmanager
