@@ -46,6 +46,7 @@ def _register() -> None:
     from deploy.grafana.cli import app as grafana_app
     from deploy.local.cli import app as stack_app
     from devices.cli import app as devices_app
+    from devices.simulator.cli import simulate as simulate_command
     from ingest.cli import bridge as bridge_command
     from processors.alerting.cli import alert as alert_command
     from processors.alerting.cli import app as alerts_app
@@ -58,6 +59,7 @@ def _register() -> None:
     app.command("alert")(alert_command)
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(grafana_app, name="grafana")
+    app.command("simulate")(simulate_command)
 
 
 _register()

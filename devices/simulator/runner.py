@@ -1,0 +1,172 @@
+"""Run a simulation: the Python API behind ``kotaflow simulate``.
+
+``await run_simulation(settings, options)`` plans the devices, connects one MQTT 5
+publisher, then walks the :class:`~devices.simulator.stream.MessageStream`, publishing each
+message when it is due (its values, at ``rate`` per second, follow the ones before it),
+keeping at most ``capacity`` QoS 1 messages unacknowledged, until ``duration_s``,
+``count`` or ``stop``. It waits for the outstanding PUBACKs and returns the
+:class:`~devices.simulator.summary.Summary`. Other tests and benchmarks call it in-process.
+
+Pacing is by schedule, not by token refill: when the loop falls behind (a busy machine,
+in-flight window full) it catches up by publishing everything already due, so the rate
+over the run stays the requested one as long as the machine can sustain it at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from devices.fleet import Fleet, load_fleet
+from devices.simulator.encoders import Encoders, iso_ms
+from devices.simulator.manifest import ManifestWriter
+from devices.simulator.options import SimulationOptions
+from devices.simulator.plan import DevicePlan, plan_devices
+from devices.simulator.publisher import MqttPublisher
+from devices.simulator.stream import MessageStream, SimMessage
+from devices.simulator.summary import Summary
+from kotaflow.settings import Settings
+
+TRACE_PROPERTY = "kf-sim"
+MAX_SLEEP_S = 0.25
+"""Longest nap between checks of ``stop`` and progress reports."""
+
+ProgressCallback = Callable[[Summary], None]
+
+
+async def run_simulation(
+    settings: Settings,
+    options: SimulationOptions,
+    *,
+    fleet: Fleet | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_every_s: float = 0.5,
+) -> Summary:
+    """Publish as the registry's devices until the options' limit (or ``stop``).
+
+    Raises ``PlanError`` (nothing selected), ``PublishError`` (broker unreachable or the
+    connection lost) or ``DeviceFileError`` (invalid catalogue/registry).
+    """
+    fleet = fleet or load_fleet(settings)
+    plan = plan_devices(fleet, options)
+    rate = options.rate or plan.natural_rate() * options.time_scale
+    run_id = uuid.uuid4().hex[:8]
+    publisher = MqttPublisher(
+        settings.mqtt, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
+    )
+    await publisher.connect()
+    loop = asyncio.get_running_loop()
+    t0_ms = time.time_ns() // 1_000_000
+    started = loop.time()
+    summary = _new_summary(run_id, options, plan, rate, t0_ms)
+    stream = MessageStream(
+        plan,
+        Encoders(
+            {m.name: m.unit for m in fleet.catalogue.metrics.values()}, list(fleet.catalogue.types)
+        ),
+        seed=options.seed,
+        faults=options.faults,
+        rate=rate,
+        t0_ms=t0_ms,
+        start_s=options.start.timestamp() if options.start else t0_ms / 1000,
+        time_scale=options.time_scale,
+    )
+    manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
+    pacer = _Pacer(stream, publisher, summary, manifest, options, run_id, started)
+    try:
+        await pacer.run(stop or asyncio.Event(), on_progress, progress_every_s)
+        try:
+            async with asyncio.timeout(options.ack_timeout_s):
+                await publisher.drain()
+        except TimeoutError:
+            pass
+    finally:
+        _settle(summary, publisher, started, loop.time())
+        await publisher.close()
+        if manifest is not None:
+            manifest.close()
+    return summary
+
+
+def _new_summary(
+    run_id: str, options: SimulationOptions, plan: DevicePlan, rate: float, t0_ms: int
+) -> Summary:
+    return Summary(
+        run_id=run_id,
+        seed=options.seed,
+        format=options.format.value,
+        faults=str(options.faults),
+        started_at=iso_ms(t0_ms),
+        time_scale=options.time_scale,
+        rate_requested=rate,
+        devices=len(plan.devices),
+        silent_devices=list(plan.silent),
+        excluded_devices=list(plan.excluded),
+        manifest=str(options.manifest) if options.manifest else None,
+    )
+
+
+def _settle(summary: Summary, publisher: MqttPublisher, started: float, now: float) -> None:
+    summary.acked = publisher.acked
+    summary.refused = publisher.refused
+    summary.unacked = publisher.inflight
+    end = publisher.last_ack_at if publisher.inflight == 0 and publisher.last_ack_at else now
+    summary.duration_s = max(end - started, 1e-9)
+
+
+class _Pacer:
+    """Publishes each message when it is due; see the module docstring."""
+
+    def __init__(
+        self,
+        stream: MessageStream,
+        publisher: MqttPublisher,
+        summary: Summary,
+        manifest: ManifestWriter | None,
+        options: SimulationOptions,
+        run_id: str,
+        started: float,
+    ) -> None:
+        self._stream = stream
+        self._publisher = publisher
+        self._summary = summary
+        self._manifest = manifest
+        self._options = options
+        self._run_id = run_id
+        self._started = started
+
+    async def run(
+        self, stop: asyncio.Event, on_progress: ProgressCallback | None, every_s: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        stream, publisher, options = self._stream, self._publisher, self._options
+        next_report = self._started + every_s
+        while not stop.is_set():
+            budget = None if options.count is None else options.count - stream.values_sent
+            if budget is not None and budget <= 0:
+                break
+            due = stream.next_due_s()
+            if options.duration_s is not None and due >= options.duration_s:
+                break
+            now = loop.time()
+            if on_progress is not None and now >= next_report:
+                next_report = now + every_s
+                _settle(self._summary, publisher, self._started, now)
+                on_progress(self._summary)
+            wait = self._started + due - now
+            if wait > 0:
+                await asyncio.sleep(min(wait, MAX_SLEEP_S))
+            elif publisher.inflight >= publisher.capacity:
+                await publisher.wait_for_capacity()
+            else:
+                self._send(stream.next_message(budget))
+
+    def _send(self, message: SimMessage) -> None:
+        trace = ((TRACE_PROPERTY, f"{self._run_id}/{message.seq}"),) if self._options.trace else ()
+        self._publisher.publish(message.topic, message.payload, trace)
+        self._summary.count(message)
+        if self._manifest is not None:
+            self._manifest.write(message)
