@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from aiohttp import web
@@ -52,6 +55,9 @@ async def main(samples: int) -> int:
                         raise TimeoutError(f"notification {i + 1} did not arrive within 60 s")
                     await asyncio.sleep(0.001)
                 latencies.append((arrivals[i][0] - sent) * 1000)
+            upstream, outbox = _split(
+                run.settings.alerting.state_path(run.settings.stack.state_dir)
+            )
     await runner.cleanup()
     latencies.sort()
     p50 = statistics.median(latencies)
@@ -61,7 +67,21 @@ async def main(samples: int) -> int:
           f"{changes.count('resolved')} resolved)")  # fmt: skip
     print(f"publish -> notification: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
           f"min {latencies[0]:.0f} ms, max {latencies[-1]:.0f} ms")  # fmt: skip
+    print(f"  of which publish -> evaluated and queued (bridge, validate, evaluator): "
+          f"p50 {statistics.median(upstream):.0f} ms; queued -> delivered (outbox, webhook): "
+          f"p50 {statistics.median(outbox):.0f} ms, max {max(outbox):.0f} ms")  # fmt: skip
     return 0
+
+
+def _split(state_file: Path) -> tuple[list[float], list[float]]:
+    """Per notification: device time -> queued in the outbox, and queued -> delivered."""
+    with closing(sqlite3.connect(state_file)) as db:
+        rows = db.execute(
+            "SELECT payload, created_ms, done_ms FROM outbox WHERE destination = 'hook'"
+            " AND status = 'sent'"
+        ).fetchall()
+    upstream = [created - json.loads(payload)["at_ms"] for payload, created, _ in rows]
+    return upstream, [done - created for _, created, done in rows]
 
 
 if __name__ == "__main__":
