@@ -91,6 +91,10 @@ class DevicePlan:
         """Readings per second when every publishing device reports at its interval."""
         return sum(len(d.type.metrics) / d.type.interval_s for d in self.devices)
 
+    def target_rate(self, options: SimulationOptions) -> float:
+        """``--rate``, else the natural rate sped up by ``--time-scale``."""
+        return options.rate or self.natural_rate() * options.time_scale
+
 
 class PlanError(ValueError):
     """The options select no device that can publish."""

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 
 from devices.fleet import Fleet, load_fleet
-from devices.simulator.encoders import Encoders, iso_ms
+from devices.simulator.encoders import iso_ms
 from devices.simulator.manifest import ManifestWriter
 from devices.simulator.options import SimulationOptions
 from devices.simulator.plan import DevicePlan, plan_devices
@@ -52,7 +52,6 @@ async def run_simulation(
     """
     fleet = fleet or load_fleet(settings)
     plan = plan_devices(fleet, options)
-    rate = options.rate or plan.natural_rate() * options.time_scale
     run_id = uuid.uuid4().hex[:8]
     publisher = MqttPublisher(
         settings.mqtt, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
@@ -61,19 +60,8 @@ async def run_simulation(
     loop = asyncio.get_running_loop()
     t0_ms = time.time_ns() // 1_000_000
     started = loop.time()
-    summary = _new_summary(run_id, options, plan, rate, t0_ms)
-    stream = MessageStream(
-        plan,
-        Encoders(
-            {m.name: m.unit for m in fleet.catalogue.metrics.values()}, list(fleet.catalogue.types)
-        ),
-        seed=options.seed,
-        faults=options.faults,
-        rate=rate,
-        t0_ms=t0_ms,
-        start_s=options.start.timestamp() if options.start else t0_ms / 1000,
-        time_scale=options.time_scale,
-    )
+    summary = _new_summary(run_id, options, plan, t0_ms)
+    stream = MessageStream.for_run(fleet, plan, options, t0_ms)
     manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
     pacer = _Pacer(stream, publisher, summary, manifest, options, run_id, started)
     try:
@@ -91,9 +79,7 @@ async def run_simulation(
     return summary
 
 
-def _new_summary(
-    run_id: str, options: SimulationOptions, plan: DevicePlan, rate: float, t0_ms: int
-) -> Summary:
+def _new_summary(run_id: str, options: SimulationOptions, plan: DevicePlan, t0_ms: int) -> Summary:
     return Summary(
         run_id=run_id,
         seed=options.seed,
@@ -101,7 +87,7 @@ def _new_summary(
         faults=str(options.faults),
         started_at=iso_ms(t0_ms),
         time_scale=options.time_scale,
-        rate_requested=rate,
+        rate_requested=plan.target_rate(options),
         devices=len(plan.devices),
         silent_devices=list(plan.silent),
         excluded_devices=list(plan.excluded),

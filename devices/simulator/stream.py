@@ -26,11 +26,13 @@ from types import MappingProxyType
 
 from devices.calibration import apply_calibration
 from devices.catalogue import Metric
+from devices.fleet import Fleet
 from devices.reading import Reading, Reason
 from devices.simulator.climate import Climate
 from devices.simulator.encoders import Encoder, Encoders, Frame, Uplink, Value
 from devices.simulator.faults import FaultMix, FaultPlan, Kind, Malformation
 from devices.simulator.noise import key_of
+from devices.simulator.options import SimulationOptions
 from devices.simulator.plan import DevicePlan, SimDevice
 from devices.simulator.signals import sample
 from devices.topics import PayloadFormat
@@ -137,6 +139,25 @@ class MessageStream:
         self._values_sent = 0
         self._seq = 0
         self._last_normal: SimMessage | None = None
+
+    @classmethod
+    def for_run(
+        cls, fleet: Fleet, plan: DevicePlan, options: SimulationOptions, t0_ms: int
+    ) -> MessageStream:
+        """The stream of a run that starts at ``t0_ms`` (wall clock, ms)."""
+        encoders = Encoders(
+            {m.name: m.unit for m in fleet.catalogue.metrics.values()}, list(fleet.catalogue.types)
+        )
+        return cls(
+            plan,
+            encoders,
+            seed=options.seed,
+            faults=options.faults,
+            rate=plan.target_rate(options),
+            t0_ms=t0_ms,
+            start_s=options.start.timestamp() if options.start else t0_ms / 1000,
+            time_scale=options.time_scale,
+        )
 
     @property
     def values_sent(self) -> int:
