@@ -1,12 +1,14 @@
 """The outbox workers: deliver queued messages, one independent worker per destination.
 
 A destination is a receiver (webhook, e-mail, ...) or a sink (``_kafka``: the
-``kotaflow.alerts`` topic; ``_influxdb``: the ``alerts`` measurement). Each worker takes its
-destination's oldest undelivered messages in order, delivers them, and marks them sent. A
-failure that may pass (no answer, 5xx, 429) is retried with exponential backoff and jitter
-(``Retry-After`` honoured) without limit: the message stays on disk until it is delivered,
-and only its own destination waits. A permanent refusal (other 4xx) is marked ``failed``,
-logged, and kept for inspection (``kotaflow alerts outbox``); the queue moves on.
+``kotaflow.alerts`` topic; ``_influxdb``: the ``alerts`` measurement; ``_deadletter``). Each
+worker takes its destination's oldest undelivered messages in order, delivers them, and
+marks them sent. A failure that may pass (no answer, 5xx, 429) is retried with exponential
+backoff and jitter (``Retry-After`` honoured) without limit: the message stays on disk until
+it is delivered, and only its own destination waits. A permanent refusal (other 4xx) is
+marked ``failed``, logged, and kept for inspection (``kotaflow alerts outbox``); the queue
+moves on. Each evaluator process delivers only the messages of its own Kafka partitions
+(``owned``), so processes sharing a state file never send one message twice.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Dispatcher:
         backoff: Backoff,
         clock: Callable[[], float] = time.time,
         on_delivered: Callable[[Destination, Sequence[OutboxItem], int], None] | None = None,
+        owned: Callable[[], set[int] | None] = lambda: None,
     ) -> None:
         self._store = store
         self._destinations = list(destinations)
@@ -82,6 +85,7 @@ class Dispatcher:
         self._clock = clock
         self._wakeups = {d.name: asyncio.Event() for d in self._destinations}
         self._on_delivered = on_delivered
+        self._owned = owned
 
     def wake(self) -> None:
         """New messages were queued: look now instead of at the next idle poll."""
@@ -97,7 +101,7 @@ class Dispatcher:
         wakeup = self._wakeups[destination.name]
         while not stop.is_set():
             wakeup.clear()
-            items = self._store.next_batch(destination.name, destination.batch_size)
+            items = self._store.next_batch(destination.name, destination.batch_size, self._owned())
             now_ms = int(self._clock() * 1000)
             if not items:
                 await _wait_any(wakeup, stop, IDLE_POLL_S)

@@ -145,7 +145,10 @@ def build(settings: Settings) -> AlertService:
     if influx is not None:
         destinations.append(influx)
     backoff = Backoff(initial_s=cfg.retry_initial_s, max_s=cfg.retry_max_s)
-    dispatcher = Dispatcher(store, destinations, backoff, on_delivered=_log_delivered)
+    owned: set[int] = set()
+    dispatcher = Dispatcher(
+        store, destinations, backoff, on_delivered=_log_delivered, owned=lambda: set(owned)
+    )
     engine = Engine(
         rules,
         started_ms=int(time.time() * 1000),
@@ -153,6 +156,7 @@ def build(settings: Settings) -> AlertService:
         caught_up=set(),
     )
     stage = AlertStage(settings, engine, store, queued=dispatcher.wake)
+    stage.owned = owned  # the dispatcher reads the same set the stage keeps current
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
     return AlertService(settings, store, stage, dispatcher, kafka, influx, http)

@@ -53,6 +53,8 @@ class AlertStage:
         self._events: list[AlertEvent] = []
         self._dead: list[Outgoing] = []
         self._last_tick_ms = 0
+        self.owned: set[int] = set()
+        """Partitions assigned to this process (its dispatcher delivers only their messages)."""
         self.ready = asyncio.Event()
         """Set once partitions are assigned and their state loaded (tests wait on it)."""
 
@@ -77,11 +79,14 @@ class AlertStage:
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
         self._engine.load(*self._store.load(numbers))
+        self.owned |= numbers
         log.info("partitions assigned", extra={"partitions": sorted(numbers)})
         self.ready.set()
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
-        self._engine.forget({tp.partition for tp in partitions})
+        numbers = {tp.partition for tp in partitions}
+        self._engine.forget(numbers)
+        self.owned -= numbers
 
     async def handle(self, batch: Batch) -> None:
         now_ms = self._now_ms()
@@ -155,4 +160,5 @@ def _dead_letter(tp: TopicPartition, offset: int, raw: bytes | None, err: Except
         extra={"partition": tp.partition, "offset": offset, "err": str(err)},
     )
     payload = {"key": None, "value": letter.value().decode()}
-    return Outgoing(DEADLETTER_DESTINATION, f"{tp.topic}/{tp.partition}/{offset}", payload)
+    event_id = f"{tp.topic}/{tp.partition}/{offset}"
+    return Outgoing(DEADLETTER_DESTINATION, event_id, payload, tp.partition)

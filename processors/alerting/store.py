@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     destination TEXT NOT NULL, event_id TEXT NOT NULL, payload TEXT NOT NULL,
     created_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'pending', last_error TEXT, done_ms INTEGER,
+    partition INTEGER NOT NULL DEFAULT -1,
     UNIQUE (destination, event_id));
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 CREATE TABLE IF NOT EXISTS silences (
@@ -66,6 +67,8 @@ class Outgoing:
     destination: str
     event_id: str
     payload: dict[str, Any]
+    partition: int = -1
+    """Kafka partition of the device; -1: look it up from the payload's device."""
 
 
 class AlertStore:
@@ -78,6 +81,9 @@ class AlertStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "partition" not in columns:  # a state file from before outbox rows had partitions
+            self._db.execute("ALTER TABLE outbox ADD COLUMN partition INTEGER NOT NULL DEFAULT -1")
 
     def close(self) -> None:
         self._db.close()
@@ -103,10 +109,20 @@ class AlertStore:
                 [(r, d, partition_of.get(d, -1), _dump(v)) for (r, d), v in dirty.states.items()],
             )
             for item in outgoing:
+                partition = item.partition
+                if partition < 0:
+                    partition = partition_of.get(str(item.payload.get("device")), -1)
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO outbox (destination, event_id, payload, created_ms,"
-                    " next_ms) VALUES (?, ?, ?, ?, ?)",
-                    (item.destination, item.event_id, _dump(item.payload), now_ms, now_ms),
+                    " next_ms, partition) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        item.destination,
+                        item.event_id,
+                        _dump(item.payload),
+                        now_ms,
+                        now_ms,
+                        partition,
+                    ),
                 )
                 queued += cursor.rowcount
         return queued
@@ -141,12 +157,22 @@ class AlertStore:
 
     # -- outbox --------------------------------------------------------------------------
 
-    def next_batch(self, destination: str, limit: int) -> list[OutboxItem]:
-        """The oldest undelivered messages for ``destination`` (delivered in order)."""
+    def next_batch(
+        self, destination: str, limit: int, partitions: set[int] | None = None
+    ) -> list[OutboxItem]:
+        """The oldest undelivered messages for ``destination`` (delivered in order).
+
+        With ``partitions``, only those of devices on these Kafka partitions: each evaluator
+        process delivers what its own partitions queued, so two never send the same row.
+        """
+        where, args = "", []
+        if partitions is not None:
+            marks = ",".join("?" * len(partitions))
+            where, args = f" AND partition IN ({marks or 'NULL'}, -1)", sorted(partitions)
         rows = self._db.execute(
             "SELECT id, destination, event_id, payload, attempts, next_ms, created_ms FROM outbox"
-            " WHERE destination = ? AND status = 'pending' ORDER BY id LIMIT ?",
-            (destination, limit),
+            f" WHERE destination = ? AND status = 'pending'{where} ORDER BY id LIMIT ?",
+            (destination, *args, limit),
         ).fetchall()
         return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 

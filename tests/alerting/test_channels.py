@@ -202,3 +202,13 @@ def _no_state():  # type: ignore[no-untyped-def]
     from processors.alerting.engine import Dirty
 
     return Dirty()
+
+
+def test_each_process_takes_only_its_partitions_messages(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "state.sqlite3")
+    rows = [Outgoing("hook", f"e{p}", _event(p).to_json(), p) for p in (0, 1, 2)]
+    store.save(_no_state(), {}, rows, T0)
+    other = AlertStore(tmp_path / "state.sqlite3")  # a second evaluator on the same file
+    assert [i.event_id for i in store.next_batch("hook", 10, {0, 2})] == ["e0", "e2"]
+    assert [i.event_id for i in other.next_batch("hook", 10, {1})] == ["e1"]
+    assert [i.event_id for i in other.next_batch("hook", 10, set())] == []
