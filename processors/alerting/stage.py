@@ -12,22 +12,20 @@ dead-lettered (through the outbox, so it is not lost either) and skipped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.reading import Reason
 from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StageConsumer
 from processors.alerting.engine import Engine
 from processors.alerting.events import AlertEvent
 from processors.alerting.routing import route
 from processors.alerting.store import DEADLETTER_DESTINATION, AlertStore, Outgoing
+from processors.inputs import parse_reading
 from processors.loop import Batch, Offsets
-from processors.record import ValidReading
 
 log = logging.getLogger("kotaflow.alerting.stage")
 
@@ -93,10 +91,9 @@ class AlertStage:
         silences = self._store.silences()
         for tp, records in batch.items():
             for record in records:
-                try:
-                    reading = ValidReading.from_bytes(record.value or b"")
-                except (ValueError, KeyError, TypeError) as err:
-                    self._dead.append(_dead_letter(tp, record.offset, record.value, err))
+                reading = parse_reading(record, self.name)
+                if isinstance(reading, DeadLetter):
+                    self._dead.append(_queued(reading, tp, record.offset))
                     continue
                 self._events += self._engine.apply(reading, tp.partition, now_ms, silences)
             if records:
@@ -144,21 +141,12 @@ class AlertStage:
         return int(self._clock() * 1000)
 
 
-def _dead_letter(tp: TopicPartition, offset: int, raw: bytes | None, err: Exception) -> Outgoing:
-    reason = Reason.UNSUPPORTED_VERSION if "version" in str(err) else Reason.BAD_SHAPE
-    if isinstance(err, json.JSONDecodeError):
-        reason = Reason.NOT_JSON
-    letter = DeadLetter(
-        stage="alert",
-        reason=reason,
-        message=f"not a readings record v1: {err}",
-        payload=raw or b"",
-        source={"kafka_topic": tp.topic, "partition": tp.partition, "offset": offset},
-    )
+def _queued(letter: DeadLetter, tp: TopicPartition, offset: int) -> Outgoing:
+    """The dead letter as an outbox row for ``kotaflow.deadletter`` (lost in no crash)."""
     log.error(
-        "not a readings record: dead-lettered",
-        extra={"partition": tp.partition, "offset": offset, "err": str(err)},
+        "record dead-lettered",
+        extra={"partition": tp.partition, "offset": offset, "reason": letter.reason.value},
     )
-    payload = {"key": None, "value": letter.value().decode()}
+    payload = {"key": letter.device, "value": letter.value().decode()}
     event_id = f"{tp.topic}/{tp.partition}/{offset}"
     return Outgoing(DEADLETTER_DESTINATION, event_id, payload, tp.partition)
