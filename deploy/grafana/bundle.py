@@ -19,7 +19,7 @@ from deploy.grafana.alerting import AlertingObjects, build_alerting
 from deploy.grafana.context import alerting_settings, load_context
 from deploy.grafana.dashboards import build_all
 from deploy.grafana.datasource import TOKEN_ENV, datasource
-from deploy.grafana.envref import EnvRef
+from deploy.grafana.envref import EnvRef, Secret
 from deploy.grafana.i18n import Lang
 from kotaflow.settings import Settings
 
@@ -52,7 +52,7 @@ def dashboard_json(model: Dashboard) -> dict[str, Any]:
 def build_bundle(
     settings: Settings,
     langs: Sequence[Lang] = tuple(Lang),
-    token: EnvRef | None = None,
+    token: Secret | None = None,
     influx_url: str | None = None,
 ) -> Bundle:
     """Load catalogue, registry and rules once; build every object for ``langs``."""

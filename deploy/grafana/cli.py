@@ -15,7 +15,7 @@ from rich.table import Table
 from deploy.grafana.alerting import group_rules
 from deploy.grafana.bundle import Bundle, build_bundle
 from deploy.grafana.datasource import TOKEN_ENV
-from deploy.grafana.envref import EnvRef, MissingSecretError
+from deploy.grafana.envref import EnvRef, FileRef, MissingSecretError
 from deploy.grafana.i18n import Lang
 from deploy.grafana.interpolate import QueryWindow
 from deploy.grafana.provisioning import GRAFANA_PROVISIONING, render
@@ -60,12 +60,20 @@ def render_command(
     influx_url: Annotated[
         str | None, typer.Option(help="InfluxDB URL as Grafana reaches it (default: settings).")
     ] = None,
+    influx_token_file: Annotated[
+        str | None,
+        typer.Option(
+            help="Grafana reads the InfluxDB token from this file on its machine "
+            f"(default: from its environment variable {TOKEN_ENV})."
+        ),
+    ] = None,
 ) -> None:
     """Write datasources/, dashboards/ and alerting/ provisioning files.
 
     Example: kotaflow grafana render /etc/grafana/provisioning --influx-url http://influxdb:8086
     """
-    bundle = build_bundle(settings_of(ctx), _langs(lang), influx_url=influx_url)
+    token = FileRef(influx_token_file) if influx_token_file else None
+    bundle = build_bundle(settings_of(ctx), _langs(lang), token=token, influx_url=influx_url)
     done = render(bundle, out_dir, PurePosixPath(grafana_dir))
     for path in done.files:
         console.print(f"wrote {path}")

@@ -86,9 +86,8 @@ class BuildContext:
 
 
 def alerting_settings(settings: Settings) -> AlertingSettings:
-    """The ``alerting:`` settings section (its defaults when the settings have none)."""
-    section = getattr(settings, "alerting", None)
-    return section if isinstance(section, AlertingSettings) else AlertingSettings()
+    """The ``alerting:`` settings section: rule file, receivers, where events are written."""
+    return settings.alerting
 
 
 def load_context(settings: Settings, lang: Lang = Lang.ID) -> BuildContext:

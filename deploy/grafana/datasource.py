@@ -2,8 +2,8 @@
 
 Grafana reads with the ``grafana`` role's token (read access to the buckets, nothing else),
 never the pipeline's. In provisioning files the token is ``${KOTAFLOW_GRAFANA_INFLUX_TOKEN}``
-expanded by Grafana; ``grafana sync`` sends the value (``--influx-token``, that variable, or
-the local stack's tokens file).
+expanded by Grafana (or ``$__file{PATH}`` with ``render --influx-token-file``); ``grafana
+sync`` sends the value (``--influx-token``, that variable, or the local stack's tokens file).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.grafana.context import DATASOURCE_NAME, DATASOURCE_UID
-from deploy.grafana.envref import EnvRef
+from deploy.grafana.envref import Secret
 from deploy.grafana.query import INFLUXDB
 from kotaflow.settings import Settings
 
@@ -20,7 +20,7 @@ MIN_INTERVAL = "10s"
 """Shortest ``v.windowPeriod`` Grafana picks: below the fastest devices' 60 s it is noise."""
 
 
-def datasource(settings: Settings, token: EnvRef, url: str | None = None) -> dict[str, Any]:
+def datasource(settings: Settings, token: Secret, url: str | None = None) -> dict[str, Any]:
     """The data source in the HTTP API's shape (``POST /api/datasources``)."""
     return {
         "uid": DATASOURCE_UID,

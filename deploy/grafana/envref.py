@@ -6,8 +6,9 @@ must be written ``$$`` (alert annotations are full of ``{{ $labels.device }}``).
 JSON is not expanded and is left alone.
 
 Secrets (the InfluxDB token, a Telegram bot token) never go into a file: objects carry an
-:class:`EnvRef` instead. :func:`for_file` turns it into ``${NAME}`` for Grafana to expand;
-:func:`for_api` (``grafana sync``) puts in the value from our own environment.
+:class:`EnvRef` (or a :class:`FileRef`) instead. :func:`for_file` turns it into ``${NAME}``
+(``$__file{PATH}``) for Grafana to expand; :func:`for_api` (``grafana sync``) puts in the
+value from our own environment (or that file).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -25,6 +27,16 @@ class EnvRef:
     name: str
     value: str | None = None
     """Known at generation time (e.g. from the settings): used by ``for_api`` first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A secret Grafana reads from a file on its own machine (``$__file{PATH}``)."""
+
+    path: str
+
+
+Secret = EnvRef | FileRef
 
 
 class MissingSecretError(LookupError):
@@ -39,6 +51,8 @@ def for_file(value: Any) -> Any:
     """A deep copy fit for a provisioning file: ``$`` doubled, :class:`EnvRef` as ``${NAME}``."""
     if isinstance(value, EnvRef):
         return "${" + value.name + "}"
+    if isinstance(value, FileRef):
+        return "$__file{" + value.path + "}"
     if isinstance(value, str):
         return escape_dollars(value)
     if isinstance(value, Mapping):
@@ -56,6 +70,11 @@ def for_api(value: Any, environ: Mapping[str, str] | None = None) -> Any:
         if not resolved:
             raise MissingSecretError(f"set the environment variable {value.name}")
         return resolved
+    if isinstance(value, FileRef):
+        try:
+            return Path(value.path).read_text().strip()
+        except OSError as err:
+            raise MissingSecretError(f"cannot read {value.path}: {err}") from None
     if isinstance(value, Mapping):
         return {key: for_api(item, env) for key, item in value.items()}
     if isinstance(value, list | tuple):
