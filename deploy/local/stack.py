@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from deploy.local.influxdb import InfluxDB
 from deploy.local.kafka import Kafka
 from deploy.local.mosquitto import Mosquitto
 from deploy.local.service import Report, Service, ServiceStatus
@@ -24,6 +25,7 @@ def build_services(settings: Settings) -> list[Service]:
     services: list[Service] = []
     services.append(Mosquitto(settings))
     services.append(Kafka(settings))
+    services.append(InfluxDB(settings))
     return services
 
 

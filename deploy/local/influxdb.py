@@ -1,0 +1,380 @@
+"""InfluxDB 2.x in the local stack: built from source once, run on loopback, set up once.
+
+No registry we can reach ships ``influxd``, so :meth:`InfluxDB.install` runs
+``build_influxdb.sh`` (Go module source + Rust libflux) and caches the binary under
+``<cache>/influxdb/<version>/``. :meth:`InfluxDB.start` runs it with every file (bolt, sqlite,
+TSM engine, log) under ``<state>/influxdb/`` and then reconciles the setup the pipeline and
+Grafana rely on: org, buckets with retention, and three tokens with the least rights each
+needs. The tokens land in :data:`TOKENS_FILE` (mode 0600) so settings find them without
+copying by hand. Every step is idempotent; nothing here deletes data.
+
+This module touches only its own cache and state directories and the HTTP API of the
+``influxd`` it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from deploy.local.installers import run_logged
+from deploy.local.service import (
+    Paths,
+    Report,
+    ServiceError,
+    ServiceStatus,
+    read_pid,
+    require_free_port,
+    spawn,
+    stop_pid,
+    wait_until,
+)
+from kotaflow.settings import Settings
+
+NAME = "influxdb"
+VERSION = "v2.7.12"
+"""The newest 2.7.x release on the Go module proxy when this was written; bump deliberately."""
+
+TOKENS_FILE = Path(NAME) / "tokens.json"
+"""Where the org, bucket ids and tokens are saved, relative to ``settings.stack.state_dir``."""
+
+OPERATOR, PIPELINE, GRAFANA = "operator", "pipeline", "grafana"
+"""Token roles: all access; write to both buckets; read both buckets."""
+
+RETENTION = {"telemetry": timedelta(days=90), "rollups": timedelta(days=730)}
+"""Raw readings are kept for a season; rollups long enough for year-over-year dashboards."""
+
+BUILD_SCRIPT = Path(__file__).with_name("build_influxdb.sh")
+COLD_BUILD_ESTIMATE = "about 15-20 minutes on 2 cores"
+START_TIMEOUT_S = 90.0
+ADMIN_USER = "kotaflow-admin"
+
+# Keep the server's footprint modest: a small write cache, and a soft heap limit so Go's GC
+# works harder before the process grows.
+CACHE_MAX_MEMORY = str(256 * 1024 * 1024)
+GOMEMLIMIT = "1GiB"
+
+
+@dataclass(frozen=True)
+class InfluxAccess:
+    """Everything a client of the local InfluxDB needs; saved as JSON in :data:`TOKENS_FILE`."""
+
+    url: str
+    org: str
+    org_id: str = ""
+    buckets: dict[str, str] = field(default_factory=dict)
+    """Bucket name -> bucket id."""
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Role (:data:`OPERATOR`, :data:`PIPELINE`, :data:`GRAFANA`) -> token."""
+    admin_user: str = ADMIN_USER
+    admin_password: str = ""
+
+    def token(self, role: str) -> str:
+        try:
+            return self.tokens[role]
+        except KeyError:
+            raise ServiceError(f"no {role} token in the InfluxDB tokens file") from None
+
+
+def tokens_path(state_dir: Path) -> Path:
+    return state_dir / TOKENS_FILE
+
+
+def load_access(state_dir: Path) -> InfluxAccess | None:
+    """The saved setup, or None before the first ``stack up`` has run the setup."""
+    path = tokens_path(state_dir)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise ServiceError(f"cannot read InfluxDB tokens file {path}: {err}") from None
+    return InfluxAccess(**data)
+
+
+def token_file(state_dir: Path, role: str) -> Path:
+    """A file holding just one role's token, for settings that take a token file path."""
+    return tokens_path(state_dir).with_name(f"{role}.token")
+
+
+def save_access(state_dir: Path, access: InfluxAccess) -> None:
+    """Write :data:`TOKENS_FILE` and one ``<role>.token`` per token, each mode 0600."""
+    _write_private(tokens_path(state_dir), json.dumps(asdict(access), indent=2) + "\n")
+    for role, token in access.tokens.items():
+        _write_private(token_file(state_dir, role), token + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomic replace, created 0600 from the start: these files hold credentials."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def bind_address(url: str) -> tuple[str, int]:
+    """host and port of the configured URL; the local server only ever binds to loopback."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 8086
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ServiceError(f"influxdb.url {url} is not loopback: the local stack binds 127.0.0.1")
+    return ("127.0.0.1" if host == "localhost" else host), port
+
+
+class InfluxDB:
+    """The ``influxdb`` service of the local stack (see :class:`deploy.local.service.Service`)."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = Paths.for_service(settings, NAME)
+        self.url = settings.influxdb.url.rstrip("/")
+        self.host, self.port = bind_address(self.url)
+        self.buckets = [settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket]
+
+    @property
+    def binary(self) -> Path:
+        return self.paths.cache / VERSION / "influxd"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.state / "data"
+
+    def install(self, report: Report) -> None:
+        if self.binary.is_file():
+            return
+        out = self.binary.parent
+        log = out / "build.log"
+        report(
+            f"influxdb: {VERSION} is not built yet. Building influxd from source, once per "
+            f"machine ({COLD_BUILD_ESTIMATE}; Go + Rust). Cached in {out}; later starts take "
+            f"seconds. Full log: {log}"
+        )
+        run_logged(
+            ["bash", str(BUILD_SCRIPT), "--version", VERSION, "--out", str(out)],
+            log,
+            report,
+            what=f"building influxd {VERSION}",
+            progress=_build_progress,
+        )
+        if not self.binary.is_file():
+            raise ServiceError(f"influxdb: build finished without {self.binary}; log {log}")
+
+    def start(self, report: Report) -> None:
+        pid = self._pid()
+        if pid is None:
+            if not self.binary.is_file():
+                raise ServiceError("influxdb: not built yet; run `kotaflow stack up` to build it")
+            require_free_port(self.host, self.port, NAME, "KOTAFLOW_INFLUXDB__URL")
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            report(f"influxdb: starting influxd {VERSION} on {self.url} (log {self.paths.log})")
+            pid = spawn(self._argv(), self.paths, env=self._env())
+        else:
+            report(f"influxdb: already running (pid {pid}) on {self.url}")
+        wait_until(self._healthy, START_TIMEOUT_S, f"influxdb on {self.url}", self.paths, pid)
+        _Setup(self, report).reconcile()
+
+    def stop(self, report: Report) -> None:
+        if stop_pid(self.paths, expect=str(self.data_dir)):
+            report("influxdb: stopped")
+
+    def status(self) -> ServiceStatus:
+        health = self._health()
+        healthy = health.get("status") == "pass"
+        pid = self._pid()
+        problem = "not running" if pid is None else str(health.get("message", "unhealthy"))
+        return ServiceStatus(
+            name=NAME,
+            healthy=healthy,
+            address=self.url,
+            version=health.get("version"),
+            pid=pid,
+            log=str(self.paths.log),
+            detail="" if healthy else problem,
+            extra={"tokens_file": str(tokens_path(self.settings.stack.state_dir))},
+        )
+
+    def _pid(self) -> int | None:
+        # The data directory is in our command line; a recycled pid after a reboot is not.
+        return read_pid(self.paths.pidfile, expect=str(self.data_dir))
+
+    def _argv(self) -> list[str]:
+        return [
+            str(self.binary),
+            "run",
+            f"--http-bind-address={self.host}:{self.port}",
+            f"--bolt-path={self.data_dir / 'influxd.bolt'}",
+            f"--sqlite-path={self.data_dir / 'influxd.sqlite'}",
+            f"--engine-path={self.data_dir / 'engine'}",
+            "--reporting-disabled",
+            "--log-level=info",
+            f"--storage-cache-max-memory-size={CACHE_MAX_MEMORY}",
+        ]
+
+    def _env(self) -> dict[str, str]:
+        # influxd otherwise reads config.{yaml,toml,json} from its working directory.
+        return {"INFLUXD_CONFIG_PATH": str(self.paths.state), "GOMEMLIMIT": GOMEMLIMIT}
+
+    def _health(self) -> dict[str, Any]:
+        try:
+            body: dict[str, Any] = httpx.get(f"{self.url}/health", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError) as err:
+            return {"status": "fail", "message": f"no answer on {self.url}: {err}"}
+        return body
+
+    def _healthy(self) -> bool:
+        return self._health().get("status") == "pass"
+
+
+class _Setup:
+    """Brings the server to the state kotaflow expects, creating only what is missing.
+
+    The operator token is chosen here and saved before ``POST /api/v2/setup`` so that a crash
+    mid-way never leaves a server nobody holds a token for.
+    """
+
+    def __init__(self, service: InfluxDB, report: Report) -> None:
+        self.service = service
+        self.report = report
+        self.state_dir = service.settings.stack.state_dir
+        self.org = service.settings.influxdb.org
+
+    def reconcile(self) -> None:
+        with httpx.Client(base_url=self.service.url, timeout=30.0) as http:
+            access = self._onboard(http)
+            http.headers["Authorization"] = f"Token {access.token(OPERATOR)}"
+            org_id = self._org_id(http)
+            existing = _buckets(http, org_id)
+            buckets = {
+                name: existing.get(name) or self._create_bucket(http, org_id, name)
+                for name in self.service.buckets
+            }
+            tokens = dict(access.tokens)
+            tokens[PIPELINE] = self._authorization(http, org_id, PIPELINE, "write", buckets)
+            tokens[GRAFANA] = self._authorization(http, org_id, GRAFANA, "read", buckets)
+        done = InfluxAccess(
+            url=self.service.url,
+            org=self.org,
+            org_id=org_id,
+            buckets=buckets,
+            tokens=tokens,
+            admin_user=access.admin_user,
+            admin_password=access.admin_password,
+        )
+        if done != access:
+            save_access(self.state_dir, done)
+            self.report(f"influxdb: org, buckets and tokens saved to {tokens_path(self.state_dir)}")
+
+    def _onboard(self, http: httpx.Client) -> InfluxAccess:
+        saved = load_access(self.state_dir)
+        if not _ok(http.get("/api/v2/setup")).json().get("allowed", False):
+            if saved is None:
+                raise ServiceError(
+                    "influxdb: the server is already set up but "
+                    f"{tokens_path(self.state_dir)} is missing, so no token is known. "
+                    "Reset the local data with: kotaflow stack down --purge"
+                )
+            return saved
+        access = saved or InfluxAccess(
+            url=self.service.url,
+            org=self.org,
+            tokens={OPERATOR: secrets.token_urlsafe(48)},
+            admin_password=secrets.token_urlsafe(24),
+        )
+        save_access(self.state_dir, access)
+        first = self.service.buckets[0]
+        _ok(
+            http.post(
+                "/api/v2/setup",
+                json={
+                    "username": access.admin_user,
+                    "password": access.admin_password,
+                    "org": self.org,
+                    "bucket": first,
+                    "retentionPeriodSeconds": _seconds(first),
+                    "token": access.token(OPERATOR),
+                },
+            )
+        )
+        self.report(f"influxdb: initial setup done (org {self.org}, user {access.admin_user})")
+        return access
+
+    def _org_id(self, http: httpx.Client) -> str:
+        orgs = _ok(http.get("/api/v2/orgs", params={"org": self.org})).json().get("orgs", [])
+        if not orgs:
+            raise ServiceError(f"influxdb: org {self.org} not found on {self.service.url}")
+        return str(orgs[0]["id"])
+
+    def _create_bucket(self, http: httpx.Client, org_id: str, name: str) -> str:
+        rules = [{"type": "expire", "everySeconds": _seconds(name)}] if _seconds(name) else []
+        body = {"orgID": org_id, "name": name, "retentionRules": rules}
+        created = _ok(http.post("/api/v2/buckets", json=body)).json()
+        self.report(f"influxdb: created bucket {name} (retention {_retention_text(name)})")
+        return str(created["id"])
+
+    def _authorization(
+        self, http: httpx.Client, org_id: str, role: str, action: str, buckets: dict[str, str]
+    ) -> str:
+        """The token for ``role`` with ``action`` on exactly ``buckets``; found by description."""
+        description = f"kotaflow {role}: {action} {', '.join(sorted(buckets))}"
+        for auth in _authorizations(http, org_id):
+            if auth.get("description") == description and auth.get("status") == "active":
+                return str(auth["token"])
+        permissions = [
+            {"action": action, "resource": {"type": "buckets", "id": bucket_id, "orgID": org_id}}
+            for bucket_id in buckets.values()
+        ]
+        body = {"orgID": org_id, "description": description, "permissions": permissions}
+        created = _ok(http.post("/api/v2/authorizations", json=body)).json()
+        self.report(f"influxdb: created {role} token ({action} on {', '.join(sorted(buckets))})")
+        return str(created["token"])
+
+
+def _buckets(http: httpx.Client, org_id: str) -> dict[str, str]:
+    """Name -> id of the org's buckets (a name filter that matches nothing answers 404)."""
+    response = _ok(http.get("/api/v2/buckets", params={"orgID": org_id, "limit": 100}))
+    return {str(b["name"]): str(b["id"]) for b in response.json().get("buckets", [])}
+
+
+def _authorizations(http: httpx.Client, org_id: str) -> Iterator[dict[str, Any]]:
+    response = _ok(http.get("/api/v2/authorizations", params={"orgID": org_id}))
+    yield from response.json().get("authorizations", [])
+
+
+def _ok(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        request = response.request
+        raise ServiceError(
+            f"influxdb: {request.method} {request.url.path} answered "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+    return response
+
+
+def _seconds(bucket: str) -> int:
+    """Retention in seconds; 0 (keep forever) for buckets configured under other names."""
+    retention = RETENTION.get(bucket)
+    return int(retention.total_seconds()) if retention else 0
+
+
+def _retention_text(bucket: str) -> str:
+    retention = RETENTION.get(bucket)
+    return f"{retention.days} days" if retention else "infinite"
+
+
+def _build_progress(line: str) -> str | None:
+    """The build script marks its steps and heartbeats with ``==>``; the rest goes to the log."""
+    return f"influxdb build: {line[4:]}" if line.startswith("==>") else None
