@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from devices.registry import Device
 from devices.topics import PayloadFormat, device_topic
@@ -43,8 +43,7 @@ _TENANT_ID = "5f0c7e64-91a2-4c36-9ad4-7b1f2c5b8e01"
 _APPLICATION_ID = "a0d2e6c1-3b57-4f8e-8c0a-6e9b1d2f4a73"
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(NamedTuple):
     """One value as it goes on the wire."""
 
     metric: str
@@ -54,8 +53,7 @@ class Value:
     """Unit on the wire; None means the canonical unit, unstated."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """Values measured at one instant."""
 
     ts_ms: int

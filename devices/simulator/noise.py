@@ -58,6 +58,12 @@ def smooth(key: int, t: float, period: float) -> float:
     cell = math.floor(x)
     frac = x - cell
     ease = frac * frac * (3.0 - 2.0 * frac)
-    a = uniform(key, cell) * 2.0 - 1.0
-    b = uniform(key, cell + 1) * 2.0 - 1.0
+    # uniform(key, cell) and uniform(key, cell + 1), inlined: this is the hottest function.
+    ends = []
+    for index in (cell, cell + 1):
+        z = ((key ^ ((index * _GOLDEN) & _MASK)) + _GOLDEN) & _MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        ends.append(((z ^ (z >> 31)) >> 11) * _TO_UNIT * 2.0 - 1.0)
+    a, b = ends
     return a + (b - a) * ease

@@ -23,17 +23,19 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import NamedTuple
 
 from devices.calibration import apply_calibration
 from devices.catalogue import Metric
 from devices.fleet import Fleet
 from devices.reading import Reading, Reason
+from devices.registry import Calibration
 from devices.simulator.climate import Climate
 from devices.simulator.encoders import Encoder, Encoders, Frame, Uplink, Value
 from devices.simulator.faults import FaultMix, FaultPlan, Kind, Malformation
 from devices.simulator.noise import key_of
 from devices.simulator.options import SimulationOptions
-from devices.simulator.plan import DevicePlan, SimDevice
+from devices.simulator.plan import DevicePlan, SimDevice, WireUnit
 from devices.simulator.signals import sample
 from devices.topics import PayloadFormat
 
@@ -57,8 +59,7 @@ _DECIMALS: Mapping[str, int] = MappingProxyType(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Expected:
+class Expected(NamedTuple):
     """One value a message carries and what the pipeline must make of it."""
 
     metric: str
@@ -95,11 +96,20 @@ class SimMessage:
         return frozenset(v.outcome for v in self.values if v.outcome not in (OK, DUPLICATE))
 
 
+class _Wire(NamedTuple):
+    """How a device puts one metric on the wire (prepared once per device)."""
+
+    decimals: int
+    calibration: Calibration | None
+    unit: WireUnit | None
+
+
 @dataclass(slots=True)
 class _DeviceState:
     sim: SimDevice
     encoder: Encoder
     metrics: tuple[Metric, ...]
+    wire: tuple[_Wire, ...]
     last_ts_ms: int = 0
     last_t: float | None = None
     f_cnt: int = 0
@@ -128,10 +138,7 @@ class MessageStream:
         self._climate = Climate(seed)
         self._faults = FaultPlan(faults, seed)
         self._rng = random.Random(key_of(seed, "stream"))
-        self._states = [
-            _DeviceState(d, encoders[d.format], tuple(d.type.metrics.values()))
-            for d in plan.devices
-        ]
+        self._states = [_state(d, encoders[d.format]) for d in plan.devices]
         self._heap = [
             (d.type.interval_s * self._rng.random(), i) for i, d in enumerate(plan.devices)
         ]
@@ -207,7 +214,7 @@ class MessageStream:
         if kind is Kind.SKEW:
             skewed = ts_ms + round(self._rng.uniform(SKEW_MIN_S, SKEW_MAX_S) * 1000)
             frame, expected = self._frame(state, metrics, skewed, t, dt)
-            rejected = tuple(replace(e, outcome=Reason.TIME_IN_FUTURE.value) for e in expected)
+            rejected = tuple(e._replace(outcome=Reason.TIME_IN_FUTURE.value) for e in expected)
             return self._message(state, kind, due_s, [frame], _strip(rejected))
         frame, expected = self._frame(state, metrics, ts_ms, t, dt)
         if kind is Kind.OUT_OF_RANGE:
@@ -265,31 +272,20 @@ class MessageStream:
         truth = sample(self._climate, state.sim.site, metrics, t, dt)
         values: list[Value] = []
         expected: list[Expected] = []
-        for metric in metrics:
-            raw = _decalibrate(state.sim, metric, truth[metric.name])
-            value, decoded = self._wire(state, metric, raw)
+        for metric, wire in zip(metrics, state.wire, strict=False):
+            calibration = wire.calibration
+            raw = truth[metric.name]
+            if calibration is not None:  # what the uncalibrated sensor reads, kept in range
+                raw = (raw - calibration.offset) / calibration.scale
+                raw = min(metric.maximum, max(metric.minimum, raw))
+            value, decoded = _on_wire(metric, wire, raw)
             values.append(value)
             stored = decoded
-            if metric.name in device.calibration:
+            if calibration is not None:
                 reading = Reading(device.id, metric.name, decoded, ts_ms)
                 stored = apply_calibration(reading, device).value
             expected.append(Expected(metric.name, ts_ms, OK, decoded, stored))
         return Frame(ts_ms, tuple(values)), tuple(expected)
-
-    @staticmethod
-    def _wire(state: _DeviceState, metric: Metric, raw: float) -> tuple[Value, float]:
-        """The value as sent, and what the decoder will read from it."""
-        if metric.boolean:
-            on = raw >= 0.5
-            return Value(metric.name, on), 1.0 if on else 0.0
-        unit = state.sim.units.get(metric.name) if state.encoder.sends_units else None
-        if unit is not None:
-            sent = float(f"{(raw - unit.offset) / unit.factor:.6g}")
-            decoded = sent * unit.factor + unit.offset
-            if metric.minimum <= decoded <= metric.maximum:
-                return Value(metric.name, sent, unit.unit), decoded
-        sent = round(raw, _DECIMALS.get(metric.name, 3))
-        return Value(metric.name, sent), sent
 
     def _out_of_range(
         self,
@@ -307,11 +303,11 @@ class MessageStream:
             bad = metric.maximum + span * self._rng.uniform(0.05, 0.5)
         else:
             bad = metric.minimum - span * self._rng.uniform(0.05, 0.5)
-        unit = state.sim.units.get(metric.name) if state.encoder.sends_units else None
+        unit = state.wire[index].unit
         if unit is not None:
             value = Value(metric.name, float(f"{(bad - unit.offset) / unit.factor:.6g}"), unit.unit)
         else:
-            value = Value(metric.name, round(bad, _DECIMALS.get(metric.name, 3)))
+            value = Value(metric.name, round(bad, state.wire[index].decimals))
         return _replace_at(frame, expected, index, value, Reason.OUT_OF_RANGE)
 
     def _malformed(
@@ -330,16 +326,16 @@ class MessageStream:
         if variant is Malformation.TRUNCATED:
             whole = state.encoder.encode(state.sim.device, [frame], self._uplink(state))
             payload = whole[: self._rng.randrange(1, len(whole))]
-            everything = _strip(tuple(replace(e, outcome=Reason.NOT_JSON.value) for e in expected))
+            everything = _strip(tuple(e._replace(outcome=Reason.NOT_JSON.value) for e in expected))
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.NOT_JSON:  # a firmware speaking "key=value" text
             text = ";".join(f"{v.metric}={v.sent}" for v in frame.values)
             payload = f"{state.sim.id};{frame.ts_ms};{text}".encode()
-            everything = _strip(tuple(replace(e, outcome=Reason.NOT_JSON.value) for e in expected))
+            everything = _strip(tuple(e._replace(outcome=Reason.NOT_JSON.value) for e in expected))
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.BAD_SHAPE:
             payload = state.encoder.bad_shape(state.sim.device, frame, self._uplink(state))
-            everything = _strip(tuple(replace(e, outcome=Reason.BAD_SHAPE.value) for e in expected))
+            everything = _strip(tuple(e._replace(outcome=Reason.BAD_SHAPE.value) for e in expected))
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.NAN:
             index = self._rng.choice(numeric)
@@ -383,24 +379,43 @@ class MessageStream:
         return self._message(state, Kind.LATE, due_s, frames, tuple(expected))
 
     def _duplicate(self, source: SimMessage, due_s: float) -> SimMessage:
-        again = tuple(replace(e, outcome=DUPLICATE) for e in source.values)
+        again = tuple(e._replace(outcome=DUPLICATE) for e in source.values)
         return replace(
             source, seq=self._seq, kind=Kind.DUPLICATE, due_s=due_s, values=again, dup_of=source.seq
         )
 
 
-def _decalibrate(sim: SimDevice, metric: Metric, true_value: float) -> float:
-    """What the uncalibrated sensor reads when the truth is ``true_value`` (kept in range)."""
-    calibration = sim.device.calibration.get(metric.name)
-    if calibration is None or metric.boolean:
-        return true_value
-    raw = (true_value - calibration.offset) / calibration.scale
-    return min(metric.maximum, max(metric.minimum, raw))
+def _state(device: SimDevice, encoder: Encoder) -> _DeviceState:
+    metrics = tuple(device.type.metrics.values())
+    wire = tuple(
+        _Wire(
+            decimals=_DECIMALS.get(m.name, 3),
+            calibration=None if m.boolean else device.device.calibration.get(m.name),
+            unit=device.units.get(m.name) if encoder.sends_units else None,
+        )
+        for m in metrics
+    )
+    return _DeviceState(device, encoder, metrics, wire)
+
+
+def _on_wire(metric: Metric, wire: _Wire, raw: float) -> tuple[Value, float]:
+    """The value as sent, and what the decoder will read from it."""
+    if metric.boolean:
+        on = raw >= 0.5
+        return Value(metric.name, on), 1.0 if on else 0.0
+    unit = wire.unit
+    if unit is not None:
+        sent = float(f"{(raw - unit.offset) / unit.factor:.6g}")
+        decoded = sent * unit.factor + unit.offset
+        if metric.minimum <= decoded <= metric.maximum:
+            return Value(metric.name, sent, unit.unit), decoded
+    sent = round(raw, wire.decimals)
+    return Value(metric.name, sent), sent
 
 
 def _strip(expected: tuple[Expected, ...]) -> tuple[Expected, ...]:
     """Rejected values have no decoded or stored value."""
-    return tuple(replace(e, raw=None, value=None) for e in expected)
+    return tuple(e._replace(raw=None, value=None) for e in expected)
 
 
 def _replace_at(
@@ -409,5 +424,5 @@ def _replace_at(
     values = list(frame.values)
     values[index] = value
     marked = list(expected)
-    marked[index] = replace(expected[index], outcome=reason.value, raw=None, value=None)
+    marked[index] = expected[index]._replace(outcome=reason.value, raw=None, value=None)
     return Frame(frame.ts_ms, tuple(values)), tuple(marked)
