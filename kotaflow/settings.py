@@ -117,18 +117,26 @@ class BridgeSettings(_Section):
         description="subscribe through $share/<group>/ so N bridges split the load; null: plain",
     )
     session_expiry_s: int = Field(86_400, ge=1, description="broker keeps the session this long")
-    receive_maximum: int = Field(1000, ge=1, le=65_535, description="MQTT 5 unacked cap")
-    max_in_flight: int = Field(2000, ge=1, description="local bound on received, unacked messages")
+    receive_maximum: int = Field(10_000, ge=1, le=65_535, description="MQTT 5 unacked cap")
+    max_in_flight: int = Field(
+        10_000, ge=1, description="local bound on received, unacked messages (x payload size)"
+    )
     max_payload_bytes: int = Field(65_536, ge=1, description="larger payloads are dead-lettered")
     rate_per_s: float | None = Field(5.0, gt=0, description="per-device sustained rate; null: off")
     rate_burst: int = Field(60, ge=1, description="per-device burst above the sustained rate")
     linger_ms: int = Field(10, ge=0, le=1000)
-    max_batch_bytes: int = Field(262_144, ge=16_384, description="producer batch per partition")
+    max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
     compression: str = Field("zstd", pattern="^(none|gzip|lz4|zstd|snappy)$")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus; 0: off")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     drain_timeout_s: float = Field(30.0, gt=0, description="graceful shutdown waits this long")
+
+    @field_validator("share_group", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        """``KOTAFLOW_BRIDGE__SHARE_GROUP=""`` turns sharing off (env vars cannot be null)."""
+        return None if value == "" else value
 
 
 class StageConsumer(_Section):
@@ -145,7 +153,7 @@ class StageConsumer(_Section):
 class ValidateSettings(StageConsumer):
     group_id: str = "kotaflow-validate"
     linger_ms: int = Field(5, ge=0, le=1000)
-    max_batch_bytes: int = Field(1_048_576, ge=16_384, description="producer batch per partition")
+    max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
     flush_interval_s: float = Field(0.5, gt=0, description="wait for acks and commit this often")
 
 
