@@ -153,7 +153,7 @@ class StageConsumer(_Section):
 class ValidateSettings(StageConsumer):
     group_id: str = "kotaflow-validate"
     linger_ms: int = Field(5, ge=0, le=1000)
-    max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
+    max_batch_bytes: int = Field(1_048_576, ge=16_384, description="producer batch per partition")
     flush_interval_s: float = Field(0.5, gt=0, description="wait for acks and commit this often")
 
 
