@@ -9,9 +9,9 @@ the device's timestamp overwrite themselves).
 
 Flow, in one asyncio task (the *pump*): paho's network thread appends to the inbox
 (:mod:`ingest.mqtt`); the pump classifies each message at the edge (:mod:`ingest.edge`:
-raw envelope, or a dead letter for oversize / unknown topic / rate limited), hands it to the
-producer and attaches a done-callback. The callback completes the delivery in the ack
-window and acks the contiguous completed prefix.
+raw envelope, or a dead letter for oversize / unknown topic / rate limited) and appends the
+record to its partition's batch (:mod:`ingest.batcher`). When Kafka acknowledges a batch,
+its deliveries complete in the ack window and the contiguous completed prefix is acked.
 
 Failure and recovery:
 
@@ -36,16 +36,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import paho.mqtt.client as paho
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter
 
+from devices.reading import Reason
 from ingest.acks import AckWindow, Delivery
-from ingest.edge import EdgePolicy
+from ingest.batcher import KafkaBatcher
+from ingest.edge import EdgePolicy, Inbound
 from ingest.envelope import RawEnvelope
 from ingest.metrics import BridgeMetrics
-from ingest.mqtt import MqttIntake, inbound_of
+from ingest.mqtt import MqttIntake
 from ingest.producer import make_bridge_producer
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.settings import Settings
@@ -61,6 +61,10 @@ class _Outcome(enum.Enum):
     KAFKA_FAILED = "kafka_failed"
 
 
+_Item = tuple[Delivery, Reason | None]
+"""What the batcher carries per record: the MQTT delivery, and the dead-letter reason."""
+
+
 @dataclass(eq=False)
 class _Session:
     """One MQTT connection's worth of state, thrown away whole on Kafka failure."""
@@ -70,6 +74,7 @@ class _Session:
     wake: asyncio.Event
     window: AckWindow = field(default_factory=AckWindow)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
+    batcher: KafkaBatcher[_Item] = field(init=False)
 
 
 class Bridge:
@@ -87,7 +92,6 @@ class Bridge:
             else None
         )
         self._edge = EdgePolicy(self._cfg.max_payload_bytes, limiter)
-        self._produced_ok = self.metrics.produced
         self._kafka_servers = settings.kafka.bootstrap_servers
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,6 +132,9 @@ class Bridge:
         wake = asyncio.Event()
         intake = MqttIntake(self._settings.mqtt, self._cfg, loop, wake.set, self.metrics)
         session = _Session(producer, intake, wake)
+        session.batcher = KafkaBatcher(
+            producer, functools.partial(self._on_batch, session), self._cfg.linger_ms / 1000
+        )
         self.metrics.track_in_flight(lambda: len(session.window))
         intake.start()
         pump = asyncio.create_task(self._pump(session), name="bridge-pump")
@@ -146,6 +153,7 @@ class Bridge:
             for task in (pump, stopping, failing):
                 task.cancel()
             await asyncio.gather(pump, stopping, failing, return_exceptions=True)
+            await session.batcher.close()
             abandoned = len(session.window) + len(intake.inbox)
             await asyncio.to_thread(intake.close)
             if abandoned:
@@ -160,58 +168,73 @@ class Bridge:
             await s.wake.wait()
             s.wake.clear()
             s.intake.rearm()
+            taken = 0
             while inbox and not s.failed.is_set():
-                generation, msg = inbox.popleft()
-                await self._forward(s, generation, msg)
+                await self._forward(s, *inbox.popleft())
+                taken += 1
+            self.metrics.received.inc(taken)
 
-    async def _forward(self, s: _Session, generation: int, msg: paho.MQTTMessage) -> None:
-        metrics = self.metrics
-        metrics.received.inc()
-        if msg.dup:
-            metrics.redelivered.inc()
+    async def _forward(
+        self,
+        s: _Session,
+        generation: int,
+        mid: int,
+        qos: int,
+        dup: bool,
+        received_at: float,
+        msg: Inbound,
+    ) -> None:
+        if dup:
+            self.metrics.redelivered.inc()
         window = s.window
         if generation != window.generation:
             self._abandon(s, window.reset(generation))
-        delivery = window.open(generation, msg.mid, msg.qos, msg.timestamp)
-        decision = self._edge.classify(
-            inbound_of(msg), time.time_ns() // 1_000_000, time.monotonic()
-        )
+        delivery = window.open(generation, mid, qos, received_at)
+        edge = self._edge
+        decision = edge.classify(msg, time.time_ns() // 1_000_000, time.monotonic())
         try:
             if isinstance(decision, RawEnvelope):
-                fut = await s.producer.send(
+                await s.batcher.add(
                     self._raw_topic,
+                    decision.key(),
                     decision.payload,
-                    key=decision.key(),
-                    headers=decision.headers(),
+                    edge.record_headers(decision),
+                    (delivery, None),
                 )
-                counter = self._produced_ok
             else:
-                fut = await s.producer.send(self._dead_topic, decision.value(), key=decision.key())
-                counter = metrics.deadlettered_for(decision.reason)
+                await s.batcher.add(
+                    self._dead_topic,
+                    decision.key(),
+                    decision.value(),
+                    (),
+                    (delivery, decision.reason),
+                )
         except KafkaError as err:
             self._fail(s, err)
-            return
-        fut.add_done_callback(functools.partial(self._on_produced, s, delivery, counter))
 
-    def _on_produced(
-        self, s: _Session, delivery: Delivery, counter: Counter, fut: asyncio.Future[object]
-    ) -> None:
-        if fut.cancelled():
-            self._fail(s, asyncio.CancelledError("produce cancelled"))
-            return
-        err = fut.exception()
+    def _on_batch(self, s: _Session, items: list[_Item], err: BaseException | None) -> None:
+        """Kafka answered for one batch: count it, then ack what is now a completed prefix."""
         if err is not None:
             self._fail(s, err)
             return
-        counter.inc()
+        raw = 0
+        for _, reason in items:
+            if reason is None:
+                raw += 1
+            else:
+                self.metrics.deadlettered_for(reason).inc()
+        self.metrics.produced.inc(raw)
         if s.failed.is_set():
             return  # recovering: ack nothing more, the broker will redeliver
-        ready = s.window.complete(delivery)
+        window = s.window
+        ready: list[Delivery] = []
+        for delivery, _ in items:
+            ready += window.complete(delivery)
         if ready:
+            s.intake.ack([(d.mid, d.qos) for d in ready])
             now = time.monotonic()
             observe = self.metrics.ack_latency.observe
             for d in ready:
-                s.intake.ack(d.mid, d.qos)
                 observe(now - d.received_at)
             self.metrics.acked.inc(len(ready))
             s.intake.release(len(ready))

@@ -8,8 +8,9 @@ Decided here, at the edge, before anything reaches Kafka's raw topic:
 - anything else -> a :class:`~ingest.envelope.RawEnvelope` with the payload untouched.
 
 Dead letters keep the whole payload and the MQTT topic so they can be replayed. Pure logic,
-no I/O: the caller passes the clock readings. Topic lookups are memoised in a bounded
-table because a fleet reuses a few thousand topics millions of times.
+no I/O: the caller passes the clock readings. Topic lookups (and the record headers that
+depend only on the topic) are memoised in a bounded table because a fleet reuses a few
+thousand topics millions of times; unknown topics are not memoised, so junk cannot fill it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from dataclasses import dataclass
 
 from devices.reading import Reason
 from devices.topics import TopicMatch, match_topic
-from ingest.envelope import RawEnvelope
+from ingest.envelope import Headers, RawEnvelope, topic_headers
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.deadletter import DeadLetter
 
 STAGE = "bridge"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inbound:
     """The parts of an MQTT message the bridge looks at (decoupled from paho's class)."""
 
@@ -51,7 +52,7 @@ class EdgePolicy:
     ) -> None:
         self._max_payload = max_payload_bytes
         self._limiter = limiter
-        self._topic_cache: dict[str, TopicMatch | None] = {}
+        self._topic_cache: dict[str, tuple[TopicMatch, Headers]] = {}
         self._topic_cache_size = topic_cache_size
 
     def classify(self, msg: Inbound, rx_ms: int, now: float) -> RawEnvelope | DeadLetter:
@@ -82,16 +83,23 @@ class EdgePolicy:
             user_properties=msg.user_properties,
         )
 
+    def record_headers(self, envelope: RawEnvelope) -> Headers:
+        """``envelope.headers()``, with the per-topic part taken from the topic table."""
+        cached = self._topic_cache.get(envelope.mqtt_topic)
+        return envelope.headers(cached[1] if cached is not None else None)
+
     def _match(self, topic: str) -> TopicMatch | None:
         cache = self._topic_cache
-        try:
-            return cache[topic]
-        except KeyError:
-            pass
+        found = cache.get(topic)
+        if found is not None:
+            return found[0]
         if len(cache) >= self._topic_cache_size:
             cache.clear()  # cheaper than LRU bookkeeping; refills from the live topics
-        found = cache[topic] = match_topic(topic)
-        return found
+        match = match_topic(topic)
+        if match is not None:
+            part = topic_headers(topic, match.device_key, match.key_kind, match.format)
+            cache[topic] = (match, part)
+        return match
 
     @staticmethod
     def _dead(msg: Inbound, reason: Reason, message: str, device: str | None) -> DeadLetter:

@@ -48,22 +48,36 @@ class RawEnvelope:
     def key(self) -> bytes:
         return self.device_key.encode()
 
-    def headers(self) -> Headers:
-        headers: Headers = [
-            ("kf.v", b"1"),
-            ("kf.topic", self.mqtt_topic.encode()),
-            ("kf.device", self.device_key.encode()),
-            ("kf.key_kind", self.key_kind.value.encode()),
-            ("kf.format", self.format.value.encode()),
-            ("kf.rx_ms", str(self.rx_ms).encode()),
-            ("kf.qos", str(self.qos).encode()),
-        ]
+    def headers(self, topic_part: Headers | None = None) -> Headers:
+        """All headers; ``topic_part`` is :func:`topic_headers` for this envelope's topic,
+        passed by callers that cache it (the bridge does: it is the same for every message
+        of a topic)."""
+        headers: Headers = list(
+            topic_part
+            if topic_part is not None
+            else topic_headers(self.mqtt_topic, self.device_key, self.key_kind, self.format)
+        )
+        headers.append(("kf.rx_ms", str(self.rx_ms).encode()))
+        headers.append(("kf.qos", str(self.qos).encode()))
         if self.retain:
             headers.append(("kf.retain", b"1"))
         if self.content_type:
             headers.append(("kf.ct", self.content_type.encode()))
         headers.extend((f"kf.up.{k}", v.encode()) for k, v in self.user_properties)
         return headers
+
+
+def topic_headers(
+    mqtt_topic: str, device_key: str, key_kind: DeviceKeyKind, fmt: PayloadFormat
+) -> Headers:
+    """The leading headers, which depend only on the MQTT topic."""
+    return [
+        ("kf.v", b"1"),
+        ("kf.topic", mqtt_topic.encode()),
+        ("kf.device", device_key.encode()),
+        ("kf.key_kind", key_kind.value.encode()),
+        ("kf.format", fmt.value.encode()),
+    ]
 
 
 class EnvelopeError(ValueError):

@@ -36,6 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devices.topics import SUBSCRIPTIONS
 from ingest.edge import Inbound, user_properties_of
+from ingest.fastpaho import FastClient
 from ingest.metrics import BridgeMetrics
 from kotaflow.settings import BridgeSettings, MqttSettings
 
@@ -43,8 +44,9 @@ log = logging.getLogger("kotaflow.bridge.mqtt")
 
 _SLOT_WAIT_S = 0.25
 
-Received = tuple[int, paho.MQTTMessage]
-"""(connection generation, message): the generation tells the bridge which session it is."""
+Received = tuple[int, int, int, bool, float, Inbound]
+"""(connection generation, mid, qos, dup, receive time (monotonic), message); the
+generation tells the bridge which connection (and so which ack window) a message came on."""
 
 
 def subscription_filters(share_group: str | None) -> list[str]:
@@ -55,7 +57,7 @@ def subscription_filters(share_group: str | None) -> list[str]:
 
 
 def inbound_of(msg: paho.MQTTMessage) -> Inbound:
-    """Copy out what the bridge keeps of a paho message (runs on the asyncio side)."""
+    """Copy out what the bridge keeps of a paho message."""
     try:
         topic = msg.topic
     except UnicodeDecodeError:  # brokers should refuse these; never crash on one
@@ -117,9 +119,9 @@ class MqttIntake:
         """Called by the consumer before it empties the inbox: the next arrival wakes it."""
         self._wake_pending = False
 
-    def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
-            self._client.ack(mid, qos)
+    def ack(self, deliveries: list[tuple[int, int]]) -> None:
+        """Ack (mid, qos) pairs in the order given (QoS 0 needs no ack)."""
+        self._client.ack_many(mid for mid, qos in deliveries if qos == 1)
 
     def release(self, count: int) -> None:
         """Give back in-flight slots of deliveries that were acked or abandoned."""
@@ -139,6 +141,10 @@ class MqttIntake:
     # -- paho callbacks, on the network thread ---------------------------------------------
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        """paho's path: PUBLISH packets with MQTT 5 properties (content type, user ...)."""
+        self._on_arrival(msg.mid, msg.qos, bool(msg.dup), msg.timestamp, inbound_of(msg))
+
+    def _on_arrival(self, mid: int, qos: int, dup: bool, received_at: float, msg: Inbound) -> None:
         slots = self._slots
         if not slots.acquire(blocking=False):
             while not slots.acquire(timeout=_SLOT_WAIT_S):
@@ -147,7 +153,7 @@ class MqttIntake:
         if not self._accepting:
             slots.release()
             return
-        self.inbox.append((self._generation, msg))
+        self.inbox.append((self._generation, mid, qos, dup, received_at, msg))
         if not self._wake_pending:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake)
@@ -204,8 +210,8 @@ class MqttIntake:
         level = logging.INFO if not self._accepting else logging.WARNING
         log.log(level, "MQTT disconnected", extra={"reason": str(reason_code)})
 
-    def _make_client(self) -> paho.Client:
-        client = paho.Client(
+    def _make_client(self) -> FastClient:
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._bridge.client_id,
             protocol=paho.MQTTv5,
@@ -227,6 +233,7 @@ class MqttIntake:
             )
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_arrival = self._on_arrival
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         return client

@@ -25,6 +25,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -122,11 +123,24 @@ class BridgeRun:
 # -- Kafka -------------------------------------------------------------------------------
 
 
-async def create_topics(settings: Settings, names: Iterable[str]) -> None:
+async def create_topics(
+    settings: Settings, names: Iterable[str], configs: dict[str, str] | None = None
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, TEST_PARTITIONS, 1) for n in names])
+        await admin.create_topics(
+            [NewTopic(n, TEST_PARTITIONS, 1, topic_configs=configs or {}) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def set_topic_config(settings: Settings, name: str, configs: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)])
     finally:
         await admin.close()
 

@@ -1,0 +1,293 @@
+"""Bridge throughput next to ``mosquitto_sub`` draining the same QoS 1 stream.
+
+Run: ``uv run python benchmarks/bridge_bench.py [--messages 100000] [--devices 50]``
+(needs the local stack: ``kotaflow stack up``).
+
+Method, so the two numbers are comparable:
+
+1. Two persistent sessions subscribe to the bridge's topic filters: ``mosquitto_sub``'s
+   (``-c``, session expiry) and a ``kotaflow bridge`` process's (started until it has
+   subscribed, then stopped). Both are offline now, so the broker queues for both.
+2. ``mosquitto_pub -l`` (one process per device) publishes N messages at QoS 1: the same
+   stream lands in both queues.
+3. ``mosquitto_sub -q 1 -C N`` drains its queue: rate = N / its wall time.
+4. The bridge drains its queue into Kafka: rate = N / (time of its N-th ack - time of its
+   first receive), read from its Prometheus metrics every 20 ms. Every ack means Kafka
+   (acks=all) already has the record. Its peak RSS is read from /proc.
+
+Messages from other users of the broker that match the filters land in both queues too and
+are counted by both. Topics, sessions and the share group are unique per run and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices.topics import SUBSCRIPTIONS
+from kotaflow.settings import Settings, load_settings
+
+PARTITIONS = 6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--payload-bytes", type=int, default=160)
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="record the draining bridge with py-spy (collapsed stacks, all threads) to OUT",
+    )
+    args = parser.parse_args()
+    for tool in ("mosquitto_sub", "mosquitto_pub"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install mosquitto-clients")
+    settings = load_settings()
+    asyncio.run(_bench(settings, args.messages, args.devices, args.payload_bytes, args.py_spy))
+
+
+async def _bench(
+    settings: Settings, n: int, devices: int, payload_bytes: int, py_spy: str | None
+) -> None:
+    rid = uuid.uuid4().hex[:8]
+    raw, dead = f"kotaflow.raw.bench-{rid}", f"kotaflow.deadletter.bench-{rid}"
+    sub_id, bridge_id = f"bench-sub-{rid}", f"bench-bridge-{rid}"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "KOTAFLOW_KAFKA__TOPICS__RAW": raw,
+        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": dead,
+        "KOTAFLOW_BRIDGE__CLIENT_ID": bridge_id,
+        "KOTAFLOW_BRIDGE__SHARE_GROUP": f"bench-{rid}",
+        "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "900",
+        "KOTAFLOW_BRIDGE__METRICS_PORT": str(port),
+        "KOTAFLOW_BRIDGE__RATE_PER_S": "1000000",
+        "KOTAFLOW_BRIDGE__RATE_BURST": "1000000",
+        **{k: v for k, v in os.environ.items() if k.startswith("KOTAFLOW_BRIDGE__")},
+    }
+    work = Path(tempfile.mkdtemp(prefix="kotaflow-bench-"))
+    await _topics(settings, create=[raw, dead])
+    try:
+        _mosquitto_sub(settings, sub_id, ["-E"])  # session + subscriptions, then offline
+        bridge = _spawn_bridge(env, work / "bridge.log")
+        _wait_log(work / "bridge.log", "MQTT subscribed", bridge)
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=60)
+
+        print(f"publishing {n} messages from {devices} devices at QoS 1 ...", flush=True)
+        started = time.monotonic()
+        _publish(settings, rid, n, devices, payload_bytes)
+        print(f"  published in {time.monotonic() - started:.1f} s", flush=True)
+
+        started = time.monotonic()
+        _mosquitto_sub(settings, sub_id, ["-C", str(n)])
+        sub_s = time.monotonic() - started
+        sub_rate = n / sub_s
+
+        bridge = _spawn_bridge(env, work / "bridge.log")
+        spy = _py_spy(bridge.pid, py_spy) if py_spy else None
+        first, last, peak_rss_kb, cpu_s, metrics = _watch_bridge(bridge, port, n)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(timeout=60)
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=60)
+        bridge_rate = n / (last - first)
+        in_kafka = await _records_in(settings, raw)
+
+        print(f"mosquitto_sub (QoS 1) : {sub_rate:10,.0f} msg/s  ({n} in {sub_s:.2f} s)")
+        print(
+            f"kotaflow bridge       : {bridge_rate:10,.0f} msg/s  ({n} in {last - first:.2f} s)"
+            f"  = {100 * bridge_rate / sub_rate:.0f}% of mosquitto_sub"
+        )
+        print(f"bridge peak RSS       : {peak_rss_kb / 1024:10.1f} MB")
+        print(f"bridge CPU per message: {1e6 * cpu_s / n:10.1f} us  ({cpu_s:.1f} s CPU)")
+        acks = metrics.get("kotaflow_bridge_ack_latency_seconds_count", 0) or 1
+        mean_ms = 1000 * metrics.get("kotaflow_bridge_ack_latency_seconds_sum", 0) / acks
+        print(f"bridge mean ack latency: {mean_ms:9.1f} ms")
+        print(f"records in Kafka      : {in_kafka:10,d}  (>= {n} expected)")
+    finally:
+        _wipe_session(settings, sub_id)
+        _wipe_session(settings, bridge_id)
+        await _topics(settings, delete=[raw, dead])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mosquitto_sub(settings: Settings, client_id: str, extra: list[str]) -> None:
+    argv = ["mosquitto_sub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port)]
+    argv += ["-V", "5", "-c", "-i", client_id, "-x", "900", "-q", "1"]
+    for f in SUBSCRIPTIONS:
+        argv += ["-t", f]
+    subprocess.run(argv + extra, check=True, stdout=subprocess.DEVNULL)
+
+
+def _publish(settings: Settings, rid: str, n: int, devices: int, payload_bytes: int) -> None:
+    per_device = n // devices
+    procs = []
+    for d in range(devices):
+        dev = f"b{rid}-d{d:03d}"
+        pad = "x" * max(0, payload_bytes - 60)
+        lines = "".join(
+            f'{{"id":"{dev}:{i}","t":21.5,"rh":80,"pad":"{pad}"}}\n' for i in range(per_device)
+        )
+        proc = subprocess.Popen(
+            [
+                *("mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port)),
+                *("-V", "5", "-q", "1", "-t", f"kotaflow/{dev}/telemetry", "-l"),
+            ],
+            stdin=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(lines.encode())
+        proc.stdin.close()
+        procs.append(proc)
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError("mosquitto_pub failed")
+    remainder = n - per_device * devices
+    if remainder:
+        raise ValueError("--messages must be a multiple of --devices")
+
+
+def _spawn_bridge(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kotaflow", "bridge"], env=env, stdout=out, stderr=out
+        )
+
+
+def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    argv = [
+        "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--threads",
+        "--gil",
+        "--format",
+        "raw",
+        "-o",
+        out,
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+
+def _wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"bridge did not log {text!r}:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def _watch_bridge(
+    proc: subprocess.Popen[bytes], port: int, n: int
+) -> tuple[float, float, int, float, dict[str, float]]:
+    """(first receive, N-th ack) as monotonic times, peak RSS in kB, CPU seconds used
+    in between, and the final metrics."""
+    first = None
+    cpu_at_first = 0.0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("bridge exited during the benchmark")
+        metrics = _scrape(port)
+        now = time.monotonic()
+        if first is None and metrics.get("kotaflow_bridge_received_total", 0) > 0:
+            first, cpu_at_first = now, _cpu_s(proc.pid)
+        if first is not None and metrics.get("kotaflow_bridge_acked_total", 0) >= n:
+            return first, now, _peak_rss_kb(proc.pid), _cpu_s(proc.pid) - cpu_at_first, metrics
+        time.sleep(0.1)
+    raise RuntimeError("bridge did not finish in 600 s")
+
+
+def _scrape(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _records_in(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(parts)
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+async def _topics(
+    settings: Settings, create: list[str] | None = None, delete: list[str] | None = None
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        if create:
+            await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in create])
+        if delete:
+            await admin.delete_topics(delete)
+    finally:
+        await admin.close()
+
+
+def _wipe_session(settings: Settings, client_id: str) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True, properties=props)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+if __name__ == "__main__":
+    main()

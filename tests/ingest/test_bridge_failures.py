@@ -1,0 +1,139 @@
+"""The bridge loses nothing when it is killed, stopped, or Kafka refuses its records."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+from bridge_support import (
+    BridgeRun,
+    Publisher,
+    TopicReader,
+    free_port,
+    ids_of,
+    scrape,
+    set_topic_config,
+    traffic,
+    wait_for_log,
+)
+
+log = logging.getLogger("tests.bridge")
+
+pytestmark = [pytest.mark.services, pytest.mark.asyncio]
+
+
+def _expected(run: BridgeRun, devices: int, per_device: int) -> set[str]:
+    return {f"{run.device(d)}:{s}" for d in range(devices) for s in range(per_device)}
+
+
+@pytest.mark.timeout(420)
+async def test_nothing_lost_when_the_bridge_is_sigkilled_twice_mid_stream(
+    bridge_run: BridgeRun,
+) -> None:
+    run = bridge_run
+    devices, per_device = 50, 400  # 20,000 messages, published over ~13 s
+    expected = _expected(run, devices, per_device)
+    bridge = run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    sending = publisher.publish_in_background(traffic(run, devices, per_device), rate_per_s=1500)
+
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        kills_at_sent = []
+        for fraction in (0.25, 0.55):
+            await reader.until(lambda f=fraction: len(reader.records) >= f * len(expected), 180)
+            bridge.send_signal(signal.SIGKILL)
+            bridge.wait()
+            kills_at_sent.append(publisher.sent)
+            bridge = run.spawn_bridge(1)  # same client id: resumes the session
+        sending.join()
+        publisher.finish()
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
+
+    seen = ids_of(reader.records)
+    duplicates = sum(n - 1 for key, n in seen.items() if key in expected)
+    log.info("killed at %s published; %d duplicates", kills_at_sent, duplicates)
+    assert all(sent < len(expected) for sent in kills_at_sent), "kills were not mid-stream"
+    assert expected <= set(seen)
+
+
+@pytest.mark.timeout(300)
+async def test_two_bridges_in_one_shared_subscription_split_the_load(
+    bridge_run: BridgeRun,
+) -> None:
+    run = bridge_run
+    devices, per_device = 50, 400
+    expected = _expected(run, devices, per_device)
+    ports = [free_port(), free_port()]
+    for n, port in enumerate(ports, start=1):
+        run.spawn_bridge(n, metrics_port=port)
+    for n in (1, 2):
+        wait_for_log(run, n, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    publisher.publish(traffic(run, devices, per_device))
+    publisher.finish()
+
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
+
+    produced = [scrape(port)["kotaflow_bridge_produced_total"] for port in ports]
+    log.info("produced per bridge: %s", produced)
+    assert all(p > 0.1 * len(expected) for p in produced), produced
+    assert sum(produced) >= len(expected)
+
+
+@pytest.mark.timeout(300)
+async def test_sigterm_drains_in_flight_work_so_a_restart_sees_no_duplicates(
+    bridge_run: BridgeRun,
+) -> None:
+    run = bridge_run
+    devices, per_device = 20, 250  # 5,000 messages over ~5 s
+    expected = _expected(run, devices, per_device)
+    bridge = run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    sending = publisher.publish_in_background(traffic(run, devices, per_device), rate_per_s=1000)
+
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: len(reader.records) >= 0.3 * len(expected), 120)
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=60) == 0
+        assert "bridge stopped" in run.log_text(1)
+        run.spawn_bridge(1)
+        sending.join()
+        publisher.finish()
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=180)
+
+    seen = ids_of(reader.records)
+    duplicates = sum(n - 1 for key, n in seen.items() if key in expected)
+    assert expected <= set(seen)
+    assert duplicates == 0
+
+
+@pytest.mark.timeout(300)
+async def test_kafka_refusing_records_stops_acks_and_the_broker_redelivers_after(
+    bridge_run: BridgeRun,
+) -> None:
+    """Kafka refuses every record (topic limit below any batch): acks stop, the bridge cycles
+    through reconnects; once Kafka accepts again everything published meanwhile arrives."""
+    run = bridge_run
+    devices, per_device = 20, 100
+    expected = _expected(run, devices, per_device)
+    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "64"})
+    port = free_port()
+    run.spawn_bridge(1, metrics_port=port)
+    wait_for_log(run, 1, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    publisher.publish(traffic(run, devices, per_device))
+    publisher.finish()
+    wait_for_log(run, 1, "Kafka produce failed")
+    wait_for_log(run, 1, "recovering from a Kafka failure")
+    metrics = scrape(port)
+    assert metrics["kotaflow_bridge_kafka_failures_total"] >= 1
+    assert metrics["kotaflow_bridge_produced_total"] == 0
+
+    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "1048588"})
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=180)
+    assert expected <= set(ids_of(reader.records))
