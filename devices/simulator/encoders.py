@@ -33,7 +33,9 @@ from devices.topics import PayloadFormat, device_topic
 
 # Indonesia's LoRaWAN plan is AS923-2.
 _AS923_2_HZ = (921400000, 921600000, 921800000, 922000000, 922200000, 922400000)
-_GATEWAYS = (
+Gateway = tuple[str, str, float, float]
+"""(name, EUI, latitude, longitude)"""
+_GATEWAYS: tuple[Gateway, ...] = (
     ("mgr-gw-ruteng-kota", "7276ff000b031a4e", -8.6110, 120.4637),
     ("mgr-gw-golo-curu", "7276ff000b031b77", -8.6026, 120.4562),
     ("mgr-gw-cancar", "7276ff000b031c02", -8.6431, 120.3527),
@@ -106,12 +108,14 @@ def plain(frame: Frame) -> dict[str, Any]:
 
 def frame_bytes(frame: Frame) -> bytes:
     """A plausible binary frame payload: each value x100 as a big-endian int32."""
-    out = bytearray()
+    scaled = []
     for value in frame.values:
-        number = value.sent if isinstance(value.sent, int | float) else 0.0
-        scaled = number * 100 if math.isfinite(number) else 0.0
-        out += struct.pack(">i", int(max(-(2**31), min(2**31 - 1, scaled))))
-    return bytes(out)
+        number = value.sent
+        if isinstance(number, int | float) and math.isfinite(number):
+            scaled.append(max(-(2**31), min(2**31 - 1, int(number * 100))))
+        else:
+            scaled.append(0)
+    return struct.pack(f">{len(scaled)}i", *scaled)
 
 
 class NativeEncoder:
@@ -178,6 +182,7 @@ class ChirpstackEncoder:
 
     def __init__(self, profile_ids: Mapping[str, str]) -> None:
         self._profiles = profile_ids
+        self._gateway = _Gateways()
 
     def topic(self, device: Device) -> str:
         return device_topic(self.format, device.id, device.dev_eui)
@@ -193,7 +198,7 @@ class ChirpstackEncoder:
     def _event(self, device: Device, frame: Frame, uplink: Uplink) -> dict[str, Any]:
         rng = uplink.rng
         when = iso_ms(frame.ts_ms)
-        _, gateway_eui, lat, lon = _gateway(device)
+        _, gateway_eui, lat, lon = self._gateway(device)
         return {
             "deduplicationId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "time": when,
@@ -244,6 +249,9 @@ class TtsEncoder:
     max_frames = 1
     sends_units = False
 
+    def __init__(self) -> None:
+        self._gateway = _Gateways()
+
     def topic(self, device: Device) -> str:
         return device_topic(self.format, device.ns_device_id)
 
@@ -258,7 +266,7 @@ class TtsEncoder:
     def _uplink(self, device: Device, frame: Frame, uplink: Uplink) -> dict[str, Any]:
         rng = uplink.rng
         when = iso_ms(frame.ts_ms)
-        gateway, gateway_eui, lat, lon = _gateway(device)
+        gateway, gateway_eui, lat, lon = self._gateway(device)
         ids: dict[str, Any] = {
             "device_id": device.ns_device_id,
             "application_ids": {"application_id": "manggarai"},
@@ -305,12 +313,19 @@ class TtsEncoder:
         }
 
 
-def _gateway(device: Device) -> tuple[str, str, float, float]:
-    """The gateway nearest the device (what a real uplink would be heard by first)."""
-    return min(
-        _GATEWAYS,
-        key=lambda g: (g[2] - device.latitude) ** 2 + (g[3] - device.longitude) ** 2,
-    )
+class _Gateways:
+    """The gateway nearest each device (the one a real uplink is heard by first), memoised."""
+
+    def __init__(self) -> None:
+        self._of: dict[str, Gateway] = {}
+
+    def __call__(self, device: Device) -> Gateway:
+        found = self._of.get(device.id)
+        if found is None:
+            lat, lon = device.latitude, device.longitude
+            found = min(_GATEWAYS, key=lambda g: (g[2] - lat) ** 2 + (g[3] - lon) ** 2)
+            self._of[device.id] = found
+        return found
 
 
 class Encoders:
