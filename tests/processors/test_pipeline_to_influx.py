@@ -63,14 +63,19 @@ def traffic(
     records: list[Raw] = []
     points: set[Point] = set()
 
+    specs = {name: m for d in devices for name, m in fleet.metrics_of(d).items()}
+
     def message(device_id: str, ts: int, metrics: list[str]) -> None:
-        values = {m: round(rng.uniform(1, 50), 2) for m in metrics}
+        values = {
+            m: round(rng.uniform(specs[m].minimum, min(specs[m].maximum, specs[m].minimum + 50)), 2)
+            for m in metrics
+        }
         records.append(native(device_id, values, ts, ts + 200))
         points.update((device_id, m, ts) for m in metrics)
 
     for ts in range(start, end, step_s * 1000):
         for d in devices:
-            metrics = [m for m in fleet.metrics_of(d) if m not in ("lamp_on",)][:3]
+            metrics = [n for n, m in fleet.metrics_of(d).items() if not m.boolean][:3]
             message(d.id, ts + rng.randint(0, 999), metrics)
     records += rng.sample(records, len(records) // 20)  # exact duplicates
     late = end - int(late_hours * HOUR_MS)
