@@ -100,7 +100,7 @@ class MqttPublisher:
             )
         if self._settings.tls:
             ca = str(self._settings.ca_file) if self._settings.ca_file else None
-            client.tls_set(ca_certs=ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set_context(ssl.create_default_context(cafile=ca))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

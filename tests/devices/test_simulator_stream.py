@@ -7,7 +7,9 @@ reason). Pure: no services, no clock (the decoder's receive time is the message'
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,28 @@ def test_summary_and_manifest_account_for_every_value(packaged: Fleet, tmp_path:
     json_form = summary.to_json()
     assert json_form["schema"] == "kotaflow.simulate.summary/1"
     assert json_form["kinds"]["late"]["messages"] == summary.kinds["late"].messages
+
+
+def _temperatures(stream: MessageStream, device_id: str, messages: int) -> list[float]:
+    return [
+        e.value
+        for m in take(stream, messages)
+        if m.device_id == device_id and m.kind is Kind.NORMAL
+        for e in m.values
+        if e.metric == "temperature" and e.value is not None
+    ]
+
+
+def test_start_sets_the_simulated_clock_and_time_scale_speeds_it(packaged: Fleet) -> None:
+    wita = timezone(timedelta(hours=8))
+    night = stream_of(packaged, start=datetime(2027, 8, 3, 4, 0, tzinfo=wita))
+    afternoon = stream_of(packaged, start=datetime(2027, 8, 3, 14, 0, tzinfo=wita))
+    cold = statistics.fmean(_temperatures(night, "rtg-wx-02", 300))
+    warm = statistics.fmean(_temperatures(afternoon, "rtg-wx-02", 300))
+    assert warm - cold > 4.0
+    # At 1,440x a simulated day passes in a minute: one device's temperature then swings
+    # through the whole diurnal range within 60 s of due time.
+    fast = stream_of(packaged, rate=None, time_scale=1440.0, devices=("rtg-wx-02",))
+    assert fast.rate == pytest.approx(7 / 60 * 1440)  # 7 metrics every 60 s, sped up
+    day = _temperatures(fast, "rtg-wx-02", 1440)  # a simulated day: 1,440 reports
+    assert max(day) - min(day) > 5.0
