@@ -164,7 +164,8 @@ async def test_two_processes_share_partitions_and_sigkill_restart_loses_nothing(
     again. Every reading still lands exactly once and every rollup matches the raw points."""
     s = on_stack_fleet
     records, points = traffic(s, minutes=40, step_s=5, seed=2)
-    await produce(s, s.kafka.topics.raw, records)
+    half = len(records) // 2
+    await produce(s, s.kafka.topics.raw, records[:half])
     async with process(s, "all"), process(s, "all") as victim:
 
         async def some_committed() -> bool:
@@ -175,6 +176,7 @@ async def test_two_processes_share_partitions_and_sigkill_restart_loses_nothing(
         await wait_for(some_committed, 120, "store and aggregate to commit something")
         victim.send_signal(signal.SIGKILL)
         await victim.wait()
+        await produce(s, s.kafka.topics.raw, records[half:])
         async with process(s, "all"):
             await settled(s, points)
 
@@ -231,7 +233,7 @@ async def test_influxdb_unreachable_for_a_while_then_back_loses_nothing(
         await outage.down()
         await produce(s, s.kafka.topics.raw, records[half:])
         await wait_for(lambda: health.value("validate", "records_in") >= len(records), 60, "all")
-        await wait_for(lambda: health.value("influxdb", "write_retries") >= 3, 60, "failures")
+        await wait_for(lambda: health.value("influxdb", "write_retries") >= 5, 60, "failures")
         readings_end = sum((await end_offsets(s, s.kafka.topics.readings)).values())
         stored = await committed(s, s.processing.store.group_id, s.kafka.topics.readings)
         assert sum(stored.values()) < readings_end  # nothing committed that was not written
