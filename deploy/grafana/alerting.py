@@ -107,9 +107,9 @@ def level_rule(ctx: BuildContext, rule: Rule, index: int, level: Level) -> ab.Ru
         .datasource_uid(ctx.datasource_uid)
         .relative_time_range(am.RelativeTimeRange(from_val=lookback, to=0))
         .model(
-            Flux(flux.rule_signal(ctx.influx.telemetry_bucket, rule)).datasource(
-                datasource_ref(ctx.datasource_uid)
-            )
+            Flux(
+                flux.rule_signal(ctx.influx.telemetry_bucket, rule, list(ctx.fleet.catalogue.types))
+            ).datasource(datasource_ref(ctx.datasource_uid))
         )
     )
     expression = DataSourceRef(type_val=EXPRESSION, uid=EXPRESSION)

@@ -14,10 +14,10 @@ from rich.table import Table
 
 from deploy.grafana.alerting import group_rules
 from deploy.grafana.bundle import Bundle, build_bundle
-from deploy.grafana.datasource import TOKEN_ENV
+from deploy.grafana.datasource import MIN_INTERVAL_S, TOKEN_ENV
 from deploy.grafana.envref import EnvRef, FileRef, MissingSecretError
 from deploy.grafana.i18n import Lang
-from deploy.grafana.interpolate import QueryWindow
+from deploy.grafana.interpolate import QueryWindow, grafana_interval
 from deploy.grafana.provisioning import GRAFANA_PROVISIONING, render
 from deploy.grafana.querycheck import PanelCheck, check_dashboard, check_rule
 from kotaflow.context import settings_of
@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True, highlight=False)
+PANEL_POINTS = 1000
+"""Data points Grafana asks for per panel (about a panel's width in pixels)."""
 
 LangOption = Annotated[
     str,
@@ -179,7 +181,7 @@ async def run_checks(
     window = QueryWindow(
         now - span,
         now,
-        max(timedelta(seconds=10), span / 500),
+        grafana_interval(span, PANEL_POINTS, timedelta(seconds=MIN_INTERVAL_S)),
         settings.influxdb.telemetry_bucket,
         settings.influxdb.org,
     )

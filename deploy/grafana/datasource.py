@@ -16,7 +16,8 @@ from deploy.grafana.query import INFLUXDB
 from kotaflow.settings import Settings
 
 TOKEN_ENV = "KOTAFLOW_GRAFANA_INFLUX_TOKEN"
-MIN_INTERVAL = "10s"
+MIN_INTERVAL_S = 10
+MIN_INTERVAL = f"{MIN_INTERVAL_S}s"
 """Shortest ``v.windowPeriod`` Grafana picks: below the fastest devices' 60 s it is noise."""
 
 

@@ -36,6 +36,7 @@ TIME_RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
 STATUS_LOOKBACK = "-30d"
 """How far back the device map looks for a device's last reading."""
 VARIABLE_LOOKBACK = "-30d"
+SILENT_COLUMNS = ("name", "device", "type", "kecamatan", "last_seen", "age_s", "status")
 ALERT_FIELDS = ("level", "value", "threshold", "change")
 """Alert event fields shown in tables."""
 
@@ -193,9 +194,7 @@ def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool
     )
     if only_silent:
         query += "\n  |> filter(fn: (r) => r.status > 0)"
-        query += "\n  |> " + keep(
-            "name", "device", "type", "kecamatan", "last_seen", "age_s", "status"
-        )
+        query += "\n  |> " + keep(*SILENT_COLUMNS)
     return query
 
 
@@ -208,7 +207,9 @@ def device_info(rows: Sequence[RegistryRow], device_var: str) -> str:
     )
 
 
-def latest_of_device(bucket: str, device_var: str, units: dict[str, str]) -> str:
+def latest_of_device(
+    bucket: str, types: Sequence[str], device_var: str, units: dict[str, str]
+) -> str:
     """Every metric's latest value for one device, with its unit."""
     pairs = ", ".join(
         f"{{key: {flux_string(metric)}, value: {flux_string(unit)}}}"
@@ -217,7 +218,7 @@ def latest_of_device(bucket: str, device_var: str, units: dict[str, str]) -> str
     return f'import "dict"\n\nunits = dict.fromList(pairs: [{pairs}])\n\n' + _pipe(
         f"from(bucket: {flux_string(bucket)})",
         f"range(start: {STATUS_LOOKBACK})",
-        f"filter(fn: (r) => r.device == {var(device_var)})",
+        f"filter(fn: (r) => {any_of('_measurement', types)} and r.device == {var(device_var)})",
         "last()",
         "group()",
         "map(fn: (r) => ({_time: r._time, _field: r._field, _value: r._value,"
@@ -225,12 +226,13 @@ def latest_of_device(bucket: str, device_var: str, units: dict[str, str]) -> str
     )
 
 
-def device_metric(bucket: str, device_var: str, metric_var: str) -> str:
+def device_metric(bucket: str, types: Sequence[str], device_var: str, metric_var: str) -> str:
     """One device, one metric (the drill-down's repeated panel)."""
     return _pipe(
         f"from(bucket: {flux_string(bucket)})",
         TIME_RANGE,
-        f"filter(fn: (r) => r.device == {var(device_var)} and r._field == {var(metric_var)})",
+        f"filter(fn: (r) => {any_of('_measurement', types)}"
+        f" and r.device == {var(device_var)} and r._field == {var(metric_var)})",
         "aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
         'keep(columns: ["_time", "_value", "_field"])',
     )
@@ -255,20 +257,22 @@ def device_rollups(bucket: str, device_var: str, metric_var: str) -> str:
     )
 
 
-def tag_values(bucket: str, tag: str, predicate: str | None = None) -> str:
-    """A template variable's values: one tag's values, optionally filtered."""
-    where = f", predicate: (r) => {predicate}" if predicate else ""
+def tag_values(bucket: str, tag: str, types: Sequence[str], predicate: str | None = None) -> str:
+    """A template variable's values: one tag's values on the device measurements."""
+    where = any_of("_measurement", types) + (f" and {predicate}" if predicate else "")
     return (
         'import "influxdata/influxdb/schema"\n\n'
-        f"schema.tagValues(bucket: {flux_string(bucket)}, tag: {flux_string(tag)}{where}, "
-        f"start: {VARIABLE_LOOKBACK})"
+        f"schema.tagValues(bucket: {flux_string(bucket)}, tag: {flux_string(tag)}, "
+        f"predicate: (r) => {where}, start: {VARIABLE_LOOKBACK})"
     )
 
 
-def field_keys(bucket: str, predicate: str) -> str:
+def field_keys(bucket: str, types: Sequence[str], predicate: str) -> str:
+    """A template variable's values: the metrics (fields) of the device measurements."""
     return (
         'import "influxdata/influxdb/schema"\n\n'
-        f"schema.fieldKeys(bucket: {flux_string(bucket)}, predicate: (r) => {predicate}, "
+        f"schema.fieldKeys(bucket: {flux_string(bucket)}, "
+        f"predicate: (r) => {any_of('_measurement', types)} and {predicate}, "
         f"start: {VARIABLE_LOOKBACK})"
     )
 
@@ -384,7 +388,7 @@ def scope_condition(scope: Scope) -> list[str]:
     return parts
 
 
-def rule_signal(bucket: str, rule: Rule) -> str:
+def rule_signal(bucket: str, rule: Rule, types: Sequence[str]) -> str:
     """The signal an alert rule compares with its levels, one series per device.
 
     Same signal as ``processors/alerting``: the latest value, an aggregate over the window,
@@ -392,6 +396,8 @@ def rule_signal(bucket: str, rule: Rule) -> str:
     rules - the seconds since the device's last reading.
     """
     conditions = scope_condition(rule.scope)
+    if not rule.scope.types:  # only device measurements (alert events share the bucket)
+        conditions.insert(0, any_of("_measurement", types))
     if rule.metric is not None:
         conditions.append(f"r._field == {flux_string(rule.metric)}")
     stages = [

@@ -60,6 +60,25 @@ def replace_variables(query: str, values: Mapping[str, str | AllValue]) -> str:
     return _VARIABLE.sub(substitute, query)
 
 
+_NICE_INTERVALS_MS = (
+    # (raw interval up to, rounded to): Grafana's roundInterval table, in milliseconds
+    (15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1_500, 1_000),
+    (3_500, 2_000), (7_500, 5_000), (12_500, 10_000), (17_500, 15_000), (25_000, 20_000),
+    (45_000, 30_000), (90_000, 60_000), (210_000, 120_000), (450_000, 300_000),
+    (750_000, 600_000), (1_050_000, 900_000), (1_500_000, 1_200_000), (2_700_000, 1_800_000),
+    (5_400_000, 3_600_000), (9_000_000, 7_200_000), (16_200_000, 10_800_000),
+    (32_400_000, 21_600_000), (86_400_000, 43_200_000), (604_800_000, 86_400_000),
+)  # fmt: skip
+
+
+def grafana_interval(span: timedelta, max_points: int, min_interval: timedelta) -> timedelta:
+    """The interval Grafana gives a panel: ``span / max_points`` rounded to a nice value
+    (its ``roundInterval`` table), never below the data source's minimum interval."""
+    raw_ms = span.total_seconds() * 1000 / max_points
+    rounded = next((nice for upto, nice in _NICE_INTERVALS_MS if raw_ms <= upto), 604_800_000)
+    return max(timedelta(milliseconds=rounded), min_interval)
+
+
 def go_duration(delta: timedelta) -> str:
     """``time.Duration.String()``: ``1m0s``, ``30s``, ``2h0m0s``, ``500ms``."""
     total_ms = round(delta.total_seconds() * 1000)

@@ -137,4 +137,6 @@ def _health(run: SimulatedRun, measurement: str) -> None:
             health.deadletter(stage, reasons[step % len(reasons)].value, 2)
             health.lag(stage, 0, 40 + step % 7)
             health.write_latency(stage, 0.004 + 0.001 * (step % 5))
+            if step % 30 == 0:  # InfluxDB or Kafka briefly busy
+                health.retry(stage)
             run.health += health.lines(measurement, ts)

@@ -111,16 +111,16 @@ def run(influx: tuple[Settings, Settings]) -> SimulatedRun:
         alerts_measurement=ctx.influx.alerts_measurement,
         health_measurement=ctx.influx.health_measurement,
     )
-    buckets = {
-        ctx.influx.telemetry_bucket: simulated.telemetry,
-        ctx.influx.rollups_bucket: simulated.rollups,
-        ctx.influx.alerts_bucket: simulated.alerts,
-        ctx.influx.health_bucket: simulated.health,
-    }
+    writes = [
+        (ctx.influx.telemetry_bucket, simulated.telemetry),
+        (ctx.influx.rollups_bucket, simulated.rollups),
+        (ctx.influx.alerts_bucket, simulated.alerts),
+        (ctx.influx.health_bucket, simulated.health),
+    ]
 
     async def write() -> None:
         async with InfluxSink(writer) as sink:
-            for bucket, lines in buckets.items():
+            for bucket, lines in writes:
                 for start in range(0, len(lines), BATCH):
                     refused = await sink.write(bucket, lines[start : start + BATCH])
                     assert refused == []
@@ -139,9 +139,9 @@ def _checks(reader: Settings, bundle: Bundle, choose: dict[str, str]) -> list[Pa
 
 
 def _report(checks: list[PanelCheck]) -> str:
-    return "\n".join(
-        f"{c.dashboard} / {c.panel} [{c.repeat}]: {c.problems}\n{c.query}" for c in checks
-    )
+    """Each failed query's problems, then (once) the query text of the first."""
+    lines = [f"{c.dashboard} / {c.panel} [{c.repeat}]: {c.problems}" for c in checks]
+    return "\n".join([*lines, "first query:", checks[0].query if checks else ""])
 
 
 def test_every_panel_and_rule_query_returns_rows_of_its_shape(

@@ -31,6 +31,7 @@ ALL_VALUE = ".*"
 
 def variables(ctx: BuildContext) -> list[dash.QueryVariable]:
     bucket = ctx.influx.telemetry_bucket
+    types = list(ctx.fleet.catalogue.types)
     ref = datasource_ref(ctx.datasource_uid)
 
     def variable(
@@ -49,11 +50,13 @@ def variables(ctx: BuildContext) -> list[dash.QueryVariable]:
         return built.all_value(ALL_VALUE) if include_all else built
 
     return [
-        variable(KECAMATAN, i18n.KECAMATAN, flux.tag_values(bucket, "kecamatan"), include_all=True),
+        variable(
+            KECAMATAN, i18n.KECAMATAN, flux.tag_values(bucket, "kecamatan", types), include_all=True
+        ),
         variable(
             TYPE,
             i18n.TYPE,
-            flux.tag_values(bucket, "type", f"r.kecamatan =~ {flux.var_regex(KECAMATAN)}"),
+            flux.tag_values(bucket, "type", types, f"r.kecamatan =~ {flux.var_regex(KECAMATAN)}"),
             include_all=True,
         ),
         variable(
@@ -62,6 +65,7 @@ def variables(ctx: BuildContext) -> list[dash.QueryVariable]:
             flux.tag_values(
                 bucket,
                 "device",
+                types,
                 f"r.kecamatan =~ {flux.var_regex(KECAMATAN)} and r.type =~ {flux.var_regex(TYPE)}",
             ),
             include_all=False,
@@ -69,7 +73,7 @@ def variables(ctx: BuildContext) -> list[dash.QueryVariable]:
         variable(
             METRIC,
             i18n.METRIC,
-            flux.field_keys(bucket, f"r.device == {flux.var(DEVICE)}"),
+            flux.field_keys(bucket, types, f"r.device == {flux.var(DEVICE)}"),
             include_all=True,
             multi=True,
         ),
@@ -79,6 +83,7 @@ def variables(ctx: BuildContext) -> list[dash.QueryVariable]:
 def build(ctx: BuildContext) -> list[dm.Dashboard]:
     telemetry, rollups = ctx.influx.telemetry_bucket, ctx.influx.rollups_bucket
     catalogue = ctx.fleet.catalogue
+    types = list(catalogue.types)
     units = {name: metric.unit for name, metric in catalogue.metrics.items()}
     board = (
         panels.dashboard(ctx, NAME, TITLE, DESCRIPTION)
@@ -102,7 +107,7 @@ def build(ctx: BuildContext) -> list[dm.Dashboard]:
             panels.data_table(
                 ctx,
                 Text("Nilai terakhir", "Latest values"),
-                flux.latest_of_device(telemetry, DEVICE, units),
+                flux.latest_of_device(telemetry, types, DEVICE, units),
                 renames={
                     "_time": i18n.TIME,
                     "_field": i18n.METRIC,
@@ -132,7 +137,7 @@ def build(ctx: BuildContext) -> list[dm.Dashboard]:
             panels.time_series(
                 ctx,
                 Text("${metric}", "${metric}"),
-                flux.device_metric(telemetry, DEVICE, METRIC),
+                flux.device_metric(telemetry, types, DEVICE, METRIC),
                 unit=NoUnit,
                 series_name=None,
                 width=12,

@@ -105,7 +105,7 @@ def build(ctx: BuildContext) -> list[Dashboard]:
                 ctx,
                 Text("Perangkat senyap", "Silent devices"),
                 flux.device_status(telemetry, rows, only_silent=True),
-                renames=DEVICE_COLUMNS,
+                renames={k: v for k, v in DEVICE_COLUMNS.items() if k in flux.SILENT_COLUMNS},
                 mappings=[status.mapping(ctx)],
                 width=8,
                 height=14,
