@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +30,8 @@ from ingest.producer import CachedPartitioner
 
 T = TypeVar("T")
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = list[tuple[str, bytes]]
+"""aiokafka's C batch builder takes a list, nothing else."""
 
 
 @dataclass(eq=False)

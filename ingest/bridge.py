@@ -206,7 +206,7 @@ class Bridge:
                     self._dead_topic,
                     decision.key(),
                     decision.value(),
-                    (),
+                    [],
                     (delivery, decision.reason),
                 )
         except KafkaError as err:
@@ -250,7 +250,7 @@ class Bridge:
             return
         self.metrics.kafka_failures.inc()
         log.error(
-            "Kafka produce failed; acks stopped",
+            "produce failed; acks stopped",
             extra={"error": repr(err), "in_flight": len(s.window)},
         )
         s.failed.set()

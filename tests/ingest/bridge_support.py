@@ -243,6 +243,8 @@ class Publisher:
         self._client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
         self._client.loop_start()
         self.sent = 0
+        self._limit: float = float("inf")
+        self._gate = threading.Condition()
 
     def _on_publish(
         self, client: object, userdata: object, mid: int, rc: object, props: object
@@ -257,12 +259,20 @@ class Publisher:
     ) -> None:
         started = time.monotonic()
         for topic, payload in messages:
+            with self._gate:
+                self._gate.wait_for(lambda: self.sent < self._limit)
             self._client.publish(topic, payload, qos=1)
             self.sent += 1
             if rate_per_s is not None and self.sent % 100 == 0:
                 ahead = self.sent / rate_per_s - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)  # pacing the load, not waiting for a result
+
+    def hold_at(self, count: float) -> None:
+        """Publish at most ``count`` messages until told otherwise (inf: no limit)."""
+        with self._gate:
+            self._limit = count
+            self._gate.notify_all()
 
     def finish(self, timeout_s: float = 120.0) -> None:
         with self._lock:
