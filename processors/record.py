@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import orjson
+
 READING_VERSION = 1
 
 
@@ -50,7 +52,11 @@ class ValidReading:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ValidReading:
-        d = json.loads(raw)
+        """Parse a record value; raises ValueError (incl. JSON errors), KeyError or TypeError.
+
+        orjson: consumers parse every reading, and it is ~3x faster than ``json.loads``.
+        """
+        d = orjson.loads(raw)
         if d.get("v") != READING_VERSION:
             raise ValueError(f"reading record version {d.get('v')!r} is not supported")
         return cls(
