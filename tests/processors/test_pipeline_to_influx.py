@@ -20,6 +20,7 @@ import pytest
 
 from devices.fleet import load_fleet
 from kotaflow.settings import Settings
+from processors.influx import InfluxSink
 from processors.rollups import HOUR_MS
 from processors.runner import StageName
 from processors.windows import combine
@@ -85,6 +86,17 @@ def traffic(
     return records, points
 
 
+async def pipeline_health(s: Settings) -> list[dict[str, object]]:
+    """The store stage's health points this test run wrote (instance ``test``)."""
+    flux = (
+        f'from(bucket: "{s.influxdb.rollups_bucket}") |> range(start: -10m)'
+        ' |> filter(fn: (r) => r._measurement == "kotaflow_pipeline"'
+        ' and r.instance == "test" and r.stage == "store")'
+    )
+    async with InfluxSink(s) as influx:
+        return await influx.query(flux)
+
+
 async def settled(s: Settings, expected_points: set[Point]) -> None:
     """Wait until telemetry holds exactly the points and every 1m rollup matches them."""
     tag = tag_of(s)
@@ -125,8 +137,10 @@ async def test_raw_to_telemetry_and_rollups_exactly_once(on_stack_fleet: Setting
 
         await wait_for(hourly_match, 60, "hourly rollups combining the minutes")
         days = await wait_for(lambda: rollups(s, tag, "1d"), 60, "daily rollups")
+        health_rows = await wait_for(lambda: pipeline_health(s), 60, "health points in InfluxDB")
     assert minutes
     assert days
+    assert {"records_in", "records_out", "consumer_lag"} <= {r["_field"] for r in health_rows}
     assert health.value("aggregate", "duplicates") > 0
     assert health.value("validate", "deadletter") == 0
     assert health.value("store", "deadletter") == 0
