@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -76,6 +77,7 @@ async def run_stages(
             elif name is StageName.AGGREGATE and influx is not None:
                 stages.append(AggregateStage(settings, health, output, influx))
         loops = [StageLoop(stage, settings, health) for stage in stages]
+        tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
         if influx is not None:
             tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
@@ -107,6 +109,16 @@ async def _write_health(
                 await asyncio.wait_for(influx.write(bucket, lines), cfg.interval_s)
             except TimeoutError:
                 log.warning("health figures not written: InfluxDB is slow or down")
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes: the hot path allocates many short-lived objects and makes
+    no cycles, and the default gen-0 threshold (700) cost about a fifth of the CPU of a
+    backlog drain. Objects that exist at start (fleet, catalogue, clients) are frozen out
+    of collection altogether."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def _install_signals(stop: asyncio.Event) -> None:
