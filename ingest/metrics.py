@@ -9,7 +9,8 @@
 ``kotaflow_bridge_dropped_unacked_total`` deliveries abandoned unacked (reconnect or
                                          recovery); the broker redelivers them
 ``kotaflow_bridge_in_flight``            received and not yet acked
-``kotaflow_bridge_ack_latency_seconds``  receive -> ack, histogram
+``kotaflow_bridge_ack_latency_seconds``  receive -> ack of the oldest message of each ack
+                                         burst (one Kafka batch acks many), histogram
 ``kotaflow_bridge_kafka_failures_total`` produce failures that triggered a recovery
 ``kotaflow_bridge_mqtt_connects_total``  MQTT (re)connections
 """
@@ -51,7 +52,7 @@ class BridgeMetrics:
         self.in_flight = Gauge("kotaflow_bridge_in_flight", "received, not yet acked", registry=r)
         self.ack_latency = Histogram(
             "kotaflow_bridge_ack_latency_seconds",
-            "time from MQTT receive to MQTT ack",
+            "MQTT receive to MQTT ack, oldest message of each ack burst",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
