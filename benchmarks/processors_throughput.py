@@ -94,9 +94,10 @@ async def drain(
     task = asyncio.create_task(run_stages(settings, stages, stop, health, signals=False))
 
     def done() -> bool:
-        validated = health.value("validate", "records_in") >= expected_in
-        stored = health.value("store", "records_in") >= expected_readings
-        return validated and (stored or StageName.STORE not in stages)
+        if health.value("validate", "records_in") < expected_in:
+            return False
+        downstream = [s for s in stages if s is not StageName.VALIDATE]
+        return all(health.value(s.value, "records_in") >= expected_readings for s in downstream)
 
     deadline = time.monotonic() + 1800
     while not done() and not task.done() and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -119,14 +120,17 @@ async def cleanup(settings: Settings) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--stage", action="append", choices=["validate", "store"], default=None)
+    stage_names = ["validate", "store", "aggregate"]
+    parser.add_argument("--stage", action="append", choices=stage_names, default=None)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the drain here")
     args = parser.parse_args()
     stages = [StageName(s) for s in (args.stage or ["validate"])]
     if StageName.VALIDATE not in stages:
         stages.insert(0, StageName.VALIDATE)
     settings = isolated(load_settings(), uuid.uuid4().hex[:8], prefix="bench")
-    envelopes, readings = messages(load_fleet(settings), args.messages, time.time_ns() // 10**6)
+    fleet = load_fleet(settings)
+    span_ms = args.messages // max(1, len(fleet.registry)) * 1000 + 120_000
+    envelopes, readings = messages(fleet, args.messages, time.time_ns() // 10**6 - span_ms)
     fill_s = asyncio.run(fill(settings, envelopes))
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
@@ -151,6 +155,7 @@ def main() -> None:
         "deadletters": health.value("validate", "deadletter"),
         "store_points_in": health.value("store", "records_in"),
         "store_lines_out": health.value("store", "records_out"),
+        "aggregate_rollups_out": health.value("aggregate", "records_out"),
     }
     print(json.dumps(figures))
 
