@@ -50,7 +50,7 @@ THRESHOLD_LOOKBACK_S = 3600
 NODATA_LOOKBACK_S = 7 * 86400
 DEFAULT_CONTACT = "kotaflow-email"
 DEFAULT_EMAIL_ENV = "KOTAFLOW_GRAFANA_ALERT_EMAIL"
-GROUP_BY = ["alertname", "kotaflow_rule", "device"]
+GROUP_BY = ("alertname", "kotaflow_rule", "device")
 TELEGRAM_API = "https://api.telegram.org"
 _UID_MAX = 40
 
@@ -283,7 +283,7 @@ def policy(
     tree = (
         ab.NotificationPolicy()
         .receiver(root)
-        .group_by(GROUP_BY)
+        .group_by(list(GROUP_BY))
         .group_wait("30s")
         .group_interval("5m")
         .repeat_interval("4h")

@@ -13,23 +13,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from deploy.grafana.i18n import Lang, Text
 from processors.alerting.model import Direction, Rule, RuleKind, RuleSet, Severity, SignalKind
 
-SEVERITY_COLOURS = {
-    Severity.INFO: "blue",
-    Severity.WARNING: "yellow",
-    Severity.MAJOR: "orange",
-    Severity.CRITICAL: "red",
-}
-ISPU_COLOURS = {
-    "Baik": "green",
-    "Sedang": "blue",
-    "Tidak Sehat": "yellow",
-    "Sangat Tidak Sehat": "red",
-    "Berbahaya": "purple",  # ISPU's black, visible on Grafana's dark theme
-}
+SEVERITY_COLOURS = MappingProxyType(
+    {
+        Severity.INFO: "blue",
+        Severity.WARNING: "yellow",
+        Severity.MAJOR: "orange",
+        Severity.CRITICAL: "red",
+    }
+)
+ISPU_COLOURS = MappingProxyType(
+    {
+        "Baik": "green",
+        "Sedang": "blue",
+        "Tidak Sehat": "yellow",
+        "Sangat Tidak Sehat": "red",
+        "Berbahaya": "purple",  # ISPU's black, visible on Grafana's dark theme
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +65,24 @@ NO_RAIN = Text("Tidak hujan", "No rain")
 LIGHT_RAIN = Text("Hujan ringan", "Light rain")
 MODERATE_RAIN = Text("Hujan sedang", "Moderate rain")
 
-_ISPU_LOWER = {
-    # metric -> (Sedang starts at); Baik below. Upper classes come from the ISPU rules.
-    "pm25": 15.6,
-    "pm10": 50.1,
-}
-_RAIN_LOWER = {
-    # window -> lower BMKG classes; the alerted classes come from the rain rules.
-    "1h": (Band(None, "transparent", NO_RAIN), Band(1.0, "green", LIGHT_RAIN)),
-    "24h": (
-        Band(None, "transparent", NO_RAIN),
-        Band(0.5, "green", LIGHT_RAIN),
-        Band(20.0, "blue", MODERATE_RAIN),
-    ),
-}
+_ISPU_LOWER = MappingProxyType(
+    {
+        # metric -> (Sedang starts at); Baik below. Upper classes come from the ISPU rules.
+        "pm25": 15.6,
+        "pm10": 50.1,
+    }
+)
+_RAIN_LOWER = MappingProxyType(
+    {
+        # window -> lower BMKG classes; the alerted classes come from the rain rules.
+        "1h": (Band(None, "transparent", NO_RAIN), Band(1.0, "green", LIGHT_RAIN)),
+        "24h": (
+            Band(None, "transparent", NO_RAIN),
+            Band(0.5, "green", LIGHT_RAIN),
+            Band(20.0, "blue", MODERATE_RAIN),
+        ),
+    }
+)
 NOISE = Bands(
     (
         Band(None, "green", Text("Di bawah baku mutu permukiman", "Below the housing limit")),

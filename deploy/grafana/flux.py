@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from processors.alerting.model import Rule, RuleKind, Scope, SignalKind
 from processors.influx import flux_string
@@ -372,7 +373,7 @@ def mean_by_device(bucket: str, types: Sequence[str], metric: str, *, start: str
 
 SERIES_COLUMNS = ("_time", "_value", "device", "kecamatan", "type")
 """What an alert query returns: one series per device, labelled by its tags."""
-_AGGREGATE_FN = {"sum": "sum", "avg": "mean", "min": "min", "max": "max"}
+_AGGREGATE_FN = MappingProxyType({"sum": "sum", "avg": "mean", "min": "min", "max": "max"})
 
 
 def scope_condition(scope: Scope) -> list[str]:

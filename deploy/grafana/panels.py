@@ -9,7 +9,8 @@ and language tags, and a drop-down linking the other dashboards of the same lang
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import (
     bargauge,
@@ -21,9 +22,12 @@ from grafana_foundation_sdk.builders import (
     timeseries,
 )
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 from deploy.grafana.bands import Bands
 from deploy.grafana.context import BuildContext
@@ -36,8 +40,33 @@ DEFAULT_TIME = ("now-24h", "now")
 NAV_TITLE = Text("Dasbor kotaflow", "kotaflow dashboards")
 
 
-def _target(ctx: BuildContext, query: str) -> Flux:
-    return Flux(query).datasource(datasource_ref(ctx.datasource_uid))
+class _PanelBuilder(Protocol):
+    """What every SDK panel builder has (they share no base class)."""
+
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: DataSourceRef) -> Self: ...
+    def with_target(self, target: Builder[Dataquery]) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+
+
+P = TypeVar("P", bound=_PanelBuilder)
+
+
+def _panel(
+    panel: P, ctx: BuildContext, title: Text, query: str, description: str, size: tuple[int, int]
+) -> P:
+    """The house style every panel shares: title, description, data source, one Flux query."""
+    ref = datasource_ref(ctx.datasource_uid)
+    return (
+        panel.title(title(ctx.lang))
+        .description(description)
+        .datasource(ref)
+        .with_target(Flux(query).datasource(ref))
+        .span(size[0])
+        .height(size[1])
+    )
 
 
 def thresholds(bands: Bands | None) -> dash.ThresholdsConfig:
@@ -70,14 +99,8 @@ def time_series(
     series_name: str | None = SERIES_NAME,
 ) -> timeseries.Panel:
     panel = (
-        timeseries.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
+        _panel(timeseries.Panel(), ctx, title, query, description, (width, height))
         .unit(unit)
-        .span(width)
-        .height(height)
         .thresholds(thresholds(bands))
         .legend(
             common.VizLegendOptions()
@@ -110,14 +133,8 @@ def bar_gauge(
     height: int = 8,
 ) -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
+        _panel(bargauge.Panel(), ctx, title, query, description, (width, height))
         .unit(unit)
-        .span(width)
-        .height(height)
         .thresholds(thresholds(bands))
         .display_name(SERIES_NAME)
         .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
@@ -139,14 +156,8 @@ def single_stat(
     mappings: Sequence[dm.ValueMapping] = (),
 ) -> stat.Panel:
     panel = (
-        stat.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
+        _panel(stat.Panel(), ctx, title, query, description, (width, height))
         .unit(unit)
-        .span(width)
-        .height(height)
         .thresholds(thresholds(bands))
         .color_mode(cm.BigValueColorMode.BACKGROUND)
         .graph_mode(cm.BigValueGraphMode.NONE)
@@ -163,19 +174,10 @@ def data_table(
     description: str = "",
     width: int = 12,
     height: int = 8,
-    renames: dict[str, Text] | None = None,
+    renames: Mapping[str, Text] | None = None,
     mappings: Sequence[dm.ValueMapping] = (),
 ) -> table.Panel:
-    panel = (
-        table.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
-        .span(width)
-        .height(height)
-        .filterable(True)
-    )
+    panel = _panel(table.Panel(), ctx, title, query, description, (width, height)).filterable(True)
     for column, label in (renames or {}).items():
         panel = panel.override_by_name(
             column, [dm.DynamicConfigValue("displayName", label(ctx.lang))]
@@ -194,13 +196,7 @@ def state_timeline(
     height: int = 8,
 ) -> statetimeline.Panel:
     return (
-        statetimeline.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
-        .span(width)
-        .height(height)
+        _panel(statetimeline.Panel(), ctx, title, query, description, (width, height))
         .display_name(SERIES_NAME)
         .mappings(list(mappings))
     )
@@ -246,13 +242,7 @@ def device_map(
         )
     )
     return (
-        geomap.Panel()
-        .title(title(ctx.lang))
-        .description(description)
-        .datasource(datasource_ref(ctx.datasource_uid))
-        .with_target(_target(ctx, query))
-        .span(width)
-        .height(height)
+        _panel(geomap.Panel(), ctx, title, query, description, (width, height))
         .view(geomap.MapViewConfig().id("fit").all_layers(True).zoom(10))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .basemap(common.MapLayerOptions().type("osm-standard").name("OpenStreetMap"))

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as dm
-from grafana_foundation_sdk.models.units import DurationSeconds
 
 from deploy.grafana import bands, flux, i18n, metrics, panels, status
+from deploy.grafana.bands import Bands
 from deploy.grafana.context import BuildContext
 from deploy.grafana.domains import COUNTERS, DOMAINS, Domain, domain_metrics
 from deploy.grafana.fleetrows import registry_rows
 from deploy.grafana.i18n import Text
+from devices.catalogue import Metric
 from processors.influx import flux_string
 
 PanelBuilder = Builder[dm.Panel]
@@ -51,13 +52,12 @@ def _domain(ctx: BuildContext, domain: Domain) -> dm.Dashboard:
         for panel in _metric_panels(ctx, metric_name, types):
             board = board.with_panel(panel)
     board = board.with_row(dash.Row(DEVICE_TABLE(ctx.lang))).with_panel(
-        panels.data_table(
+        status.table(
             ctx,
             DEVICE_TABLE,
             flux.device_status(ctx.influx.telemetry_bucket, registry_rows(ctx, domain.types)),
-            mappings=[status.mapping(ctx)],
-            width=24,
-        ).override_by_name("age_s", [dm.DynamicConfigValue("unit", DurationSeconds)])
+            size=(24, 8),
+        )
     )
     return panels.finish(board)
 
@@ -72,49 +72,25 @@ def _metric_panels(ctx: BuildContext, name: str, types: Sequence[str]) -> list[P
 
     if name == "rain":
         hourly, daily = bands.rain(ctx.rules, "1h"), bands.rain(ctx.rules, "24h")
-        return [
-            panels.time_series(
-                ctx,
-                HOURLY.format(name=title(ctx.lang)),
-                flux.metric_series(bucket, types, name, every="1h", fn="sum"),
-                unit=unit,
-                bands=hourly,
-                bars=True,
-                description=panels.describe(ctx, about, hourly, shown),
-                width=16,
-            ),
-            panels.bar_gauge(
-                ctx,
-                TODAY.format(name=title(ctx.lang)),
-                flux.window_total_by_device(bucket, types, name, fn="sum", timezone=ctx.timezone),
-                unit=unit,
-                bands=daily,
-                description=panels.describe(ctx, about, daily, shown),
-                width=8,
-            ),
-        ]
+        return _series_and_summary(
+            ctx,
+            metric,
+            (HOURLY.format(name=title(ctx.lang)), hourly),
+            flux.metric_series(bucket, types, name, every="1h", fn="sum"),
+            (TODAY.format(name=title(ctx.lang)), daily),
+            flux.window_total_by_device(bucket, types, name, fn="sum", timezone=ctx.timezone),
+            bars=True,
+        )
     ispu = bands.ispu(ctx.rules, name)
     if ispu is not None:
-        return [
-            panels.time_series(
-                ctx,
-                title,
-                flux.metric_series(bucket, types, name),
-                unit=unit,
-                bands=ispu,
-                description=panels.describe(ctx, about, ispu, shown),
-                width=16,
-            ),
-            panels.bar_gauge(
-                ctx,
-                MEAN_24H.format(name=title(ctx.lang)),
-                flux.mean_by_device(bucket, types, name, start="-24h"),
-                unit=unit,
-                bands=ispu,
-                description=panels.describe(ctx, about, ispu, shown),
-                width=8,
-            ),
-        ]
+        return _series_and_summary(
+            ctx,
+            metric,
+            (title, ispu),
+            flux.metric_series(bucket, types, name),
+            (MEAN_24H.format(name=title(ctx.lang)), ispu),
+            flux.mean_by_device(bucket, types, name, start="-24h"),
+        )
     if name in COUNTERS:
         return [
             panels.time_series(
@@ -153,6 +129,43 @@ def _metric_panels(ctx: BuildContext, name: str, types: Sequence[str]) -> list[P
             description=panels.describe(ctx, about, metric_bands, shown),
             width=24,
         )
+    ]
+
+
+def _series_and_summary(
+    ctx: BuildContext,
+    metric: Metric,
+    series: tuple[Text, Bands | None],
+    series_query: str,
+    summary: tuple[Text, Bands | None],
+    summary_query: str,
+    *,
+    bars: bool = False,
+) -> list[PanelBuilder]:
+    """A time series (two thirds) beside a per-device bar gauge of a summary (one third)."""
+    unit, shown = metrics.grafana_unit(metric.unit), metrics.shown(metric.unit)
+    about = Text(metric.description, metric.description)
+    (series_title, series_bands), (summary_title, summary_bands) = series, summary
+    return [
+        panels.time_series(
+            ctx,
+            series_title,
+            series_query,
+            unit=unit,
+            bands=series_bands,
+            bars=bars,
+            description=panels.describe(ctx, about, series_bands, shown),
+            width=16,
+        ),
+        panels.bar_gauge(
+            ctx,
+            summary_title,
+            summary_query,
+            unit=unit,
+            bands=summary_bands,
+            description=panels.describe(ctx, about, summary_bands, shown),
+            width=8,
+        ),
     ]
 
 
