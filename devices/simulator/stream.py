@@ -214,8 +214,8 @@ class MessageStream:
         if kind is Kind.SKEW:
             skewed = ts_ms + round(self._rng.uniform(SKEW_MIN_S, SKEW_MAX_S) * 1000)
             frame, expected = self._frame(state, metrics, skewed, t, dt)
-            rejected = tuple(e._replace(outcome=Reason.TIME_IN_FUTURE.value) for e in expected)
-            return self._message(state, kind, due_s, [frame], _strip(rejected))
+            rejected = _reject_all(expected, Reason.TIME_IN_FUTURE)
+            return self._message(state, kind, due_s, [frame], rejected)
         frame, expected = self._frame(state, metrics, ts_ms, t, dt)
         if kind is Kind.OUT_OF_RANGE:
             frame, expected = self._out_of_range(state, metrics, frame, expected)
@@ -326,16 +326,16 @@ class MessageStream:
         if variant is Malformation.TRUNCATED:
             whole = state.encoder.encode(state.sim.device, [frame], self._uplink(state))
             payload = whole[: self._rng.randrange(1, len(whole))]
-            everything = _strip(tuple(e._replace(outcome=Reason.NOT_JSON.value) for e in expected))
+            everything = _reject_all(expected, Reason.NOT_JSON)
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.NOT_JSON:  # a firmware speaking "key=value" text
             text = ";".join(f"{v.metric}={v.sent}" for v in frame.values)
             payload = f"{state.sim.id};{frame.ts_ms};{text}".encode()
-            everything = _strip(tuple(e._replace(outcome=Reason.NOT_JSON.value) for e in expected))
+            everything = _reject_all(expected, Reason.NOT_JSON)
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.BAD_SHAPE:
             payload = state.encoder.bad_shape(state.sim.device, frame, self._uplink(state))
-            everything = _strip(tuple(e._replace(outcome=Reason.BAD_SHAPE.value) for e in expected))
+            everything = _reject_all(expected, Reason.BAD_SHAPE)
             return self._message(state, kind, due_s, [], everything, payload, variant)
         if variant is Malformation.NAN:
             index = self._rng.choice(numeric)
@@ -413,9 +413,9 @@ def _on_wire(metric: Metric, wire: _Wire, raw: float) -> tuple[Value, float]:
     return Value(metric.name, sent), sent
 
 
-def _strip(expected: tuple[Expected, ...]) -> tuple[Expected, ...]:
-    """Rejected values have no decoded or stored value."""
-    return tuple(e._replace(raw=None, value=None) for e in expected)
+def _reject_all(expected: tuple[Expected, ...], reason: Reason) -> tuple[Expected, ...]:
+    """Every value refused for ``reason`` (rejected values have no decoded or stored value)."""
+    return tuple(e._replace(outcome=reason.value, raw=None, value=None) for e in expected)
 
 
 def _replace_at(
