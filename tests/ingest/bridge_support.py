@@ -255,13 +255,16 @@ class Publisher:
                 self._all_acked.set()
 
     def publish(
-        self, messages: Iterable[tuple[str, bytes]], rate_per_s: float | None = None
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        rate_per_s: float | None = None,
+        properties: Properties | None = None,
     ) -> None:
         started = time.monotonic()
         for topic, payload in messages:
             with self._gate:
                 self._gate.wait_for(lambda: self.sent < self._limit)
-            self._client.publish(topic, payload, qos=1)
+            self._client.publish(topic, payload, qos=1, properties=properties)
             self.sent += 1
             if rate_per_s is not None and self.sent % 100 == 0:
                 ahead = self.sent / rate_per_s - (time.monotonic() - started)

@@ -7,6 +7,8 @@ import logging
 
 import pytest
 from bridge_support import BridgeRun, Publisher, TopicReader, ids_of, traffic, wait_for_log
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 log = logging.getLogger("tests.bridge")
 
@@ -29,11 +31,27 @@ async def test_twenty_thousand_qos1_messages_all_reach_kafka(bridge_run: BridgeR
     async with TopicReader(run.settings, run.raw_topic) as reader:
         await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
         seen = ids_of(reader.records)
+        # MQTT 5 properties take paho's own decode path; they end up in the headers.
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json"
+        props.UserProperty = ("fw", "1.2.3")
+        with_props = Publisher(run.settings, f"test-pub2-{run.rid}")
+        with_props.publish(
+            [(f"kotaflow/{run.device(0)}/telemetry", b'{"id":"with-props"}')], properties=props
+        )
+        with_props.finish()
+        await reader.until(lambda: "with-props" in ids_of(reader.records), timeout_s=60)
 
     duplicates = sum(n - 1 for key, n in seen.items() if key in expected)
     log.info("delivered %d unique, %d duplicates", len(expected), duplicates)
     assert expected <= set(seen)
-    for key, value, headers, _ in reader.records[:100]:
+    (tagged,) = [dict(h) for _, v, h, _ in reader.records if v == b'{"id":"with-props"}']
+    assert tagged["kf.ct"] == b"application/json"
+    assert tagged["kf.up.fw"] == b"1.2.3"
+    ours = [
+        r for r in reader.records if r[0] is not None and r[0].startswith(b"t" + run.rid.encode())
+    ]
+    for key, value, headers, _ in ours[:100]:
         found = dict(headers)
         device = json.loads(value)["id"].split(":")[0]
         assert key == device.encode() == found["kf.device"]
