@@ -153,6 +153,9 @@ def check(
     lang: LangOption = "id",
     hours: Annotated[float, typer.Option(help="Dashboard time range: the last N hours.")] = 6.0,
     device: Annotated[str | None, typer.Option(help="Device for the drill-down variables.")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Also fail lists that may be empty (silent devices, alerts).")
+    ] = False,
 ) -> None:
     """Run every panel and alert-rule query against InfluxDB, as Grafana would; exit 1 on problems.
 
@@ -161,7 +164,9 @@ def check(
     settings = settings_of(ctx)
     bundle = build_bundle(settings, _langs(lang))
     choose = {"device": device} if device else {}
-    checks = asyncio.run(run_checks(settings, bundle, timedelta(hours=hours), choose))
+    checks = asyncio.run(
+        run_checks(settings, bundle, timedelta(hours=hours), choose, strict=strict)
+    )
     table = Table("dashboard / rule", "panel", "rows", "problems")
     for item in checks:
         panel = item.panel + (f" [{item.repeat}]" if item.repeat else "")
@@ -174,7 +179,12 @@ def check(
 
 
 async def run_checks(
-    settings: Settings, bundle: Bundle, span: timedelta, choose: dict[str, str]
+    settings: Settings,
+    bundle: Bundle,
+    span: timedelta,
+    choose: dict[str, str],
+    *,
+    strict: bool = True,
 ) -> list[PanelCheck]:
     """Every dashboard panel and alert rule query of ``bundle`` run with the read token."""
     now = datetime.now(UTC)
@@ -188,7 +198,7 @@ async def run_checks(
     results = []
     async with InfluxSink(settings) as sink:
         for _, board in bundle.dashboards:
-            results += await check_dashboard(board, sink.query, window, choose)
+            results += await check_dashboard(board, sink.query, window, choose, strict=strict)
         for rule in group_rules(bundle.alerting.groups):
             results.append(await check_rule(rule, sink.query, window))
     return results

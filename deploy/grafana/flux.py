@@ -312,8 +312,12 @@ def alerts_latest(
 
 
 def alerts_count(bucket: str, measurement: str) -> str:
-    """How many (rule, device) pairs are firing now (a stat panel)."""
-    return alerts_latest(bucket, measurement, firing_only=True) + '\n  |> count(column: "rule")'
+    """How many (rule, device) pairs are firing now (a stat panel; 0 when none ever fired)."""
+    firing = alerts_latest(bucket, measurement, firing_only=True)
+    return (
+        f'import "array"\n\nfiring = {firing}\n  |> count(column: "rule")\n\n'
+        'union(tables: [firing, array.from(rows: [{rule: 0}])])\n  |> sum(column: "rule")'
+    )
 
 
 def health_rate(
@@ -355,7 +359,7 @@ def device_count(bucket: str, rows: Sequence[RegistryRow], status: int) -> str:
     """How many devices have ``status`` (0 reporting, 1 silent, 2 never reported)."""
     return (
         device_status(bucket, rows)
-        + f"\n  |> filter(fn: (r) => r.status == {int(status)})"
+        + f'\n  |> filter(fn: (r) => r.status == {int(status)}, onEmpty: "keep")'
         + '\n  |> count(column: "device")'
     )
 

@@ -176,12 +176,15 @@ def data_table(
     height: int = 8,
     renames: Mapping[str, Text] | None = None,
     mappings: Sequence[dm.ValueMapping] = (),
+    when_empty: Text | None = None,
 ) -> table.Panel:
     panel = _panel(table.Panel(), ctx, title, query, description, (width, height)).filterable(True)
     for column, label in (renames or {}).items():
         panel = panel.override_by_name(
             column, [dm.DynamicConfigValue("displayName", label(ctx.lang))]
         )
+    if when_empty is not None:  # an exception list: empty is the good news
+        panel = panel.no_value(when_empty(ctx.lang))
     return panel.mappings(list(mappings)) if mappings else panel
 
 

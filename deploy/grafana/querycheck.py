@@ -49,9 +49,14 @@ async def check_dashboard(
     run: Runner,
     window: QueryWindow,
     choose: Mapping[str, str] | None = None,
+    *,
+    strict: bool = True,
 ) -> list[PanelCheck]:
     """Every panel (repeats expanded) of ``board`` run and checked; variables chosen by
-    ``choose`` when given, else *All* where allowed, else the first value."""
+    ``choose`` when given, else *All* where allowed, else the first value.
+
+    ``strict``: every panel must return rows. Otherwise a panel with a "no value" text (a
+    list of exceptions: silent devices, firing alerts) may be empty."""
     uid = str(board.get("uid"))
     values, options, problems = await resolve_variables(board, run, window, choose or {})
     checks = [PanelCheck(uid, f"variable {p}", "", problems=[p]) for p in problems]
@@ -60,10 +65,12 @@ async def check_dashboard(
         if repeat:
             for option in options.get(repeat, []):
                 checks.append(
-                    await _check_panel(uid, panel, {**values, repeat: option}, run, window, option)
+                    await _check_panel(
+                        uid, panel, {**values, repeat: option}, run, window, option, strict
+                    )
                 )
         else:
-            checks.append(await _check_panel(uid, panel, values, run, window, None))
+            checks.append(await _check_panel(uid, panel, values, run, window, None, strict))
     return checks
 
 
@@ -109,6 +116,7 @@ async def _check_panel(
     run: Runner,
     window: QueryWindow,
     repeat_value: str | None,
+    strict: bool,
 ) -> PanelCheck:
     targets = panel.get("targets", [])
     query = interpolate(str(targets[0].get("query", "")), values, window) if targets else ""
@@ -123,7 +131,9 @@ async def _check_panel(
         return check
     check.rows = len(rows)
     check.columns = tuple(sorted({key for row in rows for key in row}))
-    check.problems += shape_problems(panel, rows)
+    may_be_empty = not strict and "noValue" in panel.get("fieldConfig", {}).get("defaults", {})
+    if rows or not may_be_empty:
+        check.problems += shape_problems(panel, rows)
     return check
 
 

@@ -55,9 +55,17 @@ def table(
     *,
     size: tuple[int, int],
     columns: Collection[str] = tuple(COLUMNS),
+    when_empty: Text | None = None,
 ) -> tb.Panel:
     """A device-status table: labelled columns, status as text and colour, age as duration."""
     renames = {k: v for k, v in COLUMNS.items() if k in columns}
     return data_table(
-        ctx, title, query, renames=renames, mappings=[mapping(ctx)], width=size[0], height=size[1]
+        ctx,
+        title,
+        query,
+        renames=renames,
+        mappings=[mapping(ctx)],
+        width=size[0],
+        height=size[1],
+        when_empty=when_empty,
     ).override_by_name("age_s", [dm.DynamicConfigValue("unit", DurationSeconds)])

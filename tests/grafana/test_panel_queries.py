@@ -24,7 +24,7 @@ from deploy.grafana.bundle import Bundle, build_bundle
 from deploy.grafana.cli import run_checks
 from deploy.grafana.context import load_context
 from deploy.grafana.fleetrows import registry_rows
-from deploy.grafana.flux import device_status
+from deploy.grafana.flux import alerts_count, device_count, device_status
 from deploy.grafana.i18n import Lang
 from deploy.grafana.interpolate import QueryWindow, interpolate
 from deploy.grafana.querycheck import PanelCheck
@@ -255,3 +255,27 @@ def test_pipeline_rates_sum_the_instances_of_a_stage(
     found = asyncio.run(rates())
     for stage, per_instance in STAGE_RATES.items():
         assert statistics.median(found[stage]) == pytest.approx(sum(per_instance), rel=0.02), stage
+
+
+def test_overview_counts_match_the_simulated_run(
+    influx: tuple[Settings, Settings], run: SimulatedRun
+) -> None:
+    reader = influx[1]
+    ctx = load_context(reader)
+    rows = registry_rows(ctx)
+    telemetry, rollups = ctx.influx.telemetry_bucket, ctx.influx.rollups_bucket
+
+    async def count(query: str) -> int:
+        async with InfluxSink(reader) as sink:
+            (row,) = await sink.query(query)
+        return int(next(v for k, v in row.items() if k in ("device", "rule")))
+
+    async def counts() -> tuple[int, ...]:
+        return (
+            await count(device_count(telemetry, rows, 0)),
+            await count(device_count(telemetry, rows, 1)),
+            await count(alerts_count(telemetry, ctx.influx.alerts_measurement)),
+            await count(alerts_count(rollups, ctx.influx.alerts_measurement)),  # none there
+        )
+
+    assert asyncio.run(counts()) == (len(rows) - 2, 1, len(run.firing), 0)

@@ -128,6 +128,9 @@ def build(ctx: BuildContext) -> list[dm.Dashboard]:
                     firing_only=False,
                     device_var=DEVICE,
                 ),
+                when_empty=Text(
+                    "Tidak ada peringatan dalam rentang waktu ini", "No alerts in this time range"
+                ),
                 width=24,
                 height=6,
             )

@@ -32,6 +32,7 @@ ALERT_COLUMNS = MappingProxyType(
         "threshold": Text("Ambang", "Threshold"),
     }
 )
+NO_ALERTS = Text("Tidak ada peringatan aktif", "No alert is firing")
 REPORTING = Text("Perangkat aktif", "Devices reporting")
 SILENT = Text("Perangkat senyap", "Silent devices")
 FIRING_TITLE = Text("Peringatan aktif", "Firing alerts")
@@ -81,6 +82,7 @@ def build(ctx: BuildContext) -> list[Dashboard]:
                 flux.device_status(telemetry, rows, only_silent=True),
                 size=(8, 14),
                 columns=flux.SILENT_COLUMNS,
+                when_empty=Text("Semua perangkat melapor", "Every device is reporting"),
             )
         )
         .with_panel(
@@ -89,6 +91,7 @@ def build(ctx: BuildContext) -> list[Dashboard]:
                 FIRING_TITLE,
                 flux.alerts_latest(*alerts, firing_only=True),
                 renames=ALERT_COLUMNS,
+                when_empty=NO_ALERTS,
                 width=24,
             )
         )
