@@ -43,6 +43,8 @@ class Delivery:
     seq: int
     topic: str
     payload: bytes
+    arrived: float
+    """time.monotonic() when paho handed it over."""
 
 
 class Subscriber:
@@ -68,7 +70,7 @@ class Subscriber:
         props = dict(getattr(msg.properties, "UserProperty", []) or [])
         run, _, seq = props.get(TRACE_PROPERTY, "/").partition("/")
         if seq:
-            self._inbox.put(Delivery(run, int(seq), msg.topic, msg.payload))
+            self._inbox.put(Delivery(run, int(seq), msg.topic, msg.payload, time.monotonic()))
 
     def wait_for(self, run: str, count: int) -> list[Delivery]:
         """This run's deliveries once ``count`` arrived (or the deadline passed)."""
@@ -123,8 +125,14 @@ async def test_mosquitto_delivers_what_the_summary_counts_at_the_rate_asked(
     assert sum(len(line["values"]) for line in sent.values()) == summary.readings
     assert summary.readings >= RATE * 4.0
     assert not {sent[d.seq]["device"] for d in delivered} & set(summary.silent_devices)
-    # The rate: readings sent over the time until the last PUBACK, within 5 %.
+    # The rate: readings sent over the time until the last PUBACK, within 5 %; and as the
+    # subscriber saw it (readings after the first message over the span of arrivals), with
+    # room for the subscriber's own scheduling on a busy machine.
     assert abs(summary.achieved_rate - RATE) <= 0.05 * RATE, summary.to_json()
+    first, last = min(delivered, key=lambda d: d.arrived), max(delivered, key=lambda d: d.arrived)
+    after_first = summary.readings - len(sent[first.seq]["values"])
+    seen_rate = after_first / (last.arrived - first.arrived)
+    assert abs(seen_rate - RATE) <= 0.10 * RATE, seen_rate
 
 
 def test_cli_simulate_sends_exactly_count_readings_and_prints_the_summary(
