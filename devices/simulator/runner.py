@@ -15,6 +15,7 @@ over the run stays the requested one as long as the machine can sustain it at al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -53,29 +54,44 @@ async def run_simulation(
     fleet = fleet or load_fleet(settings)
     plan = plan_devices(fleet, options)
     run_id = uuid.uuid4().hex[:8]
+    manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
     publisher = MqttPublisher(
         settings.mqtt, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
     )
-    await publisher.connect()
+    try:
+        await publisher.connect()
+        return await _publish(
+            fleet, plan, options, run_id, publisher, manifest, stop, on_progress, progress_every_s
+        )
+    finally:
+        await publisher.close()
+        if manifest is not None:
+            manifest.close()
+
+
+async def _publish(
+    fleet: Fleet,
+    plan: DevicePlan,
+    options: SimulationOptions,
+    run_id: str,
+    publisher: MqttPublisher,
+    manifest: ManifestWriter | None,
+    stop: asyncio.Event | None,
+    on_progress: ProgressCallback | None,
+    progress_every_s: float,
+) -> Summary:
+    """Pace the stream out through a connected publisher; the summary of what was sent."""
     loop = asyncio.get_running_loop()
     t0_ms = time.time_ns() // 1_000_000
     started = loop.time()
     summary = _new_summary(run_id, options, plan, t0_ms)
     stream = MessageStream.for_run(fleet, plan, options, t0_ms)
-    manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
     pacer = _Pacer(stream, publisher, summary, manifest, options, run_id, started)
-    try:
-        await pacer.run(stop or asyncio.Event(), on_progress, progress_every_s)
-        try:
-            async with asyncio.timeout(options.ack_timeout_s):
-                await publisher.drain()
-        except TimeoutError:
-            pass
-    finally:
-        _settle(summary, publisher, started, loop.time())
-        await publisher.close()
-        if manifest is not None:
-            manifest.close()
+    await pacer.run(stop or asyncio.Event(), on_progress, progress_every_s)
+    with contextlib.suppress(TimeoutError):  # what stays unacked is counted, not waited for
+        async with asyncio.timeout(options.ack_timeout_s):
+            await publisher.drain()
+    _settle(summary, publisher, started, loop.time())
     return summary
 
 
