@@ -87,6 +87,7 @@ async def _bench(
     }
     work = Path(tempfile.mkdtemp(prefix="kotaflow-bench-"))
     await _topics(settings, create=[raw, dead])
+    bridge: subprocess.Popen[bytes] | None = None
     try:
         _mosquitto_sub(settings, sub_id, ["-E"])  # session + subscriptions, then offline
         bridge = _spawn_bridge(env, work / "bridge.log")
@@ -127,6 +128,9 @@ async def _bench(
         print(f"bridge mean ack latency: {mean_ms:9.1f} ms")
         print(f"records in Kafka      : {in_kafka:10,d}  (>= {n} expected)")
     finally:
+        if bridge is not None and bridge.poll() is None:
+            bridge.kill()  # never leave a bridge behind on a failed run
+            bridge.wait()
         _wipe_session(settings, sub_id)
         _wipe_session(settings, bridge_id)
         await _topics(settings, delete=[raw, dead])
