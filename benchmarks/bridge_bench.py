@@ -1,7 +1,7 @@
 """Bridge throughput next to ``mosquitto_sub`` draining the same QoS 1 stream.
 
-Run: ``uv run python benchmarks/bridge_bench.py [--messages 100000] [--devices 50]``
-(needs the local stack: ``kotaflow stack up``).
+Run: ``uv run python -m benchmarks.bridge_bench [--messages 100000] [--devices 50]``, or as
+the ``bridge`` scenario of ``kotaflow bench`` (needs the local stack: ``kotaflow stack up``).
 
 Method, so the two numbers are comparable:
 
@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -42,33 +43,130 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
+from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.settings import Settings, load_settings
 
 PARTITIONS = 6
+QUICK_MESSAGES, FULL_MESSAGES = 50_000, 200_000
+DEVICES = 50
+PAYLOAD_BYTES = 160
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRun:
+    """What one measurement found (times in seconds)."""
+
+    messages: int
+    mosquitto_sub_s: float
+    bridge_s: float
+    bridge: ProcessCost
+    """The bridge's peak RSS over its life and the CPU it used while draining."""
+    metrics: dict[str, float]
+    """The bridge's Prometheus metrics at the end of the drain."""
+    records_in_kafka: int
+
+    @property
+    def sub_rate(self) -> float:
+        return self.messages / self.mosquitto_sub_s
+
+    @property
+    def bridge_rate(self) -> float:
+        return self.messages / self.bridge_s
+
+    def ack_latency(self) -> Latency | None:
+        """Receive -> ack percentiles from the bridge's histogram (bucket upper bounds)."""
+        return histogram_latency(
+            self.metrics,
+            "kotaflow_bridge_ack_latency_seconds",
+            "receive -> MQTT ack, bucket bounds",
+        )
+
+
+async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
+    """The ``bridge`` scenario of ``kotaflow bench``."""
+    n = QUICK_MESSAGES if quick else FULL_MESSAGES
+    run = await measure(settings, n, DEVICES, PAYLOAD_BYTES)
+    ratio = 100 * run.bridge_rate / run.sub_rate
+    return ScenarioResult(
+        "bridge",
+        quick,
+        {"messages": n, "devices": DEVICES, "payload_bytes": PAYLOAD_BYTES, "qos": 1},
+        throughput=[
+            Figure("kotaflow bridge drain (MQTT -> Kafka acks=all)", run.bridge_rate, "msg/s"),
+            Figure("mosquitto_sub drain (same queued stream)", run.sub_rate, "msg/s"),
+            Figure("bridge vs mosquitto_sub", ratio, "%"),
+            Figure("bridge CPU per message", 1e6 * run.bridge.cpu_s / n, "µs"),
+        ],
+        latency=run.ack_latency(),
+        processes=[run.bridge],
+        targets=[
+            Target("bridge vs mosquitto_sub", ratio, 80, "%"),
+            Target(run.bridge.name, run.bridge.peak_rss_mb, 100, "MB", "<="),
+        ],
+        notes=[f"records in Kafka: {run.records_in_kafka:,} (>= {n:,} expected)"],
+    )
+
+
+def histogram_latency(metrics: dict[str, float], name: str, what: str) -> Latency | None:
+    """p50/p95/p99/max of a scraped Prometheus histogram, as the upper bounds of the
+    buckets they fall in (a histogram keeps no samples)."""
+    prefix = f'{name}_bucket{{le="'
+    buckets = sorted(
+        (float(key[len(prefix) : -2]), count)
+        for key, count in metrics.items()
+        if key.startswith(prefix)
+    )
+    total = metrics.get(f"{name}_count", 0)
+    if not total or not buckets:
+        return None
+
+    def bound(q: float) -> float:
+        return next((1000 * le for le, count in buckets if count >= q * total), float("inf"))
+
+    return Latency(what, int(total), bound(0.5), bound(0.95), bound(0.99), bound(1.0))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--devices", type=int, default=50)
-    parser.add_argument("--payload-bytes", type=int, default=160)
+    parser.add_argument("--messages", type=int, default=FULL_MESSAGES)
+    parser.add_argument("--devices", type=int, default=DEVICES)
+    parser.add_argument("--payload-bytes", type=int, default=PAYLOAD_BYTES)
     parser.add_argument(
         "--py-spy",
         metavar="OUT",
         help="record the draining bridge with py-spy (collapsed stacks, all threads) to OUT",
     )
     args = parser.parse_args()
+    run = asyncio.run(
+        measure(load_settings(), args.messages, args.devices, args.payload_bytes, args.py_spy)
+    )
+    n = run.messages
+    sub_s = run.mosquitto_sub_s
+    print(f"mosquitto_sub (QoS 1) : {run.sub_rate:10,.0f} msg/s  ({n} in {sub_s:.2f} s)")
+    print(
+        f"kotaflow bridge       : {run.bridge_rate:10,.0f} msg/s  ({n} in {run.bridge_s:.2f} s)"
+        f"  = {100 * run.bridge_rate / run.sub_rate:.0f}% of mosquitto_sub"
+    )
+    print(f"bridge peak RSS       : {run.bridge.peak_rss_mb:10.1f} MB")
+    cpu_s = run.bridge.cpu_s
+    print(f"bridge CPU per message: {1e6 * cpu_s / n:10.1f} us  ({cpu_s:.1f} s CPU)")
+    acks = run.metrics.get("kotaflow_bridge_ack_latency_seconds_count", 0) or 1
+    mean_ms = 1000 * run.metrics.get("kotaflow_bridge_ack_latency_seconds_sum", 0) / acks
+    print(f"bridge mean ack latency: {mean_ms:9.1f} ms")
+    print(f"records in Kafka      : {run.records_in_kafka:10,d}  (>= {n} expected)")
+
+
+async def measure(
+    settings: Settings, n: int, devices: int, payload_bytes: int, py_spy: str | None = None
+) -> BridgeRun:
+    """Queue ``n`` messages for both subscribers, drain both, and say how each did."""
     for tool in ("mosquitto_sub", "mosquitto_pub"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} not found: apt-get install mosquitto-clients")
-    settings = load_settings()
-    asyncio.run(_bench(settings, args.messages, args.devices, args.payload_bytes, args.py_spy))
-
-
-async def _bench(
-    settings: Settings, n: int, devices: int, payload_bytes: int, py_spy: str | None
-) -> None:
+            raise RuntimeError(f"{tool} not found: apt-get install mosquitto-clients")
+    if n % devices:
+        raise ValueError("--messages must be a multiple of --devices")
     rid = uuid.uuid4().hex[:8]
     raw, dead = f"kotaflow.raw.bench-{rid}", f"kotaflow.deadletter.bench-{rid}"
     sub_id, bridge_id = f"bench-sub-{rid}", f"bench-bridge-{rid}"
@@ -103,30 +201,17 @@ async def _bench(
         started = time.monotonic()
         _mosquitto_sub(settings, sub_id, ["-C", str(n)])
         sub_s = time.monotonic() - started
-        sub_rate = n / sub_s
 
         bridge = _spawn_bridge(env, work / "bridge.log")
         spy = _py_spy(bridge.pid, py_spy) if py_spy else None
-        first, last, peak_rss_kb, cpu_s, metrics = _watch_bridge(bridge, port, n)
+        first, last, cost, metrics = _watch_bridge(bridge, port, n)
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(timeout=60)
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=60)
-        bridge_rate = n / (last - first)
         in_kafka = await _records_in(settings, raw)
-
-        print(f"mosquitto_sub (QoS 1) : {sub_rate:10,.0f} msg/s  ({n} in {sub_s:.2f} s)")
-        print(
-            f"kotaflow bridge       : {bridge_rate:10,.0f} msg/s  ({n} in {last - first:.2f} s)"
-            f"  = {100 * bridge_rate / sub_rate:.0f}% of mosquitto_sub"
-        )
-        print(f"bridge peak RSS       : {peak_rss_kb / 1024:10.1f} MB")
-        print(f"bridge CPU per message: {1e6 * cpu_s / n:10.1f} us  ({cpu_s:.1f} s CPU)")
-        acks = metrics.get("kotaflow_bridge_ack_latency_seconds_count", 0) or 1
-        mean_ms = 1000 * metrics.get("kotaflow_bridge_ack_latency_seconds_sum", 0) / acks
-        print(f"bridge mean ack latency: {mean_ms:9.1f} ms")
-        print(f"records in Kafka      : {in_kafka:10,d}  (>= {n} expected)")
+        return BridgeRun(n, sub_s, last - first, cost, metrics, in_kafka)
     finally:
         if bridge is not None and bridge.poll() is None:
             bridge.kill()  # never leave a bridge behind on a failed run
@@ -168,9 +253,6 @@ def _publish(settings: Settings, rid: str, n: int, devices: int, payload_bytes: 
     for proc in procs:
         if proc.wait() != 0:
             raise RuntimeError("mosquitto_pub failed")
-    remainder = n - per_device * devices
-    if remainder:
-        raise ValueError("--messages must be a multiple of --devices")
 
 
 def _spawn_bridge(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -206,9 +288,9 @@ def _wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: fl
 
 def _watch_bridge(
     proc: subprocess.Popen[bytes], port: int, n: int
-) -> tuple[float, float, int, float, dict[str, float]]:
-    """(first receive, N-th ack) as monotonic times, peak RSS in kB, CPU seconds used
-    in between, and the final metrics."""
+) -> tuple[float, float, ProcessCost, dict[str, float]]:
+    """(first receive, N-th ack) as monotonic times, the bridge's peak RSS and CPU seconds
+    used in between, and the final metrics."""
     first = None
     cpu_at_first = 0.0
     deadline = time.monotonic() + 600
@@ -218,9 +300,9 @@ def _watch_bridge(
         metrics = _scrape(port)
         now = time.monotonic()
         if first is None and metrics.get("kotaflow_bridge_received_total", 0) > 0:
-            first, cpu_at_first = now, _cpu_s(proc.pid)
+            first, cpu_at_first = now, cpu_seconds(proc.pid)
         if first is not None and metrics.get("kotaflow_bridge_acked_total", 0) >= n:
-            return first, now, _peak_rss_kb(proc.pid), _cpu_s(proc.pid) - cpu_at_first, metrics
+            return first, now, cost_of("kotaflow bridge", proc.pid, cpu_at_first), metrics
         time.sleep(0.1)
     raise RuntimeError("bridge did not finish in 600 s")
 
@@ -237,18 +319,6 @@ def _scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def _records_in(settings: Settings, topic: str) -> int:
