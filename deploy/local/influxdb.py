@@ -54,7 +54,7 @@ RETENTION = {"telemetry": timedelta(days=90), "rollups": timedelta(days=730)}
 """Raw readings are kept for a season; rollups long enough for year-over-year dashboards."""
 
 BUILD_SCRIPT = Path(__file__).with_name("build_influxdb.sh")
-COLD_BUILD_ESTIMATE = "about 15-20 minutes on 2 cores"
+COLD_BUILD_ESTIMATE = "10-25 minutes on 2 cores, ~3 GB of Go and cargo caches"
 START_TIMEOUT_S = 90.0
 ADMIN_USER = "kotaflow-admin"
 
