@@ -1,0 +1,85 @@
+"""Keeping a benchmark's data to itself on the shared local stack.
+
+Kafka topics and consumer groups come from :func:`processors.testing.isolated`; this adds
+the InfluxDB side: two scratch buckets (telemetry, rollups) created with the local stack's
+operator token and deleted afterwards, so a benchmark's points never mix with anyone's
+``telemetry``/``rollups`` and queries on them see only its own. It also writes settings to
+a YAML file for the ``kotaflow`` child processes a scenario starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from pydantic import SecretStr
+
+from deploy.local.influxdb import OPERATOR, load_access
+from kotaflow.settings import Settings
+
+
+@asynccontextmanager
+async def scratch_buckets(settings: Settings, tag: str) -> AsyncIterator[Settings]:
+    """``settings`` writing to fresh buckets ``bench_<tag>_{telemetry,rollups}`` with the
+    operator token (it may also read them); both buckets are deleted on exit."""
+    access = load_access(settings.stack.state_dir)
+    if access is None:
+        raise RuntimeError("no InfluxDB tokens in the stack's state dir: run `kotaflow stack up`")
+    token = access.token(OPERATOR)
+    names = {role: f"bench_{tag}_{role}" for role in ("telemetry", "rollups")}
+    headers = {"Authorization": f"Token {token}"}
+    async with httpx.AsyncClient(
+        base_url=settings.influxdb.url, headers=headers, timeout=30.0
+    ) as http:
+        ids: list[str] = []
+        try:
+            for name in names.values():
+                made = await http.post(
+                    "/api/v2/buckets",
+                    json={"orgID": access.org_id, "name": name, "retentionRules": []},
+                )
+                made.raise_for_status()
+                ids.append(made.json()["id"])
+            influx = settings.influxdb.model_copy(
+                update={
+                    "telemetry_bucket": names["telemetry"],
+                    "rollups_bucket": names["rollups"],
+                    "token": SecretStr(token),
+                }
+            )
+            yield settings.model_copy(update={"influxdb": influx})
+        finally:
+            for bucket_id in ids:
+                await http.delete(f"/api/v2/buckets/{bucket_id}")
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as a YAML config file (secrets included, so mode 0600)."""
+    path.write_text(yaml.safe_dump(_plain(settings.model_dump(mode="python"))))
+    path.chmod(0o600)
+    return path
+
+
+def child_env(config: Path) -> dict[str, str]:
+    """The environment for a ``kotaflow`` child: this one, minus ``KOTAFLOW_*`` overrides
+    (the config file already holds the final settings), plus ``KOTAFLOW_CONFIG``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOTAFLOW_")}
+    return {**env, "KOTAFLOW_CONFIG": str(config)}
+
+
+def _plain(value: Any) -> Any:
+    """A ``model_dump(mode="python")`` value as plain YAML data, secrets revealed."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    return value
