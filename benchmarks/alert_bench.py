@@ -7,7 +7,8 @@ alternates 262 cm (crosses Siaga at 250: a "fired" notification) and 230 cm (bel
 value 240: "resolved"), one publish at a time, each waiting for its notification. Every
 sample is publish time -> the receiver's arrival time, both on this machine's clock.
 
-Usage: uv run python benchmarks/alert_bench.py [--samples 60]
+Usage: ``uv run python -m benchmarks.alert_bench [--samples 60]``, or the ``alert``
+scenario of ``kotaflow bench``.
 """
 
 from __future__ import annotations
@@ -17,18 +18,39 @@ import asyncio
 import json
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from benchmarks.procstats import ProcessCost, cost_of
+from benchmarks.report import Latency, ScenarioResult
+from kotaflow.settings import Settings
 from processors.alerting.e2e import pipeline
 
+QUICK_SAMPLES, FULL_SAMPLES = 10, 60
 
-async def main(samples: int) -> int:
+
+@dataclass(frozen=True, slots=True)
+class AlertRun:
+    latencies_ms: list[float]
+    """Publish -> webhook received, per notification, in order."""
+    changes: list[str]
+    """``fired`` / ``resolved`` of each notification."""
+    upstream_ms: list[float]
+    """Device time -> queued in the outbox (bridge, validate, evaluator)."""
+    outbox_ms: list[float]
+    """Queued -> delivered (outbox, webhook)."""
+    processes: list[ProcessCost]
+    ready_s: float
+
+
+async def measure(samples: int) -> AlertRun:
     arrivals: list[tuple[float, dict[str, object]]] = []
 
     async def receive(request: web.Request) -> web.Response:
@@ -43,34 +65,53 @@ async def main(samples: int) -> int:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     latencies: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.monotonic()
-        with pipeline(Path(tmp), f"http://127.0.0.1:{port}/hook") as run:
-            print(f"pipeline ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
-            for i in range(samples):
-                sent = run.publish(262.0 if i % 2 == 0 else 230.0)
-                deadline = time.monotonic() + 60
-                while len(arrivals) <= i:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"notification {i + 1} did not arrive within 60 s")
-                    await asyncio.sleep(0.001)
-                latencies.append((arrivals[i][0] - sent) * 1000)
-            upstream, outbox = _split(
-                run.settings.alerting.state_path(run.settings.stack.state_dir)
-            )
-    await runner.cleanup()
-    latencies.sort()
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
-    changes = [body["event"]["change"] for _, body in arrivals]  # type: ignore[index]
-    print(f"samples: {len(latencies)} ({changes.count('fired')} fired, "
-          f"{changes.count('resolved')} resolved)")  # fmt: skip
-    print(f"publish -> notification: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-          f"min {latencies[0]:.0f} ms, max {latencies[-1]:.0f} ms")  # fmt: skip
-    print(f"  of which publish -> evaluated and queued (bridge, validate, evaluator): "
-          f"p50 {statistics.median(upstream):.0f} ms; queued -> delivered (outbox, webhook): "
-          f"p50 {statistics.median(outbox):.0f} ms, max {max(outbox):.0f} ms")  # fmt: skip
-    return 0
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.monotonic()
+            with pipeline(Path(tmp), f"http://127.0.0.1:{port}/hook") as run:
+                ready_s = time.monotonic() - started
+                print(f"pipeline ready in {ready_s:.1f}s", file=sys.stderr)
+                for i in range(samples):
+                    sent = run.publish(262.0 if i % 2 == 0 else 230.0)
+                    deadline = time.monotonic() + 60
+                    while len(arrivals) <= i:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"notification {i + 1} did not arrive within 60 s")
+                        await asyncio.sleep(0.001)
+                    latencies.append((arrivals[i][0] - sent) * 1000)
+                costs = [cost_of(_name(proc), proc.pid) for proc in run.procs]
+                upstream, outbox = _split(
+                    run.settings.alerting.state_path(run.settings.stack.state_dir)
+                )
+    finally:
+        await runner.cleanup()
+    changes = [str(body["event"]["change"]) for _, body in arrivals]  # type: ignore[index]
+    return AlertRun(latencies, changes, upstream, outbox, costs, ready_s)
+
+
+async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
+    """The ``alert`` scenario of ``kotaflow bench`` (the pipeline reads its own settings)."""
+    samples = QUICK_SAMPLES if quick else FULL_SAMPLES
+    run = await measure(samples)
+    return ScenarioResult(
+        "alert",
+        quick,
+        {"samples": samples, "rule": "threshold, river level Siaga at 250 cm"},
+        latency=Latency.of("MQTT publish -> webhook received", run.latencies_ms),
+        processes=run.processes,
+        notes=[
+            f"{run.changes.count('fired')} fired, {run.changes.count('resolved')} resolved; "
+            f"pipeline ready in {run.ready_s:.0f} s (CPU figures include start-up)",
+            f"publish -> queued in the outbox p50 {statistics.median(run.upstream_ms):.0f} ms; "
+            f"queued -> delivered p50 {statistics.median(run.outbox_ms):.0f} ms",
+        ],
+    )
+
+
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    """``kotaflow alert`` for ``[python, -m, kotaflow, alert]``."""
+    args = proc.args if isinstance(proc.args, list) else []
+    return "kotaflow " + " ".join(str(a) for a in args[3:])
 
 
 def _split(state_file: Path) -> tuple[list[float], list[float]]:
@@ -84,7 +125,23 @@ def _split(state_file: Path) -> tuple[list[float], list[float]]:
     return upstream, [done - created for _, created, done in rows]
 
 
+def main(samples: int) -> int:
+    run = asyncio.run(measure(samples))
+    lat = Latency.of("publish -> notification", run.latencies_ms)
+    assert lat is not None
+    print(f"samples: {lat.samples} ({run.changes.count('fired')} fired, "
+          f"{run.changes.count('resolved')} resolved)")  # fmt: skip
+    print(f"publish -> notification: p50 {lat.p50_ms:.0f} ms, p95 {lat.p95_ms:.0f} ms, "
+          f"p99 {lat.p99_ms:.0f} ms, min {min(run.latencies_ms):.0f} ms, "
+          f"max {lat.max_ms:.0f} ms")  # fmt: skip
+    print(f"  of which publish -> evaluated and queued (bridge, validate, evaluator): "
+          f"p50 {statistics.median(run.upstream_ms):.0f} ms; queued -> delivered (outbox, "
+          f"webhook): p50 {statistics.median(run.outbox_ms):.0f} ms, "
+          f"max {max(run.outbox_ms):.0f} ms")  # fmt: skip
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=60)
-    sys.exit(asyncio.run(main(parser.parse_args().samples)))
+    parser.add_argument("--samples", type=int, default=FULL_SAMPLES)
+    sys.exit(main(parser.parse_args().samples))
