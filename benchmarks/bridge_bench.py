@@ -28,7 +28,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -36,13 +35,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as paho
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from benchmarks.children import spawn_kotaflow, wait_log
+from benchmarks.isolation import wipe_mqtt_session
 from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
 from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from devices.topics import SUBSCRIPTIONS
@@ -189,7 +186,7 @@ async def measure(
     try:
         _mosquitto_sub(settings, sub_id, ["-E"])  # session + subscriptions, then offline
         bridge = _spawn_bridge(env, work / "bridge.log")
-        _wait_log(work / "bridge.log", "MQTT subscribed", bridge)
+        wait_log(work / "bridge.log", "MQTT subscribed", bridge)
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=60)
 
@@ -216,8 +213,8 @@ async def measure(
         if bridge is not None and bridge.poll() is None:
             bridge.kill()  # never leave a bridge behind on a failed run
             bridge.wait()
-        _wipe_session(settings, sub_id)
-        _wipe_session(settings, bridge_id)
+        wipe_mqtt_session(settings.mqtt, sub_id)
+        wipe_mqtt_session(settings.mqtt, bridge_id)
         await _topics(settings, delete=[raw, dead])
         shutil.rmtree(work, ignore_errors=True)
 
@@ -255,13 +252,6 @@ def _publish(settings: Settings, rid: str, n: int, devices: int, payload_bytes: 
             raise RuntimeError("mosquitto_pub failed")
 
 
-def _spawn_bridge(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kotaflow", "bridge"], env=env, stdout=out, stderr=out
-        )
-
-
 def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     argv = [
         "py-spy",
@@ -276,14 +266,6 @@ def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
         out,
     ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-
-
-def _wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"bridge did not log {text!r}:\n{log.read_text()[-2000:]}")
-        time.sleep(0.05)
 
 
 def _watch_bridge(
@@ -346,14 +328,8 @@ async def _topics(
         await admin.close()
 
 
-def _wipe_session(settings: Settings, client_id: str) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True, properties=props)
-    client.loop_start()
-    client.disconnect()
-    client.loop_stop()
+def _spawn_bridge(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return spawn_kotaflow("kotaflow bridge", ["bridge"], env, log).proc
 
 
 def _free_port() -> int:

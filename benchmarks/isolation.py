@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as paho
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
 from deploy.local.influxdb import OPERATOR, load_access
-from kotaflow.settings import Settings
+from kotaflow.settings import MqttSettings, Settings
 
 
 @asynccontextmanager
@@ -56,6 +60,17 @@ async def scratch_buckets(settings: Settings, tag: str) -> AsyncIterator[Setting
         finally:
             for bucket_id in ids:
                 await http.delete(f"/api/v2/buckets/{bucket_id}")
+
+
+def wipe_mqtt_session(mqtt: MqttSettings, client_id: str) -> None:
+    """End ``client_id``'s persistent session on the broker, so nothing queues for it."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.connect(mqtt.host, mqtt.port, clean_start=True, properties=props)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
 
 
 def write_config(settings: Settings, path: Path) -> Path:

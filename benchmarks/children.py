@@ -1,0 +1,80 @@
+"""The ``kotaflow`` processes a scenario starts, watched and stopped like an operator would.
+
+Each child runs ``python -m kotaflow <command>`` (the same entry point as the installed
+``kotaflow``) with its output in a log file, so a failure can be shown. A scenario stops
+only the children it started, by their pid, and kills one that does not stop in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.procstats import ProcessCost, cost_of
+
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Child:
+    """One ``kotaflow`` child process and its log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    last_cost: ProcessCost | None = field(default=None)
+    """Its cost when last sampled (a child that exits on its own loses its ``/proc``)."""
+
+    def sample(self) -> ProcessCost | None:
+        """Read its cost now, if it still runs; return the latest known."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):  # exited between poll and read
+                self.last_cost = cost_of(self.name, self.proc.pid)
+        return self.last_cost
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def spawn_kotaflow(name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> Child:
+    """Start ``kotaflow <argv>`` with ``env``; stdout and stderr go to ``log``."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kotaflow", *argv],
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    return Child(name, proc, log)
+
+
+def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Wait until ``text`` appears in ``log``; raise if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not log.exists() or text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{proc.args!r} did not log {text!r}:\n{tail}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM (the graceful stop every kotaflow command handles), then SIGKILL if needed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
