@@ -46,14 +46,17 @@ class Child:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
-def spawn_kotaflow(name: str, argv: Sequence[str], env: dict[str, str], log: Path) -> Child:
-    """Start ``kotaflow <argv>`` with ``env``; stdout and stderr go to ``log``."""
-    with log.open("ab") as out:
+def spawn_kotaflow(
+    name: str, argv: Sequence[str], env: dict[str, str], log: Path, stdout: Path | None = None
+) -> Child:
+    """Start ``kotaflow <argv>`` with ``env``; its output goes to ``log`` (stdout to
+    ``stdout`` instead, when given: a command's result apart from its logs)."""
+    with log.open("ab") as err, (stdout or log).open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kotaflow", *argv],
             env=env,
             stdout=out,
-            stderr=out,
+            stderr=err,
             stdin=subprocess.DEVNULL,
         )
     return Child(name, proc, log)

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -215,8 +214,3 @@ def _target_text(target: Target) -> str:
     sign = "≥" if target.comparison == ">=" else "≤"
     mark = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "[yellow]n/a[/yellow]"}
     return f"{sign} {_number(target.limit, target.unit)} {mark[target.met]}"
-
-
-def console_width() -> int:
-    """Wide enough for the tables when output is not a terminal (logs, CI)."""
-    return 120 if not sys.stdout.isatty() else 0

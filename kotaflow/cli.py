@@ -93,6 +93,12 @@ def _grafana() -> None:
     _app.add_typer(grafana_app, name="grafana")
 
 
+def _bench() -> None:
+    from benchmarks.cli import bench
+
+    _app.command("bench")(bench)
+
+
 PARTS: dict[str, Callable[[], None]] = {
     "stack": _stack,
     "devices": _devices,
@@ -102,6 +108,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "alert": _alert,
     "alerts": _alerts,
     "grafana": _grafana,
+    "bench": _bench,
 }
 """One line per command group. Each is imported only when its command runs, so a long-lived
 process (the bridge, say) carries no other part's modules: less memory, faster restarts."""
