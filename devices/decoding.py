@@ -18,8 +18,10 @@ Every value is checked the same way (:class:`PayloadReadings`): known metric, nu
 Good readings of a pack are kept; each bad one becomes its own rejection. A decoder never
 raises: :func:`guarded` turns an unexpected exception into a ``bad_shape`` rejection.
 
-Hot path: plain ``json.loads``, dict lookups prepared once in the catalogue, slotted
-dataclasses; no per-reading pydantic model.
+Hot path (profiled with ``kotaflow bench process``): orjson parses the payload (the
+standard library decides whenever orjson refuses, so results and error messages are the
+standard library's), dict lookups prepared once in the catalogue, slotted dataclasses, a
+timed entry's time checked once rather than per value; no per-reading pydantic model.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from devices.catalogue import DeviceType, Metric
 from devices.fleet import Fleet
@@ -111,11 +115,20 @@ def guarded(fmt: PayloadFormat) -> Callable[[Decoder], Decoder]:
     return wrap
 
 
+_LONG_NUMBER = re.compile(rb"\d{19}")
+"""Digits orjson may read differently: beyond 64-bit integers it returns a float where
+``json`` keeps the exact int (e.g. -9223372036854775809)."""
+
+
 def parse_json(payload: bytes, limits: DecodeLimits, device_key: str) -> Any | DecodeResult:
     """The parsed payload, or a rejection (oversize, not UTF-8 JSON).
 
     ``NaN``/``Infinity`` tokens parse to non-finite floats on purpose: they are then
     rejected one value at a time (``not_finite``) instead of losing the whole pack.
+
+    orjson (~5x faster) reads what it can read the same way as ``json``: strict RFC 8259
+    with numbers up to 64 bits. Everything else (NaN tokens, huge numbers, a BOM, lone
+    surrogates, broken input) goes to ``json.loads``, which also words the rejections.
     """
     if len(payload) > limits.max_payload_bytes:
         return rejected(
@@ -123,6 +136,11 @@ def parse_json(payload: bytes, limits: DecodeLimits, device_key: str) -> Any | D
             f"payload is {len(payload)} bytes, the limit is {limits.max_payload_bytes}",
             device_key,
         )
+    if _LONG_NUMBER.search(payload) is None:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass  # not strict JSON, or too deep: json.loads decides and says why
     try:
         return json.loads(payload)
     except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError
@@ -258,9 +276,20 @@ class PayloadReadings:
     def add_metric(
         self, metric: Metric, value: Any, unit: Any, ts_ms: int | None, flags: tuple[str, ...]
     ) -> None:
-        number = self._number(metric, value)
+        number = self._value(metric, value, unit)
         if number is None:
             return
+        if ts_ms is None:
+            ts_ms, flags = self.rx_ms, (*flags, RECEIVE_TIME)
+        elif not self.time_ok(ts_ms, metric.name):
+            return
+        self.result.readings.append(Reading(self.device.id, metric.name, number, ts_ms, flags))
+
+    def _value(self, metric: Metric, value: Any, unit: Any) -> float | None:
+        """``value`` as a number in the canonical unit within range, or None (rejected)."""
+        number = self._number(metric, value)
+        if number is None:
+            return None
         if unit is not None and unit != metric.unit:
             conversion = metric.conversions.get(unit) if isinstance(unit, str) else None
             if conversion is None:
@@ -271,7 +300,7 @@ class PayloadReadings:
                     f"(accepted: {accepted})",
                     metric.name,
                 )
-                return
+                return None
             number = number * conversion[0] + conversion[1]
         if not metric.minimum <= number <= metric.maximum:
             self.reject(
@@ -280,14 +309,12 @@ class PayloadReadings:
                 f"{metric.minimum:g}..{metric.maximum:g}",
                 metric.name,
             )
-            return
-        if ts_ms is None:
-            ts_ms, flags = self.rx_ms, (*flags, RECEIVE_TIME)
-        elif not self.time_ok(ts_ms, metric.name):
-            return
-        self.result.readings.append(Reading(self.device.id, metric.name, number, ts_ms, flags))
+            return None
+        return number
 
     def _number(self, metric: Metric, value: Any) -> float | None:
+        if type(value) is float and math.isfinite(value):  # the common case, first
+            return value
         if isinstance(value, bool):
             if metric.boolean:
                 return 1.0 if value else 0.0
@@ -355,7 +382,8 @@ class PayloadReadings:
         """A ``{metric: value}`` map, each value a number/bool or ``{"v": x, "u": unit}``.
 
         The shape ThingsBoard devices send, and what ChirpStack codecs and TTS payload
-        formatters usually return.
+        formatters usually return. ``ts_ms`` is None (readings get the receive time) or a
+        time the caller already checked with :meth:`time_ok`: it is not checked per value.
         """
         if not isinstance(values, dict):
             self.reject(
@@ -365,6 +393,11 @@ class PayloadReadings:
         if not values:
             self.reject(Reason.BAD_SHAPE, "the object holds no readings")
             return
+        if ts_ms is None:
+            ts_ms, flags = self.rx_ms, (*flags, RECEIVE_TIME)
+        lookup = self.device_type.lookup
+        device_id = self.device.id
+        readings = self.result.readings
         for name, value in values.items():
             if isinstance(value, dict):
                 metric = self.metric_named(name)
@@ -378,9 +411,16 @@ class PayloadReadings:
                         metric.name,
                     )
                     continue
-                self.add_metric(metric, value["v"], value.get("u"), ts_ms, flags)
+                number = self._value(metric, value["v"], value.get("u"))
             else:
-                self.add(name, value, None, ts_ms, flags)
+                found = lookup.get(name)
+                if found is None:
+                    self.metric_named(name)  # rejects it
+                    continue
+                metric = found
+                number = self._value(metric, value, None)
+            if number is not None:
+                readings.append(Reading(device_id, metric.name, number, ts_ms, flags))
 
 
 def _iso(ts_ms: int) -> str:
