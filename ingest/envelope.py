@@ -22,8 +22,9 @@ record that can always be replayed through a newer decoder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from devices.topics import DeviceKeyKind, PayloadFormat
 
@@ -85,31 +86,54 @@ class EnvelopeError(ValueError):
 
 
 def parse_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> RawEnvelope:
-    """Rebuild the envelope from a consumed Kafka record; raise EnvelopeError if malformed."""
-    found = {k: v for k, v in headers}
+    """Rebuild the envelope from a consumed Kafka record; raise EnvelopeError if malformed.
+
+    The validate stage calls this for every record, so the usual header values are looked
+    up in tables instead of parsed (any other value takes the general path, with the same
+    result or error).
+    """
+    found = dict(headers)
     try:
-        version = int(found["kf.v"])
-        if version != ENVELOPE_VERSION:
-            raise EnvelopeError(f"envelope version {version} is not supported")
+        version = found["kf.v"]
+        if version != b"1" and int(version) != ENVELOPE_VERSION:
+            raise EnvelopeError(f"envelope version {int(version)} is not supported")
         user = tuple(
-            (k.removeprefix("kf.up."), v.decode(errors="replace"))
-            for k, v in headers
-            if k.startswith("kf.up.")
+            [
+                (k.removeprefix("kf.up."), v.decode(errors="replace"))
+                for k, v in headers
+                if k.startswith("kf.up.")
+            ]
         )
         ct = found.get("kf.ct")
+        topic = found["kf.topic"].decode()
+        device = found["kf.device"].decode()
+        kind = found["kf.key_kind"]
+        key_kind = _KEY_KINDS.get(kind) or DeviceKeyKind(kind.decode())
+        fmt = found["kf.format"]
+        payload_format = _FORMATS.get(fmt) or PayloadFormat(fmt.decode())
+        rx_ms = int(found["kf.rx_ms"])
+        qos = found.get("kf.qos", b"1")
         return RawEnvelope(
-            payload=value or b"",
-            mqtt_topic=found["kf.topic"].decode(),
-            device_key=found["kf.device"].decode(),
-            key_kind=DeviceKeyKind(found["kf.key_kind"].decode()),
-            format=PayloadFormat(found["kf.format"].decode()),
-            rx_ms=int(found["kf.rx_ms"]),
-            qos=int(found.get("kf.qos", b"1")),
-            retain=found.get("kf.retain") == b"1",
-            content_type=ct.decode() if ct else None,
-            user_properties=user,
+            value or b"",
+            topic,
+            device,
+            key_kind,
+            payload_format,
+            rx_ms,
+            1 if qos == b"1" else int(qos),
+            found.get("kf.retain") == b"1",
+            ct.decode() if ct else None,
+            user,
         )
     except KeyError as err:
         raise EnvelopeError(f"missing header {err.args[0]}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise EnvelopeError(f"malformed header: {err}") from None
+
+
+_KEY_KINDS: Mapping[bytes, DeviceKeyKind] = MappingProxyType(
+    {k.value.encode(): k for k in DeviceKeyKind}
+)
+_FORMATS: Mapping[bytes, PayloadFormat] = MappingProxyType(
+    {f.value.encode(): f for f in PayloadFormat}
+)
