@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from devices.reading import Reading
-from devices.registry import Device
+from devices.registry import Calibration, Device
+
+
+def calibrate(value: float, calibration: Calibration) -> float:
+    """The one formula: ``value * scale + offset``."""
+    return value * calibration.scale + calibration.offset
 
 
 def apply_calibration(reading: Reading, device: Device) -> Reading:
@@ -17,4 +22,4 @@ def apply_calibration(reading: Reading, device: Device) -> Reading:
     calibration = device.calibration.get(reading.metric)
     if calibration is None:
         return reading
-    return replace(reading, value=reading.value * calibration.scale + calibration.offset)
+    return replace(reading, value=calibrate(reading.value, calibration))

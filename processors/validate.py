@@ -20,7 +20,8 @@ Guarantee
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
 ``send_batch``, partition = Kafka's murmur2 of the device key, cached), and readings are
-encoded from per-device/metric prefixes; both avoid per-record coroutines and dicts.
+encoded from per-device/metric prefixes (the time and flags part once per message); both
+avoid per-record coroutines and dicts. Topic matches are cached per topic.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from aiokafka import ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.calibration import apply_calibration
+from devices.calibration import calibrate
 from devices.decoding import DecodeContext
 from devices.fleet import Fleet, load_fleet
 from devices.formats import decode
 from devices.reading import Reading, Reason, Rejection
-from devices.registry import Device
-from devices.topics import match_topic
+from devices.registry import Calibration
+from devices.topics import TopicMatch, match_topic
 from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
 from kotaflow.settings import Settings, ValidateSettings
 from processors.health import Health
@@ -51,6 +52,8 @@ from processors.output import KafkaOutput
 from processors.record import READING_VERSION
 
 STAGE = "validate"
+TOPIC_CACHE_SIZE = 100_000
+"""Distinct MQTT topics whose match is remembered (one per device and format)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,8 @@ class MetricOut:
     """``,"unit":..,"ts_ms":``"""
     key: bytes
     """The Kafka key: the device id."""
-    calibrated: Device | None
-    """The device, when it has a calibration for this metric (else nothing to apply)."""
+    calibration: Calibration | None
+    """The device's calibration of this metric, if it has one."""
 
 
 class ReadingEncoder:
@@ -74,6 +77,8 @@ class ReadingEncoder:
         self._fleet = fleet
         self._metrics: dict[tuple[str, str], MetricOut | None] = {}
         self._flags: dict[tuple[str, ...], bytes] = {}
+        self._tail_key: tuple[int, tuple[str, ...]] | None = None
+        self._tail = b""
 
     def metric(self, device_id: str, metric: str) -> MetricOut | None:
         key = (device_id, metric)
@@ -95,8 +100,8 @@ class ReadingEncoder:
             f'"kecamatan":{d(device.kecamatan)},"metric":{d(metric)},"value":'
         )
         unit_part = f',"unit":{d(spec.unit)},"ts_ms":'
-        calibrated = device if metric in device.calibration else None
-        return MetricOut(head.encode(), unit_part.encode(), device.id.encode(), calibrated)
+        calibration = device.calibration.get(metric)
+        return MetricOut(head.encode(), unit_part.encode(), device.id.encode(), calibration)
 
     def flags(self, flags: tuple[str, ...]) -> bytes:
         found = self._flags.get(flags)
@@ -104,16 +109,14 @@ class ReadingEncoder:
             found = self._flags[flags] = f',"flags":{json.dumps(list(flags))}}}'.encode()
         return found
 
-    def encode(self, out: MetricOut, reading: Reading) -> bytes:
-        return b"".join(
-            (
-                out.head,
-                repr(reading.value).encode(),
-                out.unit_part,
-                str(reading.ts_ms).encode(),
-                self.flags(reading.flags),
-            )
-        )
+    def encode(self, out: MetricOut, value: float, ts_ms: int, flags: tuple[str, ...]) -> bytes:
+        """The record of one reading (``value`` already calibrated). The readings of one
+        message share time and flags: that part is built once for them."""
+        key = (ts_ms, flags)
+        if key != self._tail_key:
+            self._tail_key = key
+            self._tail = str(ts_ms).encode() + self.flags(flags)
+        return b"".join((out.head, repr(value).encode(), out.unit_part, self._tail))
 
 
 class _Partitions:
@@ -154,6 +157,7 @@ class ValidateStage:
         self._overflow: list[tuple[int, bytes, bytes]] = []
         self._produced = 0
         self._last_flush = time.monotonic()
+        self._topics: dict[str, TopicMatch | None] = {}
 
     @property
     def input_topic(self) -> str:
@@ -210,7 +214,7 @@ class ValidateStage:
         except EnvelopeError as err:
             await self._reject(record, None, Rejection(Reason.BAD_ENVELOPE, str(err)))
             return
-        match = match_topic(env.mqtt_topic)
+        match = self._match(env.mqtt_topic)
         if match is None or match.format is not env.format:
             why = "matches no device topic" if match is None else f"is not {env.format.value}"
             rejection = Rejection(
@@ -221,42 +225,62 @@ class ValidateStage:
         result = decode(env.payload, match, env.rx_ms, self._ctx)
         for rejection in result.rejections:
             await self._reject(record, env, rejection)
-        for reading in result.readings:
-            refused = self._emit(reading)
-            if refused is not None:
+        if result.readings:
+            for refused in self._emit(result.readings):
                 await self._reject(record, env, refused)
         if self._overflow:
             await self._send_overflow()
 
-    def _emit(self, reading: Reading) -> Rejection | None:
-        """Append one reading to its partition's producer batch (the hot path: no awaits)."""
-        out = self._encoder.metric(reading.device_id, reading.metric)
-        if out is None:
-            return Rejection(
-                Reason.UNKNOWN_DEVICE,
-                "device or metric is not in the registry",
-                reading.device_id,
-                reading.metric,
-            )
-        if out.calibrated is not None:
-            reading = apply_calibration(reading, out.calibrated)
-            if not math.isfinite(reading.value):
-                return Rejection(
-                    Reason.NOT_FINITE,
-                    f"calibration made {reading.metric} non-finite",
-                    reading.device_id,
-                    reading.metric,
-                )
-        value = self._encoder.encode(out, reading)
+    def _match(self, topic: str) -> TopicMatch | None:
+        """``match_topic``, remembered per topic (bounded: forgotten all at once when full)."""
+        found = self._topics.get(topic, False)
+        if found is False:
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            found = self._topics[topic] = match_topic(topic)
+        return found  # type: ignore[return-value]
+
+    def _emit(self, readings: list[Reading]) -> list[Rejection]:
+        """Append readings to their partitions' producer batches (the hot path: no awaits);
+        return the ones refused here."""
+        refused: list[Rejection] = []
+        encoder, batches, overflow = self._encoder, self._batches, self._overflow
         assert self._partitions is not None
-        partition = self._partitions.of(out.key)
-        builder = self._batches.get(partition)
-        if builder is None:
-            builder = self._batches[partition] = self._output.producer.create_batch()
-        if builder.append(key=out.key, value=value, timestamp=None) is None:
-            self._overflow.append((partition, out.key, value))
-        self._produced += 1
-        return None
+        partition_of = self._partitions.of
+        for reading in readings:
+            out = encoder.metric(reading.device_id, reading.metric)
+            if out is None:
+                refused.append(
+                    Rejection(
+                        Reason.UNKNOWN_DEVICE,
+                        "device or metric is not in the registry",
+                        reading.device_id,
+                        reading.metric,
+                    )
+                )
+                continue
+            value = reading.value
+            if out.calibration is not None:
+                value = calibrate(value, out.calibration)
+                if not math.isfinite(value):
+                    refused.append(
+                        Rejection(
+                            Reason.NOT_FINITE,
+                            f"calibration made {reading.metric} non-finite",
+                            reading.device_id,
+                            reading.metric,
+                        )
+                    )
+                    continue
+            data = encoder.encode(out, value, reading.ts_ms, reading.flags)
+            partition = partition_of(out.key)
+            builder = batches.get(partition)
+            if builder is None:
+                builder = batches[partition] = self._output.producer.create_batch()
+            if builder.append(key=out.key, value=data, timestamp=None) is None:
+                overflow.append((partition, out.key, data))
+        self._produced += len(readings) - len(refused)
+        return refused
 
     async def _send_overflow(self) -> None:
         """Send the batches that filled up and start new ones with what did not fit."""

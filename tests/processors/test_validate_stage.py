@@ -43,7 +43,9 @@ def test_encoder_bytes_equal_the_record_contract() -> None:
         ts_ms=1_764_300_000_000,
         flags=("receive_time",),
     )
-    assert encoder.encode(out, reading) == expected.value_bytes()
+    assert encoder.encode(out, reading.value, reading.ts_ms, reading.flags) == (
+        expected.value_bytes()
+    )
     assert encoder.metric("no-such-device", "pm25") is None
     assert encoder.metric("rtg-aq-01", "no_such_metric") is None
 
