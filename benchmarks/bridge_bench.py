@@ -39,10 +39,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.children import spawn_kotaflow, wait_log
-from benchmarks.isolation import wipe_mqtt_session
+from benchmarks.isolation import mosquitto_cli_env, wipe_mqtt_session
 from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
 from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from devices.topics import SUBSCRIPTIONS
+from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings, load_settings
 
 PARTITIONS = 6
@@ -181,10 +182,12 @@ async def measure(
         **{k: v for k, v in os.environ.items() if k.startswith("KOTAFLOW_BRIDGE__")},
     }
     work = Path(tempfile.mkdtemp(prefix="kotaflow-bench-"))
+    reader = mosquitto_cli_env(mqtt_access(settings, Account.BRIDGE), work / "reader")
+    writer = mosquitto_cli_env(mqtt_access(settings, Account.GATEWAY), work / "writer")
     await _topics(settings, create=[raw, dead])
     bridge: subprocess.Popen[bytes] | None = None
     try:
-        _mosquitto_sub(settings, sub_id, ["-E"])  # session + subscriptions, then offline
+        _mosquitto_sub(reader, sub_id, ["-E"])  # session + subscriptions, then offline
         bridge = _spawn_bridge(env, work / "bridge.log")
         wait_log(work / "bridge.log", "MQTT subscribed", bridge)
         bridge.send_signal(signal.SIGTERM)
@@ -192,11 +195,11 @@ async def measure(
 
         print(f"publishing {n} messages from {devices} devices at QoS 1 ...", flush=True)
         started = time.monotonic()
-        _publish(settings, rid, n, devices, payload_bytes)
+        _publish(writer, rid, n, devices, payload_bytes)
         print(f"  published in {time.monotonic() - started:.1f} s", flush=True)
 
         started = time.monotonic()
-        _mosquitto_sub(settings, sub_id, ["-C", str(n)])
+        _mosquitto_sub(reader, sub_id, ["-C", str(n)])
         sub_s = time.monotonic() - started
 
         bridge = _spawn_bridge(env, work / "bridge.log")
@@ -213,21 +216,22 @@ async def measure(
         if bridge is not None and bridge.poll() is None:
             bridge.kill()  # never leave a bridge behind on a failed run
             bridge.wait()
-        wipe_mqtt_session(settings.mqtt, sub_id)
-        wipe_mqtt_session(settings.mqtt, bridge_id)
+        wipe_mqtt_session(settings, sub_id)
+        wipe_mqtt_session(settings, bridge_id)
         await _topics(settings, delete=[raw, dead])
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _mosquitto_sub(settings: Settings, client_id: str, extra: list[str]) -> None:
-    argv = ["mosquitto_sub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port)]
-    argv += ["-V", "5", "-c", "-i", client_id, "-x", "900", "-q", "1"]
+def _mosquitto_sub(env: dict[str, str], client_id: str, extra: list[str]) -> None:
+    """Broker and login come from the options file ``env`` points at (bridge account)."""
+    argv = ["mosquitto_sub", "-V", "5", "-c", "-i", client_id, "-x", "900", "-q", "1"]
     for f in SUBSCRIPTIONS:
         argv += ["-t", f]
-    subprocess.run(argv + extra, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv + extra, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
-def _publish(settings: Settings, rid: str, n: int, devices: int, payload_bytes: int) -> None:
+def _publish(env: dict[str, str], rid: str, n: int, devices: int, payload_bytes: int) -> None:
+    """``mosquitto_pub`` per device, logged in as the gateway (made-up devices)."""
     per_device = n // devices
     procs = []
     for d in range(devices):
@@ -237,11 +241,9 @@ def _publish(settings: Settings, rid: str, n: int, devices: int, payload_bytes: 
             f'{{"id":"{dev}:{i}","t":21.5,"rh":80,"pad":"{pad}"}}\n' for i in range(per_device)
         )
         proc = subprocess.Popen(
-            [
-                *("mosquitto_pub", "-h", settings.mqtt.host, "-p", str(settings.mqtt.port)),
-                *("-V", "5", "-q", "1", "-t", f"kotaflow/{dev}/telemetry", "-l"),
-            ],
+            ["mosquitto_pub", "-V", "5", "-q", "1", "-t", f"kotaflow/{dev}/telemetry", "-l"],
             stdin=subprocess.PIPE,
+            env=env,
         )
         assert proc.stdin is not None
         proc.stdin.write(lines.encode())

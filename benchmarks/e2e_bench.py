@@ -274,7 +274,7 @@ async def measure(settings: Settings, rate: float, duration_s: float) -> E2ERun:
                 stop(child.proc)
             if poller is not None:
                 await poller.close()
-            wipe_mqtt_session(mine.mqtt, bridge_cfg.client_id)
+            wipe_mqtt_session(mine, bridge_cfg.client_id)
             await cleanup(mine)
             shutil.rmtree(work, ignore_errors=True)
 

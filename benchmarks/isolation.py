@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as paho
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
 from deploy.local.influxdb import OPERATOR, load_access
-from kotaflow.settings import MqttSettings, Settings
+from kotaflow.mqtt import Account, MqttAccess, mqtt_access
+from kotaflow.secretfiles import write_private
+from kotaflow.settings import Settings
 
 
 @asynccontextmanager
@@ -62,15 +62,38 @@ async def scratch_buckets(settings: Settings, tag: str) -> AsyncIterator[Setting
                 await http.delete(f"/api/v2/buckets/{bucket_id}")
 
 
-def wipe_mqtt_session(mqtt: MqttSettings, client_id: str) -> None:
+def wipe_mqtt_session(settings: Settings, client_id: str) -> None:
     """End ``client_id``'s persistent session on the broker, so nothing queues for it."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    access = mqtt_access(settings, Account.BRIDGE)
+    client = access.client(client_id)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
-    client.connect(mqtt.host, mqtt.port, clean_start=True, properties=props)
+    client.connect(access.host, access.port, clean_start=True, properties=props)
     client.loop_start()
     client.disconnect()
     client.loop_stop()
+
+
+def mosquitto_cli_env(access: MqttAccess, folder: Path) -> dict[str, str]:
+    """An environment in which ``mosquitto_pub``/``mosquitto_sub`` connect with ``access``.
+
+    Their options file (``$XDG_CONFIG_HOME/mosquitto_pub`` and ``..._sub``, mode 0600)
+    holds broker, login and TLS, so no password appears on a command line."""
+    options = ["-h", access.host, "-p", str(access.port)]
+    if access.login is not None:
+        options += ["-u", access.login.username]
+        if access.login.password is not None:
+            options += ["-P", access.login.password.get_secret_value()]
+    if access.tls and access.ca_file is not None:
+        options += ["--cafile", str(access.ca_file)]
+    elif access.tls:
+        options += ["--capath", "/etc/ssl/certs"]
+    text = "".join(
+        f"{name} {value}\n" for name, value in zip(options[::2], options[1::2], strict=True)
+    )
+    for tool in ("mosquitto_pub", "mosquitto_sub"):
+        write_private(folder / tool, text)
+    return {**os.environ, "XDG_CONFIG_HOME": str(folder)}
 
 
 def write_config(settings: Settings, path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""``kotaflow devices list|check``: see the registered devices, validate device files."""
+"""``kotaflow devices list|check|credentials``: see the registered devices, validate device
+files, generate the broker's accounts and ACL from the registry."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from devices.catalogue import load_catalogue
+from devices.credentials import CredentialsError, describe, write_broker_files
 from devices.filecheck import check_device_file
 from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
@@ -105,3 +107,36 @@ def check(
     if problems:
         raise _fail(DeviceFileError(problems))
     typer.echo(f"{file}: valid {kind}")
+
+
+@app.command()
+def credentials(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write credentials.json, passwd, acl.")
+    ],
+    rotate: Annotated[
+        list[str] | None,
+        typer.Option("--rotate", help="Give this account a new password (repeatable)."),
+    ] = None,
+) -> None:
+    """Write Mosquitto's password and ACL files and the account passwords from the registry.
+
+    Every enabled device gets an account named by its id that may publish only on its own
+    topics; kotaflow's services get theirs (see devices/credentials.py). Passwords already
+    in DIRECTORY are kept. Point Mosquitto's password_file and acl_file at passwd and acl
+    (then `kill -HUP` it), and kotaflow's mqtt.credentials_file at credentials.json. No
+    password is printed: hand one to a device with
+    `jq -r '.accounts["rtg-aq-01"]' DIRECTORY/credentials.json`.
+
+    Example: kotaflow devices credentials /etc/mosquitto/kotaflow --rotate rtg-aq-01
+    """
+    try:
+        fleet = load_fleet(settings_of(ctx))
+        report = write_broker_files(fleet.registry, directory, rotate or ())
+    except DeviceFileError as err:
+        raise _fail(err) from None
+    except CredentialsError as err:
+        errors.print(Text.assemble(("error: ", "red"), str(err)), soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{directory}: {describe(report)}")

@@ -48,6 +48,8 @@ from ingest.metrics import BridgeMetrics
 from ingest.mqtt import MqttIntake
 from ingest.producer import make_bridge_producer
 from ingest.ratelimit import DeviceRateLimiter
+from kotaflow.kafka import client_options
+from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 
 log = logging.getLogger("kotaflow.bridge")
@@ -94,6 +96,9 @@ class Bridge:
         )
         self._edge = EdgePolicy(self._cfg.max_payload_bytes, limiter)
         self._kafka_servers = settings.kafka.bootstrap_servers
+        # Credentials are resolved now, so a missing one stops the bridge at start.
+        self._mqtt = mqtt_access(settings, Account.BRIDGE)
+        client_options(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         stop_metrics = (
@@ -131,7 +136,7 @@ class Bridge:
     async def _session(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> _Outcome:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        intake = MqttIntake(self._settings.mqtt, self._cfg, loop, wake.set, self.metrics)
+        intake = MqttIntake(self._mqtt, self._cfg, loop, wake.set, self.metrics)
         session = _Session(producer, intake, wake)
         session.batcher = KafkaBatcher(
             producer, functools.partial(self._on_batch, session), self._cfg.linger_ms / 1000
@@ -276,7 +281,7 @@ class Bridge:
     async def _start_producer(self, stop: asyncio.Event) -> AIOKafkaProducer | None:
         delay = self._cfg.reconnect_min_s
         while not stop.is_set():
-            producer = make_bridge_producer(self._settings.kafka, self._cfg)
+            producer = make_bridge_producer(self._settings)
             try:
                 await producer.start()
             except KafkaError as err:

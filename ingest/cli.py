@@ -10,8 +10,9 @@ import typer
 
 from ingest.bridge import Bridge
 from kotaflow.context import settings_of
+from kotaflow.kafka import KafkaAccessError
 from kotaflow.logs import setup_logging
-from kotaflow.settings import Settings
+from kotaflow.mqtt import MqttAccessError
 
 
 def bridge(
@@ -42,12 +43,17 @@ def bridge(
         )
         settings = settings.model_copy(update={"bridge": bridge_cfg})
     setup_logging(settings.log_level)
-    asyncio.run(_run(settings))
+    try:
+        runner = Bridge(settings)
+    except (MqttAccessError, KafkaAccessError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(_run(runner))
 
 
-async def _run(settings: Settings) -> None:
+async def _run(runner: Bridge) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Bridge(settings).run(stop)
+    await runner.run(stop)

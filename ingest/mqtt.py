@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +37,8 @@ from devices.topics import SUBSCRIPTIONS
 from ingest.edge import Inbound, user_properties_of
 from ingest.fastpaho import FastClient
 from ingest.metrics import BridgeMetrics
-from kotaflow.settings import BridgeSettings, MqttSettings
+from kotaflow.mqtt import MqttAccess
+from kotaflow.settings import BridgeSettings
 
 log = logging.getLogger("kotaflow.bridge.mqtt")
 
@@ -81,13 +81,13 @@ class MqttIntake:
 
     def __init__(
         self,
-        mqtt: MqttSettings,
+        access: MqttAccess,
         bridge: BridgeSettings,
         loop: asyncio.AbstractEventLoop,
         wake: Callable[[], None],
         metrics: BridgeMetrics,
     ) -> None:
-        self._mqtt = mqtt
+        self._access = access
         self._bridge = bridge
         self._loop = loop
         self._wake = wake
@@ -107,9 +107,9 @@ class MqttIntake:
         props.SessionExpiryInterval = self._bridge.session_expiry_s
         props.ReceiveMaximum = self._bridge.receive_maximum
         self._client.connect_async(
-            self._mqtt.host,
-            self._mqtt.port,
-            keepalive=self._mqtt.keepalive_s,
+            self._access.host,
+            self._access.port,
+            keepalive=self._access.keepalive_s,
             clean_start=False,
             properties=props,
         )
@@ -174,7 +174,8 @@ class MqttIntake:
         log.info(
             "MQTT connected",
             extra={
-                "broker": f"{self._mqtt.host}:{self._mqtt.port}",
+                "broker": self._access.address,
+                "user": self._access.username,
                 "client_id": self._bridge.client_id,
                 "session_present": flags.session_present,
                 "connection": self._generation,
@@ -222,15 +223,7 @@ class MqttIntake:
             min_delay=max(1, round(self._bridge.reconnect_min_s)),
             max_delay=max(1, round(self._bridge.reconnect_max_s)),
         )
-        if self._mqtt.username:
-            password = self._mqtt.password.get_secret_value() if self._mqtt.password else None
-            client.username_pw_set(self._mqtt.username, password)
-        if self._mqtt.tls:
-            client.tls_set_context(
-                ssl.create_default_context(
-                    cafile=str(self._mqtt.ca_file) if self._mqtt.ca_file else None
-                )
-            )
+        self._access.apply(client)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_arrival = self._on_arrival

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from kotaflow.settings import BridgeSettings, KafkaSettings
-from processors.kafka import _common as kafka_options
+from kotaflow.kafka import client_options
+from kotaflow.settings import Settings
 
 
 class CachedPartitioner:
@@ -49,10 +49,11 @@ class CachedPartitioner:
         return found
 
 
-def make_bridge_producer(kafka: KafkaSettings, bridge: BridgeSettings) -> AIOKafkaProducer:
+def make_bridge_producer(settings: Settings) -> AIOKafkaProducer:
     """An unstarted producer (create it inside the running loop)."""
+    bridge = settings.bridge
     return AIOKafkaProducer(
-        **kafka_options(kafka),
+        **client_options(settings),
         client_id=f"kotaflow-bridge/{bridge.client_id}",
         enable_idempotence=True,
         acks="all",

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from kotaflow.logs import redact_settings
 from kotaflow.settings import Settings, SettingsError, load_settings
 
 
@@ -25,6 +26,7 @@ class AppContext:
             except SettingsError as err:
                 Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
                 raise typer.Exit(2) from None
+            redact_settings(self._settings)
         return self._settings
 
 

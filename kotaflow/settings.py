@@ -47,12 +47,25 @@ class _Section(BaseModel):
 
 
 class MqttSettings(_Section):
+    """The broker and how to log in; ``kotaflow/mqtt.py`` turns this into a client's access.
+
+    Unset ``username``: each kotaflow client logs in with its own account from
+    ``credentials_file`` (default: the local stack's generated file), so the bridge, the
+    simulator and the health check need no password in the settings.
+    """
+
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
+    port: int = Field(1883, ge=1, le=65535, description="plain MQTT (the local stack: loopback)")
+    tls_port: int = Field(8883, ge=1, le=65535, description="MQTT over TLS")
+    tls: bool = Field(False, description="connect to tls_port and verify the server certificate")
+    username: str | None = Field(None, description="one account for every client of this process")
     password: SecretStr | None = None
-    tls: bool = False
-    ca_file: Path | None = None
+    credentials_file: Path | None = Field(
+        None, description="account passwords as `kotaflow devices credentials` writes them"
+    )
+    ca_file: Path | None = Field(
+        None, description="CA that signed the broker's certificate; default: the local stack's"
+    )
     keepalive_s: int = Field(30, ge=5)
 
 
@@ -75,10 +88,15 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: KafkaTopics = KafkaTopics()
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
-    sasl_mechanism: str | None = None
+    sasl_mechanism: str | None = Field(None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    ca_file: Path | None = None
+    sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password; default: the local stack's"
+    )
+    ca_file: Path | None = Field(
+        None, description="CA that signed the brokers' certificates; default: the local stack's"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -298,7 +316,7 @@ def _source_of(loc: list[str], path: Path | None, file_data: dict[str, Any]) -> 
         var = ENV_PREFIX + ENV_NESTED_DELIMITER.join(loc[:depth]).upper()
         for name in os.environ:
             if name.upper() == var:
-                return f"environment variable {name}={json.dumps(os.environ[name])}"
+                return f"environment variable {name}={_quoted_value(name)}"
     node: Any = file_data
     for part in loc:
         if not isinstance(node, dict) or part not in node:
@@ -307,3 +325,15 @@ def _source_of(loc: list[str], path: Path | None, file_data: dict[str, Any]) -> 
     else:
         return f"config file {path}"
     return "default or command line"
+
+
+_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
+
+
+def _quoted_value(variable: str) -> str:
+    """A variable's value for an error message, unless its name says it holds a secret or
+    it sets a whole section as JSON (which may hold one)."""
+    value = os.environ[variable]
+    if any(word in variable.upper() for word in _SECRET_WORDS) or value.lstrip().startswith("{"):
+        return "*** (not shown)"
+    return json.dumps(value)

@@ -95,7 +95,7 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        self._admin = make_admin(self._settings.kafka, f"kotaflow-aggregate-{instance_name()}")
+        self._admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
         await self._admin.start()
 
     async def stop(self) -> None:

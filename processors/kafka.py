@@ -8,42 +8,23 @@
   batches and a short linger, because validate sends many small records.
 * An admin client to read another group's committed offsets (aggregate waits for store).
 
-Clients are created inside a coroutine (aiokafka binds them to the running loop).
+Clients are created inside a coroutine (aiokafka binds them to the running loop). Listener,
+TLS and SASL options come from ``kotaflow.kafka.client_options``.
 """
 
 from __future__ import annotations
 
-import ssl
-from typing import Any
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from kotaflow.settings import KafkaSettings, StageConsumer
+from kotaflow.kafka import client_options
+from kotaflow.settings import Settings, StageConsumer
 
 
-def _common(kafka: KafkaSettings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": kafka.security_protocol,
-    }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(
-            cafile=str(kafka.ca_file) if kafka.ca_file else None
-        )
-    if kafka.sasl_mechanism:
-        options["sasl_mechanism"] = kafka.sasl_mechanism
-        options["sasl_plain_username"] = kafka.sasl_username
-        options["sasl_plain_password"] = (
-            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-        )
-    return options
-
-
-def make_consumer(kafka: KafkaSettings, stage: StageConsumer, client_id: str) -> AIOKafkaConsumer:
+def make_consumer(settings: Settings, stage: StageConsumer, client_id: str) -> AIOKafkaConsumer:
     """An unsubscribed consumer of ``stage.group_id`` (subscribe with a rebalance listener)."""
     return AIOKafkaConsumer(
-        **_common(kafka),
+        **client_options(settings),
         group_id=stage.group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -56,10 +37,10 @@ def make_consumer(kafka: KafkaSettings, stage: StageConsumer, client_id: str) ->
 
 
 def make_producer(
-    kafka: KafkaSettings, client_id: str, linger_ms: int = 5, max_batch_bytes: int = 1_048_576
+    settings: Settings, client_id: str, linger_ms: int = 5, max_batch_bytes: int = 1_048_576
 ) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        **_common(kafka),
+        **client_options(settings),
         client_id=client_id,
         enable_idempotence=True,
         linger_ms=linger_ms,
@@ -69,5 +50,5 @@ def make_producer(
     )
 
 
-def make_admin(kafka: KafkaSettings, client_id: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**_common(kafka), client_id=client_id)
+def make_admin(settings: Settings, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(settings), client_id=client_id)

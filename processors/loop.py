@@ -102,7 +102,7 @@ class StageLoop:
         self.health = health
         self._lock = asyncio.Lock()
         self._consumer = make_consumer(
-            settings.kafka, stage.consumer_settings, f"kotaflow-{stage.name}-{instance_name()}"
+            settings, stage.consumer_settings, f"kotaflow-{stage.name}-{instance_name()}"
         )
         self.owned: set[TopicPartition] = set()
         self._position: dict[TopicPartition, int] = {}

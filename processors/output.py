@@ -43,7 +43,7 @@ class KafkaOutput:
         if self._producer is None:
             cfg = self._settings.processing.validation
             self._producer = make_producer(
-                self._settings.kafka, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
+                self._settings, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
             )
             await self._producer.start()
 

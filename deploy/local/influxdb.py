@@ -15,7 +15,6 @@ This module touches only its own cache and state directories and the HTTP API of
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from deploy.local.service import (
     stop_pid,
     wait_until,
 )
+from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
 
 NAME = "influxdb"
@@ -108,20 +108,9 @@ def token_file(state_dir: Path, role: str) -> Path:
 
 def save_access(state_dir: Path, access: InfluxAccess) -> None:
     """Write :data:`TOKENS_FILE` and one ``<role>.token`` per token, each mode 0600."""
-    _write_private(tokens_path(state_dir), json.dumps(asdict(access), indent=2) + "\n")
+    write_private(tokens_path(state_dir), json.dumps(asdict(access), indent=2) + "\n")
     for role, token in access.tokens.items():
-        _write_private(token_file(state_dir, role), token + "\n")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Atomic replace, created 0600 from the start: these files hold credentials."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+        write_private(token_file(state_dir, role), token + "\n")
 
 
 def bind_address(url: str) -> tuple[str, int]:

@@ -3,7 +3,14 @@
 We never use the system service: ``start`` renders ``deploy/local/mosquitto.conf`` into the
 state directory (persistence, queue limits sized for a loss-free bridge session, log) and
 runs ``mosquitto -c <that file>`` itself, so data and logs live with the rest of the stack
-and ``down --purge`` removes them. Health is a real MQTT connect, not just an open port.
+and ``down --purge`` removes them. Health is a real MQTT connect (as ``kotaflow-health``),
+not just an open port.
+
+Security: no anonymous access. Every ``up`` regenerates the accounts, password hashes and
+ACL from the device registry into ``<state>/mosquitto/`` (``devices/credentials.py``; kept
+passwords stay) and sends a running broker SIGHUP when they changed, so a new device can
+publish without a restart. A TLS listener (``mqtt.tls_port``) presents a certificate from
+the stack's own CA (``deploy/local/tls.py``); the plain listener stays on loopback.
 """
 
 from __future__ import annotations
@@ -12,13 +19,13 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from deploy.local.installers import apt_install
@@ -36,7 +43,26 @@ from deploy.local.service import (
     stop_pid,
     wait_until,
 )
-from kotaflow.settings import MqttSettings, Settings
+from deploy.local.tls import TlsFiles, ensure_tls
+from devices.credentials import (
+    ACL_FILE,
+    PASSWD_FILE,
+    CredentialsError,
+    CredentialsReport,
+    describe,
+    write_broker_files,
+)
+from devices.fleet import load_fleet
+from devices.sourcefile import DeviceFileError
+from kotaflow.mqtt import (
+    Account,
+    MqttAccess,
+    MqttAccessError,
+    MqttLogin,
+    local_credentials_file,
+    read_credentials,
+)
+from kotaflow.settings import Settings
 
 CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 APT_PACKAGES = ("mosquitto", "mosquitto-clients")
@@ -49,16 +75,27 @@ class Mosquitto:
     name = "mosquitto"
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._mqtt = settings.mqtt
         self._paths = Paths.for_service(settings, self.name)
+        self._tls = TlsFiles.of(settings.stack.state_dir)
 
     @property
     def address(self) -> str:
         return f"{self._mqtt.host}:{self._mqtt.port}"
 
     @property
+    def tls_address(self) -> str:
+        return f"{self._mqtt.host}:{self._mqtt.tls_port}"
+
+    @property
     def config_file(self) -> Path:
         return self._paths.state / "mosquitto.conf"
+
+    @property
+    def credentials_file(self) -> Path:
+        """The generated account passwords (0600); clients find it through the settings."""
+        return local_credentials_file(self._settings.stack.state_dir)
 
     def install(self, report: Report) -> None:
         if mosquitto_binary() is not None and shutil.which("mosquitto_sub") is not None:
@@ -71,18 +108,32 @@ class Mosquitto:
         running = self._pid()
         if running is not None:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
+            accounts = self._write_accounts()
+            if accounts.changed and self._reads_our_accounts():
+                os.kill(running, signal.SIGHUP)
+                report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
             note_config_drift(self.name, self.config_file, self._config_text(), report)
             return
         require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
+        require_free_port(
+            self._mqtt.host, self._mqtt.tls_port, f"{self.name} TLS", "KOTAFLOW_MQTT__TLS_PORT"
+        )
         binary = mosquitto_binary()
         if binary is None:
             raise ServiceError("mosquitto: not installed; run `kotaflow stack up` to install it")
         (self._paths.state / "data").mkdir(parents=True, exist_ok=True)
+        accounts = self._write_accounts()
+        if accounts.added:
+            report(f"mosquitto: accounts in {self.credentials_file} ({describe(accounts)})")
+        ensure_tls(self._settings.stack.state_dir, [self._mqtt.host], report)
         self.config_file.write_text(self._config_text())
-        report(f"mosquitto: starting on {self.address} (log {self._paths.log})")
+        report(
+            f"mosquitto: starting on {self.address}, TLS on {self.tls_address} "
+            f"(log {self._paths.log})"
+        )
         pid = spawn([binary, "-c", str(self.config_file)], self._paths)
         wait_until(
-            lambda: mqtt_connects(self._mqtt),
+            lambda: mqtt_connects(self._health_access()),
             START_TIMEOUT_S,
             f"mosquitto on {self.address}",
             self._paths,
@@ -96,7 +147,9 @@ class Mosquitto:
 
     def status(self) -> ServiceStatus:
         pid = self._pid()
-        healthy = port_open(self._mqtt.host, self._mqtt.port) and mqtt_connects(self._mqtt)
+        healthy = port_open(self._mqtt.host, self._mqtt.port) and mqtt_connects(
+            self._health_access()
+        )
         detail = "" if healthy else ("not running" if pid is None else "running but not answering")
         return ServiceStatus(
             name=self.name,
@@ -106,20 +159,62 @@ class Mosquitto:
             pid=pid,
             log=str(self._paths.log),
             detail=detail,
-            extra={"config": str(self.config_file)},
+            extra={
+                "config": str(self.config_file),
+                "tls": self.tls_address,
+                "tls_healthy": mqtt_connects(self._health_access(tls=True)),
+                "ca_file": str(self._tls.ca_cert),
+                "credentials_file": str(self.credentials_file),
+                "acl_file": str(self._paths.state / ACL_FILE),
+            },
         )
 
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
+
+    def _write_accounts(self) -> CredentialsReport:
+        """Accounts, password hashes and ACL from the registry, next to the config."""
+        try:
+            registry = load_fleet(self._settings).registry
+            return write_broker_files(registry, self._paths.state)
+        except DeviceFileError as err:
+            problems = "\n".join(str(p) for p in err.problems)
+            raise ServiceError(f"mosquitto: the device registry is invalid:\n{problems}") from None
+        except (CredentialsError, MqttAccessError) as err:
+            raise ServiceError(f"mosquitto: {err}") from None
+
+    def _reads_our_accounts(self) -> bool:
+        """The running broker's config names our password file (an older one may not)."""
+        try:
+            return str(self._paths.state / PASSWD_FILE) in self.config_file.read_text()
+        except OSError:
+            return False
+
+    def _health_access(self, tls: bool = False) -> MqttAccess:
+        """The health account from the stack's own file, on the plain or the TLS listener
+        (verified against the stack's CA)."""
+        login = None
+        if self.credentials_file.is_file():
+            passwords = read_credentials(self.credentials_file)
+            login = MqttLogin(Account.HEALTH, passwords.get(Account.HEALTH))
+        port = self._mqtt.tls_port if tls else self._mqtt.port
+        ca_file = self._tls.ca_cert if tls else None
+        return MqttAccess(self._mqtt.host, port, 10, tls=tls, ca_file=ca_file, login=login)
 
     def _config_text(self) -> str:
         return render_template(
             CONFIG_TEMPLATE,
             host=self._mqtt.host,
             port=self._mqtt.port,
+            tls_port=self._mqtt.tls_port,
             user=pwd.getpwuid(os.geteuid()).pw_name,
             data_dir=self._paths.state / "data",
             log_file=self._paths.log,
+            passwd_file=self._paths.state / PASSWD_FILE,
+            acl_file=self._paths.state / ACL_FILE,
+            ca_file=self._tls.ca_cert,
+            cert_file=self._tls.server_cert,
+            key_file=self._tls.server_key,
         )
 
 
@@ -143,16 +238,9 @@ def mosquitto_version() -> str | None:
     return found.group(1) if found else None
 
 
-def mqtt_connects(settings: MqttSettings, timeout: float = 3.0) -> bool:
+def mqtt_connects(access: MqttAccess, timeout: float = 3.0) -> bool:
     """True if the broker accepts an MQTT 5 connection (CONNACK with success) in time."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"kotaflow-health-{uuid.uuid4().hex[:12]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
+    client = access.client(f"kotaflow-health-{uuid.uuid4().hex[:12]}")
     outcome: list[bool] = []
 
     def on_connect(
@@ -166,7 +254,7 @@ def mqtt_connects(settings: MqttSettings, timeout: float = 3.0) -> bool:
 
     client.on_connect = on_connect
     try:
-        client.connect(settings.host, settings.port, keepalive=10)
+        client.connect(access.host, access.port, keepalive=10)
         deadline = time.monotonic() + timeout
         while not outcome and time.monotonic() < deadline:
             client.loop(timeout=0.1)

@@ -9,8 +9,10 @@ thread, with no lock and no GIL hand-off per message.
 Flow control is ours: at most :attr:`MqttPublisher.capacity` messages are published and
 not yet acknowledged (the smaller of the option and the broker's MQTT 5 Receive Maximum);
 paho's own in-flight limit is switched off because it rescans every queued message on each
-PUBACK. A PUBACK with a failure reason code counts as *refused*; losing the connection
-fails the run (:class:`PublishError`) - the simulator reports, it does not retry.
+PUBACK. A PUBACK with a failure reason code (0x87 Not authorized: the broker's ACL refused
+the topic) counts as *refused*; losing the connection fails the run (:class:`PublishError`)
+- the simulator reports, it does not retry. Several publishers (one per broker account, see
+``devices/simulator/pool.py``) count into one shared :class:`PublishTally`.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from kotaflow.settings import MqttSettings
+from kotaflow.mqtt import MqttAccess
 
 log = logging.getLogger(__name__)
 
@@ -72,35 +74,49 @@ def _variable_byte_integer(value: int) -> bytearray:
             return out
 
 
+@dataclass(eq=False)
+class PublishTally:
+    """What the connections of one run add up to; the pacer waits on ``progress``."""
+
+    inflight: int = 0
+    acked: int = 0
+    refused: int = 0
+    last_ack_at: float = 0.0
+    error: PublishError | None = None
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_progress(self) -> None:
+        """Until a PUBACK arrives or a connection is lost (then raise its error)."""
+        if self.error is not None:
+            raise self.error
+        self.progress.clear()
+        await self.progress.wait()
+        if self.error is not None:
+            raise self.error
+
+
 class MqttPublisher:
-    def __init__(self, settings: MqttSettings, client_id: str, max_inflight: int) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        access: MqttAccess,
+        client_id: str,
+        max_inflight: int,
+        tally: PublishTally | None = None,
+    ) -> None:
+        self._access = access
         self._max_inflight = max_inflight
         self.capacity = max_inflight
-        self.inflight = 0
-        self.acked = 0
-        self.refused = 0
-        self.last_ack_at = 0.0
-        self._error: PublishError | None = None
+        self.tally = tally or PublishTally()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._progress = asyncio.Event()
         self._connected: asyncio.Future[None] | None = None
         self._misc: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
         self._client = self._make_client(client_id)
 
     def _make_client(self, client_id: str) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client = self._access.client(client_id)
         client.max_inflight_messages_set(0)  # unlimited here; bounded by self.capacity
-        if self._settings.username is not None:
-            password = self._settings.password
-            client.username_pw_set(
-                self._settings.username, password.get_secret_value() if password else None
-            )
-        if self._settings.tls:
-            ca = str(self._settings.ca_file) if self._settings.ca_file else None
-            client.tls_set_context(ssl.create_default_context(cafile=ca))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -119,20 +135,18 @@ class MqttPublisher:
         self._client.connect_timeout = wait_s
         try:
             self._client.connect(
-                self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+                self._access.host, self._access.port, keepalive=self._access.keepalive_s
             )
         except (OSError, ValueError) as err:
             raise PublishError(
-                f"cannot connect to MQTT broker {self._settings.host}:{self._settings.port}: {err}"
+                f"cannot connect to MQTT broker {self._access.address}: {err}"
             ) from None
         self._misc = asyncio.create_task(self._housekeeping())
         try:
             await asyncio.wait_for(self._connected, wait_s)
         except TimeoutError:
             await self.close()
-            raise PublishError(
-                f"no CONNACK from {self._settings.host}:{self._settings.port} in {wait_s:g} s"
-            ) from None
+            raise PublishError(f"no CONNACK from {self._access.address} in {wait_s:g} s") from None
 
     async def close(self) -> None:
         """Disconnect cleanly (DISCONNECT sent) and stop the housekeeping task."""
@@ -159,33 +173,15 @@ class MqttPublisher:
         self, topic: str, payload: bytes, user_properties: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Queue one QoS 1 message; the caller keeps ``inflight`` below ``capacity``."""
-        if self._error is not None:
-            raise self._error
+        if self.tally.error is not None:
+            raise self.tally.error
         properties = (
             cast(Properties, PackedProperties(user_properties)) if user_properties else None
         )
         info = self._client.publish(topic, payload, qos=1, properties=properties)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise PublishError(f"paho refused to publish on {topic}: {mqtt.error_string(info.rc)}")
-        self.inflight += 1
-
-    async def wait_for_capacity(self) -> None:
-        """Until a message may be published (fewer than ``capacity`` in flight)."""
-        while self.inflight >= self.capacity:
-            await self._wait_progress()
-
-    async def drain(self) -> None:
-        """Until every published message is acknowledged (bound it with asyncio.timeout)."""
-        while self.inflight > 0:
-            await self._wait_progress()
-
-    async def _wait_progress(self) -> None:
-        if self._error is not None:
-            raise self._error
-        self._progress.clear()
-        await self._progress.wait()
-        if self._error is not None:
-            raise self._error
+        self.tally.inflight += 1
 
     # --- paho callbacks (all on the event loop's thread) ---------------------------
 
@@ -201,7 +197,10 @@ class MqttPublisher:
         if self._connected.done():
             return
         if reason.is_failure:
-            self._connected.set_exception(PublishError(f"broker refused the connection: {reason}"))
+            who = f" as {self._access.username}" if self._access.username else " anonymously"
+            self._connected.set_exception(
+                PublishError(f"broker {self._access.address} refused the connection{who}: {reason}")
+            )
             return
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
         if isinstance(receive_maximum, int) and receive_maximum > 0:
@@ -217,10 +216,11 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         if not self._closing:
-            self._error = PublishError(f"lost the MQTT connection: {reason}")
+            error = PublishError(f"lost the MQTT connection: {reason}")
+            self.tally.error = self.tally.error or error
             if self._connected is not None and not self._connected.done():
-                self._connected.set_exception(self._error)
-        self._progress.set()
+                self._connected.set_exception(error)
+        self.tally.progress.set()
 
     def _on_publish(
         self,
@@ -230,15 +230,16 @@ class MqttPublisher:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self.inflight -= 1
+        tally = self.tally
+        tally.inflight -= 1
         if reason.is_failure:
-            self.refused += 1
-            log.warning("broker refused message %d: %s", mid, reason)
+            tally.refused += 1
+            log.warning("broker refused message %d from %s: %s", mid, self._access.username, reason)
         else:
-            self.acked += 1
+            tally.acked += 1
         assert self._loop is not None
-        self.last_ack_at = self._loop.time()
-        self._progress.set()
+        tally.last_ack_at = self._loop.time()
+        tally.progress.set()
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None

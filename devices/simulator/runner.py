@@ -1,8 +1,9 @@
 """Run a simulation: the Python API behind ``kotaflow simulate``.
 
-``await run_simulation(settings, options)`` plans the devices, connects one MQTT 5
-publisher, then walks the :class:`~devices.simulator.stream.MessageStream`, publishing each
-message when it is due (its values, at ``rate`` per second, follow the ones before it),
+``await run_simulation(settings, options)`` plans the devices, connects the MQTT 5
+publishers (one per broker account: each device as itself, see ``pool.py``), then walks
+the :class:`~devices.simulator.stream.MessageStream`, publishing each message when it is
+due (its values, at ``rate`` per second, follow the ones before it),
 keeping at most ``capacity`` QoS 1 messages unacknowledged, until ``duration_s``,
 ``count`` or ``stop``. It waits for the outstanding PUBACKs and returns the
 :class:`~devices.simulator.summary.Summary`. Other tests and benchmarks call it in-process.
@@ -25,7 +26,7 @@ from devices.simulator.encoders import iso_ms
 from devices.simulator.manifest import ManifestWriter
 from devices.simulator.options import SimulationOptions
 from devices.simulator.plan import DevicePlan, plan_devices
-from devices.simulator.publisher import MqttPublisher
+from devices.simulator.pool import PublisherPool
 from devices.simulator.stream import MessageStream, SimMessage
 from devices.simulator.summary import Summary
 from kotaflow.settings import Settings
@@ -55,8 +56,8 @@ async def run_simulation(
     plan = plan_devices(fleet, options)
     run_id = uuid.uuid4().hex[:8]
     manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
-    publisher = MqttPublisher(
-        settings.mqtt, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
+    publisher = PublisherPool(
+        settings, plan.devices, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
     )
     try:
         await publisher.connect()
@@ -74,7 +75,7 @@ async def _publish(
     plan: DevicePlan,
     options: SimulationOptions,
     run_id: str,
-    publisher: MqttPublisher,
+    publisher: PublisherPool,
     manifest: ManifestWriter | None,
     stop: asyncio.Event | None,
     on_progress: ProgressCallback | None,
@@ -111,11 +112,12 @@ def _new_summary(run_id: str, options: SimulationOptions, plan: DevicePlan, t0_m
     )
 
 
-def _settle(summary: Summary, publisher: MqttPublisher, started: float, now: float) -> None:
-    summary.acked = publisher.acked
-    summary.refused = publisher.refused
-    summary.unacked = publisher.inflight
-    end = publisher.last_ack_at if publisher.inflight == 0 and publisher.last_ack_at else now
+def _settle(summary: Summary, publisher: PublisherPool, started: float, now: float) -> None:
+    tally = publisher.tally
+    summary.acked = tally.acked
+    summary.refused = tally.refused
+    summary.unacked = tally.inflight
+    end = tally.last_ack_at if tally.inflight == 0 and tally.last_ack_at else now
     summary.duration_s = max(end - started, 1e-9)
 
 
@@ -125,7 +127,7 @@ class _Pacer:
     def __init__(
         self,
         stream: MessageStream,
-        publisher: MqttPublisher,
+        publisher: PublisherPool,
         summary: Summary,
         manifest: ManifestWriter | None,
         options: SimulationOptions,
@@ -168,7 +170,7 @@ class _Pacer:
 
     def _send(self, message: SimMessage) -> None:
         trace = ((TRACE_PROPERTY, f"{self._run_id}/{message.seq}"),) if self._options.trace else ()
-        self._publisher.publish(message.topic, message.payload, trace)
+        self._publisher.publish(message.device_id, message.topic, message.payload, trace)
         self._summary.count(message)
         if self._manifest is not None:
             self._manifest.write(message)

@@ -28,9 +28,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy.local.kafka_topics import ensure_topics
+from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings, load_settings
 from processors.alerting.store import AlertStore
 
@@ -112,7 +112,9 @@ def _config(base: Settings, folder: Path, webhook_url: str, device: str) -> dict
     return {
         "registry_file": str(registry),
         "metrics_port": 0,
-        "mqtt": {"host": base.mqtt.host, "port": base.mqtt.port},
+        "mqtt": base.mqtt.model_dump(  # no login: each part takes its account from the stack
+            mode="json", include={"host", "port", "tls", "tls_port", "ca_file", "credentials_file"}
+        ),
         "kafka": {
             "bootstrap_servers": base.kafka.bootstrap_servers,
             "topics": {
@@ -182,8 +184,9 @@ def pipeline(root: Path, webhook_url: str, ready_timeout_s: float = 120.0) -> It
                         stdin=subprocess.DEVNULL,
                     )
                 )
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-sim")
-        client.connect(settings.mqtt.host, settings.mqtt.port)
+        access = mqtt_access(settings, Account.GATEWAY)  # the device is made up for the run
+        client = access.client(f"{device}-sim")
+        client.connect(access.host, access.port)
         client.loop_start()
         run.mqtt = client
         deadline = time.monotonic() + ready_timeout_s

@@ -80,7 +80,7 @@ class KafkaSink:
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = make_producer(self._settings.kafka, self._client_id, linger_ms=0)
+            producer = make_producer(self._settings, self._client_id, linger_ms=0)
             await producer.start()
             self._producer = producer
         return self._producer

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from devices.simulator.faults import FaultMix
@@ -28,6 +27,7 @@ from devices.simulator.options import SimulationOptions
 from devices.simulator.runner import TRACE_PROPERTY, run_simulation
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.cli import app
+from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -48,19 +48,17 @@ class Delivery:
 
 
 class Subscriber:
-    """Everything Mosquitto delivers on the device topics, tagged by simulator run."""
+    """Everything Mosquitto delivers on the device topics, tagged by simulator run (read
+    with the bridge's account, the one allowed to)."""
 
     def __init__(self, settings: Settings) -> None:
         self._inbox: queue.Queue[Delivery] = queue.Queue()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-sim-sub-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
-        )
+        access = mqtt_access(settings, Account.BRIDGE)
+        self._client = access.client(f"test-sim-sub-{uuid.uuid4().hex[:8]}")
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_args: self._subscribed.set()
-        self._client.connect(settings.mqtt.host, settings.mqtt.port)
+        self._client.connect(access.host, access.port)
         self._client.loop_start()
         self._client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
         assert self._subscribed.wait(DEADLINE_S), "no SUBACK"

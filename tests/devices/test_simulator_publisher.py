@@ -10,7 +10,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.simulator.publisher import MqttPublisher, PackedProperties, PublishError
-from kotaflow.settings import MqttSettings
+from kotaflow.mqtt import MqttAccess
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,6 @@ async def test_unreachable_broker_is_a_publish_error() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    publisher = MqttPublisher(MqttSettings(port=port), "test-sim-nobody", 10)
+    publisher = MqttPublisher(MqttAccess("127.0.0.1", port, 10), "test-sim-nobody", 10)
     with pytest.raises(PublishError, match=f"127.0.0.1:{port}"):
         await publisher.connect(wait_s=5.0)

@@ -22,14 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as paho
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 
 TEST_PARTITIONS = 6
@@ -227,12 +226,14 @@ def traffic(run: BridgeRun, devices: int, per_device: int) -> Iterator[tuple[str
 
 
 class Publisher:
-    """A QoS 1 MQTT 5 publisher that can pace itself and waits for every PUBACK."""
+    """A QoS 1 MQTT 5 publisher that can pace itself and waits for every PUBACK.
+
+    It logs in as the gateway account, which may publish for any device (the tests make up
+    device ids the registry does not know)."""
 
     def __init__(self, settings: Settings, client_id: str) -> None:
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
-        )
+        access = mqtt_access(settings, Account.GATEWAY)
+        self._client = access.client(client_id)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._acked = 0
@@ -240,7 +241,7 @@ class Publisher:
         self._all_acked = threading.Event()
         self._expected = -1
         self._client.on_publish = self._on_publish
-        self._client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True)
+        self._client.connect(access.host, access.port, clean_start=True)
         self._client.loop_start()
         self.sent = 0
         self._limit: float = float("inf")
@@ -296,11 +297,12 @@ class Publisher:
 
 def wipe_session(settings: Settings, client_id: str) -> None:
     """Delete a test bridge's persistent session so the broker stops queueing for it."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    access = mqtt_access(settings, Account.BRIDGE)
+    client = access.client(client_id)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 0
     try:
-        client.connect(settings.mqtt.host, settings.mqtt.port, clean_start=True, properties=props)
+        client.connect(access.host, access.port, clean_start=True, properties=props)
         client.loop_start()
         client.disconnect()
         client.loop_stop()

@@ -1,5 +1,8 @@
 """The local Mosquitto: a QoS 1 round trip, and a persistent session that keeps what arrives
-while its subscriber is away (more than Mosquitto's default queue of 1000 messages)."""
+while its subscriber is away (more than Mosquitto's default queue of 1000 messages).
+
+Clients log in as the accounts the pipeline uses: the gateway publishes on a device topic,
+the bridge account reads it (``tests/stack/test_mosquitto_security.py`` pins the ACL)."""
 
 from __future__ import annotations
 
@@ -12,18 +15,18 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from deploy.local.mosquitto import Mosquitto
+from kotaflow.mqtt import Account, MqttAccess, mqtt_access
 from kotaflow.settings import Settings
 
 DEADLINE_S = 30.0
 
 
-def _client(client_id: str) -> mqtt.Client:
-    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def _client(access: MqttAccess, client_id: str) -> mqtt.Client:
+    return access.client(client_id)
 
 
 def _session_properties(expiry_s: int) -> Properties:
@@ -54,13 +57,19 @@ class _Inbox:
 
 @pytest.fixture
 def topic() -> str:
-    return f"kotaflow/test/{uuid.uuid4().hex}"
+    return f"kotaflow/test-{uuid.uuid4().hex}/telemetry"
+
+
+@pytest.fixture
+def reader(stack: Settings) -> MqttAccess:
+    return mqtt_access(stack, Account.BRIDGE)
 
 
 @pytest.fixture
 def publisher(stack: Settings) -> Iterator[mqtt.Client]:
-    client = _client(f"test-pub-{uuid.uuid4().hex[:8]}")
-    client.connect(stack.mqtt.host, stack.mqtt.port)
+    access = mqtt_access(stack, Account.GATEWAY)
+    client = _client(access, f"test-pub-{uuid.uuid4().hex[:8]}")
+    client.connect(access.host, access.port)
     client.loop_start()
     yield client
     client.disconnect()
@@ -69,11 +78,11 @@ def publisher(stack: Settings) -> Iterator[mqtt.Client]:
 
 @pytest.mark.services
 def test_qos1_message_round_trips_through_mosquitto(
-    stack: Settings, topic: str, publisher: mqtt.Client
+    reader: MqttAccess, topic: str, publisher: mqtt.Client
 ) -> None:
-    subscriber = _client(f"test-sub-{uuid.uuid4().hex[:8]}")
+    subscriber = _client(reader, f"test-sub-{uuid.uuid4().hex[:8]}")
     inbox = _Inbox(subscriber)
-    subscriber.connect(stack.mqtt.host, stack.mqtt.port)
+    subscriber.connect(reader.host, reader.port)
     subscriber.loop_start()
     try:
         subscriber.subscribe(topic, qos=1)
@@ -92,16 +101,14 @@ def test_qos1_message_round_trips_through_mosquitto(
 
 @pytest.mark.services
 def test_offline_persistent_session_keeps_more_than_default_queue(
-    stack: Settings, topic: str, publisher: mqtt.Client
+    reader: MqttAccess, topic: str, publisher: mqtt.Client
 ) -> None:
     """Mosquitto's default max_queued_messages (1000) would drop the rest; ours keeps all."""
     client_id = f"test-bridge-{uuid.uuid4().hex[:8]}"
     count = 1500
-    first = _client(client_id)
+    first = _client(reader, client_id)
     first_inbox = _Inbox(first)
-    first.connect(
-        stack.mqtt.host, stack.mqtt.port, clean_start=True, properties=_session_properties(300)
-    )
+    first.connect(reader.host, reader.port, clean_start=True, properties=_session_properties(300))
     first.loop_start()
     first.subscribe(topic, qos=1)
     assert first_inbox.subscribed.wait(DEADLINE_S)
@@ -112,11 +119,9 @@ def test_offline_persistent_session_keeps_more_than_default_queue(
     for info in sent:
         info.wait_for_publish(DEADLINE_S)
 
-    again = _client(client_id)
+    again = _client(reader, client_id)
     inbox = _Inbox(again)
-    again.connect(
-        stack.mqtt.host, stack.mqtt.port, clean_start=False, properties=_session_properties(0)
-    )
+    again.connect(reader.host, reader.port, clean_start=False, properties=_session_properties(0))
     again.loop_start()
     try:
         got = inbox.take(count)
@@ -128,12 +133,18 @@ def test_offline_persistent_session_keeps_more_than_default_queue(
 
 def test_rendered_config_follows_settings_and_sizes_the_queue(tmp_path: Path) -> None:
     settings = Settings(
-        mqtt={"host": "127.0.0.1", "port": 18830},
+        mqtt={"host": "127.0.0.1", "port": 18830, "tls_port": 18831},
         stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},
     )
     broker = Mosquitto(settings)
     text = broker._config_text()
+    state = tmp_path / "state"
     assert "listener 18830 127.0.0.1" in text
+    assert "listener 18831 127.0.0.1" in text
     assert "max_queued_messages 1000000" in text
-    assert f"persistence_location {tmp_path / 'state' / 'mosquitto' / 'data'}/" in text
+    assert f"persistence_location {state / 'mosquitto' / 'data'}/" in text
+    assert "allow_anonymous false" in text
+    assert f"password_file {state / 'mosquitto' / 'passwd'}" in text
+    assert f"acl_file {state / 'mosquitto' / 'acl'}" in text
+    assert f"cafile {state / 'tls' / 'ca.crt'}" in text
     assert "${" not in text
