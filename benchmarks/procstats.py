@@ -42,6 +42,9 @@ def cost_of(name: str, pid: int, cpu_before: float = 0.0) -> ProcessCost:
 
 
 def own_cost(name: str) -> ProcessCost:
-    """This process's cost since it started (for work run in a dedicated child process)."""
+    """This process's cost since it started (for work run in a dedicated child process).
+
+    Peak RSS is ``VmHWM``, not rusage's ``ru_maxrss``: Linux carries ``ru_maxrss`` over
+    ``execve``, so a spawned child would report its parent's peak at fork time."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return ProcessCost(name, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    return ProcessCost(name, peak_rss_kb(os.getpid()) / 1024, usage.ru_utime + usage.ru_stime)
