@@ -6,8 +6,6 @@ Decoders deliver values in canonical units, uncalibrated; the validate stage app
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from devices.reading import Reading
 from devices.registry import Calibration, Device
 
@@ -22,4 +20,4 @@ def apply_calibration(reading: Reading, device: Device) -> Reading:
     calibration = device.calibration.get(reading.metric)
     if calibration is None:
         return reading
-    return replace(reading, value=calibrate(reading.value, calibration))
+    return reading._replace(value=calibrate(reading.value, calibration))
