@@ -7,19 +7,39 @@ configuration into ``<state>/kafka/``, formats the storage once (a single-node d
 quorum, cluster id kept in the state directory), runs ``java -cp 'libs/*' kafka.Kafka`` with
 a modest heap, waits for a metadata request to succeed and creates kotaflow's topics.
 The controller listens on the broker's port + 1 (9093 for the default 9092).
+
+Security: besides the PLAINTEXT listener on loopback (local tools and tests), a SASL_SSL
+listener on port + 2 (9094) takes SCRAM-SHA-512 logins over TLS, as production does. Its
+certificate comes from the stack's CA (``deploy/local/tls.py``); the SCRAM user
+:data:`~kotaflow.kafka.LOCAL_SCRAM_USER` gets a random password in
+``<state>/kafka/sasl.password`` (0600), which kotaflow's settings find by themselves. The
+user is added through the Admin API (Kafka's ``ConfigCommand``, the password in a 0600
+file, never on a command line) whenever a SCRAM login fails: on a fresh broker, and as
+well on one whose storage was formatted before this listener existed. Settings that point
+the clients at the SASL listener (``security_protocol: SASL_*``) name its port; the local
+plain port is then port - 2.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import secrets
 import shutil
+import tempfile
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from deploy.local.installers import apt_install, run_logged
-from deploy.local.kafka_topics import ClusterView, describe_cluster, ensure_topics, planned_topics
+from deploy.local.kafka_topics import (
+    ClusterView,
+    describe_cluster,
+    describe_with,
+    ensure_topics,
+    planned_topics,
+)
 from deploy.local.service import (
     Paths,
     Report,
@@ -34,6 +54,9 @@ from deploy.local.service import (
     stop_pid,
     wait_until,
 )
+from deploy.local.tls import TlsFiles, ensure_tls
+from kotaflow.kafka import LOCAL_SCRAM_USER, client_options, local_sasl_password_file
+from kotaflow.secretfiles import write_private
 from kotaflow.settings import KafkaSettings, Settings
 
 FILES = Path(__file__).with_name("kafka")
@@ -52,6 +75,10 @@ JVM_OPTIONS = (
 )
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
+SASL_PORT_OFFSET = 2
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192
+SCRAM_READY_TIMEOUT_S = 30.0
 MAVEN_REPORT_EVERY = 25
 """Report Maven's progress every this many downloaded files (a cold resolve fetches ~350)."""
 
@@ -62,14 +89,27 @@ class Kafka:
     name = "kafka"
 
     def __init__(self, settings: Settings) -> None:
-        self._kafka = settings.kafka
+        self._settings = settings
         self._paths = Paths.for_service(settings, self.name)
         self._host, self._port = broker_address(settings.kafka)
+        self._sasl_port = self._port + SASL_PORT_OFFSET
+        self._kafka = KafkaSettings(  # the stack's own calls use the plain listener
+            bootstrap_servers=self.address, topics=settings.kafka.topics
+        )
+        self._tls = TlsFiles.of(settings.stack.state_dir)
         self._version = pinned_version()
 
     @property
     def address(self) -> str:
         return f"{self._host}:{self._port}"
+
+    @property
+    def sasl_address(self) -> str:
+        return f"{self._host}:{self._sasl_port}"
+
+    @property
+    def sasl_password_file(self) -> Path:
+        return local_sasl_password_file(self._settings.stack.state_dir)
 
     @property
     def libs(self) -> Path:
@@ -100,6 +140,7 @@ class Kafka:
             note_config_drift(self.name, self.server_properties, self._config_text(), report)
         else:
             self._start_broker(report)
+        self._ensure_scram_user(report)
         ensure_topics(self._kafka, planned_topics(self._kafka), report)
 
     def stop(self, report: Report) -> None:
@@ -120,7 +161,15 @@ class Kafka:
             pid=pid,
             log=str(self._paths.log),
             detail=detail,
-            extra={"controller": f"{self._host}:{self._port + 1}", **extra},
+            extra={
+                "controller": f"{self._host}:{self._port + 1}",
+                "sasl_ssl": self.sasl_address,
+                "sasl_user": LOCAL_SCRAM_USER,
+                "sasl_healthy": healthy and self._scram_login_works(),
+                "sasl_password_file": str(self.sasl_password_file),
+                "ca_file": str(self._tls.ca_cert),
+                **extra,
+            },
         )
 
     def _start_broker(self, report: Report) -> None:
@@ -129,6 +178,9 @@ class Kafka:
         setting = "KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS"
         require_free_port(self._host, self._port, self.name, setting)
         require_free_port(self._host, self._port + 1, f"{self.name} controller", setting)
+        require_free_port(self._host, self._sasl_port, f"{self.name} SASL_SSL", setting)
+        ensure_tls(self._settings.stack.state_dir, [self._host], report)
+        self._sasl_password()  # made before the broker starts, so it is ready for the user
         self._write_config()
         self._format_storage_once(report)
         report(f"kafka: starting {self._version} on {self.address} (log {self._paths.log})")
@@ -168,8 +220,76 @@ class Kafka:
             host=self._host,
             port=self._port,
             controller_port=self._port + 1,
+            sasl_port=self._sasl_port,
+            keystore=self._tls.server_pem,
             data_dir=self.data_dir,
         )
+
+    def _sasl_password(self) -> str:
+        """The SCRAM user's password, made once (0600) and kept."""
+        path = self.sasl_password_file
+        if not path.is_file() or not path.read_text().strip():
+            write_private(path, secrets.token_urlsafe(24) + "\n")
+        return path.read_text().strip()
+
+    def _sasl_settings(self) -> Settings:
+        """Client settings for the SASL_SSL listener as the stack's SCRAM user."""
+        kafka = KafkaSettings(
+            bootstrap_servers=self.sasl_address,
+            security_protocol="SASL_SSL",
+            sasl_mechanism=SCRAM_MECHANISM,
+            sasl_username=LOCAL_SCRAM_USER,
+            sasl_password_file=self.sasl_password_file,
+            ca_file=self._tls.ca_cert,
+        )
+        return self._settings.model_copy(update={"kafka": kafka})
+
+    def _scram_login_works(self) -> bool:
+        if not (port_open(self._host, self._sasl_port) and self.sasl_password_file.is_file()):
+            return False
+        return describe_with(client_options(self._sasl_settings())) is not None
+
+    def _ensure_scram_user(self, report: Report) -> None:
+        """Add (or reset) the SCRAM user when a login fails; a no-op when it works.
+
+        A broker started from an older config has no SASL listener: the drift note above
+        already says a restart applies it.
+        """
+        if not port_open(self._host, self._sasl_port) or self._scram_login_works():
+            return
+        password = self._sasl_password()
+        report(f"kafka: adding SCRAM user {LOCAL_SCRAM_USER} ({SCRAM_MECHANISM})")
+        with tempfile.TemporaryDirectory(dir=self._paths.state) as folder:
+            config, output = Path(folder) / "scram.properties", Path(folder) / "output.log"
+            # ConfigCommand's file format: the value without the brackets --add-config needs.
+            line = f"{SCRAM_MECHANISM}=iterations={SCRAM_ITERATIONS},password={password}\n"
+            write_private(config, line)
+            try:
+                run_logged(
+                    [
+                        *self._java(heap=("-Xmx256m",)),
+                        "kafka.admin.ConfigCommand",
+                        *("--bootstrap-server", self.address, "--alter"),
+                        *("--entity-type", "users", "--entity-name", LOCAL_SCRAM_USER),
+                        *("--add-config-file", str(config)),
+                    ],
+                    output,
+                    report,
+                    what="kafka: adding the SCRAM user",
+                )
+            except ServiceError as err:  # the tool may quote the file it was given
+                raise ServiceError(str(err).replace(password, "***")) from None
+            finally:  # kept in the service log, without the password
+                with self._paths.log.open("a") as log:
+                    log.write(output.read_text(errors="replace").replace(password, "***"))
+        deadline = time.monotonic() + SCRAM_READY_TIMEOUT_S
+        while not self._scram_login_works():
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"kafka: SCRAM login on {self.sasl_address} still fails after adding the "
+                    f"user; log {self._paths.log}"
+                )
+            time.sleep(0.5)
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -277,9 +397,11 @@ def pinned_version() -> str:
 
 
 def broker_address(kafka: KafkaSettings) -> tuple[str, int]:
-    """The local broker listens on the first bootstrap address."""
+    """The local broker's PLAINTEXT listener: the first bootstrap address, or port - 2 when
+    the settings point the clients at the SASL listener."""
     host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
-    return host, int(port)
+    offset = SASL_PORT_OFFSET if kafka.security_protocol.startswith("SASL_") else 0
+    return host, int(port) - offset
 
 
 def new_cluster_id() -> str:

@@ -54,10 +54,21 @@ def planned_topics(kafka: KafkaSettings) -> dict[str, int]:
 
 def describe_cluster(kafka: KafkaSettings, timeout_s: float = 5.0) -> ClusterView | None:
     """One metadata request; None if the broker does not answer in time."""
+    return describe_with(plain_options(kafka), timeout_s)
+
+
+def describe_with(options: Mapping[str, Any], timeout_s: float = 5.0) -> ClusterView | None:
+    """:func:`describe_cluster` with any aiokafka client options (e.g. a SASL login); None
+    if the broker does not answer, or refuses the login, in time."""
     try:
-        return run_sync(_describe(kafka, timeout_s))
+        return run_sync(_describe(options, timeout_s))
     except (KafkaError, OSError, TimeoutError):
         return None
+
+
+def plain_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Client options for the stack's own calls: the configured listener, no login."""
+    return {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": "PLAINTEXT"}
 
 
 def ensure_topics(kafka: KafkaSettings, wanted: Mapping[str, int], report: Report) -> None:
@@ -68,8 +79,8 @@ def ensure_topics(kafka: KafkaSettings, wanted: Mapping[str, int], report: Repor
         raise ServiceError(f"kafka: could not create topics: {err!r}") from None
 
 
-async def _describe(kafka: KafkaSettings, timeout_s: float) -> ClusterView:
-    async with asyncio.timeout(timeout_s), _admin(kafka, timeout_s) as admin:
+async def _describe(options: Mapping[str, Any], timeout_s: float) -> ClusterView:
+    async with asyncio.timeout(timeout_s), _admin(options, timeout_s) as admin:
         cluster = await admin.describe_cluster()
         topics = await admin.describe_topics()
     return ClusterView(
@@ -80,7 +91,7 @@ async def _describe(kafka: KafkaSettings, timeout_s: float) -> ClusterView:
 
 
 async def _ensure(kafka: KafkaSettings, wanted: dict[str, int], report: Report) -> None:
-    async with _admin(kafka, timeout_s=30.0) as admin:
+    async with _admin(plain_options(kafka), timeout_s=30.0) as admin:
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
         missing = [
             NewTopic(name, partitions, REPLICATION_FACTOR)
@@ -107,13 +118,12 @@ async def _ensure(kafka: KafkaSettings, wanted: dict[str, int], report: Report) 
 
 
 @asynccontextmanager
-async def _admin(kafka: KafkaSettings, timeout_s: float) -> AsyncIterator[AIOKafkaAdminClient]:
+async def _admin(
+    options: Mapping[str, Any], timeout_s: float
+) -> AsyncIterator[AIOKafkaAdminClient]:
     """An admin client that is always closed, even when ``start`` fails half-way."""
     client = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers,
-        client_id="kotaflow-stack",
-        request_timeout_ms=int(timeout_s * 1000),
-        security_protocol=kafka.security_protocol,
+        **options, client_id="kotaflow-stack", request_timeout_ms=int(timeout_s * 1000)
     )
     try:
         await client.start()
