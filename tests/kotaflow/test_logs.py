@@ -1,0 +1,74 @@
+"""Log redaction: a secret kotaflow knows of never reaches a log line, wherever it hides."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from kotaflow.logs import redact, redact_settings, setup_logging
+from kotaflow.settings import Settings
+
+SECRET = "s3cret-Value-42"
+
+
+@pytest.fixture
+def output() -> Iterator[io.StringIO]:
+    """The root logger configured by setup_logging, writing to a buffer; restored after."""
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    setup_logging("INFO")
+    buffer = io.StringIO()
+    root.handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+    yield buffer
+    root.handlers[:] = saved
+    root.setLevel(level)
+
+
+def test_a_registered_secret_is_masked_everywhere_in_a_record(output: io.StringIO) -> None:
+    redact(SecretStr(SECRET))
+    log = logging.getLogger("kotaflow.test")
+    log.info("connecting with %s", SECRET, extra={"url": f"https://u:{SECRET}@h/", "n": 3})
+    try:
+        raise RuntimeError(f"refused: password {SECRET}")
+    except RuntimeError:
+        log.exception("failed")
+    text = output.getvalue()
+    assert SECRET not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["msg"] == "connecting with ***"
+    assert first["url"] == "https://u:***@h/"
+    assert first["n"] == 3
+    assert "refused: password ***" in second["exc"]
+
+
+def test_secrets_stay_masked_when_logging_is_set_up_again(output: io.StringIO) -> None:
+    redact(SECRET)
+    setup_logging("DEBUG")  # a command sets its level once settings are loaded
+    buffer = io.StringIO()
+    logging.getLogger().handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+    logging.getLogger("kotaflow.test").warning(SECRET)
+    assert SECRET not in buffer.getvalue()
+
+
+def test_every_secret_in_the_settings_is_registered(output: io.StringIO) -> None:
+    settings = Settings(
+        mqtt={"password": "mqtt-pass-123"},  # type: ignore[arg-type]
+        kafka={"sasl_password": "kafka-pass-456"},  # type: ignore[arg-type]
+        alerting={"receivers": {"m": {"kind": "email", "host": "smtp.example.id",
+                                      "sender": "a@example.id", "to": ["b@example.id"],
+                                      "password": "smtp-pass-789"}}},  # type: ignore[arg-type]
+    )  # fmt: skip
+    redact_settings(settings)
+    logging.getLogger("kotaflow.test").info("mqtt-pass-123 kafka-pass-456 smtp-pass-789")
+    assert json.loads(output.getvalue())["msg"] == "*** *** ***"
+
+
+def test_short_values_are_not_treated_as_secrets(output: io.StringIO) -> None:
+    redact("abc")
+    logging.getLogger("kotaflow.test").info("abc stays")
+    assert json.loads(output.getvalue())["msg"] == "abc stays"
