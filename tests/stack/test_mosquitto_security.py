@@ -10,18 +10,23 @@ through and drops it; kotaflow's clients all speak MQTT 5.)
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
+from deploy.local.mosquitto import Mosquitto
 from deploy.local.tls import ensure_tls
 from devices.fleet import load_fleet
-from kotaflow.mqtt import Account, MqttAccess, MqttLogin, mqtt_access
+from devices.registry import PACKAGED_REGISTRY
+from kotaflow.mqtt import Account, MqttAccess, MqttAccessError, MqttLogin, mqtt_access
 from kotaflow.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -184,3 +189,52 @@ def test_tls_without_the_ca_uses_the_system_store_which_does_not_trust_the_broke
     system_trust = MqttAccess(access.host, stack.mqtt.tls_port, 10, tls=True, login=access.login)
     with pytest.raises(ssl.SSLCertVerificationError):
         system_trust.client("test-sec-system-ca").connect(system_trust.host, system_trust.port)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
+    stack: Settings, tmp_path: Path, clients: list[Client]
+) -> None:
+    """On a private broker (own state dir and ports): ``up`` regenerates the accounts from
+    the registry and the running Mosquitto reloads them on SIGHUP."""
+    registry = yaml.safe_load(PACKAGED_REGISTRY.read_text())
+    registry_file = tmp_path / "registry.yaml"
+    registry_file.write_text(yaml.safe_dump(registry))
+    private = Settings(
+        mqtt={"port": _free_port(), "tls_port": _free_port()},  # type: ignore[arg-type]
+        stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},  # type: ignore[arg-type]
+        registry_file=registry_file,
+    )
+    broker = Mosquitto(private)
+    broker.start(lambda _line: None)
+    try:
+        newcomer = {**registry["devices"][0], "id": "rtg-aq-99", "name": "Baru"}
+        newcomer.pop("dev_eui", None)
+        newcomer.pop("tts_device_id", None)
+        with pytest.raises(MqttAccessError, match="rtg-aq-99"):
+            mqtt_access(private, "rtg-aq-99")
+        registry_file.write_text(
+            yaml.safe_dump({**registry, "devices": [*registry["devices"], newcomer]})
+        )
+        pid = broker.status().pid
+        lines: list[str] = []
+        Mosquitto(private).start(lines.append)
+        assert broker.status().pid == pid
+        assert any("reloaded" in line for line in lines), lines
+        access = mqtt_access(private, "rtg-aq-99")
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # the broker reloads its files on SIGHUP, asynchronously
+            device = Client(access)
+            clients.append(device)
+            if device.connect() == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert device.paho.is_connected(), "the new device's account never became valid"
+        assert device.publish("kotaflow/rtg-aq-99/telemetry") in ACCEPTED
+    finally:
+        broker.stop(lambda _line: None)
