@@ -23,6 +23,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
 
 
@@ -105,7 +106,7 @@ def render(parts: list[Part], totals: dict[str, int], rates: dict[str, float]) -
 async def watch(settings: Settings, parts: list[Part], duration: float | None) -> None:
     t = settings.kafka.topics
     topics = [t.raw, t.readings, t.deadletter, t.alerts]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_options(settings))
     await consumer.start()
     try:
         await consumer.topics()

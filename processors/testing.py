@@ -1,8 +1,9 @@
 """Helpers for tests and benchmarks of the processors (no test framework needed).
 
 :func:`isolated` gives settings whose topics and consumer groups nobody else uses, so a
-test or benchmark can run on the shared local stack beside everything else;
-:func:`produce_all` writes records and waits until Kafka acknowledged every one.
+test or benchmark can run on the shared local stack beside everything else, and
+:func:`stage_topics` creates or deletes those topics; :func:`produce_all` writes records and
+waits until Kafka acknowledged every one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from kotaflow.settings import Settings
 
@@ -37,6 +39,21 @@ def isolated(settings: Settings, tag: str, prefix: str = "test") -> Settings:
     )
     kafka = settings.kafka.model_copy(update={"topics": topics})
     return settings.model_copy(update={"kafka": kafka, "processing": processing})
+
+
+async def stage_topics(settings: Settings, *, create: bool, partitions: int = 4) -> None:
+    """Create (or delete) the raw, readings and dead-letter topics of ``settings``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        t = settings.kafka.topics
+        names = [t.raw, t.readings, t.deadletter]
+        if create:
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        else:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 async def produce_all(settings: Settings, topic: str, records: Sequence[Record]) -> None:

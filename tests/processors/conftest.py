@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
-from processors.testing import isolated
+from processors.testing import isolated, stage_topics
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4
@@ -48,20 +47,6 @@ def env_for(settings: Settings) -> dict[str, str]:
     }
 
 
-async def _topics(settings: Settings, create: bool) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        t = settings.kafka.topics
-        names = [t.raw, t.readings, t.deadletter]
-        if create:
-            await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-        else:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="session")
 def kafka_stack(settings: Settings) -> Settings:
     """Just Kafka, up and healthy (for tests that need no InfluxDB)."""
@@ -75,10 +60,10 @@ def kafka_stack(settings: Settings) -> Settings:
 
 def _private(base: Settings) -> Iterator[Settings]:
     mine = isolate(base, uuid.uuid4().hex[:10])
-    asyncio.run(_topics(mine, create=True))
+    asyncio.run(stage_topics(mine, create=True, partitions=PARTITIONS))
     yield mine
     try:
-        asyncio.run(_topics(mine, create=False))
+        asyncio.run(stage_topics(mine, create=False))
     except Exception as err:  # cleanup only; the names are unique anyway
         log.warning("could not delete test topics: %s", err)
 

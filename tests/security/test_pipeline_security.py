@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import ConsumerRecord
 from paho.mqtt.reasoncodes import ReasonCode
 
 from deploy.local.influxdb import load_access
@@ -41,7 +40,8 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import local_sasl_password_file
 from kotaflow.mqtt import Account, local_credentials_file, mqtt_access, read_credentials
 from kotaflow.settings import Settings
-from processors.testing import isolated
+from processors.testing import isolated, stage_topics
+from tests.processors.helpers import read_topic
 
 pytestmark = pytest.mark.services
 
@@ -129,20 +129,6 @@ def _secure_env(settings: Settings, tag: str) -> dict[str, str]:
     }
 
 
-async def _topics(settings: Settings, create: bool) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        t = settings.kafka.topics
-        names = [t.raw, t.readings, t.deadletter]
-        if create:
-            await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-        else:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRun]:
     tag = uuid.uuid4().hex[:8]
@@ -157,7 +143,7 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         log_dir=tmp_path_factory.mktemp("secure-run"),
         service_logs={path: path.stat().st_size for path in logs if path.exists()},
     )
-    asyncio.run(_topics(plain, create=True))
+    asyncio.run(stage_topics(plain, create=True, partitions=PARTITIONS))
     try:
         sec.spawn("process", "process", "--stage", "validate", "--stage", "store")
         sec.spawn("bridge", "bridge")
@@ -166,7 +152,7 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield sec
     finally:
         sec.stop()
-        asyncio.run(_topics(plain, create=False))
+        asyncio.run(stage_topics(plain, create=False))
 
 
 # -- reading what the pipeline wrote ---------------------------------------------------------
@@ -175,25 +161,10 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 async def _read(
     settings: Settings, topic: str, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool]
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` from its start, until ``done(records)`` (or the deadline)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-        await consumer.seek_to_beginning()
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        deadline = time.monotonic() + DEADLINE_S
-        while not done(records):
-            assert time.monotonic() < deadline, f"{topic}: {len(records)} records, not done"
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    """Every record of ``topic`` from its start, once ``done(records)``; fails at the deadline."""
+    records = await read_topic(settings, topic, done, DEADLINE_S)
+    assert done(records), f"{topic}: {len(records)} records, not what was expected"
+    return records
 
 
 # -- a device as the broker sees it ----------------------------------------------------------

@@ -98,6 +98,12 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
     assert f"log.dirs={kafka.data_dir}" in text
     assert "${" not in text
+    # SCRAM over TLS two ports up; clients pointed there still find the plain listener
+    assert "SASL_SSL://127.0.0.1:19094" in text
+    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in text
+    assert f"ssl.keystore.location={tmp_path / 'state' / 'tls' / 'server.pem'}" in text
+    scram = {"bootstrap_servers": "127.0.0.1:19094", "security_protocol": "SASL_SSL"}
+    assert broker_address(_settings(tmp_path, kafka=scram).kafka) == ("127.0.0.1", 19092)
 
 
 def test_maven_progress_reports_every_25th_download() -> None:
@@ -129,20 +135,3 @@ def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> No
         f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
     )
     assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"
-
-
-def test_sasl_ssl_listener_sits_two_ports_above_the_broker(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, kafka={"bootstrap_servers": "127.0.0.1:19092"})
-    kafka = Kafka(settings)
-    kafka._write_config()
-    text = kafka.server_properties.read_text()
-    assert "SASL_SSL://127.0.0.1:19094" in text
-    assert "sasl.enabled.mechanisms=SCRAM-SHA-512" in text
-    assert f"ssl.keystore.location={tmp_path / 'state' / 'tls' / 'server.pem'}" in text
-    assert "${" not in text
-    clients_on_sasl = _settings(
-        tmp_path,
-        kafka={"bootstrap_servers": "127.0.0.1:19094", "security_protocol": "SASL_SSL"},
-    )
-    assert broker_address(clients_on_sasl.kafka) == ("127.0.0.1", 19092)
-    assert Kafka(clients_on_sasl).sasl_address == "127.0.0.1:19094"
