@@ -28,6 +28,7 @@ def process(
 
     Example: kotaflow process --stage validate --stage store
     """
+    from kotaflow.kafka import KafkaAccessError
     from processors.influx import InfluxConfigError
     from processors.runner import StageName, run_stages
 
@@ -40,6 +41,6 @@ def process(
     settings = settings_of(ctx)
     try:
         asyncio.run(run_stages(settings, names))
-    except InfluxConfigError as err:
+    except (InfluxConfigError, KafkaAccessError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -45,6 +45,7 @@ def alert(ctx: typer.Context) -> None:
 
     Example: kotaflow alert
     """
+    from kotaflow.kafka import KafkaAccessError
     from processors.alerting.service import run_alerting
 
     settings = settings_of(ctx)
@@ -52,6 +53,9 @@ def alert(ctx: typer.Context) -> None:
         asyncio.run(run_alerting(settings))
     except RulesError as problem:
         err.print(f"[red]invalid rules[/red]\n{problem}")
+        raise typer.Exit(2) from None
+    except KafkaAccessError as problem:
+        err.print(f"[red]error:[/red] {problem}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
