@@ -8,14 +8,14 @@ and each scenario loads only what it measures.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from benchmarks.report import ScenarioResult
 from kotaflow.settings import Settings
 
-Runner = Callable[[Settings, bool], Awaitable[ScenarioResult]]
+Runner = Callable[[Settings, bool], Coroutine[Any, Any, ScenarioResult]]
 
 
 @dataclass(frozen=True, slots=True)
