@@ -180,6 +180,9 @@ class StoreSettings(StageConsumer):
     max_records: int = Field(10_000, ge=1)
     batch_lines: int = Field(5000, ge=1, description="line-protocol lines per InfluxDB write")
     flush_interval_s: float = Field(1.0, gt=0, description="write a partial batch this often")
+    idle_flush_s: float = Field(
+        0.1, gt=0, description="caught up with the input: write what is buffered this soon"
+    )
 
 
 class AggregateSettings(StageConsumer):

@@ -18,6 +18,9 @@ Guarantee
     repeat readings; store overwrites them and aggregate dedups them, so the effect is
     exactly once. A poison message becomes a dead letter, never a stop.
 
+Latency: the readings of each poll are sent at its end (the producer lingers
+``linger_ms``); ``flush_interval_s`` only paces waiting for acks and committing.
+
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
 ``send_batch``, partition = Kafka's murmur2 of the device key, cached), and readings are
 encoded from per-device/metric prefixes (the time and flags part once per message); both
@@ -196,6 +199,11 @@ class ValidateStage:
                 await self._one(record)
             if records:
                 self._covered[tp] = records[-1].offset + 1
+        # Hand what this poll produced to the producer now (it lingers ``linger_ms``):
+        # readings wait for no flush interval, which only paces acks and commits. Under a
+        # backlog a poll fills large batches anyway.
+        for partition in list(self._batches):
+            await self._send(partition)
 
     async def flush(self, force: bool = False) -> Offsets:
         for partition in list(self._batches):
