@@ -18,8 +18,9 @@ Guarantee
     repeat readings; store overwrites them and aggregate dedups them, so the effect is
     exactly once. A poison message becomes a dead letter, never a stop.
 
-Latency: the readings of each poll are sent at its end (the producer lingers
-``linger_ms``); ``flush_interval_s`` only paces waiting for acks and committing.
+Latency: after a poll that did not fill ``max_records`` (the input is caught up) its
+readings are sent at once (the producer lingers ``linger_ms``), not at the next flush;
+under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
 ``send_batch``, partition = Kafka's murmur2 of the device key, cached), and readings are
@@ -194,16 +195,20 @@ class ValidateStage:
         return time.monotonic() - self._last_flush >= self._cfg.flush_interval_s
 
     async def handle(self, batch: Batch) -> None:
+        polled = 0
         for tp, records in batch.items():
             for record in records:
                 await self._one(record)
             if records:
                 self._covered[tp] = records[-1].offset + 1
-        # Hand what this poll produced to the producer now (it lingers ``linger_ms``):
-        # readings wait for no flush interval, which only paces acks and commits. Under a
-        # backlog a poll fills large batches anyway.
-        for partition in list(self._batches):
-            await self._send(partition)
+                polled += len(records)
+        if polled < self._cfg.max_records:
+            # A short poll: the input is (nearly) caught up and nothing is coming to fill
+            # the batches, so hand them to the producer now (it lingers ``linger_ms``)
+            # instead of at the next flush. Under a backlog every poll is full and batches
+            # fill up (sent when full, or at the flush).
+            for partition in list(self._batches):
+                await self._send(partition)
 
     async def flush(self, force: bool = False) -> Offsets:
         for partition in list(self._batches):
