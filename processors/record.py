@@ -13,15 +13,17 @@ Key: the device id, so one device's readings stay ordered on one partition. Cons
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
 READING_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class ValidReading:
+class ValidReading(NamedTuple):
+    """One record of ``kotaflow.readings``. A ``NamedTuple``: store, aggregate and alert
+    parse one per record, and it is built ~2.5x faster than a frozen dataclass."""
+
     device: str
     type: str
     kecamatan: str
@@ -60,12 +62,12 @@ class ValidReading:
         if d.get("v") != READING_VERSION:
             raise ValueError(f"reading record version {d.get('v')!r} is not supported")
         return cls(
-            device=d["device"],
-            type=d["type"],
-            kecamatan=d["kecamatan"],
-            metric=d["metric"],
-            value=float(d["value"]),
-            unit=d["unit"],
-            ts_ms=int(d["ts_ms"]),
-            flags=tuple(d.get("flags") or ()),
+            d["device"],
+            d["type"],
+            d["kecamatan"],
+            d["metric"],
+            float(d["value"]),
+            d["unit"],
+            int(d["ts_ms"]),
+            tuple(d.get("flags") or ()),
         )
