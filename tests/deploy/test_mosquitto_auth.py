@@ -1,14 +1,15 @@
-"""The production Mosquitto config, started for real (Debian's mosquitto) through its entrypoint.
+"""The production Mosquitto config, started for real (Debian's mosquitto), with the accounts
+``kotaflow devices credentials`` generates from the registry - as the compose file does.
 
-Only its container paths and port are rewritten; users come from the entrypoint, rights
-from ``deploy/mosquitto/acl``. MQTT 5 reason codes tell refused connects and publishes
-apart from lost ones, so nothing here waits for something not to happen.
+Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
+connects, subscribes and publishes apart from lost ones, so nothing waits for something not
+to happen.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
+import json
 import queue
 import shutil
 import socket
@@ -23,14 +24,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from typer.testing import CliRunner
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-PASSWORDS = {
-    "KOTAFLOW_MQTT_BRIDGE_PASSWORD": "bridge-pw",
-    "KOTAFLOW_MQTT_GATEWAY_PASSWORD": "gateway-pw",
-    "KOTAFLOW_MQTT_HEALTH_PASSWORD": "health-pw",
-    "KOTAFLOW_MQTT_DEVICE_PASSWORDS": "rtg-aq-01:device-pw",
-}
+from devices.topics import SUBSCRIPTIONS
+from kotaflow.cli import app
+
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
+CREDENTIALS_DIR = "/run/kotaflow-mqtt"
 DEADLINE_S = 15.0
 NOT_AUTHORIZED = 135
 ACCEPTED = {0, 16}
@@ -43,28 +43,30 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Broker:
+    port: int
+    passwords: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).is_file():
         pytest.skip("mosquitto is not installed")
     work = tmp_path_factory.mktemp("mosquitto")
+    credentials = work / "credentials"
+    made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
+    assert made.exit_code == 0, made.output
+    passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
     port = _free_port()
-    conf = (DEPLOY / "mosquitto.conf").read_text()
-    conf = conf.replace("/mosquitto/data/", f"{work}/").replace(
-        "/mosquitto/config/acl", str(DEPLOY / "acl")
-    )
+    conf = CONF.read_text().replace(CREDENTIALS_DIR, str(credentials))
+    conf = conf.replace("/mosquitto/data/", f"{work}/")
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    assert str(credentials) in conf
     (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
-    env = {
-        **os.environ,
-        **PASSWORDS,
-        "PATH": os.environ.get("PATH", "") + ":/usr/sbin",
-        "MOSQUITTO_DATA": str(work),
-        "MOSQUITTO_CONF": str(work / "mosquitto.conf"),
-    }
     log = (work / "broker.log").open("w")
-    proc = subprocess.Popen(["sh", str(DEPLOY / "entrypoint.sh")], env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + DEADLINE_S
         while True:
@@ -75,7 +77,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
                 time.sleep(0.1)
-        yield port
+        yield Broker(port, passwords)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -130,59 +132,18 @@ def _code(value: Any) -> int:
 
 
 @pytest.fixture
-def clients(broker: int) -> Iterator[dict[str, Client]]:
-    made: dict[str, Client] = {}
-    yield made
-    for client in made.values():
+def login(broker: Broker) -> Iterator[Any]:
+    """``login(user)``: a connected client with that account's generated password."""
+    made: list[Client] = []
+
+    def connect(user: str | None, password: str | None = None) -> tuple[Client, int]:
+        client = Client(broker.port, user, password or broker.passwords.get(user or ""))
+        made.append(client)
+        return client, client.connect()
+
+    yield connect
+    for client in made:
         client.close()
-
-
-def _client(
-    clients: dict[str, Client], port: int, user: str | None, password: str | None
-) -> Client:
-    client = Client(port, user, password)
-    clients[f"{user}-{len(clients)}"] = client
-    return client
-
-
-def test_anonymous_and_wrong_passwords_are_refused(broker: int, clients: dict[str, Client]) -> None:
-    assert _client(clients, broker, None, None).connect() == NOT_AUTHORIZED
-    assert _client(clients, broker, "kotaflow-bridge", "wrong").connect() == NOT_AUTHORIZED
-
-
-def test_gateway_uplinks_reach_the_bridges_shared_subscription(
-    broker: int, clients: dict[str, Client]
-) -> None:
-    bridge = _client(clients, broker, "kotaflow-bridge", "bridge-pw")
-    assert bridge.connect() == 0
-    filters = ["kotaflow/+/telemetry", "application/+/device/+/event/up", "v3/+/devices/+/up"]
-    assert bridge.subscribe(*(f"$share/kotaflow-bridge/{f}" for f in filters)) == [1, 1, 1]
-    gateway = _client(clients, broker, "kotaflow-gateway", "gateway-pw")
-    assert gateway.connect() == 0
-    topics = [
-        "kotaflow/rtg-rg-01/telemetry",
-        "application/manggarai/device/0011223344556677/event/up",
-        "v3/manggarai@ttn/devices/rtg-rl-01/up",
-    ]
-    for topic in topics:
-        assert gateway.publish(topic) == 0
-    received = {bridge.messages.get(timeout=DEADLINE_S)[0] for _ in topics}
-    assert received == set(topics)
-
-
-def test_a_gateway_cannot_read_and_the_bridge_cannot_write(
-    broker: int, clients: dict[str, Client]
-) -> None:
-    bridge = _client(clients, broker, "kotaflow-bridge", "bridge-pw")
-    gateway = _client(clients, broker, "kotaflow-gateway", "gateway-pw")
-    assert bridge.connect() == 0
-    assert gateway.connect() == 0
-    bridge.subscribe("kotaflow/+/telemetry")
-    gateway.subscribe("kotaflow/+/telemetry")  # granted, but nothing may be delivered
-    assert bridge.publish("kotaflow/rtg-aq-01/telemetry") == NOT_AUTHORIZED
-    assert gateway.publish("kotaflow/rtg-aq-03/telemetry") == 0
-    assert bridge.messages.get(timeout=DEADLINE_S)[0] == "kotaflow/rtg-aq-03/telemetry"
-    _assert_nothing_delivered(gateway)
 
 
 def _assert_nothing_delivered(client: Client) -> None:
@@ -192,24 +153,57 @@ def _assert_nothing_delivered(client: Client) -> None:
     assert client.messages.empty()
 
 
-def test_a_device_account_publishes_only_as_itself(broker: int, clients: dict[str, Client]) -> None:
-    device = _client(clients, broker, "rtg-aq-01", "device-pw")
-    assert device.connect() == 0
-    assert device.publish("kotaflow/rtg-aq-01/telemetry") in ACCEPTED
+def test_anonymous_and_wrong_passwords_are_refused(login: Any) -> None:
+    assert login(None)[1] == NOT_AUTHORIZED
+    assert login("kotaflow-bridge", "wrong")[1] == NOT_AUTHORIZED
+    assert login("not-a-device", "whatever")[1] == NOT_AUTHORIZED
+
+
+def test_device_and_network_server_uplinks_reach_the_bridges_shared_subscription(
+    login: Any,
+) -> None:
+    bridge, connected = login("kotaflow-bridge")
+    assert connected == 0
+    granted = bridge.subscribe(*(f"$share/kotaflow-bridge/{f}" for f in SUBSCRIPTIONS))
+    assert granted == [1] * len(SUBSCRIPTIONS)
+    uplinks = {
+        "rtg-aq-01": "kotaflow/rtg-aq-01/telemetry",
+        "kotaflow-chirpstack": "application/manggarai/device/0011223344556677/event/up",
+        "kotaflow-tts": "v3/manggarai@ttn/devices/rtg-rl-01/up",
+        "kotaflow-gateway": "kotaflow/rtg-rg-01/senml",
+    }
+    for account, topic in uplinks.items():
+        publisher, connected = login(account)
+        assert connected == 0, account
+        assert publisher.publish(topic) == 0, account
+    received = {bridge.messages.get(timeout=DEADLINE_S)[0] for _ in uplinks}
+    assert received == set(uplinks.values())
+
+
+def test_a_device_publishes_only_as_itself_and_reads_nothing(login: Any) -> None:
+    device, connected = login("rtg-aq-01")
+    assert connected == 0
     assert device.publish("kotaflow/rtg-aq-01/senml") in ACCEPTED
     assert device.publish("kotaflow/rtg-aq-02/telemetry") == NOT_AUTHORIZED
+    assert device.publish("application/x/device/0011223344556677/event/up") == NOT_AUTHORIZED
+    device.subscribe("kotaflow/+/telemetry")
+    other, _ = login("rtg-aq-02")
+    assert other.publish("kotaflow/rtg-aq-02/telemetry") in ACCEPTED
+    _assert_nothing_delivered(device)
 
 
-def test_the_health_account_reads_the_broker_uptime_only(
-    broker: int, clients: dict[str, Client]
-) -> None:
-    health = _client(clients, broker, "kotaflow-health", "health-pw")
-    assert health.connect() == 0
-    assert health.subscribe("$SYS/broker/uptime") == [1]
-    topic, _ = health.messages.get(timeout=DEADLINE_S)
-    assert topic == "$SYS/broker/uptime"
+def test_a_disabled_device_has_no_account(broker: Broker) -> None:
+    assert "rtg-aq-04" not in broker.passwords  # "Kantor Bupati (decommissioned)"
+    assert "rtg-aq-01" in broker.passwords
+
+
+def test_the_bridge_cannot_write_and_the_health_account_only_connects(login: Any) -> None:
+    bridge, _ = login("kotaflow-bridge")
+    assert bridge.publish("kotaflow/rtg-aq-01/telemetry") == NOT_AUTHORIZED
+    health, connected = login("kotaflow-health")
+    assert connected == 0
+    assert health.publish("kotaflow/rtg-aq-01/telemetry") == NOT_AUTHORIZED
     health.subscribe("kotaflow/+/telemetry")
-    gateway = _client(clients, broker, "kotaflow-gateway", "gateway-pw")
-    assert gateway.connect() == 0
+    gateway, _ = login("kotaflow-gateway")
     assert gateway.publish("kotaflow/rtg-aq-01/telemetry") in ACCEPTED
     _assert_nothing_delivered(health)
