@@ -176,3 +176,15 @@ def for_metric(
         return NOISE
     rule = rule_for(rules, metric, types, kind=RuleKind.THRESHOLD, device=device)
     return from_rule(rule) if rule is not None else None
+
+
+def for_value(
+    rules: RuleSet, metric: str, types: Sequence[str], device: str | None = None
+) -> Bands | None:
+    """The bands a single latest value is judged by (the city map's category).
+
+    ISPU for PM, BMKG hourly classes for rain intensity (mm/h), else :func:`for_metric`.
+    """
+    if metric == "rain_rate":
+        return rain(rules, "1h")
+    return ispu(rules, metric) or for_metric(rules, metric, types, device)

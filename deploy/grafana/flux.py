@@ -56,6 +56,20 @@ class RegistryRow:
     """The metric the map shows for this device (its type's headline metric)."""
     unit: str
     silent_after_s: int
+    steps: tuple[float, ...] = ()
+    """Where the headline metric's bands start (ascending), e.g. Waspada, Siaga, Awas."""
+    categories: tuple[str, ...] = ("-",)
+    """The band names: one more than ``steps`` (below the first step, then each band)."""
+    colours: tuple[str, ...] = ("#8e8e8e",)
+    """The bands' colours (for Grafana's value mappings; not part of the query)."""
+
+
+MAX_STEPS = 4
+"""Band steps a registry row carries (ISPU has the most: Sedang .. Berbahaya)."""
+NO_STEP = 1.0e18
+"""Above any value a sensor reports (Flux float literals have no exponent form)."""
+_STEP_COLUMNS = tuple(f"step{i}" for i in range(1, MAX_STEPS + 1))
+_CATEGORY_COLUMNS = tuple(f"category{i}" for i in range(MAX_STEPS + 1))
 
 
 def var(name: str) -> str:
@@ -80,8 +94,18 @@ def _pipe(*stages: str) -> str:
     return "\n  |> ".join(stages)
 
 
+def flux_float(value: float) -> str:
+    """A Flux float literal: digits and a point, never an exponent (``1e+18`` is invalid)."""
+    text = repr(float(value))
+    return text if "e" not in text else f"{value:.1f}"
+
+
 def keep(*columns: str) -> str:
     return "keep(columns: [" + ", ".join(f'"{c}"' for c in columns) + "])"
+
+
+def drop(*columns: str) -> str:
+    return "drop(columns: [" + ", ".join(f'"{c}"' for c in columns) + "])"
 
 
 def metric_series(
@@ -147,20 +171,34 @@ def registry_rows(rows: Sequence[RegistryRow]) -> str:
         "  {"
         f"device: {flux_string(r.device)}, name: {flux_string(r.name)}, "
         f"type: {flux_string(r.type)}, kecamatan: {flux_string(r.kecamatan)}, "
-        f"latitude: {float(r.latitude)!r}, longitude: {float(r.longitude)!r}, "
+        f"latitude: {flux_float(r.latitude)}, longitude: {flux_float(r.longitude)}, "
         f"metric: {flux_string(r.metric)}, unit: {flux_string(r.unit)}, "
-        f"silent_after_s: {int(r.silent_after_s)}"
+        f"silent_after_s: {int(r.silent_after_s)}, {_bands_of(r)}"
         "},"
         for r in rows
     ]
     return "array.from(rows: [\n" + "\n".join(lines) + "\n])"
 
 
+def _bands_of(row: RegistryRow) -> str:
+    """``step1..stepN`` (unused: far above any value) and ``category0..categoryN``."""
+    if len(row.steps) > MAX_STEPS or len(row.categories) != len(row.steps) + 1:
+        raise ValueError(f"{row.device}: {len(row.steps)} band steps (at most {MAX_STEPS})")
+    steps = [*row.steps, *[NO_STEP] * (MAX_STEPS - len(row.steps))]
+    # Padding is "-", not "": array.from drops empty strings and the table breaks (2.7.12).
+    categories = [*row.categories, *["-"] * (MAX_STEPS + 1 - len(row.categories))]
+    return ", ".join(
+        [f"{c}: {flux_float(v)}" for c, v in zip(_STEP_COLUMNS, steps, strict=True)]
+        + [f"{c}: {flux_string(n)}" for c, n in zip(_CATEGORY_COLUMNS, categories, strict=True)]
+    )
+
+
 def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool = False) -> str:
     """Every registered device with position, last reading, age and status.
 
     ``status``: 0 reporting, 1 silent (nothing for ``silent_after_s``), 2 never reported in
-    the look-back. ``value`` is the latest reading of the device's headline metric.
+    the look-back. ``value`` is the latest reading of the device's headline metric and
+    ``category`` the band it falls in (e.g. Siaga, Tidak Sehat; ``-`` without data or bands).
     """
     headline = sorted({(r.type, r.metric) for r in rows})
     selector = " or ".join(
@@ -191,7 +229,17 @@ def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool
         "    return {l with last_seen: r._time, age_s: age_s, value: r._value, status: status}\n"
         "  },\n"
         ")\n"
-        '  |> drop(columns: ["silent_after_s"])'
+        # The category of the latest value: how many band steps it has reached.
+        "  |> map(fn: (r) => {\n"
+        f"    v = if exists r.value then r.value else {flux_float(-NO_STEP)}\n"
+        "    band = (if v >= r.step1 then 1 else 0) + (if v >= r.step2 then 1 else 0)"
+        " + (if v >= r.step3 then 1 else 0) + (if v >= r.step4 then 1 else 0)\n"
+        '    category = if not exists r.value then "-" else if band == 0 then r.category0'
+        " else if band == 1 then r.category1 else if band == 2 then r.category2"
+        " else if band == 3 then r.category3 else r.category4\n"
+        "    return {r with category: category}\n"
+        "  })\n"
+        "  |> " + drop("silent_after_s", *_STEP_COLUMNS, *_CATEGORY_COLUMNS)
     )
     if only_silent:
         query += "\n  |> filter(fn: (r) => r.status > 0)"

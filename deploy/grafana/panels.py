@@ -212,7 +212,7 @@ def device_map(
     *,
     layer_name: Text,
     colour_field: str,
-    colours: Bands,
+    colours: Bands | None,
     mappings: Sequence[dm.ValueMapping],
     description: str = "",
     width: int = 24,
@@ -251,15 +251,21 @@ def device_map(
         .basemap(common.MapLayerOptions().type("osm-standard").name("OpenStreetMap"))
         .layers([markers])
         .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
-        .override_by_name(
-            colour_field,
-            [
-                dm.DynamicConfigValue("thresholds", thresholds(colours).build()),
-                dm.DynamicConfigValue("color", {"mode": "thresholds"}),
-                dm.DynamicConfigValue("mappings", list(mappings)),
-            ],
-        )
+        .override_by_name(colour_field, _colour_by(colours, mappings))
     )
+
+
+def _colour_by(
+    colours: Bands | None, mappings: Sequence[dm.ValueMapping]
+) -> list[dm.DynamicConfigValue]:
+    """Numbers are coloured by threshold bands, text (a category) by its value mapping."""
+    found = [dm.DynamicConfigValue("mappings", list(mappings))]
+    if colours is not None:
+        found += [
+            dm.DynamicConfigValue("thresholds", thresholds(colours).build()),
+            dm.DynamicConfigValue("color", {"mode": "thresholds"}),
+        ]
+    return found
 
 
 def value_text(values: dict[str, tuple[Text, str]], ctx: BuildContext) -> dm.ValueMap:

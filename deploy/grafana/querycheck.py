@@ -16,6 +16,7 @@ and at least one row. It works on dashboard JSON (what Grafana is given), not on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +26,8 @@ from deploy.grafana.interpolate import AllValue, QueryWindow, interpolate
 
 Runner = Callable[[str], Awaitable[list[dict[str, Any]]]]
 """Runs one Flux query and returns its rows (``processors.influx.InfluxSink.query``)."""
+QUERY_TIMEOUT_S = 60.0
+"""The sink retries server errors forever (right for the pipeline, not for a check)."""
 
 Values = dict[str, str | AllValue]
 
@@ -85,7 +88,7 @@ async def resolve_variables(
         if variable.get("type") != "query":
             continue
         name = variable["name"]
-        rows = await run(interpolate(str(variable.get("query", "")), values, window))
+        rows = await _run(run, interpolate(str(variable.get("query", "")), values, window))
         found = sorted({str(row["_value"]) for row in rows if row.get("_value") is not None})
         options[name] = found
         if name in choose:
@@ -97,6 +100,10 @@ async def resolve_variables(
         if not found:
             problems.append(f"{name}: its query returned no values")
     return values, options, problems
+
+
+async def _run(run: Runner, query: str) -> list[dict[str, Any]]:
+    return await asyncio.wait_for(run(query), QUERY_TIMEOUT_S)
 
 
 def _panels(board: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -125,9 +132,9 @@ async def _check_panel(
         check.problems.append(f"expected one query, found {len(targets)}")
         return check
     try:
-        rows = await run(query)
+        rows = await _run(run, query)
     except Exception as err:  # the query failed in InfluxDB: report, do not stop
-        check.problems.append(f"query failed: {err}")
+        check.problems.append(f"query failed: {type(err).__name__}: {err}")
         return check
     check.rows = len(rows)
     check.columns = tuple(sorted({key for row in rows for key in row}))
@@ -203,9 +210,9 @@ async def check_rule(rule: Mapping[str, Any], run: Runner, window: QueryWindow) 
     query = interpolate(str(signal["model"]["query"]), {}, own)
     check = PanelCheck(str(rule.get("uid")), str(rule.get("title")), query)
     try:
-        rows = await run(query)
+        rows = await _run(run, query)
     except Exception as err:  # reported, like a panel's
-        check.problems.append(f"query failed: {err}")
+        check.problems.append(f"query failed: {type(err).__name__}: {err}")
         return check
     check.rows = len(rows)
     check.columns = tuple(sorted({key for row in rows for key in row}))

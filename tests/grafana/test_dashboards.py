@@ -75,14 +75,27 @@ def test_every_panel_has_one_flux_query_on_the_kotaflow_datasource(bundle: Bundl
             assert stray_macros(target["query"]) == [], (board["uid"], panel["title"])
 
 
-def test_the_city_map_colours_devices_by_status(bundle: Bundle) -> None:
+def test_the_city_maps_colour_devices_by_status_and_by_latest_value(bundle: Bundle) -> None:
     board = _board(bundle, "kotaflow-overview")
-    (geomap,) = [p for p in board["panels"] if p["type"] == "geomap"]
-    (layer,) = geomap["options"]["layers"]
-    assert layer["location"] == {"mode": "coords", "latitude": "latitude", "longitude": "longitude"}
-    assert layer["config"]["style"]["color"]["field"] == "status"
-    assert "rtg-aq-01" in geomap["targets"][0]["query"]  # positions come from the registry
-    assert "rtg-aq-04" not in geomap["targets"][0]["query"]  # disabled devices are left out
+    maps = {}
+    for geomap in (p for p in board["panels"] if p["type"] == "geomap"):
+        (layer,) = geomap["options"]["layers"]
+        assert layer["location"] == {
+            "mode": "coords",
+            "latitude": "latitude",
+            "longitude": "longitude",
+        }
+        maps[layer["config"]["style"]["color"]["field"]] = geomap
+    assert set(maps) == {"status", "category"}
+    query = maps["status"]["targets"][0]["query"]
+    assert "rtg-aq-01" in query  # positions come from the registry
+    assert "rtg-aq-04" not in query  # disabled devices are left out
+    (override,) = maps["category"]["fieldConfig"]["overrides"]
+    (mapping,) = next(p["value"] for p in override["properties"] if p["id"] == "mappings")
+    colours = {name: result["color"] for name, result in mapping["options"].items()}
+    assert {"Waspada": "yellow", "Siaga": "orange", "Awas": "red"}.items() <= colours.items()
+    assert colours["Tidak Sehat"] == "yellow"
+    assert colours["Berbahaya"] == "purple"
 
 
 def _steps(panel: dict[str, Any]) -> list[tuple[float | None, str]]:

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -189,26 +190,35 @@ def test_the_drill_down_works_for_a_device_of_every_type(
         assert failed == [], _report(failed)
 
 
-def test_the_map_marks_the_silent_and_the_never_reporting_device(
+def test_the_map_marks_status_and_the_category_of_the_latest_value(
     influx: tuple[Settings, Settings], run: SimulatedRun
 ) -> None:
     reader = influx[1]
     ctx = load_context(reader)
+    rows = {row.device: row for row in registry_rows(ctx)}
 
-    async def statuses() -> dict[str, int]:
+    async def statuses() -> list[dict[str, Any]]:
         async with InfluxSink(reader) as sink:
-            rows = await sink.query(device_status(ctx.influx.telemetry_bucket, registry_rows(ctx)))
-        return {row["device"]: row["status"] for row in rows}
+            return await sink.query(device_status(ctx.influx.telemetry_bucket, list(rows.values())))
 
-    found = asyncio.run(statuses())
-    enabled = {d.id for d in ctx.fleet.registry if d.enabled}
-    assert set(found) == enabled
-    assert found[run.silent_device] == 1
-    assert found[run.never_device] == 2
-    assert {d for d, s in found.items() if s == 0} == enabled - {
+    found = {row["device"]: row for row in asyncio.run(statuses())}
+    assert set(found) == set(rows)
+    status = {device: row["status"] for device, row in found.items()}
+    assert status[run.silent_device] == 1
+    assert status[run.never_device] == 2
+    assert {d for d, s in status.items() if s == 0} == set(rows) - {
         run.silent_device,
         run.never_device,
     }
+    for device, row in found.items():
+        value, registry = row.get("value"), rows[device]
+        if value is None:
+            assert row["category"] == "-", device
+            continue
+        reached = sum(1 for step in registry.steps if value >= step)
+        assert row["category"] == registry.categories[reached], (device, value)
+    rivers = {found[d]["category"] for d, r in rows.items() if r.type == "river_level"}
+    assert rivers <= {"Normal", "Waspada", "Siaga", "Awas"}
 
 
 def test_the_silent_device_alert_fires_in_grafanas_rule_and_in_the_firing_table(

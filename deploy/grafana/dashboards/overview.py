@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import MappingProxyType
 
+from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.dashboard import Dashboard
 from grafana_foundation_sdk.models.units import NoUnit
 
@@ -11,6 +13,7 @@ from deploy.grafana import flux, i18n, panels, status
 from deploy.grafana.bands import Band, Bands
 from deploy.grafana.context import BuildContext
 from deploy.grafana.fleetrows import registry_rows
+from deploy.grafana.flux import RegistryRow
 from deploy.grafana.i18n import Text
 
 NAME = "overview"
@@ -31,6 +34,17 @@ ALERT_COLUMNS = MappingProxyType(
         "value": i18n.VALUE,
         "threshold": Text("Ambang", "Threshold"),
     }
+)
+STATUS_MAP = Text(
+    "Hijau: melapor; merah: senyap; abu-abu: belum pernah melapor. Arahkan kursor ke titik "
+    "untuk nilai terakhir.",
+    "Green: reporting; red: silent; grey: never reported. Hover a marker for its latest value.",
+)
+VALUE_MAP = Text(
+    "Warna menurut kategori nilai terakhir besaran utama tiap perangkat: ISPU untuk PM2.5, "
+    "kelas BMKG untuk intensitas hujan, Waspada/Siaga/Awas untuk sungai, baku mutu kebisingan.",
+    "Colour by the category of each device's latest headline value: ISPU for PM2.5, BMKG "
+    "classes for rain intensity, Waspada/Siaga/Awas for rivers, noise limits.",
 )
 NO_ALERTS = Text("Tidak ada peringatan aktif", "No alert is firing")
 REPORTING = Text("Perangkat aktif", "Devices reporting")
@@ -56,31 +70,37 @@ def build(ctx: BuildContext) -> list[Dashboard]:
         board = board.with_panel(
             panels.single_stat(ctx, title, query, unit=NoUnit, bands=bands, width=8)
         )
+    status_map = panels.device_map(
+        ctx,
+        Text("Peta status perangkat", "Device status map"),
+        flux.device_status(telemetry, rows),
+        layer_name=i18n.DEVICES,
+        colour_field="status",
+        colours=status.COLOURS,
+        mappings=[status.mapping(ctx)],
+        description=STATUS_MAP(ctx.lang),
+        width=12,
+    )
+    value_map = panels.device_map(
+        ctx,
+        Text("Peta nilai terkini", "Latest value map"),
+        flux.device_status(telemetry, rows),
+        layer_name=i18n.DEVICES,
+        colour_field="category",
+        colours=None,
+        mappings=[category_mapping(ctx, rows)],
+        description=VALUE_MAP(ctx.lang),
+        width=12,
+    )
     board = (
-        board.with_panel(
-            panels.device_map(
-                ctx,
-                Text("Peta perangkat", "Device map"),
-                flux.device_status(telemetry, rows),
-                layer_name=i18n.DEVICES,
-                colour_field="status",
-                colours=status.COLOURS,
-                mappings=[status.mapping(ctx)],
-                description=Text(
-                    "Warna menurut status: hijau aktif, merah senyap, abu-abu belum pernah "
-                    "melapor. Arahkan kursor ke titik untuk nilai terakhir.",
-                    "Colour by status: green reporting, red silent, grey never reported. "
-                    "Hover a marker for its latest value.",
-                )(ctx.lang),
-                width=16,
-            )
-        )
+        board.with_panel(status_map)
+        .with_panel(value_map)
         .with_panel(
             status.table(
                 ctx,
                 SILENT,
                 flux.device_status(telemetry, rows, only_silent=True),
-                size=(8, 14),
+                size=(12, 10),
                 columns=flux.SILENT_COLUMNS,
                 when_empty=Text("Semua perangkat melapor", "Every device is reporting"),
             )
@@ -92,7 +112,8 @@ def build(ctx: BuildContext) -> list[Dashboard]:
                 flux.alerts_latest(*alerts, firing_only=True),
                 renames=ALERT_COLUMNS,
                 when_empty=NO_ALERTS,
-                width=24,
+                width=12,
+                height=10,
             )
         )
         .with_panel(
@@ -105,3 +126,13 @@ def build(ctx: BuildContext) -> list[Dashboard]:
         )
     )
     return [panels.finish(board)]
+
+
+def category_mapping(ctx: BuildContext, rows: Sequence[RegistryRow]) -> dm.ValueMap:
+    """Each band name the map can show, in its band's colour (ISPU, BMKG, river levels...)."""
+    colours: dict[str, str] = {"-": "#8e8e8e"}
+    for row in rows:
+        colours.update(zip(row.categories, row.colours, strict=True))
+    return panels.value_text(
+        {name: (Text(name, name), colour) for name, colour in colours.items()}, ctx
+    )
