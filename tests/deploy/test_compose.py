@@ -171,3 +171,24 @@ def test_the_image_holds_every_package_the_wheel_ships() -> None:
         assert f"!{source}" in ignore or f"!{source}/**" in ignore, source
     assert re.search(r"^USER kotaflow$", dockerfile, flags=re.MULTILINE)
     assert "uv sync --frozen --no-dev" in dockerfile
+
+
+def test_the_topic_job_calls_the_local_stacks_topic_plan(compose: dict[str, Any]) -> None:
+    """The job's script runs against the real module: only the final Kafka call is skipped."""
+    (script,) = compose["services"]["kafka-topics"]["command"]
+    calls: list[tuple[Any, ...]] = []
+    namespace: dict[str, Any] = {}
+    exec(
+        compile(script.replace("ensure_topics(kafka,", "record(kafka,"), "kafka-topics", "exec"),
+        {"record": lambda *a: calls.append(a)},
+        namespace,
+    )
+    ((kafka, wanted, report),) = calls
+    assert set(wanted) == {
+        kafka.topics.raw,
+        kafka.topics.readings,
+        kafka.topics.deadletter,
+        kafka.topics.alerts,
+    }
+    assert callable(report)
+    assert "ensure_topics" in namespace
