@@ -8,7 +8,7 @@ an exception that would stop the stream.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import ConsumerRecord
 
@@ -17,9 +17,40 @@ from kotaflow.deadletter import DeadLetter
 from processors.record import READING_VERSION, ValidReading
 
 
-def source_of(
-    record: ConsumerRecord[bytes, bytes], mqtt_topic: str | None = None
-) -> dict[str, Any]:
+class Origin(Protocol):
+    """Where a consumed record was and its bytes: all a dead letter needs of it
+    (a ``ConsumerRecord`` or a :class:`RecordRef`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class RecordRef(NamedTuple):
+    """A consumed record kept for a possible dead letter: position and bytes only. What a
+    write buffer holds until the write succeeds; a ``ConsumerRecord`` (headers, sizes,
+    timestamps, an instance dict) takes about twice the memory, and the store stage keeps
+    tens of thousands under a backlog."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[bytes, bytes]) -> RecordRef:
+        return cls(record.topic, record.partition, record.offset, record.key, record.value)
+
+
+def source_of(record: Origin, mqtt_topic: str | None = None) -> dict[str, Any]:
     """The ``source`` of a dead letter: which topic, partition and offset the bytes were at."""
     source: dict[str, Any] = {
         "kafka_topic": record.topic,
@@ -32,7 +63,7 @@ def source_of(
 
 
 def refused(
-    record: ConsumerRecord[bytes, bytes],
+    record: Origin,
     stage: str,
     reason: Reason,
     message: str,

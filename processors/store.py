@@ -33,7 +33,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StoreSettings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import parse_reading, refused
+from processors.inputs import RecordRef, parse_reading, refused
 from processors.lineprotocol import (
     LineProtocolError,
     escape_key,
@@ -53,7 +53,8 @@ class LineBuffer:
     """Telemetry lines being gathered: one per (series, timestamp), fields merged."""
 
     points: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
-    origins: dict[tuple[str, int], list[ConsumerRecord[bytes, bytes]]] = field(default_factory=dict)
+    origins: dict[tuple[str, int], list[RecordRef]] = field(default_factory=dict)
+    """The records behind each line, to dead-letter them if InfluxDB refuses it."""
     _prefixes: dict[tuple[str, str, str], str] = field(default_factory=dict)
     _fields: dict[str, str] = field(default_factory=dict)
 
@@ -74,14 +75,15 @@ class LineBuffer:
         value = format_float(r.value)
         key = (prefix, r.ts_ms)
         fields = self.points.get(key)
+        origin = RecordRef.of(record)
         if fields is None:
             self.points[key] = {name: value}
-            self.origins[key] = [record]
+            self.origins[key] = [origin]
         else:
             fields[name] = value
-            self.origins[key].append(record)
+            self.origins[key].append(origin)
 
-    def take(self) -> tuple[list[str], list[list[ConsumerRecord[bytes, bytes]]]]:
+    def take(self) -> tuple[list[str], list[list[RecordRef]]]:
         lines = [
             f"{prefix} {','.join(f'{k}={v}' for k, v in fields.items())} {ts}"
             for (prefix, ts), fields in self.points.items()
@@ -197,9 +199,7 @@ class StoreStage:
         lines, origins = self._buffers[tp].take()
         self._inflight[tp] = asyncio.create_task(self._write(lines, origins))
 
-    async def _write(
-        self, lines: list[str], origins: list[list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    async def _write(self, lines: list[str], origins: list[list[RecordRef]]) -> None:
         bucket = self._settings.influxdb.telemetry_bucket
         size = self._cfg.batch_lines
         for start in range(0, len(lines), size):
