@@ -25,7 +25,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import ConsumerRecord
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from devices.reading import Reason
@@ -61,8 +60,9 @@ class LineBuffer:
     def __len__(self) -> int:
         return len(self.points)
 
-    def add(self, r: ValidReading, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Add one reading; raises LineProtocolError if it cannot be expressed."""
+    def add(self, r: ValidReading, origin: RecordRef) -> None:
+        """Add one reading (``origin``: the record it came from); raises LineProtocolError
+        if it cannot be expressed."""
         series = (r.type, r.device, r.kecamatan)
         prefix = self._prefixes.get(series)
         if prefix is None:
@@ -75,7 +75,6 @@ class LineBuffer:
         value = format_float(r.value)
         key = (prefix, r.ts_ms)
         fields = self.points.get(key)
-        origin = RecordRef.of(record)
         if fields is None:
             self.points[key] = {name: value}
             self.origins[key] = [origin]
@@ -151,7 +150,7 @@ class StoreStage:
                     await self._output.deadletter(STAGE, parsed)
                     continue
                 try:
-                    buffer.add(parsed, record)
+                    buffer.add(parsed, RecordRef.of(record))
                 except LineProtocolError as err:
                     why = f"cannot be written as line protocol: {err}"
                     letter = refused(
