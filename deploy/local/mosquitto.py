@@ -240,7 +240,10 @@ def mosquitto_version() -> str | None:
 
 def mqtt_connects(access: MqttAccess, timeout: float = 3.0) -> bool:
     """True if the broker accepts an MQTT 5 connection (CONNACK with success) in time."""
-    client = access.client(f"kotaflow-health-{uuid.uuid4().hex[:12]}")
+    try:
+        client = access.client(f"kotaflow-health-{uuid.uuid4().hex[:12]}")
+    except OSError:  # e.g. the CA file is not there yet: not healthy, not a crash
+        return False
     outcome: list[bool] = []
 
     def on_connect(
