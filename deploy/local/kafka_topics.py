@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -59,11 +60,17 @@ def describe_cluster(kafka: KafkaSettings, timeout_s: float = 5.0) -> ClusterVie
 
 def describe_with(options: Mapping[str, Any], timeout_s: float = 5.0) -> ClusterView | None:
     """:func:`describe_cluster` with any aiokafka client options (e.g. a SASL login); None
-    if the broker does not answer, or refuses the login, in time."""
+    if the broker does not answer, or refuses the login, in time. A refusal is an answer
+    here, not an error: aiokafka's error log of it is held back."""
+    connections = logging.getLogger("aiokafka")
+    level = connections.level
+    connections.setLevel(logging.CRITICAL)
     try:
         return run_sync(_describe(options, timeout_s))
     except (KafkaError, OSError, TimeoutError):
         return None
+    finally:
+        connections.setLevel(level)
 
 
 def plain_options(kafka: KafkaSettings) -> dict[str, Any]:
