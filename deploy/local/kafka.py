@@ -39,6 +39,7 @@ from deploy.local.kafka_topics import (
     describe_with,
     ensure_topics,
     planned_topics,
+    warm_group_coordinator,
 )
 from deploy.local.service import (
     Paths,
@@ -142,6 +143,7 @@ class Kafka:
             self._start_broker(report)
         self._ensure_scram_user(report)
         ensure_topics(self._kafka, planned_topics(self._kafka), report)
+        warm_group_coordinator(self._kafka, self._kafka.topics.raw, report)
 
     def stop(self, report: Report) -> None:
         if stop_pid(self._paths, STOP_TIMEOUT_S, expect=str(self.server_properties)):

@@ -19,8 +19,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from deploy.local.service import Report, ServiceError
 from kotaflow.settings import KafkaSettings
@@ -84,6 +86,37 @@ def ensure_topics(kafka: KafkaSettings, wanted: Mapping[str, int], report: Repor
         run_sync(_ensure(kafka, dict(wanted), report))
     except (KafkaError, OSError, TimeoutError) as err:
         raise ServiceError(f"kafka: could not create topics: {err!r}") from None
+
+
+WARMUP_GROUP = "kotaflow-stack-warmup"
+
+
+def warm_group_coordinator(kafka: KafkaSettings, topic: str, report: Report) -> None:
+    """Commit one offset in a throw-away group, so the offsets topic exists and its coordinator
+    is elected before the first real consumer group joins.
+
+    On a freshly formatted broker the first group otherwise races the offsets topic's creation
+    (GroupCoordinatorNotAvailable, a slow first join), which tests see as flakiness.
+    """
+    try:
+        run_sync(_warm(kafka, topic))
+    except (KafkaError, OSError, TimeoutError) as err:
+        raise ServiceError(f"kafka: group coordinator not ready: {err!r}") from None
+    report("kafka: group coordinator ready")
+
+
+async def _warm(kafka: KafkaSettings, topic: str) -> None:
+    consumer = AIOKafkaConsumer(
+        **plain_options(kafka), group_id=WARMUP_GROUP, enable_auto_commit=False
+    )
+    async with asyncio.timeout(60.0):
+        await consumer.start()
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            await consumer.commit({partition: 0})
+        finally:
+            await consumer.stop()
 
 
 async def _describe(options: Mapping[str, Any], timeout_s: float) -> ClusterView:
