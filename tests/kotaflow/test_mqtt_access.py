@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from kotaflow.mqtt import (
 )
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings, SettingsError, load_settings
-
-
-@pytest.fixture(autouse=True)
-def _no_kotaflow_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings here come from the test alone, not from the caller's ``KOTAFLOW_*``."""
-    for name in [n for n in os.environ if n.startswith("KOTAFLOW_")]:
-        monkeypatch.delenv(name)
 
 
 def _settings(state: Path, **sections: object) -> Settings:
