@@ -59,7 +59,8 @@ class TlsFiles:
 def ensure_tls(state_dir: Path, hosts: Sequence[str], report: Report) -> TlsFiles:
     """The CA and a valid server certificate naming ``hosts`` and loopback (idempotent)."""
     files = TlsFiles.of(state_dir)
-    names = sorted(set(hosts) | set(LOOPBACK_NAMES))
+    # Names the current certificate has stay: each broker asks for its own host only.
+    names = sorted(set(hosts) | set(LOOPBACK_NAMES) | _current_names(files))
     if not (files.ca_cert.is_file() and files.ca_key.is_file()):
         _new_ca(files)
         report(f"tls: made a CA for the local stack ({files.ca_cert})")
@@ -140,6 +141,16 @@ def _server_cert_fits(files: TlsFiles, names: Sequence[str]) -> bool:
         and remaining > dt.timedelta(days=RENEW_BEFORE_DAYS)
         and all(_general_name(n) in san for n in names)
     )
+
+
+def _current_names(files: TlsFiles) -> set[str]:
+    try:
+        cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return set()
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return ips | set(san.get_values_for_type(x509.DNSName))
 
 
 def _general_name(name: str) -> x509.GeneralName:
