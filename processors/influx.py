@@ -33,6 +33,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
+from kotaflow.logs import redact
 from kotaflow.settings import Settings
 from processors.retry import Backoff, parse_retry_after, retryable
 
@@ -52,7 +53,8 @@ write both buckets, the Grafana token read them; the processors use each for wha
 
 def resolve_token(settings: Settings, role: str) -> str:
     """``influxdb.token`` if set; else ``processing.influx_token_file``; else the local
-    stack's token for ``role`` from ``<state>/influxdb/tokens.json``."""
+    stack's token for ``role`` from ``<state>/influxdb/tokens.json``. A token read from a
+    file is masked in the logs from then on."""
     if settings.influxdb.token is not None:
         return settings.influxdb.token.get_secret_value()
     explicit = settings.processing.influx_token_file
@@ -62,6 +64,7 @@ def resolve_token(settings: Settings, role: str) -> str:
         except OSError as err:
             raise InfluxConfigError(f"cannot read InfluxDB token file {explicit}: {err}") from None
         if token:
+            redact(token)
             return token
         raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
     path = settings.stack.state_dir / "influxdb" / "tokens.json"
@@ -70,6 +73,7 @@ def resolve_token(settings: Settings, role: str) -> str:
     except (OSError, ValueError, AttributeError):
         found = None
     if isinstance(found, str) and found:
+        redact(found)
         return found
     raise InfluxConfigError(
         f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or "
