@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from rich.console import Group
 from rich.live import Live
@@ -77,13 +78,23 @@ def stop(parts: list[Part], timeout: float = 20.0) -> None:
                 part.proc.kill()
 
 
-async def topic_offsets(consumer: AIOKafkaConsumer, topics: list[str]) -> dict[str, int]:
+async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (a plain consumer only knows the topics it subscribed)."""
+    described = await admin.describe_topics(topics)
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        for p in t.get("partitions", [])
+    ]
+
+
+async def topic_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[str, int]:
+    ends = await consumer.end_offsets(partitions) if partitions else {}
     totals: dict[str, int] = {}
-    for topic in topics:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        totals[topic] = sum(ends.values())
+    for tp, end in ends.items():
+        totals[tp.topic] = totals.get(tp.topic, 0) + end
     return totals
 
 
@@ -106,15 +117,22 @@ def render(parts: list[Part], totals: dict[str, int], rates: dict[str, float]) -
 async def watch(settings: Settings, parts: list[Part], duration: float | None) -> None:
     t = settings.kafka.topics
     topics = [t.raw, t.readings, t.deadletter, t.alerts]
-    consumer = AIOKafkaConsumer(**client_options(settings))
+    options = client_options(settings)
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        partitions = await topic_partitions(admin, topics)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(**options)
     await consumer.start()
     try:
-        await consumer.topics()
         state = TopicRates()
         deadline = None if duration is None else time.monotonic() + duration
         with Live(render(parts, {}, {}), refresh_per_second=2) as live:
             while deadline is None or time.monotonic() < deadline:
-                totals = await topic_offsets(consumer, topics)
+                found = await topic_offsets(consumer, partitions)
+                totals = {topic: found.get(topic, 0) for topic in topics}
                 now = time.monotonic()
                 span = now - state.last_at if state.last_at else 0.0
                 rates = {
