@@ -196,7 +196,10 @@ def expected_readings(manifest: Path) -> list[tuple[str, int]]:
     return out
 
 
-async def measure(settings: Settings, rate: float, duration_s: float) -> E2ERun:
+async def measure(
+    settings: Settings, rate: float, duration_s: float, faults: str | None = None
+) -> E2ERun:
+    """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kotaflow-e2e-"))
     base = isolated(settings, tag, prefix="bench")
@@ -239,6 +242,8 @@ async def measure(settings: Settings, rate: float, duration_s: float) -> E2ERun:
             manifest = work / "manifest.jsonl"
             argv = ["simulate", "--rate", str(rate), "--duration", str(duration_s)]
             argv += ["--manifest", str(manifest), "--json", "--no-trace", "--seed", "7"]
+            if faults:
+                argv += ["--faults", faults]
             summary_file = work / "summary.json"
             sim = spawn_kotaflow(
                 "kotaflow simulate", argv, env, work / "simulate.log", stdout=summary_file
