@@ -122,6 +122,7 @@ class Mosquitto:
         if binary is None:
             raise ServiceError("mosquitto: not installed; run `kotaflow stack up` to install it")
         (self._paths.state / "data").mkdir(parents=True, exist_ok=True)
+        self._set_aside_restored_sessions(report)
         accounts = self._write_accounts()
         if accounts.added:
             report(f"mosquitto: accounts in {self.credentials_file} ({describe(accounts)})")
@@ -140,6 +141,22 @@ class Mosquitto:
             pid,
         )
         report(f"mosquitto: healthy (pid {pid})")
+
+    def _set_aside_restored_sessions(self, report: Report) -> None:
+        """Start the local broker with an empty session store.
+
+        Debian's Mosquitto 2.0.11 was seen to crash (general protection fault) while expiring
+        a session it had restored from its persistence file, mid test run. Sessions and
+        queues still persist while the broker runs, which is what a bridge restart needs; a
+        restart of the local broker starts clean. The previous store is kept beside it.
+        Production runs a newer Mosquitto with persistence across restarts (deploy/).
+        """
+        store = self._paths.state / "data" / "mosquitto.db"
+        if store.exists():
+            store.replace(store.with_suffix(".db.previous"))
+            report(
+                "mosquitto: starting with an empty session store (previous: mosquitto.db.previous)"
+            )
 
     def stop(self, report: Report) -> None:
         if stop_pid(self._paths, expect=str(self.config_file)):
