@@ -8,7 +8,6 @@ only the children it started, by their pid, and kills one that does not stop in 
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.procstats import ProcessCost, cost_of
+from kotaflow.processes import stop_gracefully
 
 STOP_TIMEOUT_S = 60.0
 
@@ -74,10 +74,4 @@ def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: flo
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM (the graceful stop every kotaflow command handles), then SIGKILL if needed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_gracefully(proc, timeout_s)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from kotaflow.kafka import client_options
+from kotaflow.processes import stop_gracefully
 from kotaflow.settings import Settings
 
 
@@ -70,12 +70,8 @@ def start(part: Part, config: Path | None, log_dir: Path) -> None:
 def stop(parts: list[Part], timeout: float = 20.0) -> None:
     """SIGTERM in reverse data-flow order (sources first), so in-flight work drains."""
     for part in reversed(parts):
-        if part.proc is not None and part.proc.poll() is None:
-            part.proc.send_signal(signal.SIGTERM)
-            try:
-                part.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                part.proc.kill()
+        if part.proc is not None:
+            stop_gracefully(part.proc, timeout)
 
 
 async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> list[TopicPartition]:
