@@ -4,7 +4,8 @@ Kafka topics and consumer groups come from :func:`processors.testing.isolated`; 
 the InfluxDB side: two scratch buckets (telemetry, rollups) created with the local stack's
 operator token and deleted afterwards, so a benchmark's points never mix with anyone's
 ``telemetry``/``rollups`` and queries on them see only its own. It also writes settings to
-a YAML file for the ``kotaflow`` child processes a scenario starts.
+a YAML file for the ``kotaflow`` child processes a scenario starts. MQTT sessions are wiped
+with :func:`kotaflow.mqtt.wipe_mqtt_session` (re-exported here for the scenarios).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from typing import Any
 
 import httpx
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import SecretStr
 
 from deploy.local.influxdb import OPERATOR, load_access
-from kotaflow.mqtt import Account, MqttAccess, mqtt_access
+from kotaflow.mqtt import MqttAccess
+from kotaflow.mqtt import wipe_mqtt_session as wipe_mqtt_session  # the scenarios' import
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
 
@@ -60,18 +60,6 @@ async def scratch_buckets(settings: Settings, tag: str) -> AsyncIterator[Setting
         finally:
             for bucket_id in ids:
                 await http.delete(f"/api/v2/buckets/{bucket_id}")
-
-
-def wipe_mqtt_session(settings: Settings, client_id: str) -> None:
-    """End ``client_id``'s persistent session on the broker, so nothing queues for it."""
-    access = mqtt_access(settings, Account.BRIDGE)
-    client = access.client(client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    client.connect(access.host, access.port, clean_start=True, properties=props)
-    client.loop_start()
-    client.disconnect()
-    client.loop_stop()
 
 
 def mosquitto_cli_env(access: MqttAccess, folder: Path) -> dict[str, str]:

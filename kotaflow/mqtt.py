@@ -17,12 +17,18 @@ tests and the benchmarks all make paho clients. They take address, login and TLS
   (``<state>/tls/ca.crt``) when there is one, else the system's trust store.
 
 Passwords read here are registered with the log redaction (``kotaflow.logs.redact``).
+
+:func:`wipe_mqtt_session` ends a persistent session that a test, a benchmark or a tool made
+(a bridge's fixed client id): left behind, the broker queues messages for it and keeps it in
+its persistence file (Debian's Mosquitto 2.0.11 once crashed expiring such a restored one).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -31,12 +37,18 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from kotaflow.logs import redact
 from kotaflow.settings import Settings
 
 CREDENTIALS_VERSION = 1
+WIPE_TIMEOUT_S = 10.0
+
+log = logging.getLogger("kotaflow.mqtt")
 
 
 class Account(StrEnum):
@@ -174,3 +186,47 @@ def credentials_json(passwords: Mapping[str, str]) -> str:
     """The credentials file's text: ``{"version": 1, "accounts": {user: password}}``."""
     accounts = dict(sorted(passwords.items()))
     return json.dumps({"version": CREDENTIALS_VERSION, "accounts": accounts}, indent=2) + "\n"
+
+
+def wipe_mqtt_session(
+    settings: Settings,
+    client_id: str,
+    account: Account | str = Account.BRIDGE,
+    timeout_s: float = WIPE_TIMEOUT_S,
+) -> bool:
+    """End ``client_id``'s persistent session on the broker, so nothing queues for it.
+
+    Connects with that client id, a clean start and session expiry 0 (the broker drops the
+    old session and keeps none after this connection), waits for the CONNACK and
+    disconnects. For clean-ups: it never raises; a broker that cannot be reached or refuses
+    the login is logged as a warning and gives False."""
+    access = mqtt_access(settings, account)
+    client = access.client(client_id)
+    answered = threading.Event()
+    accepted: list[bool] = []
+
+    def on_connect(
+        _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        accepted.append(not reason.is_failure)
+        answered.set()
+
+    client.on_connect = on_connect
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    try:
+        client.connect(access.host, access.port, clean_start=True, properties=props)
+    except (OSError, ValueError) as err:
+        log.warning("could not wipe MQTT session %r: %s", client_id, err)
+        return False
+    client.loop_start()
+    try:
+        if not answered.wait(timeout_s):
+            log.warning("could not wipe MQTT session %r: no CONNACK in %g s", client_id, timeout_s)
+            return False
+        if not accepted[0]:
+            log.warning("could not wipe MQTT session %r: the broker refused the login", client_id)
+        return accepted[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()

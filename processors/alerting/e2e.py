@@ -5,7 +5,8 @@ Used by the end-to-end test and by ``benchmarks/alert_bench.py``. Everything it 
 its own: Kafka topics and consumer groups with a unique suffix, an MQTT client id and share
 group, a one-device registry, a state directory, a rule file. It starts ``kotaflow bridge``,
 ``kotaflow process --stage validate`` and ``kotaflow alert`` as child processes with that
-configuration, exactly as an operator would, and stops them (and only them) on exit.
+configuration, exactly as an operator would, and stops them (and only them) on exit, then
+wipes the bridge's persistent MQTT session.
 
 Other bridges on the same broker also receive the test device's messages and will
 dead-letter them as an unknown device; that is harmless.
@@ -30,7 +31,7 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from deploy.local.kafka_topics import ensure_topics
-from kotaflow.mqtt import Account, mqtt_access
+from kotaflow.mqtt import Account, mqtt_access, wipe_mqtt_session
 from kotaflow.settings import Settings, load_settings
 from processors.alerting.store import AlertStore
 
@@ -209,3 +210,4 @@ def pipeline(root: Path, webhook_url: str, ready_timeout_s: float = 120.0) -> It
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        wipe_mqtt_session(settings, settings.bridge.client_id)  # the bridge's persistent one

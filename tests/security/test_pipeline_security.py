@@ -38,7 +38,13 @@ from deploy.local.tls import TlsFiles
 from devices.fleet import load_fleet
 from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import local_sasl_password_file
-from kotaflow.mqtt import Account, local_credentials_file, mqtt_access, read_credentials
+from kotaflow.mqtt import (
+    Account,
+    local_credentials_file,
+    mqtt_access,
+    read_credentials,
+    wipe_mqtt_session,
+)
 from kotaflow.settings import Settings
 from processors.testing import isolated, stage_topics
 from tests.processors.helpers import read_topic
@@ -152,6 +158,7 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield sec
     finally:
         sec.stop()
+        wipe_mqtt_session(plain, sec.env["KOTAFLOW_BRIDGE__CLIENT_ID"])  # the bridge's session
         asyncio.run(stage_topics(plain, create=False))
 
 

@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from deploy.local.mosquitto import Mosquitto
-from kotaflow.mqtt import Account, MqttAccess, mqtt_access
+from kotaflow.mqtt import Account, MqttAccess, mqtt_access, wipe_mqtt_session
 from kotaflow.settings import Settings
 
 DEADLINE_S = 30.0
@@ -65,6 +65,27 @@ def reader(stack: Settings) -> MqttAccess:
     return mqtt_access(stack, Account.BRIDGE)
 
 
+def _leave_subscribed(reader: MqttAccess, client_id: str, topic: str) -> None:
+    """Make a persistent session (expiry 300 s) subscribed to ``topic``, then go offline."""
+    first = _client(reader, client_id)
+    inbox = _Inbox(first)
+    first.connect(reader.host, reader.port, clean_start=True, properties=_session_properties(300))
+    first.loop_start()
+    first.subscribe(topic, qos=1)
+    assert inbox.subscribed.wait(DEADLINE_S)
+    first.disconnect()
+    first.loop_stop()
+
+
+@pytest.fixture
+def session_id(stack: Settings) -> Iterator[str]:
+    """A client id for a persistent session; the session is wiped on teardown, whatever the
+    test did (none is left for the broker to queue for, persist and expire later)."""
+    client_id = f"test-bridge-{uuid.uuid4().hex[:8]}"
+    yield client_id
+    wipe_mqtt_session(stack, client_id)
+
+
 @pytest.fixture
 def publisher(stack: Settings) -> Iterator[mqtt.Client]:
     access = mqtt_access(stack, Account.GATEWAY)
@@ -101,19 +122,12 @@ def test_qos1_message_round_trips_through_mosquitto(
 
 @pytest.mark.services
 def test_offline_persistent_session_keeps_more_than_default_queue(
-    reader: MqttAccess, topic: str, publisher: mqtt.Client
+    reader: MqttAccess, topic: str, publisher: mqtt.Client, session_id: str
 ) -> None:
     """Mosquitto's default max_queued_messages (1000) would drop the rest; ours keeps all."""
-    client_id = f"test-bridge-{uuid.uuid4().hex[:8]}"
+    client_id = session_id
     count = 1500
-    first = _client(reader, client_id)
-    first_inbox = _Inbox(first)
-    first.connect(reader.host, reader.port, clean_start=True, properties=_session_properties(300))
-    first.loop_start()
-    first.subscribe(topic, qos=1)
-    assert first_inbox.subscribed.wait(DEADLINE_S)
-    first.disconnect()
-    first.loop_stop()
+    _leave_subscribed(reader, client_id, topic)
 
     sent = [publisher.publish(topic, f"{i}".encode(), qos=1) for i in range(count)]
     for info in sent:
@@ -129,6 +143,27 @@ def test_offline_persistent_session_keeps_more_than_default_queue(
         again.disconnect()
         again.loop_stop()
     assert sorted(int(m.payload) for m in got) == list(range(count))
+
+
+@pytest.mark.services
+def test_a_wiped_session_is_gone(
+    stack: Settings, reader: MqttAccess, topic: str, session_id: str
+) -> None:
+    """What every test and benchmark that makes a persistent session relies on at teardown."""
+    _leave_subscribed(reader, session_id, topic)
+
+    assert wipe_mqtt_session(stack, session_id)
+
+    again = _client(reader, session_id)
+    present: queue.Queue[bool] = queue.Queue()
+    again.on_connect = lambda _c, _u, flags, _rc, _p: present.put(flags.session_present)
+    again.connect(reader.host, reader.port, clean_start=False, properties=_session_properties(0))
+    again.loop_start()
+    try:
+        assert present.get(timeout=DEADLINE_S) is False  # no subscriptions, no queue
+    finally:
+        again.disconnect()
+        again.loop_stop()
 
 
 def test_rendered_config_follows_settings_and_sizes_the_queue(tmp_path: Path) -> None:
