@@ -225,11 +225,11 @@ async def measure(
         env = child_env(write_config(mine, work / "kotaflow.yaml"))
         topics = mine.kafka.topics
         wanted = {getattr(topics, name): n for name, n in PARTITIONS.items()}
-        await asyncio.to_thread(ensure_topics, mine.kafka, wanted, lambda _: None)
         poller: ArrivalPoller | None = None
         stop_polling = asyncio.Event()
         polling: asyncio.Task[None] | None = None
         try:
+            await asyncio.to_thread(ensure_topics, mine.kafka, wanted, lambda _: None)
             bridge = spawn_kotaflow("kotaflow bridge", ["bridge"], env, work / "bridge.log")
             children.append(bridge)
             process = spawn_kotaflow("kotaflow process", ["process"], env, work / "process.log")

@@ -34,8 +34,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from benchmarks.isolation import scratch_buckets
 from benchmarks.procstats import ProcessCost, own_cost
 from benchmarks.report import Figure, ScenarioResult, Target
@@ -45,7 +43,7 @@ from ingest.envelope import RawEnvelope
 from kotaflow.settings import Settings, load_settings
 from processors.health import Health
 from processors.runner import StageName, run_stages
-from processors.testing import isolated, produce_all
+from processors.testing import isolated, produce_all, stage_topics
 
 PARTITIONS = 6
 QUICK_MESSAGES, FULL_MESSAGES = 40_000, 200_000
@@ -108,13 +106,9 @@ def backlog(settings: Settings, count: int) -> tuple[list[RawEnvelope], int]:
 
 
 async def fill(settings: Settings, envelopes: list[RawEnvelope]) -> float:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
+    """Create the run's topics and write the backlog to raw; seconds the writing took."""
+    await stage_topics(settings, create=True, partitions=PARTITIONS)
     t = settings.kafka.topics
-    await admin.create_topics(
-        [NewTopic(n, PARTITIONS, 1) for n in (t.raw, t.readings, t.deadletter)]
-    )
-    await admin.close()
     started = time.perf_counter()
     records = [(e.key(), e.payload, e.headers()) for e in envelopes]
     await produce_all(settings, t.raw, records)
@@ -220,13 +214,8 @@ def _drain_here(
 
 
 async def cleanup(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    t = settings.kafka.topics
-    try:
-        await admin.delete_topics([t.raw, t.readings, t.deadletter])
-    finally:
-        await admin.close()
+    """Delete the run's raw, readings and dead-letter topics (never raises)."""
+    await stage_topics(settings, create=False)
 
 
 async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
@@ -235,9 +224,9 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
     tag = uuid.uuid4().hex[:8]
     async with scratch_buckets(isolated(settings, tag, prefix="bench"), tag) as mine:
         envelopes, readings = backlog(mine, count)
-        fill_s = await fill(mine, envelopes)
-        del envelopes
         try:
+            fill_s = await fill(mine, envelopes)
+            del envelopes
             validate = await asyncio.to_thread(
                 drain_in_child, mine, [StageName.VALIDATE], count, readings
             )
@@ -294,8 +283,8 @@ async def _standalone(stages: list[StageName], count: int, profile: Path | None)
     tag = uuid.uuid4().hex[:8]
     async with scratch_buckets(isolated(load_settings(), tag, prefix="bench"), tag) as settings:
         envelopes, readings = backlog(settings, count)
-        fill_s = await fill(settings, envelopes)
         try:
+            fill_s = await fill(settings, envelopes)
             run = await asyncio.to_thread(
                 drain_in_child, settings, stages, len(envelopes), readings, profile
             )

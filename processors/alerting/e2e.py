@@ -6,7 +6,7 @@ its own: Kafka topics and consumer groups with a unique suffix, an MQTT client i
 group, a one-device registry, a state directory, a rule file. It starts ``kotaflow bridge``,
 ``kotaflow process --stage validate`` and ``kotaflow alert`` as child processes with that
 configuration, exactly as an operator would, and stops them (and only them) on exit, then
-wipes the bridge's persistent MQTT session.
+wipes the bridge's persistent MQTT session and deletes the topics.
 
 Other bridges on the same broker also receive the test device's messages and will
 dead-letter them as an unknown device; that is harmless.
@@ -30,10 +30,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import yaml
 
-from deploy.local.kafka_topics import ensure_topics
+from deploy.local.kafka_topics import ensure_topics, run_sync
 from kotaflow.mqtt import Account, mqtt_access, wipe_mqtt_session
 from kotaflow.settings import Settings, load_settings
 from processors.alerting.store import AlertStore
+from processors.testing import delete_topics
 
 E2E_RULES = """
 version: 1
@@ -211,3 +212,6 @@ def pipeline(root: Path, webhook_url: str, ready_timeout_s: float = 120.0) -> It
             except subprocess.TimeoutExpired:
                 proc.kill()
         wipe_mqtt_session(settings, settings.bridge.client_id)  # the bridge's persistent one
+        run_sync(
+            delete_topics(settings, [topics.raw, topics.readings, topics.deadletter, topics.alerts])
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from deploy.local.kafka_topics import ensure_topics
+from deploy.local.kafka_topics import ensure_topics, run_sync
 from devices.reading import Reason
 from kotaflow.cli import app as cli_app
 from kotaflow.deadletter import DeadLetter
@@ -29,6 +29,7 @@ from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookR
 from processors.alerting.events import AlertEvent
 from processors.alerting.service import AlertService, build
 from processors.alerting.store import AlertStore
+from processors.testing import delete_topics
 from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
 from tests.alerting.helpers import reading, write_rules
 
@@ -51,7 +52,7 @@ rules:
 @pytest.fixture
 def alert_settings(
     stack: Settings, tmp_path: Path, http_receiver: HttpReceiver, smtp_server: SmtpServer
-) -> Settings:
+) -> Iterator[Settings]:
     uid = uuid.uuid4().hex[:10]
     topics = stack.kafka.topics.model_copy(
         update={
@@ -86,7 +87,10 @@ def alert_settings(
         },
     )
     kafka = stack.kafka.model_copy(update={"topics": topics})
-    return stack.model_copy(update={"kafka": kafka, "alerting": alerting})
+    try:
+        yield stack.model_copy(update={"kafka": kafka, "alerting": alerting})
+    finally:
+        run_sync(delete_topics(stack, wanted))  # the fixture may run inside a test loop
 
 
 @asynccontextmanager

@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.kafka_topics import describe_cluster, ensure_topics, planned_topics
 from kotaflow.settings import Settings
+from processors.testing import delete_topics
 
 log = logging.getLogger(__name__)
 DEADLINE_S = 60.0
@@ -76,7 +76,7 @@ async def test_idempotent_produce_then_consume_and_commit_by_hand(stack: Setting
         finally:
             await consumer.stop()
     finally:
-        await _delete_topic(bootstrap, topic)
+        await delete_topics(stack, [topic])
 
 
 async def _take(consumer: AIOKafkaConsumer, count: int) -> list[object]:
@@ -87,12 +87,3 @@ async def _take(consumer: AIOKafkaConsumer, count: int) -> list[object]:
         for records in batch.values():
             got.extend(records)
     return got
-
-
-async def _delete_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()

@@ -21,6 +21,7 @@ from deploy.local.kafka import SASL_PORT_OFFSET, broker_address
 from deploy.local.tls import ensure_tls
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
+from processors.testing import delete_topics
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 
@@ -56,23 +57,26 @@ async def test_scram_over_tls_round_trips_a_record(stack: Settings) -> None:
     assert broker_address(secure.kafka) == broker_address(stack.kafka)
     options = client_options(secure)
     assert options["sasl_plain_password"]
-    topic = f"test.scram.{uuid.uuid4().hex[:10]}"
+    topic = f"test.scram.{uuid.uuid4().hex[:10]}"  # Kafka creates it on the first produce
     value = uuid.uuid4().bytes
-    producer = AIOKafkaProducer(**options, enable_idempotence=True)
-    await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=b"k")
+        producer = AIOKafkaProducer(**options, enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value, key=b"k")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic, **client_options(secure), auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                record = await consumer.getone()
+        finally:
+            await consumer.stop()
     finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, **client_options(secure), auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            record = await consumer.getone()
-    finally:
-        await consumer.stop()
+        await delete_topics(stack, [topic])
     assert record.value == value
 
 
