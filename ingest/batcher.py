@@ -6,21 +6,23 @@ This batcher appends records straight into aiokafka's ``BatchBuilder`` (C code) 
 whole batches with ``send_batch``; the producer still assigns idempotent sequence numbers,
 retries, and keeps one batch in flight per partition.
 
-Per partition there is one *open* batch (the pump appends to it) and one sender task that
-submits it. While the previous batch is in flight, ``send_batch`` waits and records keep
-accumulating, so batches grow with load (natural batching); ``linger_s`` adds a short wait
-for a batch that is not full yet. A full batch makes :meth:`KafkaBatcher.add` wait until its
-sender has taken it: bounded memory, backpressure to the pump.
+:meth:`KafkaBatcher.append` is synchronous, so the bridge's loop over a burst of messages
+never stops to await. Per partition there is one *open* batch that records go into; a full
+one is closed and queued, and a new one opened. A sender task per partition submits the
+queued batches, then the open one; while the previous batch is in flight ``send_batch``
+waits and records keep accumulating, so batches grow with load. ``linger_s`` adds a short
+wait for a batch that is not full yet. Memory is bounded by the caller, which holds at most
+``max_in_flight`` messages (:class:`ingest.mqtt.MqttIntake`).
 
-``on_done(items, error)`` runs once per batch, with the items in append order.
+``on_done(topic, items, error)`` runs once per batch, with the items in append order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
@@ -33,48 +35,76 @@ T = TypeVar("T")
 Headers = list[tuple[str, bytes]]
 """aiokafka's C batch builder takes a list, nothing else."""
 
-
-@dataclass(eq=False)
-class _Open(Generic[T]):
-    builder: Any
-    items: list[T] = field(default_factory=list)
+OnDone = Callable[[str, list[T], BaseException | None], None]
 
 
-class _Partition(Generic[T]):
-    """The open batch of one topic-partition and the task that submits it."""
+class Lane(Generic[T]):
+    """One topic-partition: its open batch, the closed ones, and the task sending them.
+
+    ``append`` adds one record to the open batch; a full batch is closed and queued.
+    """
+
+    __slots__ = (
+        "_batcher",
+        "builder",
+        "full",
+        "has_data",
+        "items",
+        "partition",
+        "ready",
+        "task",
+        "topic",
+    )
 
     def __init__(self, batcher: KafkaBatcher[T], topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
         self._batcher = batcher
-        self.open: _Open[T] = _Open(batcher.producer.create_batch())
+        self.builder: Any = batcher.producer.create_batch()
+        self.items: list[T] = []
+        self.ready: deque[tuple[Any, list[T]]] = deque()  # closed, in append order
         self.has_data = asyncio.Event()
-        self.taken = asyncio.Event()  # set whenever the sender swaps in a fresh batch
         self.full = asyncio.Event()
         self.task = asyncio.create_task(self._send_loop(), name=f"batcher-{topic}-{partition}")
 
+    def append(self, key: bytes | None, value: bytes, headers: Headers, item: T) -> None:
+        if not self.builder.append(timestamp=None, key=key, value=value, headers=headers):
+            if not self.items:  # an empty batch refused it: it can never fit
+                raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
+            self.ready.append(self._take_open())
+            self.full.set()
+            self.builder.append(timestamp=None, key=key, value=value, headers=headers)
+        self.items.append(item)
+        self.has_data.set()
+
+    def _take_open(self) -> tuple[Any, list[T]]:
+        taken = (self.builder, self.items)
+        self.builder = self._batcher.producer.create_batch()
+        self.items = []
+        return taken
+
     async def _send_loop(self) -> None:
         batcher = self._batcher
+        producer = batcher.producer
         while True:
             await self.has_data.wait()
             if batcher.linger_s > 0 and not self.full.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.full.wait(), batcher.linger_s)
-            batch, self.open = self.open, _Open(batcher.producer.create_batch())
-            self.has_data.clear()
-            self.full.clear()
-            self.taken.set()
-            batch.builder.close()
+            builder, items = self.ready.popleft() if self.ready else self._take_open()
+            if not self.ready:
+                self.full.clear()
+                if not self.items:
+                    self.has_data.clear()
+            builder.close()
             try:
-                fut = await batcher.producer.send_batch(
-                    batch.builder, self.topic, partition=self.partition
-                )
+                fut = await producer.send_batch(builder, self.topic, partition=self.partition)
             except KafkaError as err:
-                batcher.on_done(batch.items, err)
+                batcher.on_done(self.topic, items, err)
                 continue
             fut.add_done_callback(
-                lambda f, items=batch.items: batcher.on_done(
-                    items, None if f.cancelled() else f.exception()
+                lambda f, items=items: batcher.on_done(
+                    self.topic, items, None if f.cancelled() else f.exception()
                 )
             )
 
@@ -82,44 +112,33 @@ class _Partition(Generic[T]):
 class KafkaBatcher(Generic[T]):
     """Appends records per partition; one ``on_done`` per batch Kafka acknowledged."""
 
-    def __init__(
-        self,
-        producer: AIOKafkaProducer,
-        on_done: Callable[[list[T], BaseException | None], None],
-        linger_s: float,
-    ) -> None:
+    def __init__(self, producer: AIOKafkaProducer, on_done: OnDone[T], linger_s: float) -> None:
         self.producer = producer
         self.on_done = on_done
         self.linger_s = linger_s
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
-        self._open: dict[tuple[str, int], _Partition[T]] = {}
+        self._open: dict[tuple[str, int], Lane[T]] = {}
 
-    async def add(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers, item: T
-    ) -> None:
-        """Append one record; waits only when that partition's open batch is full."""
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
-        p = self._partitioner(key, partitions, partitions)
-        part = self._open.get((topic, p))
-        if part is None:
-            part = self._open[(topic, p)] = _Partition(self, topic, p)
-        while True:
-            current = part.open
-            if current.builder.append(timestamp=None, key=key, value=value, headers=headers):
-                current.items.append(item)
-                part.has_data.set()
-                return
-            if not current.items:  # an empty batch refused it: it can never fit
-                raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
-            part.full.set()
-            part.taken.clear()
-            await part.taken.wait()
+    async def prepare(self, *topics: str) -> None:
+        """Look the topics' partitions up (append needs them and cannot wait)."""
+        for topic in topics:
+            if topic not in self._partitions:
+                self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+
+    def lane(self, topic: str, key: bytes | None) -> Lane[T]:
+        """Where records with ``key`` go (the bridge keeps it per device: one lookup)."""
+        partitions = self._partitions[topic]
+        partition = self._partitioner(key, partitions, partitions)
+        lane = self._open.get((topic, partition))
+        if lane is None:
+            lane = self._open[(topic, partition)] = Lane(self, topic, partition)
+        return lane
 
     def in_open_batches(self) -> int:
-        return sum(len(p.open.items) for p in self._open.values())
+        return sum(
+            len(p.items) + sum(len(items) for _, items in p.ready) for p in self._open.values()
+        )
 
     async def close(self) -> None:
         """Stop the sender tasks (what was submitted stays with the producer)."""

@@ -7,11 +7,19 @@ session and is redelivered, so a crash or a Kafka outage costs duplicates, never
 Duplicates are counted (``redelivered``) and are harmless downstream (InfluxDB points with
 the device's timestamp overwrite themselves).
 
-Flow, in one asyncio task (the *pump*): paho's network thread appends to the inbox
-(:mod:`ingest.mqtt`); the pump classifies each message at the edge (:mod:`ingest.edge`:
-raw envelope, or a dead letter for oversize / unknown topic / rate limited) and appends the
-record to its partition's batch (:mod:`ingest.batcher`). When Kafka acknowledges a batch,
-its deliveries complete in the ack window and the contiguous completed prefix is acked.
+Flow, in one asyncio task (the *pump*): paho's network thread appends bursts of messages
+to the inbox (:mod:`ingest.mqtt`, :mod:`ingest.fastpaho`); the pump routes each message at
+the edge (:mod:`ingest.edge`: raw record, or a dead letter for oversize / unknown topic /
+rate limited) and appends the record to its partition's open batch (:mod:`ingest.batcher`),
+without awaiting per message. When Kafka acknowledges a batch, its QoS 1 deliveries
+complete in the ack window (:mod:`ingest.acks`) and the contiguous completed prefix is acked
+with one write.
+
+The usual message (a known device's topic, no MQTT 5 properties, not retained) takes a
+short path: its headers are the topic's cached leading headers plus the burst's receive
+time and the QoS. Everything else goes through :class:`~ingest.envelope.RawEnvelope` or
+:class:`~kotaflow.deadletter.DeadLetter`; a unit test pins that both paths give the same
+record.
 
 Failure and recovery:
 
@@ -40,12 +48,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from devices.reading import Reason
-from ingest.acks import AckWindow, Delivery
-from ingest.batcher import KafkaBatcher
-from ingest.edge import EdgePolicy, Inbound
-from ingest.envelope import RawEnvelope
+from ingest.acks import AckWindow
+from ingest.batcher import KafkaBatcher, Lane
+from ingest.edge import EdgePolicy, Route
+from ingest.envelope import plain_tails
+from ingest.fastpaho import Arrival
 from ingest.metrics import BridgeMetrics
-from ingest.mqtt import MqttIntake
+from ingest.mqtt import MqttIntake, inbound_of
 from ingest.producer import make_bridge_producer
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.kafka import client_options
@@ -56,7 +65,6 @@ log = logging.getLogger("kotaflow.bridge")
 
 _PRODUCER_STOP_TIMEOUT_S = 10.0
 _DRAIN_POLL_S = 0.02
-_YIELD_EVERY = 256
 
 
 class _Outcome(enum.Enum):
@@ -64,8 +72,9 @@ class _Outcome(enum.Enum):
     KAFKA_FAILED = "kafka_failed"
 
 
-_Item = tuple[Delivery, Reason | None]
-"""What the batcher carries per record: the MQTT delivery, and the dead-letter reason."""
+_Item = int | tuple[int, Reason]
+"""What the batcher carries per record: the delivery's ack-window sequence number (-1 for
+QoS 0), with the reason for a dead letter."""
 
 
 @dataclass(eq=False)
@@ -76,8 +85,11 @@ class _Session:
     intake: MqttIntake
     wake: asyncio.Event
     window: AckWindow = field(default_factory=AckWindow)
+    generation: int = 0
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     batcher: KafkaBatcher[_Item] = field(init=False)
+    lanes: dict[bytes, Lane[_Item]] = field(default_factory=dict)
+    """The raw topic's lane per Kafka key (device), looked up once per device."""
 
 
 class Bridge:
@@ -142,11 +154,12 @@ class Bridge:
             producer, functools.partial(self._on_batch, session), self._cfg.linger_ms / 1000
         )
         self.metrics.track_in_flight(lambda: len(session.window))
-        intake.start()
         pump = asyncio.create_task(self._pump(session), name="bridge-pump")
         stopping = asyncio.create_task(stop.wait())
         failing = asyncio.create_task(session.failed.wait())
         try:
+            await session.batcher.prepare(self._raw_topic, self._dead_topic)
+            intake.start()
             await asyncio.wait({pump, stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set() and not session.failed.is_set():
                 await self._drain(session)
@@ -155,12 +168,15 @@ class Bridge:
                 if pump.done() and not pump.cancelled() and pump.exception() is not None:
                     self._fail(session, pump.exception())
                 outcome = _Outcome.KAFKA_FAILED
+        except KafkaError as err:  # the topics' metadata could not be had
+            self._fail(session, err)
+            outcome = _Outcome.KAFKA_FAILED
         finally:
             for task in (pump, stopping, failing):
                 task.cancel()
             await asyncio.gather(pump, stopping, failing, return_exceptions=True)
             await session.batcher.close()
-            abandoned = len(session.window) + len(intake.inbox)
+            abandoned = len(session.window) + sum(len(m) for _, _, m in intake.inbox)
             await asyncio.to_thread(intake.close)
             if abandoned:
                 self.metrics.dropped_unacked.inc(abandoned)
@@ -174,86 +190,91 @@ class Bridge:
             await s.wake.wait()
             s.wake.clear()
             s.intake.rearm()
-            taken = 0
             while inbox and not s.failed.is_set():
-                await self._forward(s, *inbox.popleft())
-                taken += 1
-                if taken % _YIELD_EVERY == 0:
-                    # Let the batch senders and Kafka callbacks run: without this a steady
-                    # inbox starves them, batches leave only when full and acks stall.
-                    self.metrics.received.inc(_YIELD_EVERY)
-                    await asyncio.sleep(0)
-            self.metrics.received.inc(taken % _YIELD_EVERY)
+                generation, received_at, arrivals = inbox.popleft()
+                try:
+                    self._forward(s, generation, received_at, arrivals)
+                except KafkaError as err:
+                    self._fail(s, err)
+                    return
+                # Between bursts, let the batch senders and Kafka callbacks run: a steady
+                # inbox would otherwise starve them, and acks would stall.
+                await asyncio.sleep(0)
 
-    async def _forward(
-        self,
-        s: _Session,
-        generation: int,
-        mid: int,
-        qos: int,
-        dup: bool,
-        received_at: float,
-        msg: Inbound,
+    def _forward(
+        self, s: _Session, generation: int, received_at: float, arrivals: list[Arrival]
     ) -> None:
-        if dup:
-            self.metrics.redelivered.inc()
+        """Route one burst of messages into the open batches (no await: the hot path)."""
         window = s.window
-        if generation != window.generation:
-            self._abandon(s, window.reset(generation))
-        delivery = window.open(generation, mid, qos, received_at)
-        edge = self._edge
-        decision = edge.classify(msg, time.time_ns() // 1_000_000, time.monotonic())
-        try:
-            if isinstance(decision, RawEnvelope):
-                await s.batcher.add(
-                    self._raw_topic,
-                    decision.key(),
-                    decision.payload,
-                    edge.record_headers(decision),
-                    (delivery, None),
-                )
-            else:
-                await s.batcher.add(
-                    self._dead_topic,
-                    decision.key(),
-                    decision.value(),
-                    [],
-                    (delivery, decision.reason),
-                )
-        except KafkaError as err:
-            self._fail(s, err)
+        if generation != s.generation:
+            s.generation = generation  # a new connection: the broker redelivers the rest
+            dropped = window.reset()
+            if dropped:
+                self.metrics.dropped_unacked.inc(dropped)
+        window.mark_received(received_at)
+        rx_ms = time.time_ns() // 1_000_000
+        tails = plain_tails(rx_ms)
+        route_of = self._edge.route
+        lanes = s.lanes
+        redelivered = 0
+        for arrival in arrivals:
+            mid, qos, dup, retain, topic, payload, props = arrival
+            redelivered += dup
+            seq = window.open(mid) if qos else -1
+            route = route_of(topic, len(payload), received_at)
+            if type(route) is not Route or retain or props is not None:
+                self._forward_other(s, seq, arrival, route, rx_ms)
+                continue
+            lane = lanes.get(route.key)
+            if lane is None:
+                lane = lanes[route.key] = s.batcher.lane(self._raw_topic, route.key)
+            lane.append(route.key, payload, route.topic_headers + tails[qos], seq)
+        self.metrics.received.inc(len(arrivals))
+        if redelivered:
+            self.metrics.redelivered.inc(redelivered)
 
-    def _on_batch(self, s: _Session, items: list[_Item], err: BaseException | None) -> None:
+    def _forward_other(
+        self, s: _Session, seq: int, arrival: Arrival, route: Route | Reason, rx_ms: int
+    ) -> None:
+        """The long path: dead letters, retained messages, MQTT 5 properties."""
+        msg = inbound_of(arrival)
+        if isinstance(route, Reason):
+            dead = self._edge.dead_letter(msg, route)
+            key = dead.key()
+            lane = s.batcher.lane(self._dead_topic, key)
+            lane.append(key, dead.value(), [], (seq, route))
+            return
+        envelope = self._edge.envelope(msg, route, rx_ms)
+        lane = s.batcher.lane(self._raw_topic, route.key)
+        lane.append(route.key, envelope.payload, envelope.headers(route.topic_headers), seq)
+
+    def _on_batch(
+        self, s: _Session, topic: str, items: list[_Item], err: BaseException | None
+    ) -> None:
         """Kafka answered for one batch: count it, then ack what is now a completed prefix."""
+        s.intake.release(len(items))
         if err is not None:
             self._fail(s, err)
             return
-        raw = 0
-        for _, reason in items:
-            if reason is None:
-                raw += 1
+        seqs: list[int] = []
+        for item in items:
+            if isinstance(item, int):
+                seqs.append(item)
             else:
-                self.metrics.deadlettered_for(reason).inc()
-        self.metrics.produced.inc(raw)
+                seqs.append(item[0])
+                self.metrics.deadlettered_for(item[1]).inc()
+        if topic == self._raw_topic:
+            self.metrics.produced.inc(len(items))
         if s.failed.is_set():
             return  # recovering: ack nothing more, the broker will redeliver
-        window = s.window
-        ready: list[Delivery] = []
-        for delivery, _ in items:
-            ready += window.complete(delivery)
-        if ready:
-            s.intake.ack([(d.mid, d.qos) for d in ready])
-            # One observation per ack burst, of its oldest message (the burst's worst case):
-            # a histogram observation per message was 7% of the bridge's CPU.
-            self.metrics.ack_latency.observe(time.monotonic() - ready[0].received_at)
-            self.metrics.acked.inc(len(ready))
-            s.intake.release(len(ready))
-
-    def _abandon(self, s: _Session, dropped: list[Delivery]) -> None:
-        """A reconnect superseded these: the broker redelivers them, free their slots."""
-        if dropped:
-            self.metrics.dropped_unacked.inc(len(dropped))
-            s.intake.release(len(dropped))
+        pubacks, count, oldest = s.window.complete(seqs)
+        if count:
+            s.intake.ack(pubacks)
+            self.metrics.acked.inc(count)
+            if oldest is not None:
+                # One observation per ack burst, of its oldest message (the worst case):
+                # one per message was 7% of the bridge's CPU.
+                self.metrics.ack_latency.observe(time.monotonic() - oldest)
 
     def _fail(self, s: _Session, err: BaseException | None) -> None:
         if s.failed.is_set():
@@ -269,10 +290,10 @@ class Bridge:
         """Graceful stop: no new intake; wait until what was taken is in Kafka and acked."""
         s.intake.stop_intake()
         deadline = time.monotonic() + self._cfg.drain_timeout_s
-        log.info("draining", extra={"in_flight": len(s.window) + len(s.intake.inbox)})
-        while (s.intake.inbox or len(s.window)) and not s.failed.is_set():
+        log.info("draining", extra={"in_flight": s.intake.gate.used})
+        while (s.intake.inbox or s.intake.gate.used or len(s.window)) and not s.failed.is_set():
             if time.monotonic() >= deadline:
-                log.warning("drain timed out", extra={"in_flight": len(s.window)})
+                log.warning("drain timed out", extra={"in_flight": s.intake.gate.used})
                 return
             await asyncio.sleep(_DRAIN_POLL_S)
 

@@ -39,10 +39,24 @@ class Inbound:
     user_properties: tuple[tuple[str, str], ...] = ()
 
 
-class EdgePolicy:
-    """Classifies inbound messages; one instance per bridge (it holds the rate buckets)."""
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a known device topic's messages go: Kafka key and the per-topic headers."""
 
-    __slots__ = ("_limiter", "_max_payload", "_topic_cache", "_topic_cache_size")
+    match: TopicMatch
+    device_key: str
+    key: bytes
+    topic_headers: Headers
+
+
+class EdgePolicy:
+    """Classifies inbound messages; one instance per bridge (it holds the rate buckets).
+
+    :meth:`route` is the decision, made on the raw topic bytes for the bridge's hot path;
+    :meth:`classify` wraps it into an envelope or a dead letter for one whole message.
+    """
+
+    __slots__ = ("_limiter", "_max_payload", "_routes", "_routes_max")
 
     def __init__(
         self,
@@ -52,24 +66,34 @@ class EdgePolicy:
     ) -> None:
         self._max_payload = max_payload_bytes
         self._limiter = limiter
-        self._topic_cache: dict[str, tuple[TopicMatch, Headers]] = {}
-        self._topic_cache_size = topic_cache_size
+        self._routes: dict[bytes, Route] = {}
+        self._routes_max = topic_cache_size
+
+    def route(self, topic: bytes, size: int, now: float) -> Route | Reason:
+        """Forward (a :class:`Route`) or the dead-letter reason, for a payload of ``size``
+        bytes on ``topic``; ``now`` is monotonic seconds (for the rate limit)."""
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._learn(topic)
+        if size > self._max_payload:
+            return Reason.OVERSIZE
+        if route is None:
+            return Reason.UNKNOWN_TOPIC
+        if self._limiter is not None and not self._limiter.allow(route.device_key, now):
+            return Reason.RATE_LIMITED
+        return route
 
     def classify(self, msg: Inbound, rx_ms: int, now: float) -> RawEnvelope | DeadLetter:
         """``rx_ms``: wall clock (ms since epoch) for the record; ``now``: monotonic seconds."""
-        match = self._match(msg.topic)
-        device = match.device_key if match is not None else None
-        size = len(msg.payload)
-        if size > self._max_payload:
-            return self._dead(
-                msg, Reason.OVERSIZE, f"payload {size} bytes > limit {self._max_payload}", device
-            )
-        if match is None:
-            return self._dead(msg, Reason.UNKNOWN_TOPIC, "topic matches no device pattern", None)
-        if self._limiter is not None and not self._limiter.allow(match.device_key, now):
-            return self._dead(
-                msg, Reason.RATE_LIMITED, "device over its per-device rate limit", device
-            )
+        decision = self.route(msg.topic.encode(), len(msg.payload), now)
+        if isinstance(decision, Reason):
+            return self.dead_letter(msg, decision)
+        return self.envelope(msg, decision, rx_ms)
+
+    @staticmethod
+    def envelope(msg: Inbound, route: Route, rx_ms: int) -> RawEnvelope:
+        """The raw envelope of ``msg``, which :meth:`route` forwarded along ``route``."""
+        match = route.match
         return RawEnvelope(
             payload=msg.payload,
             mqtt_topic=msg.topic,
@@ -83,34 +107,52 @@ class EdgePolicy:
             user_properties=msg.user_properties,
         )
 
-    def record_headers(self, envelope: RawEnvelope) -> Headers:
-        """``envelope.headers()``, with the per-topic part taken from the topic table."""
-        cached = self._topic_cache.get(envelope.mqtt_topic)
-        return envelope.headers(cached[1] if cached is not None else None)
-
-    def _match(self, topic: str) -> TopicMatch | None:
-        cache = self._topic_cache
-        found = cache.get(topic)
-        if found is not None:
-            return found[0]
-        if len(cache) >= self._topic_cache_size:
-            cache.clear()  # cheaper than LRU bookkeeping; refills from the live topics
-        match = match_topic(topic)
-        if match is not None:
-            part = topic_headers(topic, match.device_key, match.key_kind, match.format)
-            cache[topic] = (match, part)
-        return match
-
-    @staticmethod
-    def _dead(msg: Inbound, reason: Reason, message: str, device: str | None) -> DeadLetter:
+    def dead_letter(self, msg: Inbound, reason: Reason) -> DeadLetter:
+        """The dead letter for ``msg``, refused by :meth:`route` for ``reason``."""
+        route = self._routes.get(msg.topic.encode())
+        device = route.device_key if route is not None else None
+        size = len(msg.payload)
+        text = {
+            Reason.OVERSIZE: f"payload {size} bytes > limit {self._max_payload}",
+            Reason.UNKNOWN_TOPIC: "topic matches no device pattern",
+            Reason.RATE_LIMITED: "device over its per-device rate limit",
+        }.get(reason, reason.value)
         return DeadLetter(
             stage=STAGE,
             reason=reason,
-            message=message,
+            message=text,
             payload=msg.payload,
             device=device,
             source={"mqtt_topic": msg.topic, "qos": msg.qos, "retain": msg.retain},
         )
+
+    def _learn(self, topic: bytes) -> Route | None:
+        """Match a topic not seen yet; remember it if it is a device's (junk is not kept)."""
+        try:
+            text = topic.decode()
+        except UnicodeDecodeError:
+            return None
+        match = match_topic(text)
+        if match is None:
+            return None
+        if len(self._routes) >= self._routes_max:
+            self._routes.clear()  # cheaper than LRU bookkeeping; refills from the live topics
+        route = Route(
+            match,
+            match.device_key,
+            match.device_key.encode(),
+            topic_headers(text, match.device_key, match.key_kind, match.format),
+        )
+        self._routes[topic] = route
+        return route
+
+
+def decode_topic(topic: bytes) -> str:
+    """A topic as text; bytes that are not UTF-8 are escaped, never fatal."""
+    try:
+        return topic.decode()
+    except UnicodeDecodeError:
+        return topic.decode("utf-8", "backslashreplace")
 
 
 def user_properties_of(pairs: Sequence[tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:

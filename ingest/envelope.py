@@ -81,6 +81,14 @@ def topic_headers(
     ]
 
 
+def plain_tails(rx_ms: int) -> tuple[Headers, Headers]:
+    """The headers after :func:`topic_headers` of a QoS 0 and of a QoS 1 message received at
+    ``rx_ms`` that is not retained and carries no MQTT 5 properties: what
+    :meth:`RawEnvelope.headers` gives for it, made once per burst by the bridge."""
+    rx = str(rx_ms).encode()
+    return [("kf.rx_ms", rx), ("kf.qos", b"0")], [("kf.rx_ms", rx), ("kf.qos", b"1")]
+
+
 class EnvelopeError(ValueError):
     """A record on the raw topic lacks what version 1 of the envelope promises."""
 

@@ -1,138 +1,185 @@
-"""A paho-mqtt 2.x client with a faster receive and ack path, for the bridge only.
+"""A paho-mqtt 2.x client with a bulk receive path and raw acks, for the bridge only.
 
-Profiling the bridge (py-spy, benchmarks/bridge_bench.py) showed paho's network thread as
-the bottleneck, not Kafka: per message it runs one ``select`` and three ``recv`` calls
-(command byte, length, body), looks the topic up in an (empty) per-filter callback table,
-and every ``ack()`` costs two syscalls (queue + wake-up byte) and one ``send``. This
-subclass keeps paho's protocol handling and changes only how bytes move:
+Profiling the bridge (py-spy, ``kotaflow bench bridge``) showed paho's network thread, not
+Kafka, as the limit: per message paho runs three ``recv`` calls (command byte, length,
+body), builds a ``Properties`` table and an ``MQTTMessage`` (a lock each), looks the topic up
+in its per-filter callback table, and every ``ack()`` costs a queued packet, a wake-up byte
+and a ``send``. This subclass keeps paho's protocol handling (connect, subscribe, keepalive,
+reconnect, TLS) and changes only how bytes move:
 
-- the TCP socket is wrapped in :class:`BufferedSocket`: one ``recv`` of up to 256 KiB feeds
-  many small reads, and its ``pending()`` tells paho's loop (as for TLS sockets) that more
-  is buffered, so no data sits unseen behind a ``select``;
-- ``loop_read`` handles up to ``READ_BATCH`` packets per wake-up instead of one;
-- MQTT 5 QoS 0/1 PUBLISH packets without properties (what devices send) are decoded here
-  into an :class:`~ingest.edge.Inbound` and handed to ``on_arrival``, skipping paho's
-  per-message ``Properties`` table (the largest single cost), ``MQTTMessage`` (a lock per
-  message) and the per-filter callback lookup; anything else takes paho's own path;
-- :meth:`FastClient.ack_many` queues a run of PUBACKs as one write.
+- :meth:`FastClient.loop_read` reads up to ``RECV_BYTES`` per ``recv`` and splits the
+  buffer into MQTT packets itself. MQTT 5 QoS 0/1 PUBLISH packets without properties (what
+  devices send) become one :data:`Arrival` tuple each, and every ``recv``'s worth is handed
+  to ``on_arrivals`` as one list: one hand-off per few hundred messages, not one per message.
+  Every other packet (CONNACK, SUBACK, PINGRESP, PUBLISH with properties or QoS 2, ...) is
+  given to paho's own handler exactly as paho would have read it.
+- :meth:`FastClient.ack_raw` queues a run of ready-made PUBACK packets as one write.
 
-The overrides touch paho internals (``_packet_read``, ``_loop_rc_handle``, ``_packet_queue``,
-``_create_socket``), hence the ``<3`` pin; the service tests exercise every one of them.
-TLS and websocket transports keep paho's own socket (they buffer already).
+The overrides touch paho internals (``_in_packet``, ``_packet_handle``, ``_loop_rc_handle``,
+``_packet_queue``), hence the ``<3`` pin; unit tests feed it real packet bytes and the
+service tests run it against the broker, over TCP and TLS.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import ssl
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
-
-from ingest.edge import Inbound
+from paho.mqtt.exception import MalformedPacket
 
 log = logging.getLogger("kotaflow.bridge.mqtt")
 
-READ_BATCH = 256
 RECV_BYTES = 262_144
+MAX_RECVS = 4
+"""``recv`` calls per ``loop_read``: then paho's loop gets to write (our acks) again."""
+
+_PUBLISH = 0x30
+_PUBLISH_QOS1 = 0x32
 _PUBACK = 0x40
-_PUBACK_PACKET = struct.Struct("!BBH")
 _U16 = struct.Struct("!H")
 
-OnArrival = Callable[[int, int, bool, float, Inbound], None]
-"""(mid, qos, dup, receive time (monotonic), message) for each decoded PUBLISH."""
+Arrival = tuple[int, int, bool, bool, bytes, bytes, Any]
+"""(mid, qos, dup, retain, topic as sent, payload, paho ``Properties`` or None)."""
+
+OnArrivals = Callable[[list[Arrival], float], None]
+"""Called on the network thread with one ``recv``'s messages and its monotonic time."""
 
 
-class BufferedSocket:
-    """A non-blocking TCP socket whose small reads are served from one large ``recv``."""
-
-    __slots__ = ("_buf", "_pos", "_sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(RECV_BYTES)  # BlockingIOError when nothing is there
-            if not data:
-                return data
-            self._buf, self._pos = data, 0
-        start = self._pos
-        self._pos = min(start + bufsize, len(self._buf))
-        return self._buf[start : self._pos]
-
-    def pending(self) -> int:
-        """Bytes already read from the kernel but not yet handed out (paho checks this)."""
-        return len(self._buf) - self._pos
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+def _in_packet(command: int = 0, body: bytes = b"") -> Any:
+    """paho's record of the packet being read, as ``_packet_read`` leaves it when whole."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": bytearray(body),
+        "to_process": 0,
+        "pos": 0,
+    }
 
 
 class FastClient(paho.Client):
-    """paho's client with buffered reads, a lean PUBLISH path and batched acks.
+    """paho's client with a bulk PUBLISH path and raw acks.
 
-    Set ``on_arrival``; ``on_message`` still receives what the lean path leaves to paho.
+    Set ``on_arrivals`` before connecting; ``on_message`` receives only what the bulk path
+    leaves to paho (PUBLISH packets with MQTT 5 properties, QoS 2).
     """
 
-    on_arrival: OnArrival | None = None
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        on_arrival = self.on_arrival
-        header = self._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        if on_arrival is None or qos == 2 or self._protocol != MQTTProtocolVersion.MQTTv5:
-            return super()._handle_publish()
-        packet = self._in_packet["packet"]
-        try:
-            (topic_len,) = _U16.unpack_from(packet, 0)
-            pos = 2 + topic_len
-            topic_bytes = bytes(packet[2:pos])
-            mid = 0
-            if qos:
-                (mid,) = _U16.unpack_from(packet, pos)
-                pos += 2
-            has_properties = packet[pos] != 0
-        except (struct.error, IndexError):
-            return super()._handle_publish()  # let paho report the malformed packet
-        if has_properties or not topic_bytes:
-            return super()._handle_publish()
-        try:
-            topic = topic_bytes.decode()
-        except UnicodeDecodeError:
-            topic = topic_bytes.decode("utf-8", "backslashreplace")
-        inbound = Inbound(topic, bytes(packet[pos + 1 :]), qos, bool(header & 0x01))
-        try:
-            on_arrival(mid, qos, bool(header & 0x08), time.monotonic(), inbound)
-        except Exception:
-            log.exception("on_arrival failed")  # never let it kill the network thread
-        if qos == 1 and not self._manual_ack:
-            return self._send_puback(mid)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _create_socket(self) -> Any:
-        sock = super()._create_socket()
-        if isinstance(sock, socket.socket) and not self._ssl:
-            return BufferedSocket(sock)
-        return sock
+    on_arrivals: OnArrivals | None = None
+    _rx: bytes = b""
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(READ_BATCH):
+        if self._protocol != MQTTProtocolVersion.MQTTv5 or self.on_arrivals is None:
+            return super().loop_read(max_packets)
+        for _ in range(MAX_RECVS):
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                handled: MQTTErrorCode = self._loop_rc_handle(rc)
-                return handled
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
+            try:
+                data = self._sock_recv(RECV_BYTES)
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except OSError as err:
+                log.warning("MQTT receive failed", extra={"error": repr(err)})
+                return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            if not data:
+                return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            with self._msgtime_mutex:
+                self._last_bytes_received = time.monotonic()
+            rc = self._split(self._rx + data if self._rx else data)
+            if rc:
+                return self._loop_rc_handle(rc)
+            sock = self._sock
+            if len(data) < RECV_BYTES and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break  # the kernel had no more for now: let paho's loop select again
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _split(self, buf: bytes) -> MQTTErrorCode:
+        """Handle every complete packet in ``buf``; keep the incomplete tail for later."""
+        on_arrivals = self.on_arrivals
+        assert on_arrivals is not None
+        arrivals: list[Arrival] = []
+        now = time.monotonic()
+        unpack = _U16.unpack_from
+        end = len(buf)
+        pos = 0
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while pos + 2 <= end:
+            header = buf[pos]
+            i = pos + 1
+            length = shift = 0
+            complete = False
+            while i < end:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    break  # more than 4 length bytes
+            if shift > 21:
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+                break
+            if not complete:
+                break  # the length itself is not complete yet
+            packet_end = i + length
+            if packet_end > end:
+                break  # body not complete yet
+            kind = header & 0xF6  # packet type and QoS bits (not DUP, not RETAIN)
+            if kind in (_PUBLISH, _PUBLISH_QOS1) and length >= 4:
+                # topic, packet id (QoS 1 only), properties length, payload
+                topic_end = i + 2 + unpack(buf, i)[0]
+                qos = (header >> 1) & 0x03
+                props_at = topic_end + 2 if qos else topic_end
+                if props_at < packet_end and buf[props_at] == 0 and topic_end > i + 2:
+                    arrivals.append(
+                        (
+                            unpack(buf, topic_end)[0] if qos else 0,
+                            qos,
+                            bool(header & 0x08),
+                            bool(header & 0x01),
+                            buf[i + 2 : topic_end],
+                            buf[props_at + 1 : packet_end],
+                            None,
+                        )
+                    )
+                    pos = packet_end
+                    continue
+            if arrivals:  # keep arrival order across the hand-over to paho
+                on_arrivals(arrivals, now)
+                arrivals = []
+            rc = self._handle_with_paho(header, buf[i:packet_end])
+            pos = packet_end
+            if rc:
+                break
+        self._rx = buf[pos:] if pos < end else b""
+        if arrivals:
+            on_arrivals(arrivals, now)
+        return rc
+
+    def _create_socket(self) -> Any:
+        self._rx = b""  # a new connection starts a new byte stream
+        return super()._create_socket()
+
+    def _handle_with_paho(self, header: int, body: bytes) -> MQTTErrorCode:
+        """What paho's ``_packet_read`` does once a whole packet is in."""
+        self._in_packet = _in_packet(header, body)
+        try:
+            rc: MQTTErrorCode = self._packet_handle()
+        except MalformedPacket as exc:
+            log.warning("malformed MQTT packet", extra={"error": str(exc)})
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = _in_packet()
+        return rc
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
         on_message = self.on_message
@@ -143,9 +190,7 @@ class FastClient(paho.Client):
         except Exception:
             log.exception("on_message failed")  # never let it kill the network thread
 
-    def ack_many(self, mids: Iterable[int]) -> None:
-        """PUBACK each mid (QoS 1), in order, as one queued write and one wake-up."""
-        pack = _PUBACK_PACKET.pack
-        packet = b"".join(pack(_PUBACK, 2, mid) for mid in mids)
-        if packet:
-            self._packet_queue(_PUBACK, packet, 0, 0)
+    def ack_raw(self, packets: bytes) -> None:
+        """Queue ready-made PUBACK packets (:mod:`ingest.acks` builds them) as one write."""
+        if packets:
+            self._packet_queue(_PUBACK, packets, 0, 0)

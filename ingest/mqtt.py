@@ -7,15 +7,18 @@ group is set: several bridges then split the stream). ``manual_ack=True``: paho 
 on its own; the bridge calls :meth:`MqttIntake.ack` once Kafka has the message.
 
 Threads: paho's network thread (``loop_start``) runs the callbacks and reconnects with
-backoff. ``on_message`` only takes an in-flight slot, appends to the inbox and, if the
-asyncio side is not already due to look, wakes it once with ``call_soon_threadsafe`` (one
-wake-up per burst, not per message). Every message is routed there: paho's per-filter
-callbacks never fire for ``$share/`` filters. ``suppress_exceptions`` keeps the network
-thread alive whatever a callback does.
+backoff. The bulk read path (:mod:`ingest.fastpaho`) hands over every ``recv``'s worth of
+messages as one list: the intake takes in-flight slots for them, appends the list to the
+inbox and, if the asyncio side is not already due to look, wakes it once with
+``call_soon_threadsafe`` (one wake-up per burst, not per message). Messages that take
+paho's own path (``on_message``: MQTT 5 properties, QoS 2) join the same inbox. paho's
+per-filter callbacks never fire for ``$share/`` filters, so nothing relies on them.
+``suppress_exceptions`` keeps the network thread alive whatever a callback does.
 
 Memory is bounded twice: MQTT 5 Receive Maximum caps what the broker sends unacked, and a
-local semaphore (``max_in_flight``) blocks the network thread when full (it also bounds
-QoS 0 deliveries, which Receive Maximum does not count).
+local gate (``max_in_flight``) blocks the network thread while that many received messages
+are not yet in Kafka (it also bounds QoS 0 deliveries, which Receive Maximum does not
+count).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devices.topics import SUBSCRIPTIONS
-from ingest.edge import Inbound, user_properties_of
-from ingest.fastpaho import FastClient
+from ingest.edge import Inbound, decode_topic, user_properties_of
+from ingest.fastpaho import Arrival, FastClient
 from ingest.metrics import BridgeMetrics
 from kotaflow.mqtt import MqttAccess
 from kotaflow.settings import BridgeSettings
@@ -44,9 +47,9 @@ log = logging.getLogger("kotaflow.bridge.mqtt")
 
 _SLOT_WAIT_S = 0.25
 
-Received = tuple[int, int, int, bool, float, Inbound]
-"""(connection generation, mid, qos, dup, receive time (monotonic), message); the
-generation tells the bridge which connection (and so which ack window) a message came on."""
+Received = tuple[int, float, list[Arrival]]
+"""(connection generation, receive time (monotonic), messages); the generation tells the
+bridge which connection (and so which ack window) the messages came on."""
 
 
 def subscription_filters(share_group: str | None) -> list[str]:
@@ -56,24 +59,51 @@ def subscription_filters(share_group: str | None) -> list[str]:
     return [f"$share/{share_group}/{f}" for f in SUBSCRIPTIONS]
 
 
-def inbound_of(msg: paho.MQTTMessage) -> Inbound:
-    """Copy out what the bridge keeps of a paho message."""
-    try:
-        topic = msg.topic
-    except UnicodeDecodeError:  # brokers should refuse these; never crash on one
-        topic = msg._topic.decode("utf-8", "backslashreplace")
-    props = msg.properties
-    payload = msg.payload
+def inbound_of(arrival: Arrival) -> Inbound:
+    """Everything the bridge keeps of one message, for the paths that need all of it."""
+    _, qos, _, retain, topic, payload, props = arrival
     return Inbound(
-        topic=topic,
-        payload=payload if type(payload) is bytes else bytes(payload),
-        qos=msg.qos,
-        retain=bool(msg.retain),
+        topic=decode_topic(topic),
+        payload=payload,
+        qos=qos,
+        retain=retain,
         content_type=getattr(props, "ContentType", None) if props is not None else None,
         user_properties=user_properties_of(
             getattr(props, "UserProperty", None) if props is not None else None
         ),
     )
+
+
+class InFlightGate:
+    """Counts messages received and not yet confirmed by Kafka; blocks the taker when full.
+
+    Taken a burst at a time (it may overshoot by one burst), given back per Kafka batch.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def take(self, count: int, keep_waiting: Callable[[], bool]) -> bool:
+        """Take ``count`` slots, waiting while the gate is full; False if ``keep_waiting``
+        said to give up."""
+        with self._cond:
+            while self._used >= self._limit:
+                if not self._cond.wait(_SLOT_WAIT_S) and not keep_waiting():
+                    return False
+            self._used += count
+            return True
+
+    def release(self, count: int) -> None:
+        with self._cond:
+            self._used -= count
+            if self._used < self._limit:
+                self._cond.notify_all()
 
 
 class MqttIntake:
@@ -93,7 +123,7 @@ class MqttIntake:
         self._wake = wake
         self._metrics = metrics
         self.inbox: deque[Received] = deque()
-        self._slots = threading.Semaphore(bridge.max_in_flight)
+        self.gate = InFlightGate(bridge.max_in_flight)
         self._generation = 0
         self._accepting = True
         self._wake_pending = False
@@ -119,14 +149,14 @@ class MqttIntake:
         """Called by the consumer before it empties the inbox: the next arrival wakes it."""
         self._wake_pending = False
 
-    def ack(self, deliveries: list[tuple[int, int]]) -> None:
-        """Ack (mid, qos) pairs in the order given (QoS 0 needs no ack)."""
-        self._client.ack_many(mid for mid, qos in deliveries if qos == 1)
+    def ack(self, pubacks: bytes) -> None:
+        """Send ready-made PUBACK packets (:class:`ingest.acks.AckWindow` builds them)."""
+        self._client.ack_raw(pubacks)
 
     def release(self, count: int) -> None:
-        """Give back in-flight slots of deliveries that were acked or abandoned."""
+        """Give back in-flight slots of messages Kafka confirmed or the bridge gave up."""
         if count > 0:
-            self._slots.release(count)
+            self.gate.release(count)
 
     def stop_intake(self) -> None:
         """Take no more messages; later arrivals stay unacked for the broker to redeliver."""
@@ -142,21 +172,27 @@ class MqttIntake:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         """paho's path: PUBLISH packets with MQTT 5 properties (content type, user ...)."""
-        self._on_arrival(msg.mid, msg.qos, bool(msg.dup), msg.timestamp, inbound_of(msg))
+        arrival: Arrival = (
+            msg.mid,
+            msg.qos,
+            bool(msg.dup),
+            bool(msg.retain),
+            msg._topic,
+            bytes(msg.payload),
+            msg.properties,
+        )
+        self._on_arrivals([arrival], msg.timestamp)
 
-    def _on_arrival(self, mid: int, qos: int, dup: bool, received_at: float, msg: Inbound) -> None:
-        slots = self._slots
-        if not slots.acquire(blocking=False):
-            while not slots.acquire(timeout=_SLOT_WAIT_S):
-                if not self._accepting:
-                    return
-        if not self._accepting:
-            slots.release()
-            return
-        self.inbox.append((self._generation, mid, qos, dup, received_at, msg))
+    def _on_arrivals(self, arrivals: list[Arrival], received_at: float) -> None:
+        if not self._accepting or not self.gate.take(len(arrivals), self._is_accepting):
+            return  # stopping: left unacked, the broker redelivers them
+        self.inbox.append((self._generation, received_at, arrivals))
         if not self._wake_pending:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake)
+
+    def _is_accepting(self) -> bool:
+        return self._accepting
 
     def _on_connect(
         self,
@@ -226,7 +262,7 @@ class MqttIntake:
         self._access.apply(client)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
-        client.on_arrival = self._on_arrival
+        client.on_arrivals = self._on_arrivals
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         return client

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devices.reading import Reason
 from devices.topics import DeviceKeyKind, PayloadFormat
-from ingest.edge import EdgePolicy, Inbound
-from ingest.envelope import RawEnvelope, parse_envelope
+from ingest.edge import EdgePolicy, Inbound, Route
+from ingest.envelope import RawEnvelope, parse_envelope, plain_tails
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.deadletter import DeadLetter
 
@@ -66,3 +68,18 @@ def test_rate_limited_excess_is_dead_lettered_per_device() -> None:
     assert reasons == [None, None, Reason.RATE_LIMITED, Reason.RATE_LIMITED, Reason.RATE_LIMITED]
     quiet = policy.classify(Inbound("kotaflow/quiet/telemetry", b"{}"), 0, 0.0)
     assert isinstance(quiet, RawEnvelope)
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_the_bridges_short_path_makes_the_same_record_as_the_envelope(qos: int) -> None:
+    policy = _policy()
+    route = policy.route(b"kotaflow/d1/telemetry", 2, now=0.0)
+    assert isinstance(route, Route)
+    msg = Inbound("kotaflow/d1/telemetry", b"{}", qos=qos)
+    envelope = policy.envelope(msg, route, rx_ms=1_764_300_000_123)
+    assert route.topic_headers + plain_tails(1_764_300_000_123)[qos] == envelope.headers()
+    assert route.key == envelope.key()
+
+
+def test_topics_that_are_not_utf8_are_dead_lettered_not_fatal() -> None:
+    assert _policy().route(b"kotaflow/\xff/telemetry", 2, now=0.0) is Reason.UNKNOWN_TOPIC
