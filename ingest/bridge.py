@@ -43,6 +43,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -256,15 +257,14 @@ class Bridge:
         if err is not None:
             self._fail(s, err)
             return
-        seqs: list[int] = []
-        for item in items:
-            if isinstance(item, int):
-                seqs.append(item)
-            else:
-                seqs.append(item[0])
-                self.metrics.deadlettered_for(item[1]).inc()
-        if topic == self._raw_topic:
+        if topic == self._raw_topic:  # only sequence numbers there
+            seqs = cast(list[int], items)
             self.metrics.produced.inc(len(items))
+        else:
+            seqs = []
+            for seq, reason in cast(list[tuple[int, Reason]], items):
+                seqs.append(seq)
+                self.metrics.deadlettered_for(reason).inc()
         if s.failed.is_set():
             return  # recovering: ack nothing more, the broker will redeliver
         pubacks, count, oldest = s.window.complete(seqs)
