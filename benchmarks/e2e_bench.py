@@ -20,6 +20,9 @@ Method:
    the first poll that covered it minus its device timestamp (from the manifest): an upper
    bound, coarse by up to one poll interval plus the query time.
 4. At the end the readings in the bucket are counted against what the simulator sent.
+   With ``deadletters=True`` (the end-to-end test with faults) the run's dead-letter topic
+   is read too, before it is deleted, until every message the manifest says must be
+   refused has a dead letter (or :data:`SETTLE_S` passed).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 
 import httpx
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.children import Child, spawn_kotaflow, stop, wait_log
 from benchmarks.isolation import (
@@ -55,8 +59,12 @@ from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from deploy.local.kafka_topics import ensure_topics
 from devices.decoding import rfc3339_ms
 from devices.registry import PACKAGED_REGISTRY
+from devices.simulator.manifest import payload_hash, read_manifest
 from devices.simulator.options import FormatChoice, SimulationOptions
 from devices.simulator.runner import run_simulation
+from devices.simulator.stream import DUPLICATE, OK
+from kotaflow.deadletter import DeadLetter
+from kotaflow.kafka import client_options
 from kotaflow.settings import Settings, load_settings
 from processors.testing import isolated
 
@@ -85,6 +93,13 @@ class E2ERun:
     """Valid readings no poll saw before the end (slower than the settle time, or lost)."""
     processes: list[ProcessCost] = field(default_factory=list)
     polls: int = 0
+    tag: str = ""
+    """The run's tag: in its device ids, DevEUIs and TTS ids, so in its MQTT topics."""
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+    """The simulator's manifest lines (only with ``measure(..., deadletters=True)``)."""
+    deadletters: list[DeadLetter] = field(default_factory=list)
+    """Every record of the run's dead-letter topic (only with ``deadletters=True``): the
+    faulty messages, and other pipelines' traffic the run's bridge also received."""
 
 
 class ArrivalPoller:
@@ -196,10 +211,52 @@ def expected_readings(manifest: Path) -> list[tuple[str, int]]:
     return out
 
 
+async def read_deadletters(
+    settings: Settings, wanted: set[str], timeout_s: float = SETTLE_S
+) -> list[DeadLetter]:
+    """Every record of the run's dead-letter topic, read until each payload hash in
+    ``wanted`` (:func:`devices.simulator.manifest.payload_hash`) has a dead letter or
+    ``timeout_s`` passed, then on to the topic's end at that moment."""
+    topic = settings.kafka.topics.deadletter
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS["deadletter"])]
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        letters: list[DeadLetter] = []
+        missing = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        ends: dict[TopicPartition, int] | None = None
+        async with asyncio.timeout(timeout_s + 60):
+            while True:
+                batch = await consumer.getmany(*partitions, timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        letter = DeadLetter.from_value(record.value or b"")
+                        letters.append(letter)
+                        missing.discard(payload_hash(letter.payload))
+                if ends is None and (not missing or time.monotonic() > deadline):
+                    ends = await consumer.end_offsets(partitions)
+                if ends is not None:
+                    at = {tp: await consumer.position(tp) for tp in partitions}
+                    if all(at[tp] >= end for tp, end in ends.items()):
+                        return letters
+    finally:
+        await consumer.stop()
+
+
 async def measure(
-    settings: Settings, rate: float, duration_s: float, faults: str | None = None
+    settings: Settings,
+    rate: float,
+    duration_s: float,
+    faults: str | None = None,
+    deadletters: bool = False,
 ) -> E2ERun:
-    """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``."""
+    """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``;
+    ``deadletters``: also keep the manifest and read the dead-letter topic before it goes."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kotaflow-e2e-"))
     base = isolated(settings, tag, prefix="bench")
@@ -265,6 +322,12 @@ async def measure(
             await polling
             stored = await poller.count_since(start_ms)
             latencies = [poller.latency_ms(d, ts) for d, ts in expected]
+            lines: list[dict[str, Any]] = []
+            letters: list[DeadLetter] = []
+            if deadletters:
+                lines = list(read_manifest(manifest))
+                rejected = {m["payload_b2b"] for m in lines if _rejects_something(m)}
+                letters = await read_deadletters(mine, rejected)
             return E2ERun(
                 rate,
                 duration_s,
@@ -275,6 +338,9 @@ async def measure(
                 sum(1 for x in latencies if x is None),
                 [c for c in costs if c is not None],
                 poller.polls,
+                tag,
+                lines,
+                letters,
             )
         finally:
             stop_polling.set()
@@ -287,6 +353,11 @@ async def measure(
             wipe_mqtt_session(mine, bridge_cfg.client_id)
             await cleanup(mine)
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _rejects_something(message: dict[str, Any]) -> bool:
+    """Whether a manifest message carries a value the pipeline must refuse."""
+    return any(v["expect"] not in (OK, DUPLICATE) for v in message["values"])
 
 
 async def _warm_up(settings: Settings, children: list[Child], devices: list[str]) -> None:
