@@ -25,7 +25,6 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kotaflow.mqtt import Account, mqtt_access
@@ -140,15 +139,6 @@ async def set_topic_config(settings: Settings, name: str, configs: dict[str, str
     await admin.start()
     try:
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)])
-    finally:
-        await admin.close()
-
-
-async def delete_topics(settings: Settings, names: Iterable[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(names))
     finally:
         await admin.close()
 
@@ -293,21 +283,6 @@ class Publisher:
         thread = threading.Thread(target=self.publish, args=(messages, rate_per_s), daemon=True)
         thread.start()
         return thread
-
-
-def wipe_session(settings: Settings, client_id: str) -> None:
-    """Delete a test bridge's persistent session so the broker stops queueing for it."""
-    access = mqtt_access(settings, Account.BRIDGE)
-    client = access.client(client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    try:
-        client.connect(access.host, access.port, clean_start=True, properties=props)
-        client.loop_start()
-        client.disconnect()
-        client.loop_stop()
-    except OSError:
-        pass
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from bridge_support import BridgeRun, create_topics, delete_topics, wipe_session
+from bridge_support import BridgeRun, create_topics
 
+from kotaflow.mqtt import wipe_mqtt_session
 from kotaflow.settings import Settings
+from processors.testing import delete_topics
 
 
 @pytest_asyncio.fixture
@@ -18,7 +20,9 @@ async def bridge_run(stack: Settings, tmp_path: Path) -> AsyncIterator[BridgeRun
     try:
         yield run
     finally:
-        run.stop_all()
-        for client_id in run.client_ids:
-            wipe_session(stack, client_id)
-        await delete_topics(stack, [run.raw_topic, run.dead_topic])
+        try:
+            run.stop_all()
+        finally:
+            for client_id in run.client_ids:
+                wipe_mqtt_session(stack, client_id)  # never raises
+            await delete_topics(stack, [run.raw_topic, run.dead_topic])  # never raises
