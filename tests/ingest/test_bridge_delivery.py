@@ -10,6 +10,8 @@ from bridge_support import BridgeRun, Publisher, TopicReader, ids_of, traffic, w
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kotaflow.mqtt import Account, mqtt_access
+
 log = logging.getLogger("tests.bridge")
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
@@ -57,3 +59,31 @@ async def test_twenty_thousand_qos1_messages_all_reach_kafka(bridge_run: BridgeR
         assert key == device.encode() == found["kf.device"]
         assert found["kf.format"] == b"native-json"
         assert found["kf.topic"] == f"kotaflow/{device}/telemetry".encode()
+
+
+@pytest.mark.timeout(120)
+async def test_qos0_messages_reach_kafka_marked_as_qos0(bridge_run: BridgeRun) -> None:
+    """QoS 0 takes the bulk path too but needs no ack: it must not hold up QoS 1 acks."""
+    run = bridge_run
+    run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    access = mqtt_access(run.settings, Account.GATEWAY)
+    client = access.client(f"test-q0-{run.rid}")
+    client.connect(access.host, access.port, clean_start=True)
+    client.loop_start()
+    try:
+        for n in range(50):
+            topic = f"kotaflow/{run.device(n % 5)}/telemetry"
+            client.publish(topic, json.dumps({"id": f"q0:{n}"}).encode(), qos=0)
+        client.publish(
+            f"kotaflow/{run.device(0)}/telemetry", b'{"id":"q1:after"}', qos=1
+        ).wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    expected = {f"q0:{n}" for n in range(50)} | {"q1:after"}
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=60)
+    qos = {json.loads(v)["id"]: dict(h)["kf.qos"] for _, v, h, _ in reader.records}
+    assert {qos[i] for i in expected - {"q1:after"}} == {b"0"}
+    assert qos["q1:after"] == b"1"
