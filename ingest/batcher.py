@@ -67,13 +67,16 @@ class Lane(Generic[T]):
         self.full = asyncio.Event()
         self.task = asyncio.create_task(self._send_loop(), name=f"batcher-{topic}-{partition}")
 
-    def append(self, key: bytes | None, value: bytes, headers: Headers, item: T) -> None:
-        if not self.builder.append(timestamp=None, key=key, value=value, headers=headers):
+    def append(
+        self, key: bytes | None, value: bytes, headers: Headers, item: T, timestamp_ms: int
+    ) -> None:
+        """Add one record (Kafka timestamp ``timestamp_ms``) to the open batch."""
+        if not self.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers):
             if not self.items:  # an empty batch refused it: it can never fit
                 raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
             self.ready.append(self._take_open())
             self.full.set()
-            self.builder.append(timestamp=None, key=key, value=value, headers=headers)
+            self.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
         self.items.append(item)
         self.has_data.set()
 

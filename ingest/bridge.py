@@ -229,7 +229,7 @@ class Bridge:
             lane = lanes.get(route.key)
             if lane is None:
                 lane = lanes[route.key] = s.batcher.lane(self._raw_topic, route.key)
-            lane.append(route.key, payload, route.topic_headers + tails[qos], seq)
+            lane.append(route.key, payload, route.topic_headers + tails[qos], seq, rx_ms)
         self.metrics.received.inc(len(arrivals))
         if redelivered:
             self.metrics.redelivered.inc(redelivered)
@@ -243,11 +243,11 @@ class Bridge:
             dead = self._edge.dead_letter(msg, route)
             key = dead.key()
             lane = s.batcher.lane(self._dead_topic, key)
-            lane.append(key, dead.value(), [], (seq, route))
+            lane.append(key, dead.value(), [], (seq, route), rx_ms)
             return
         envelope = self._edge.envelope(msg, route, rx_ms)
         lane = s.batcher.lane(self._raw_topic, route.key)
-        lane.append(route.key, envelope.payload, envelope.headers(route.topic_headers), seq)
+        lane.append(route.key, envelope.payload, envelope.headers(route.topic_headers), seq, rx_ms)
 
     def _on_batch(
         self, s: _Session, topic: str, items: list[_Item], err: BaseException | None

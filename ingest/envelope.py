@@ -5,6 +5,7 @@ Schema, version 1 (``kf.v`` = ``1``):
 =================  ==============================================================
 Kafka key          device key from the topic (our id, lower-case DevEUI or NS id)
 Kafka value        the MQTT payload, byte for byte
+Kafka timestamp    the bridge's receive time (CreateTime), the same as ``kf.rx_ms``
 ``kf.v``           envelope version, ASCII decimal
 ``kf.topic``       MQTT topic the message arrived on
 ``kf.device``      device key (same as the Kafka key)

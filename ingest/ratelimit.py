@@ -33,7 +33,9 @@ class DeviceRateLimiter:
                 self._forget_full(now)
             self._buckets[device] = [self._burst - 1.0, now]
             return True
-        tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self._rate)
+        tokens = bucket[0] + (now - bucket[1]) * self._rate
+        if tokens > self._burst:  # not min(): this runs for every message the bridge takes
+            tokens = self._burst
         bucket[1] = now
         if tokens >= 1.0:
             bucket[0] = tokens - 1.0
