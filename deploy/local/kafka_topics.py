@@ -80,10 +80,19 @@ def plain_options(kafka: KafkaSettings) -> dict[str, Any]:
     return {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": "PLAINTEXT"}
 
 
-def ensure_topics(kafka: KafkaSettings, wanted: Mapping[str, int], report: Report) -> None:
-    """Create the missing topics of ``wanted`` (name -> partitions); raise if Kafka refuses."""
+def ensure_topics(
+    kafka: KafkaSettings,
+    wanted: Mapping[str, int],
+    report: Report,
+    options: Mapping[str, Any] | None = None,
+) -> None:
+    """Create the missing topics of ``wanted`` (name -> partitions); raise if Kafka refuses.
+
+    ``options``: aiokafka client options, e.g. ``kotaflow.kafka.client_options`` for a SASL_SSL
+    login (the compose deployment's topic job); by default the stack's own, :func:`plain_options`.
+    """
     try:
-        run_sync(_ensure(kafka, dict(wanted), report))
+        run_sync(_ensure(options or plain_options(kafka), dict(wanted), report))
     except (KafkaError, OSError, TimeoutError) as err:
         raise ServiceError(f"kafka: could not create topics: {err!r}") from None
 
@@ -130,8 +139,8 @@ async def _describe(options: Mapping[str, Any], timeout_s: float) -> ClusterView
     )
 
 
-async def _ensure(kafka: KafkaSettings, wanted: dict[str, int], report: Report) -> None:
-    async with _admin(plain_options(kafka), timeout_s=30.0) as admin:
+async def _ensure(options: Mapping[str, Any], wanted: dict[str, int], report: Report) -> None:
+    async with _admin(options, timeout_s=30.0) as admin:
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
         missing = [
             NewTopic(name, partitions, REPLICATION_FACTOR)

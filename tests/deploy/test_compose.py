@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import ssl
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy.local.tls import TlsFiles, ensure_tls
 from kotaflow.cli import app
-from kotaflow.settings import Settings
+from kotaflow.settings import Settings, load_settings
 from tests.deploy import compose_loader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +36,11 @@ KOTAFLOW_SERVICES = {
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
+    "kafka-tls",
 }
+KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
+"""The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
+SCRAM_SECRET = "kafka_scram_password"
 LONG_RUNNING = {"mosquitto", "kafka", "influxdb", "bridge", "process", "alert", "grafana"}
 
 
@@ -54,7 +62,10 @@ def test_compose_config_accepts_the_file_with_its_secrets_set(settings: Settings
     done = _resolved(settings, SECRETS)
     assert done.returncode == 0, done.stderr
     project = yaml.safe_load(done.stdout)
-    assert set(project["services"]) == LONG_RUNNING | KOTAFLOW_SERVICES | {"influxdb-tokens"}
+    assert set(project["services"]) == LONG_RUNNING | KOTAFLOW_SERVICES | {
+        "influxdb-tokens",
+        "kafka-storage",
+    }
     grafana = project["services"]["grafana"]["environment"]
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "grafana-password"
     health = project["services"]["mosquitto"]["healthcheck"]["test"][1]
@@ -104,7 +115,7 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
 
 def test_every_kotaflow_service_runs_a_real_kotaflow_command(compose: dict[str, Any]) -> None:
     runner = CliRunner()
-    for name in KOTAFLOW_SERVICES - {"kafka-topics"}:
+    for name in KOTAFLOW_SERVICES - {"kafka-topics", "kafka-tls"}:  # python -c jobs
         command = compose["services"][name]["command"]
         if compose["services"][name].get("entrypoint") == ["/bin/sh", "-c"]:
             (script,) = command
@@ -173,8 +184,12 @@ def test_the_image_holds_every_package_the_wheel_ships() -> None:
     assert "uv sync --frozen --no-dev" in dockerfile
 
 
-def test_the_topic_job_calls_the_local_stacks_topic_plan(compose: dict[str, Any]) -> None:
-    """The job's script runs against the real module: only the final Kafka call is skipped."""
+def test_the_topic_job_calls_the_local_stacks_topic_plan(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's script runs against the real module, with the job's environment and its files
+    made in ``tmp_path``: only the final Kafka call is skipped."""
+    password = _as_the_service_sees_it(compose, "kafka-topics", tmp_path, monkeypatch)
     (script,) = compose["services"]["kafka-topics"]["command"]
     calls: list[tuple[Any, ...]] = []
     namespace: dict[str, Any] = {}
@@ -183,7 +198,7 @@ def test_the_topic_job_calls_the_local_stacks_topic_plan(compose: dict[str, Any]
         {"record": lambda *a: calls.append(a)},
         namespace,
     )
-    ((kafka, wanted, report),) = calls
+    ((kafka, wanted, report, options),) = calls
     assert set(wanted) == {
         kafka.topics.raw,
         kafka.topics.readings,
@@ -192,3 +207,283 @@ def test_the_topic_job_calls_the_local_stacks_topic_plan(compose: dict[str, Any]
     }
     assert callable(report)
     assert "ensure_topics" in namespace
+    assert options["security_protocol"] == "SASL_SSL"  # kotaflow.kafka.client_options
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "kotaflow"
+    assert options["sasl_plain_password"] == password
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+def _kafka_env(compose: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
+
+
+def _endpoints(listeners: str) -> dict[str, tuple[str, int]]:
+    """``NAME://host:port,...`` -> {NAME: (host, port)}."""
+    found = {}
+    for item in listeners.split(","):
+        name, rest = item.split("://")
+        host, port = rest.rsplit(":", 1)
+        found[name] = (host, int(port))
+    return found
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source (a named volume, or a path relative to deploy/)."""
+    return {m.split(":")[1]: m.split(":")[0] for m in service.get("volumes") or []}
+
+
+def _provided(compose: dict[str, Any], name: str, path: str) -> bool:
+    """Whether ``path`` exists in service ``name``: a file in one of its mounts (checked on
+    disk for a bind mount of this repository) or one of its secrets."""
+    service = compose["services"][name]
+    if path == "/run/secrets":  # compose mounts each secret of a service in it
+        return bool(service.get("secrets"))
+    if path.startswith("/run/secrets/"):
+        return path.removeprefix("/run/secrets/") in (service.get("secrets") or [])
+    for target, source in _mounts(service).items():
+        if path == target or path.startswith(target + "/"):
+            if source.startswith("."):
+                return (DEPLOY / source / Path(path).relative_to(target)).exists()
+            return source in compose["volumes"]
+    return False
+
+
+def _tls_volume_files(compose: dict[str, Any]) -> set[str]:
+    """The files the kafka-tls job writes into its volume, named by deploy/local/tls.py."""
+    job = compose["services"]["kafka-tls"]
+    (script,) = job["command"]
+    state_dir = re.search(r'ensure_tls\(Path\("([^"]+)"\)', script)
+    assert state_dir is not None, script
+    files = TlsFiles.of(Path(state_dir.group(1)))
+    (target,) = [t for t, source in _mounts(job).items() if source == "kafka-tls"]
+    assert files.ca_cert.parent == Path(target)  # the volume holds the files themselves
+    return {files.ca_cert.name, files.server_pem.name}
+
+
+def _as_the_service_sees_it(
+    compose: dict[str, Any], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Set the service's environment, its container paths mapped to files in ``tmp_path``
+    (a SCRAM password, a CA made by deploy/local/tls.py) or in deploy/; return the password."""
+    for key in [k for k in os.environ if k.startswith("KOTAFLOW_")]:
+        monkeypatch.delenv(key)
+    password = "a1b2c3d4e5f6"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / SCRAM_SECRET).write_text(password)
+    tls = ensure_tls(tmp_path / "kafka", ["kafka"], lambda _: None)
+    places = {"/run/secrets": secrets, "/etc/kotaflow": DEPLOY / "config"}
+    for target, source in _mounts(compose["services"][name]).items():
+        if source == "kafka-tls":
+            places[target] = tls.ca_cert.parent
+    for key, value in compose["services"][name]["environment"].items():
+        value = str(value)
+        for target, place in places.items():
+            if value.startswith(target + "/"):
+                value = str(place / Path(value).relative_to(target))
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KOTAFLOW_STACK__STATE_DIR", str(tmp_path / "no-local-stack"))
+    return password
+
+
+def test_no_kotaflow_service_talks_plaintext_to_kafka(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advertised = _endpoints(_kafka_env(compose)["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(
+        item.split(":")
+        for item in _kafka_env(compose)["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    sasl_ssl = {f"{h}:{p}" for n, (h, p) in advertised.items() if protocols[n] == "SASL_SSL"}
+    kotaflow = {
+        n for n, s in compose["services"].items() if s.get("image", "").startswith("kotaflow:")
+    }
+    assert kotaflow == KOTAFLOW_SERVICES
+    for name in sorted(kotaflow):
+        with monkeypatch.context() as env:
+            _as_the_service_sees_it(compose, name, tmp_path / name, env)
+            kafka = load_settings().kafka
+        assert kafka.security_protocol == "SASL_SSL", name
+        assert kafka.sasl_mechanism == "SCRAM-SHA-512", name
+        assert kafka.sasl_username == "kotaflow", name
+        assert kafka.sasl_password is None, name  # only ever from the secret file
+        assert set(kafka.bootstrap_servers.split(",")) <= sasl_ssl, name
+
+
+def test_the_scram_password_is_a_compose_secret(compose: dict[str, Any]) -> None:
+    secret = compose["secrets"][SCRAM_SECRET]
+    assert set(secret) == {"file"}  # not `environment:` nor `content:`: never in YAML or .env
+    secret_file = DEPLOY / secret["file"]
+    ignore = (secret_file.parent / ".gitignore").read_text().split()
+    assert ignore == ["*", "!.gitignore"]  # the operator's file never lands in git
+    assert "KOTAFLOW_KAFKA__SASL_PASSWORD" not in compose["x-kotaflow"]["environment"]
+    with_secret = {
+        n for n, s in compose["services"].items() if SCRAM_SECRET in (s.get("secrets") or [])
+    }
+    assert with_secret == KAFKA_CLIENTS | {"kafka", "kafka-storage"}  # least privilege
+    for name in KAFKA_CLIENTS:
+        env = compose["services"][name]["environment"]
+        assert env["KOTAFLOW_KAFKA__SASL_PASSWORD_FILE"] == f"/run/secrets/{SCRAM_SECRET}"
+    assert compose["services"]["kafka-storage"]["environment"]["SCRAM_PASSWORD_FILE"] == (
+        f"/run/secrets/{SCRAM_SECRET}"
+    )
+    # The broker's own login reads it through Kafka's DirectoryConfigProvider ($$: no compose
+    # interpolation), as does the CLI tools' client.properties.
+    kafka = _kafka_env(compose)
+    provider = kafka["KAFKA_CONFIG_PROVIDERS"]
+    reference = f"${{{provider}:/run/secrets:{SCRAM_SECRET}}}"
+    assert (
+        f'password="${reference}"'
+        in kafka["KAFKA_LISTENER_NAME_BROKER_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    )
+    client = (DEPLOY / "kafka" / "client.properties").read_text()
+    assert reference in client
+
+
+def test_kafka_listeners_and_advertised_listeners_agree(compose: dict[str, Any]) -> None:
+    env = _kafka_env(compose)
+    listeners = _endpoints(env["KAFKA_LISTENERS"])
+    advertised = _endpoints(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    controllers = set(env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(","))
+    assert set(protocols) == set(listeners)
+    assert set(advertised) == set(listeners) - controllers
+    for name, (host, port) in advertised.items():
+        assert listeners[name][1] == port, name
+        assert protocols[name] == "SASL_SSL", name  # nothing else but the controller
+        assert host == "kafka", name  # the service name, and a name on the certificate
+        # The image's configure script takes listener names with "SSL://" or "SASL_" as a
+        # request for its JKS conventions; ours are configured with listener.name.* settings.
+        assert "SSL" not in name, name
+    for name in controllers:
+        assert protocols[name] == "PLAINTEXT"
+        host, port = listeners[name]
+        assert host == "127.0.0.1"  # unreachable from the other containers
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@{host}:{port}"
+    broker = env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    assert broker in advertised
+    prefix = f"KAFKA_LISTENER_NAME_{broker}_"
+    assert env[f"{prefix}SSL_KEYSTORE_TYPE"] == "PEM"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    (script,) = compose["services"]["kafka-tls"]["command"]
+    assert '["kafka"]' in script  # the certificate names the advertised host
+    endpoint = "{}:{}".format(*advertised[broker])
+    assert compose["x-kotaflow"]["environment"]["KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS"] == endpoint
+    health = compose["services"]["kafka"]["healthcheck"]["test"][1]
+    assert f"--bootstrap-server {endpoint}" in health
+    # kafka-storage formats with the broker's own configuration.
+    assert compose["services"]["kafka-storage"]["environment"].items() >= (
+        compose["services"]["kafka"]["environment"].items()
+    )
+
+
+def test_every_file_volume_and_secret_the_kafka_services_use_exists(
+    compose: dict[str, Any],
+) -> None:
+    tls_files = _tls_volume_files(compose)
+    for name in KAFKA_CLIENTS | {"kafka", "kafka-storage", "kafka-tls"}:
+        service = compose["services"][name]
+        for secret in service.get("secrets") or []:
+            assert secret in compose["secrets"], (name, secret)
+        for source in _mounts(service).values():
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), (name, source)
+            else:
+                assert source in compose["volumes"], (name, source)
+        if name == "kafka-tls":
+            continue  # writes the TLS files; does not talk to Kafka
+        paths = [
+            v
+            for k, v in service.get("environment", {}).items()
+            if "KAFKA" in k or k == "SCRAM_PASSWORD_FILE"
+            if isinstance(v, str) and v.startswith("/") and k != "KAFKA_LOG_DIRS"
+        ]
+        paths += [p for p in service.get("entrypoint") or [] if p.startswith("/etc/kafka/")]
+        for path in paths:
+            assert _provided(compose, name, path), (name, path)
+            if "/tls/" in path or path.startswith("/run/kafka-tls/"):
+                assert Path(path).name in tls_files, (name, path)
+    kafka = compose["services"]["kafka"]
+    assert _provided(compose, "kafka", _kafka_env(compose)["KAFKA_LOG_DIRS"])
+    health = shlex.split(kafka["healthcheck"]["test"][1])
+    config = health[health.index("--command-config") + 1]
+    assert _provided(compose, "kafka", config)
+    client = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "kafka" / "client.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert _provided(compose, "kafka", client["ssl.truststore.location"])
+    assert Path(client["ssl.truststore.location"]).name in tls_files
+    depends = kafka["depends_on"]
+    for job in ("kafka-tls", "kafka-storage"):
+        assert depends[job]["condition"] == "service_completed_successfully"
+
+
+FAKE_KAFKA_TOOLS = {
+    # The image's renderer: writes server.properties (log.dirs from KAFKA_LOG_DIRS).
+    "kafka-run-class.sh": 'echo "log.dirs=$KAFKA_LOG_DIRS" > "${@: -1}/server.properties"',
+    # The storage tool: records its arguments, and the content of any @file among them.
+    "kafka-storage.sh": (
+        'for a in "$@"; do echo "ARG $a"; case $a in @*) sed "s/^/FILE /" "${a#@}";; esac; done'
+        ' >> "$RECORD"; touch "$DATA/meta.properties"'
+    ),
+}
+
+
+def _format_storage(tmp_path: Path, password: bytes) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "kafka"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    for tool, body in FAKE_KAFKA_TOOLS.items():
+        (home / "bin" / tool).write_text(f"#!/bin/bash\n{body}\n")
+        (home / "bin" / tool).chmod(0o755)
+    (tmp_path / "password").write_bytes(password)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "KAFKA_HOME": str(home),
+        "KAFKA_LOG_DIRS": str(tmp_path / "data"),
+        "DATA": str(tmp_path / "data"),
+        "CLUSTER_ID": "4Uy5yif-Rq6RaUUCLtTZuw",
+        "SCRAM_USER": "kotaflow",
+        "SCRAM_PASSWORD_FILE": str(tmp_path / "password"),
+        "RECORD": str(tmp_path / "record"),
+    }
+    script = DEPLOY / "kafka" / "format-storage.sh"
+    return subprocess.run(
+        ["bash", str(script)], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_storage_is_formatted_once_with_the_scram_user_and_no_password_on_a_command_line(
+    tmp_path: Path,
+) -> None:
+    done = _format_storage(tmp_path, b"0123abcdef")
+    assert done.returncode == 0, done.stderr
+    record = (tmp_path / "record").read_text().splitlines()
+    assert "FILE --add-scram" in record
+    assert "FILE SCRAM-SHA-512=[name=kotaflow,iterations=8192,password=0123abcdef]" in record
+    assert "ARG --cluster-id" in record
+    assert not any("0123abcdef" in line for line in record if line.startswith("ARG"))
+    assert "0123abcdef" not in done.stdout + done.stderr
+    again = _format_storage(tmp_path, b"0123abcdef")
+    assert again.returncode == 0
+    assert "formatted already" in again.stdout
+    assert (tmp_path / "record").read_text().splitlines() == record  # not formatted twice
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [(b"0123abcdef\n", "newline"), (b"", "empty"), (b'pass,word"', "letters, digits")],
+)
+def test_storage_format_refuses_a_password_the_broker_would_read_differently(
+    tmp_path: Path, password: bytes, why: str
+) -> None:
+    done = _format_storage(tmp_path, password)
+    assert done.returncode != 0
+    assert why in done.stderr
+    assert not (tmp_path / "record").exists()
