@@ -158,7 +158,7 @@ class ValidateStage:
         self._covered: dict[TopicPartition, int] = {}
         self._partitions: _Partitions | None = None
         self._batches: dict[int, Any] = {}
-        self._overflow: list[tuple[int, bytes, bytes]] = []
+        self._overflow: list[tuple[int, bytes, bytes, int]] = []
         self._produced = 0
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
@@ -239,7 +239,7 @@ class ValidateStage:
         for rejection in result.rejections:
             await self._reject(record, env, rejection)
         if result.readings:
-            for refused in self._emit(result.readings):
+            for refused in self._emit(result.readings, env.rx_ms):
                 await self._reject(record, env, refused)
         if self._overflow:
             await self._send_overflow()
@@ -253,13 +253,14 @@ class ValidateStage:
             found = self._topics[topic] = match_topic(topic)
         return found  # type: ignore[return-value]
 
-    def _emit(self, readings: list[Reading]) -> list[Rejection]:
+    def _emit(self, readings: list[Reading], rx_ms: int) -> list[Rejection]:
         """Append readings to their partitions' producer batches (the hot path: no awaits);
-        return the ones refused here."""
+        return the ones refused here. Their Kafka time is the bridge's receive time."""
         refused: list[Rejection] = []
         encoder, batches, overflow = self._encoder, self._batches, self._overflow
         assert self._partitions is not None
         partition_of = self._partitions.of
+        key, partition = b"", 0
         for reading in readings:
             out = encoder.metric(reading.device_id, reading.metric)
             if out is None:
@@ -286,23 +287,25 @@ class ValidateStage:
                     )
                     continue
             data = encoder.encode(out, value, reading.ts_ms, reading.flags)
-            partition = partition_of(out.key)
+            if out.key != key:  # a message's readings are usually all one device's
+                key = out.key
+                partition = partition_of(key)
             builder = batches.get(partition)
             if builder is None:
                 builder = batches[partition] = self._output.producer.create_batch()
-            if builder.append(key=out.key, value=data, timestamp=None) is None:
-                overflow.append((partition, out.key, data))
+            if builder.append(key=key, value=data, timestamp=rx_ms) is None:
+                overflow.append((partition, key, data, rx_ms))
         self._produced += len(readings) - len(refused)
         return refused
 
     async def _send_overflow(self) -> None:
         """Send the batches that filled up and start new ones with what did not fit."""
         overflow, self._overflow = self._overflow, []
-        for partition, key, value in overflow:
+        for partition, key, value, timestamp_ms in overflow:
             if partition in self._batches:
                 await self._send(partition)
             builder = self._batches[partition] = self._output.producer.create_batch()
-            builder.append(key=key, value=value, timestamp=None)
+            builder.append(key=key, value=value, timestamp=timestamp_ms)
 
     async def _send(self, partition: int) -> None:
         builder = self._batches.pop(partition, None)
