@@ -7,6 +7,7 @@ notebook::
     {"schema": "kotaflow.bench.result/1", "scenario": "bridge", "quick": true,
      "started_at": "2026-11-28T02:30:00Z", "duration_s": 41.2,
      "machine": {"cpus": 2, "load_avg_start": [6.1, 7.0, 7.2], "load_avg_end": [...],
+                 "python_speed_start": 2400, "python_speed_end": 2350,
                  "python": "3.11.7", "platform": "Linux-..."},
      "parameters": {"messages": 20000, ...},
      "throughput": [{"name": "bridge drain", "value": 12000.0, "unit": "msg/s"}, ...],
@@ -17,6 +18,8 @@ notebook::
                   "unit": "%", "comparison": ">=", "met": true}, ...],
      "notes": ["..."]}
 
+``python_speed_*`` is :func:`benchmarks.calibration.python_speed`: this shared VM's speed
+changes by a third from one hour to the next, so compare throughput per unit of it.
 ``latency`` is null where the scenario has no per-item latency (a backlog drain); a
 target's ``value`` and ``met`` are null when it could not be measured.
 """
@@ -33,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.calibration import python_speed
 from benchmarks.procstats import ProcessCost
 
 SCHEMA = "kotaflow.bench.result/1"
@@ -135,6 +139,7 @@ class Stopwatch:
     def __init__(self) -> None:
         self._started = datetime.now(UTC)
         self._load_start = os.getloadavg()
+        self._speed_start = python_speed()
 
     def stamp(self, result: ScenarioResult, elapsed_s: float) -> ScenarioResult:
         result.started_at = self._started.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -143,6 +148,8 @@ class Stopwatch:
             "cpus": os.cpu_count(),
             "load_avg_start": [round(x, 2) for x in self._load_start],
             "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+            "python_speed_start": round(self._speed_start),
+            "python_speed_end": round(python_speed()),
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
         }
@@ -171,11 +178,12 @@ def render(result: ScenarioResult) -> Any:
     from rich.table import Table
 
     load = result.machine.get("load_avg_start", [float("nan")])[0]
+    speed = result.machine.get("python_speed_start", float("nan"))
     table = Table(
         title=f"kotaflow bench {result.scenario}{' --quick' if result.quick else ''}",
         caption=(
-            f"{result.machine.get('cpus')} CPUs, load average {load:.1f} at start; "
-            f"{result.duration_s:.0f} s"
+            f"{result.machine.get('cpus')} CPUs, load average {load:.1f} and Python speed "
+            f"index {speed:,.0f} at start; {result.duration_s:.0f} s"
         ),
     )
     table.add_column("figure")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,15 @@ from typer.testing import CliRunner
 from benchmarks.bridge_bench import histogram_latency
 from benchmarks.e2e_bench import bench_registry
 from benchmarks.procstats import ProcessCost
-from benchmarks.report import SCHEMA, Figure, Latency, ScenarioResult, Target, write_result
+from benchmarks.report import (
+    SCHEMA,
+    Figure,
+    Latency,
+    ScenarioResult,
+    Stopwatch,
+    Target,
+    write_result,
+)
 from benchmarks.scenarios import SCENARIOS, Scenario, UnknownScenarioError, chosen
 from devices.fleet import load_fleet
 from devices.topics import DeviceKeyKind
@@ -119,6 +128,15 @@ def test_result_json_follows_the_schema(tmp_path: Path) -> None:
     assert data["processes"] == [{"name": "kotaflow bridge", "peak_rss_mb": 70.5, "cpu_s": 1.25}]
     assert [t["met"] for t in data["targets"]] == [True, True, None]
     assert data["targets"][1]["comparison"] == "<="
+
+
+def test_a_stamped_result_records_the_machines_load_and_python_speed() -> None:
+    result = Stopwatch().stamp(_result(quick=True), elapsed_s=1.0)
+    machine = result.machine
+    assert machine["cpus"] == os.cpu_count()
+    assert len(machine["load_avg_start"]) == 3
+    assert machine["python_speed_start"] > 0
+    assert machine["python_speed_end"] > 0
 
 
 def test_percentiles_are_nearest_rank() -> None:
