@@ -23,6 +23,7 @@ record that can always be replayed through a newer decoder.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
@@ -105,6 +106,28 @@ def parse_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]]) ->
     up in tables instead of parsed (any other value takes the general path, with the same
     result or error).
     """
+    if len(headers) == 7:  # the bridge's own order and values: no dict, no parsing
+        (k0, v0), (k1, t), (k2, d), (k3, kind), (k4, fmt), (k5, rx), (k6, qos) = headers
+        key_kind = _KEY_KINDS.get(kind)
+        payload_format = _FORMATS.get(fmt)
+        if (
+            (k0, k1, k2, k3, k4, k5, k6) == _BRIDGE_ORDER
+            and v0 == b"1"
+            and key_kind is not None
+            and payload_format is not None
+            and (qos == b"1" or qos == b"0")
+            and rx.isdigit()
+        ):
+            with contextlib.suppress(UnicodeDecodeError):  # the general path says why
+                return RawEnvelope(
+                    value or b"",
+                    t.decode(),
+                    d.decode(),
+                    key_kind,
+                    payload_format,
+                    int(rx),
+                    1 if qos == b"1" else 0,
+                )
     found = dict(headers)
     try:
         version = found["kf.v"]
@@ -147,6 +170,10 @@ def parse_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]]) ->
     except (ValueError, UnicodeDecodeError) as err:
         raise EnvelopeError(f"malformed header: {err}") from None
 
+
+_BRIDGE_ORDER = ("kf.v", "kf.topic", "kf.device", "kf.key_kind", "kf.format", "kf.rx_ms", "kf.qos")
+"""The headers of a plain message (QoS 0/1, not retained, no MQTT 5 properties), in the
+order the bridge writes them."""
 
 _PLAIN_KEYS = frozenset(
     {"kf.v", "kf.topic", "kf.device", "kf.key_kind", "kf.format", "kf.rx_ms", "kf.qos"}

@@ -51,6 +51,7 @@ from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
 from kotaflow.settings import Settings, ValidateSettings
 from processors.health import Health
 from processors.inputs import refused
+from processors.kafka import append_record
 from processors.loop import Batch, Offsets
 from processors.output import KafkaOutput
 from processors.record import READING_VERSION
@@ -196,9 +197,15 @@ class ValidateStage:
 
     async def handle(self, batch: Batch) -> None:
         polled = 0
+        one = self._one
         for tp, records in batch.items():
             for record in records:
-                await self._one(record)
+                rejected = one(record)  # no coroutine per record: most need no await
+                if rejected:
+                    for env, rejection in rejected:
+                        await self._reject(record, env, rejection)
+                if self._overflow:
+                    await self._send_overflow()
             if records:
                 self._covered[tp] = records[-1].offset + 1
                 polled += len(records)
@@ -221,28 +228,33 @@ class ValidateStage:
         self._covered.clear()
         return offsets
 
-    async def _one(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _one(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> list[tuple[RawEnvelope | None, Rejection]] | None:
+        """Decode one raw record into the producer batches; what it refuses, for
+        :meth:`_reject` (None when nothing was)."""
         try:
             env = parse_envelope(record.value, record.headers)
         except EnvelopeError as err:
-            await self._reject(record, None, Rejection(Reason.BAD_ENVELOPE, str(err)))
-            return
+            return [(None, Rejection(Reason.BAD_ENVELOPE, str(err)))]
         match = self._match(env.mqtt_topic)
         if match is None or match.format is not env.format:
             why = "matches no device topic" if match is None else f"is not {env.format.value}"
-            rejection = Rejection(
-                Reason.UNKNOWN_TOPIC, f"MQTT topic {env.mqtt_topic!r} {why}", env.device_key
-            )
-            await self._reject(record, env, rejection)
-            return
+            return [
+                (
+                    env,
+                    Rejection(
+                        Reason.UNKNOWN_TOPIC, f"MQTT topic {env.mqtt_topic!r} {why}", env.device_key
+                    ),
+                )
+            ]
         result = decode(env.payload, match, env.rx_ms, self._ctx)
-        for rejection in result.rejections:
-            await self._reject(record, env, rejection)
+        rejections = result.rejections
         if result.readings:
-            for refused in self._emit(result.readings, env.rx_ms):
-                await self._reject(record, env, refused)
-        if self._overflow:
-            await self._send_overflow()
+            late = self._emit(result.readings, env.rx_ms)
+            if late:
+                rejections = rejections + late
+        return [(env, rejection) for rejection in rejections] if rejections else None
 
     def _match(self, topic: str) -> TopicMatch | None:
         """``match_topic``, remembered per topic (bounded: forgotten all at once when full)."""
@@ -293,7 +305,7 @@ class ValidateStage:
             builder = batches.get(partition)
             if builder is None:
                 builder = batches[partition] = self._output.producer.create_batch()
-            if builder.append(key=key, value=data, timestamp=rx_ms) is None:
+            if not append_record(builder, key, data, rx_ms):
                 overflow.append((partition, key, data, rx_ms))
         self._produced += len(readings) - len(refused)
         return refused
@@ -305,7 +317,7 @@ class ValidateStage:
             if partition in self._batches:
                 await self._send(partition)
             builder = self._batches[partition] = self._output.producer.create_batch()
-            builder.append(key=key, value=value, timestamp=timestamp_ms)
+            append_record(builder, key, value, timestamp_ms)
 
     async def _send(self, partition: int) -> None:
         builder = self._batches.pop(partition, None)

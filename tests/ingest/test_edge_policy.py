@@ -7,7 +7,7 @@ import pytest
 from devices.reading import Reason
 from devices.topics import DeviceKeyKind, PayloadFormat
 from ingest.edge import EdgePolicy, Inbound, Route
-from ingest.envelope import RawEnvelope, parse_envelope, plain_tails
+from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope, plain_tails
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.deadletter import DeadLetter
 
@@ -83,3 +83,24 @@ def test_the_bridges_short_path_makes_the_same_record_as_the_envelope(qos: int) 
 
 def test_topics_that_are_not_utf8_are_dead_lettered_not_fatal() -> None:
     assert _policy().route(b"kotaflow/\xff/telemetry", 2, now=0.0) is Reason.UNKNOWN_TOPIC
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_plain_record_parses_the_same_in_the_bridges_order_or_any_other(qos: int) -> None:
+    env = RawEnvelope(b"{}", "kotaflow/d1/telemetry", "d1", DeviceKeyKind.DEVICE_ID,
+                      PayloadFormat.NATIVE_JSON, 1_764_300_000_123, qos)  # fmt: skip
+    headers = env.headers()
+    assert len(headers) == 7  # the short path's shape
+    assert parse_envelope(env.payload, headers) == env
+    assert parse_envelope(env.payload, headers[::-1]) == env  # the general path
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"), [("kf.rx_ms", b"12x"), ("kf.topic", b"\xff"), ("kf.qos", b"7x")]
+)
+def test_a_broken_plain_record_is_refused_with_the_reason(name: str, bad: bytes) -> None:
+    env = RawEnvelope(b"{}", "kotaflow/d1/telemetry", "d1", DeviceKeyKind.DEVICE_ID,
+                      PayloadFormat.NATIVE_JSON, 1)  # fmt: skip
+    headers = [(k, bad if k == name else v) for k, v in env.headers()]
+    with pytest.raises(EnvelopeError, match="malformed header"):
+        parse_envelope(env.payload, headers)
