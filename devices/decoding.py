@@ -402,6 +402,11 @@ class PayloadReadings:
         device_id = self.device.id
         readings = self.result.readings
         for name, value in values.items():
+            if type(value) is float:  # the usual value: a plain number, in range (the
+                metric = lookup.get(name)  # catalogue's bounds are finite: NaN and inf fail)
+                if metric is not None and metric.minimum <= value <= metric.maximum:
+                    readings.append(Reading(device_id, metric.name, value, ts_ms, flags))
+                    continue
             if isinstance(value, dict):
                 metric = self.metric_named(name)
                 if metric is None:
