@@ -212,6 +212,8 @@ class Bridge:
             dropped = window.reset()
             if dropped:
                 self.metrics.dropped_unacked.inc(dropped)
+        if not arrivals:
+            return  # only the news of a new connection
         window.mark_received(received_at)
         rx_ms = time.time_ns() // 1_000_000
         tails = plain_tails(rx_ms)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -184,8 +185,10 @@ class MqttIntake:
         self._on_arrivals([arrival], msg.timestamp)
 
     def _on_arrivals(self, arrivals: list[Arrival], received_at: float) -> None:
-        if not self._accepting or not self.gate.take(len(arrivals), self._is_accepting):
+        if not self._accepting:
             return  # stopping: left unacked, the broker redelivers them
+        if arrivals and not self.gate.take(len(arrivals), self._is_accepting):
+            return
         self.inbox.append((self._generation, received_at, arrivals))
         if not self._wake_pending:
             self._wake_pending = True
@@ -206,6 +209,10 @@ class MqttIntake:
             log.error("MQTT connect refused", extra={"reason": str(reason_code)})
             return
         self._generation += 1
+        # An empty burst tells the bridge at once, not at the first message, that this is a
+        # new connection: it then stops acking the last one's deliveries (the broker
+        # redelivers those) before any packet id could be confused across connections.
+        self._on_arrivals([], time.monotonic())
         self._metrics.mqtt_connects.inc()
         log.info(
             "MQTT connected",

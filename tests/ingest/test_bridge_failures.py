@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 
 import pytest
 from bridge_support import (
@@ -17,6 +18,10 @@ from bridge_support import (
     traffic,
     wait_for_log,
 )
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kotaflow.mqtt import Account, mqtt_access
 
 log = logging.getLogger("tests.bridge")
 
@@ -146,3 +151,47 @@ async def test_kafka_refusing_records_stops_acks_and_the_broker_redelivers_after
     async with TopicReader(run.settings, run.raw_topic) as reader:
         await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=180)
     assert expected <= set(ids_of(reader.records))
+
+
+@pytest.mark.timeout(300)
+async def test_a_lost_mqtt_connection_resumes_the_session_and_loses_nothing(
+    bridge_run: BridgeRun,
+) -> None:
+    """The broker drops the bridge's connection mid-stream (another client takes over the
+    session, as a network blip followed by a stale reconnect would); paho reconnects, the
+    bridge starts a new ack window and the broker redelivers what was not acked."""
+    run = bridge_run
+    devices, per_device = 20, 200  # 4,000 messages
+    expected = _expected(run, devices, per_device)
+    run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    sending = publisher.publish_in_background(traffic(run, devices, per_device), rate_per_s=1000)
+
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: len(reader.records) > 500, 60)
+        _take_over_session(run, run.client_id(1))
+        wait_for_log(run, 1, '"connection": 2')  # paho reconnected on its own
+        sending.join()
+        publisher.finish()
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=120)
+    assert expected <= set(ids_of(reader.records))
+
+
+def _take_over_session(run: BridgeRun, client_id: str) -> None:
+    """Connect with the bridge's client id, keeping its session: the broker disconnects
+    the bridge. Then leave again, session intact, for the bridge to resume."""
+    access = mqtt_access(run.settings, Account.BRIDGE)
+    intruder = access.client(client_id)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 600
+    intruder.connect(access.host, access.port, clean_start=False, properties=props)
+    intruder.loop_start()
+    try:
+        deadline = time.monotonic() + 10
+        while not intruder.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert intruder.is_connected(), "could not take the session over"
+    finally:
+        intruder.disconnect()
+        intruder.loop_stop()
