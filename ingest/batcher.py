@@ -76,7 +76,10 @@ class Lane(Generic[T]):
                 raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
             self.ready.append(self._take_open())
             self.full.set()
-            self.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
+            if not self.builder.append(
+                timestamp=timestamp_ms, key=key, value=value, headers=headers
+            ):  # aiokafka's empty batch takes any one record: never lose it silently if not
+                raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
         self.items.append(item)
         self.has_data.set()
 
