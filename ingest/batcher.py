@@ -6,9 +6,10 @@ This batcher appends records straight into aiokafka's ``BatchBuilder`` (C code) 
 whole batches with ``send_batch``; the producer still assigns idempotent sequence numbers,
 retries, and keeps one batch in flight per partition.
 
-:meth:`KafkaBatcher.append` is synchronous, so the bridge's loop over a burst of messages
-never stops to await. Per partition there is one *open* batch that records go into; a full
-one is closed and queued, and a new one opened. A sender task per partition submits the
+:meth:`Lane.append` (a lane per topic-partition, from :meth:`KafkaBatcher.lane`) is
+synchronous, so the bridge's loop over a burst of messages never stops to await. Per
+partition there is one *open* batch that records go into; a full one is closed and queued,
+and a new one opened. A sender task per partition submits the
 queued batches, then the open one; while the previous batch is in flight ``send_batch``
 waits and records keep accumulating, so batches grow with load. ``linger_s`` adds a short
 wait for a batch that is not full yet. Memory is bounded by the caller, which holds at most
@@ -124,7 +125,7 @@ class KafkaBatcher(Generic[T]):
         self.linger_s = linger_s
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
-        self._open: dict[tuple[str, int], Lane[T]] = {}
+        self._lanes: dict[tuple[str, int], Lane[T]] = {}
 
     async def prepare(self, *topics: str) -> None:
         """Look the topics' partitions up (append needs them and cannot wait)."""
@@ -136,20 +137,15 @@ class KafkaBatcher(Generic[T]):
         """Where records with ``key`` go (the bridge keeps it per device: one lookup)."""
         partitions = self._partitions[topic]
         partition = self._partitioner(key, partitions, partitions)
-        lane = self._open.get((topic, partition))
+        lane = self._lanes.get((topic, partition))
         if lane is None:
-            lane = self._open[(topic, partition)] = Lane(self, topic, partition)
+            lane = self._lanes[(topic, partition)] = Lane(self, topic, partition)
         return lane
-
-    def in_open_batches(self) -> int:
-        return sum(
-            len(p.items) + sum(len(items) for _, items in p.ready) for p in self._open.values()
-        )
 
     async def close(self) -> None:
         """Stop the sender tasks (what was submitted stays with the producer)."""
-        tasks = [p.task for p in self._open.values()]
+        tasks = [lane.task for lane in self._lanes.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._open.clear()
+        self._lanes.clear()
