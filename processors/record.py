@@ -3,7 +3,7 @@
 Value (JSON, version 1)::
 
     {"v": 1, "device": "rtg-aq-01", "type": "air_quality", "kecamatan": "Langke Rembong",
-     "metric": "pm25", "value": 35.2, "unit": "ug/m3", "ts_ms": 1764300000000,
+     "metric": "pm25", "unit": "ug/m3", "value": 35.2, "ts_ms": 1764300000000,
      "flags": ["receive_time"]}
 
 Key: the device id, so one device's readings stay ordered on one partition. Consumers
@@ -44,8 +44,8 @@ class ValidReading(NamedTuple):
                 "type": self.type,
                 "kecamatan": self.kecamatan,
                 "metric": self.metric,
-                "value": self.value,
                 "unit": self.unit,
+                "value": self.value,
                 "ts_ms": self.ts_ms,
                 "flags": list(self.flags),
             },

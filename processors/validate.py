@@ -66,9 +66,7 @@ class MetricOut:
     """What turns one metric of one device into readings-record bytes."""
 
     head: bytes
-    """``{"v":1,"device":..,"type":..,"kecamatan":..,"metric":..,"value":``"""
-    unit_part: bytes
-    """``,"unit":..,"ts_ms":``"""
+    """``{"v":1,"device":..,"type":..,"kecamatan":..,"metric":..,"unit":..,"value":``"""
     key: bytes
     """The Kafka key: the device id."""
     calibration: Calibration | None
@@ -76,52 +74,57 @@ class MetricOut:
 
 
 class ReadingEncoder:
-    """Readings record v1 bytes, byte-identical to ``ValidReading.value_bytes()``."""
+    """Readings record v1 bytes, byte-identical to ``ValidReading.value_bytes()``.
+
+    A record is ``head + value + tail``: ``head`` is made once per device and metric
+    (:meth:`outputs`), ``tail`` (time and flags) once per run of readings that share them
+    (:meth:`tail`), as the readings of one message do."""
 
     def __init__(self, fleet: Fleet) -> None:
         self._fleet = fleet
-        self._metrics: dict[tuple[str, str], MetricOut | None] = {}
+        self._devices: dict[str, dict[str, MetricOut] | None] = {}
         self._flags: dict[tuple[str, ...], bytes] = {}
-        self._tail_key: tuple[int, tuple[str, ...]] | None = None
-        self._tail = b""
 
-    def metric(self, device_id: str, metric: str) -> MetricOut | None:
-        key = (device_id, metric)
-        found = self._metrics.get(key, False)
+    def outputs(self, device_id: str) -> dict[str, MetricOut] | None:
+        """Metric name -> :class:`MetricOut` of a registered device (None if unknown)."""
+        found = self._devices.get(device_id, False)
         if found is False:
-            found = self._metrics[key] = self._build(device_id, metric)
+            found = self._devices[device_id] = self._build(device_id)
         return found  # type: ignore[return-value]
 
-    def _build(self, device_id: str, metric: str) -> MetricOut | None:
+    def metric(self, device_id: str, metric: str) -> MetricOut | None:
+        outputs = self.outputs(device_id)
+        return None if outputs is None else outputs.get(metric)
+
+    def _build(self, device_id: str) -> dict[str, MetricOut] | None:
         device = self._fleet.device(device_id)
         if device is None:
             return None
-        spec = self._fleet.metrics_of(device).get(metric)
-        if spec is None:
-            return None
         d = json.dumps
-        head = (
+        start = (
             f'{{"v":{READING_VERSION},"device":{d(device.id)},"type":{d(device.type)},'
-            f'"kecamatan":{d(device.kecamatan)},"metric":{d(metric)},"value":'
+            f'"kecamatan":{d(device.kecamatan)},"metric":'
         )
-        unit_part = f',"unit":{d(spec.unit)},"ts_ms":'
-        calibration = device.calibration.get(metric)
-        return MetricOut(head.encode(), unit_part.encode(), device.id.encode(), calibration)
+        key = device.id.encode()
+        return {
+            name: MetricOut(
+                f'{start}{d(name)},"unit":{d(spec.unit)},"value":'.encode(),
+                key,
+                device.calibration.get(name),
+            )
+            for name, spec in self._fleet.metrics_of(device).items()
+        }
 
-    def flags(self, flags: tuple[str, ...]) -> bytes:
+    def tail(self, ts_ms: int, flags: tuple[str, ...]) -> bytes:
+        """``,"ts_ms":..,"flags":[..]}``: what follows the value."""
         found = self._flags.get(flags)
         if found is None:
             found = self._flags[flags] = f',"flags":{json.dumps(list(flags))}}}'.encode()
-        return found
+        return b',"ts_ms":' + str(ts_ms).encode() + found
 
     def encode(self, out: MetricOut, value: float, ts_ms: int, flags: tuple[str, ...]) -> bytes:
-        """The record of one reading (``value`` already calibrated). The readings of one
-        message share time and flags: that part is built once for them."""
-        key = (ts_ms, flags)
-        if key != self._tail_key:
-            self._tail_key = key
-            self._tail = str(ts_ms).encode() + self.flags(flags)
-        return b"".join((out.head, repr(value).encode(), out.unit_part, self._tail))
+        """The record of one reading (``value`` already calibrated)."""
+        return out.head + repr(value).encode() + self.tail(ts_ms, flags)
 
 
 class _Partitions:
@@ -266,47 +269,61 @@ class ValidateStage:
         return found  # type: ignore[return-value]
 
     def _emit(self, readings: list[Reading], rx_ms: int) -> list[Rejection]:
-        """Append readings to their partitions' producer batches (the hot path: no awaits);
-        return the ones refused here. Their Kafka time is the bridge's receive time."""
+        """Append readings to their partitions' producer batches; return the ones refused
+        here. Their Kafka time is the bridge's receive time.
+
+        The hot path: no awaits; device, partition, batch and record tail are looked up
+        once per run of readings that share them (a message's readings usually do)."""
         refused: list[Rejection] = []
-        encoder, batches, overflow = self._encoder, self._batches, self._overflow
+        encoder, batches = self._encoder, self._batches
         assert self._partitions is not None
         partition_of = self._partitions.of
+        last_device: str | None = None
+        outputs: dict[str, MetricOut] | None = None
+        builder: Any = None
         key, partition = b"", 0
-        for reading in readings:
-            out = encoder.metric(reading.device_id, reading.metric)
+        last_ts, tail = -1, b""
+        last_flags: tuple[str, ...] = ()
+        for device_id, metric, value, ts_ms, flags in readings:
+            if device_id != last_device:
+                last_device = device_id
+                outputs = encoder.outputs(device_id)
+                builder = None
+            out = outputs.get(metric) if outputs is not None else None
             if out is None:
                 refused.append(
                     Rejection(
                         Reason.UNKNOWN_DEVICE,
                         "device or metric is not in the registry",
-                        reading.device_id,
-                        reading.metric,
+                        device_id,
+                        metric,
                     )
                 )
                 continue
-            value = reading.value
             if out.calibration is not None:
                 value = calibrate(value, out.calibration)
                 if not math.isfinite(value):
                     refused.append(
                         Rejection(
                             Reason.NOT_FINITE,
-                            f"calibration made {reading.metric} non-finite",
-                            reading.device_id,
-                            reading.metric,
+                            f"calibration made {metric} non-finite",
+                            device_id,
+                            metric,
                         )
                     )
                     continue
-            data = encoder.encode(out, value, reading.ts_ms, reading.flags)
-            if out.key != key:  # a message's readings are usually all one device's
+            if ts_ms != last_ts or flags != last_flags:
+                last_ts, last_flags, tail = ts_ms, flags, encoder.tail(ts_ms, flags)
+            data = out.head + repr(value).encode() + tail
+            if builder is None:
                 key = out.key
                 partition = partition_of(key)
-            builder = batches.get(partition)
-            if builder is None:
-                builder = batches[partition] = self._output.producer.create_batch()
+                builder = batches.get(partition)
+                if builder is None:
+                    builder = batches[partition] = self._output.producer.create_batch()
             if not append_record(builder, key, data, rx_ms):
-                overflow.append((partition, key, data, rx_ms))
+                self._overflow.append((partition, key, data, rx_ms))
+                builder = None  # full: what follows waits behind it in the overflow
         self._produced += len(readings) - len(refused)
         return refused
 
