@@ -23,7 +23,8 @@ record that can always be replayed through a newer decoder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -170,6 +171,48 @@ def parse_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]]) ->
         raise EnvelopeError(f"missing header {err.args[0]}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise EnvelopeError(f"malformed header: {err}") from None
+
+
+class EnvelopeReader:
+    """:func:`parse_envelope` for a stream of records: the five leading headers of a plain
+    record (they depend only on the MQTT topic) are parsed once and remembered, so a
+    record of a known topic costs a lookup and the receive time. One per consumer; the
+    memory is bounded (forgotten all at once when ``capacity`` topics are known)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._known: dict[
+            tuple[tuple[str, bytes], ...], tuple[str, str, DeviceKeyKind, PayloadFormat]
+        ] = {}
+
+    def read(self, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> RawEnvelope:
+        """What :func:`parse_envelope` returns (or raises) for the same record."""
+        if len(headers) != 7:
+            return parse_envelope(value, headers)
+        lead = tuple(headers[:5])
+        known = self._known.get(lead)
+        if known is not None:
+            (k5, rx), (k6, qos) = headers[5], headers[6]
+            plain = qos == b"1" or qos == b"0"
+            if plain and k5 == "kf.rx_ms" and k6 == "kf.qos" and rx.isdigit():
+                topic, device, kind, fmt = known
+                q = 1 if qos == b"1" else 0
+                return _envelope(
+                    (value or b"", topic, device, kind, fmt, int(rx), q, False, None, ())
+                )
+        env = parse_envelope(value, headers)
+        if known is None and env.qos in (0, 1) and tuple(k for k, _ in headers) == _BRIDGE_ORDER:
+            if len(self._known) >= self._capacity:
+                self._known.clear()
+            self._known[lead] = (env.mqtt_topic, env.device_key, env.key_kind, env.format)
+        return env
+
+
+_envelope: Callable[[tuple[object, ...]], RawEnvelope] = functools.partial(
+    tuple.__new__, RawEnvelope
+)
+"""``_envelope((field, ...))`` is ``RawEnvelope(field, ...)`` made in C, without the
+named-tuple ``__new__`` frame; every field must be given (defaults do not apply)."""
 
 
 _BRIDGE_ORDER = ("kf.v", "kf.topic", "kf.device", "kf.key_kind", "kf.format", "kf.rx_ms", "kf.qos")

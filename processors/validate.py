@@ -47,7 +47,7 @@ from devices.formats import decode
 from devices.reading import Reading, Reason, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
-from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope
+from ingest.envelope import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.settings import Settings, ValidateSettings
 from processors.health import Health
 from processors.inputs import refused
@@ -166,6 +166,7 @@ class ValidateStage:
         self._produced = 0
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
+        self._envelopes = EnvelopeReader(TOPIC_CACHE_SIZE)
 
     @property
     def input_topic(self) -> str:
@@ -237,7 +238,7 @@ class ValidateStage:
         """Decode one raw record into the producer batches; what it refuses, for
         :meth:`_reject` (None when nothing was)."""
         try:
-            env = parse_envelope(record.value, record.headers)
+            env = self._envelopes.read(record.value, record.headers)
         except EnvelopeError as err:
             return [(None, Rejection(Reason.BAD_ENVELOPE, str(err)))]
         match = self._match(env.mqtt_topic)

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import pytest
 from payload_builders import BUILDERS, PayloadBuilder
 
-from devices.decoding import RECEIVE_TIME, DecodeContext, DecodeLimits, DecodeResult
+from devices.decoding import (
+    RECEIVE_TIME,
+    DecodeContext,
+    DecodeLimits,
+    DecodeResult,
+    parse_json,
+)
 from devices.fleet import Fleet
 from devices.formats import DECODERS, decode
 from devices.reading import Reason
@@ -281,3 +287,28 @@ def test_unexpected_failure_becomes_bad_shape(builder: PayloadBuilder, fleet: Fl
     result = run(builder, broken, weather(fleet), {"temperature": 16.0})
     assert reasons(result) == [Reason.BAD_SHAPE]
     assert "registry exploded" in result.rejections[0].message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"ts": 1764300000000, "values": {"pm25": 35.2}}',
+        b"[-9223372036854775809, 18446744073709551616, 12345678901234567890123]",
+        b'{"v": 1.0000000000000000000000001, "t": 1e400}',
+        b'{"v": NaN, "w": -Infinity}',
+        b'\xef\xbb\xbf{"v": 1}',
+        b"[1, 2,]",
+        b'{"v": "\\ud800"}',
+        b"\xff",
+    ],
+)
+def test_payloads_parse_as_the_standard_library_parses_them(payload: bytes) -> None:
+    """orjson takes the fast path only where it reads a payload as ``json`` does."""
+    try:
+        expected: object = json.loads(payload)
+    except (ValueError, TypeError) as err:
+        expected = f"payload is not JSON: {err}"
+    got = parse_json(payload, DecodeLimits(), "d1")
+    if isinstance(got, DecodeResult):
+        got = got.rejections[0].message
+    assert repr(got) == repr(expected)  # repr: NaN != NaN, and ints must stay ints

@@ -7,7 +7,13 @@ import pytest
 from devices.reading import Reason
 from devices.topics import DeviceKeyKind, PayloadFormat
 from ingest.edge import EdgePolicy, Inbound, Route
-from ingest.envelope import EnvelopeError, RawEnvelope, parse_envelope, plain_tails
+from ingest.envelope import (
+    EnvelopeError,
+    EnvelopeReader,
+    RawEnvelope,
+    parse_envelope,
+    plain_tails,
+)
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.deadletter import DeadLetter
 
@@ -104,3 +110,42 @@ def test_a_broken_plain_record_is_refused_with_the_reason(name: str, bad: bytes)
     headers = [(k, bad if k == name else v) for k, v in env.headers()]
     with pytest.raises(EnvelopeError, match="malformed header"):
         parse_envelope(env.payload, headers)
+
+
+def _plain(topic: str, device: str, rx_ms: int, qos: int = 1) -> RawEnvelope:
+    return RawEnvelope(b"{}", topic, device, DeviceKeyKind.DEVICE_ID,
+                       PayloadFormat.NATIVE_JSON, rx_ms, qos)  # fmt: skip
+
+
+def test_the_envelope_reader_reads_what_parse_envelope_reads() -> None:
+    reader = EnvelopeReader()
+    first = _plain("kotaflow/d1/telemetry", "d1", 1_764_300_000_123)
+    again = _plain("kotaflow/d1/telemetry", "d1", 1_764_300_000_456, qos=0)
+    other = _plain("kotaflow/d2/telemetry", "d2", 1_764_300_000_789)
+    special = first._replace(retain=True, content_type="application/json",
+                             user_properties=(("fw", "1.2"),))  # fmt: skip
+    for env in (first, again, other, special, first):
+        for headers in (env.headers(), tuple(env.headers()), env.headers()[::-1]):
+            assert reader.read(env.payload, headers) == env == parse_envelope(env.payload, headers)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"), [("kf.rx_ms", b"12x"), ("kf.qos", b"7x"), ("kf.qos", b"2")]
+)
+def test_the_envelope_reader_checks_what_a_known_topic_does_not_fix(name: str, bad: bytes) -> None:
+    reader = EnvelopeReader()
+    env = _plain("kotaflow/d1/telemetry", "d1", 1)
+    reader.read(env.payload, env.headers())  # the topic is known now
+    headers = [(k, bad if k == name else v) for k, v in env.headers()]
+    if bad == b"2":  # a valid QoS 2 record takes the general path and keeps its QoS
+        assert reader.read(env.payload, headers).qos == 2
+        return
+    with pytest.raises(EnvelopeError, match="malformed header"):
+        reader.read(env.payload, headers)
+
+
+def test_the_envelope_reader_forgets_when_full() -> None:
+    reader = EnvelopeReader(capacity=2)
+    envs = [_plain(f"kotaflow/d{i}/telemetry", f"d{i}", i) for i in range(5)]
+    for env in envs + envs:
+        assert reader.read(env.payload, env.headers()) == env
