@@ -137,16 +137,16 @@ class Timing:
 
 
 async def drain(
-    settings: Settings, stages: list[StageName], expected_in: int, expected_readings: int
+    settings: Settings, stages: list[StageName], expected_records: int
 ) -> tuple[Timing, Health]:
-    """Run ``stages`` until validate consumed ``expected_in`` messages and every other stage
-    ``expected_readings`` readings."""
+    """Run ``stages`` until each consumed ``expected_records`` records: every message of the
+    backlog is one device at one time, so one raw record and one readings record."""
     health = Health("bench")
     stop = asyncio.Event()
     started = time.perf_counter()
     cpu_started = time.process_time()
     task = asyncio.create_task(run_stages(settings, stages, stop, health, signals=False))
-    goal = {s: expected_in if s is StageName.VALIDATE else expected_readings for s in stages}
+    goal = {s: expected_records for s in stages}
 
     def work() -> float:
         """Share of the whole drain done so far."""
@@ -173,8 +173,7 @@ async def drain(
 def drain_in_child(
     settings: Settings,
     stages: list[StageName],
-    expected_in: int,
-    expected_readings: int,
+    expected_records: int,
     profile: Path | None = None,
 ) -> DrainRun:
     """:func:`drain` in a fresh interpreter (spawned, not forked: nothing of ours inherited)."""
@@ -184,24 +183,21 @@ def drain_in_child(
         # load_settings() returns an instance of a local class: rebuild it as a Settings
         # (validated, no sources read again) so that it pickles.
         portable = Settings.model_validate(settings.model_dump())
-        job = pool.submit(
-            _drain_here, portable, stage_names, expected_in, expected_readings, profile
-        )
+        job = pool.submit(_drain_here, portable, stage_names, expected_records, profile)
         return job.result()
 
 
 def _drain_here(
     settings: Settings,
     stage_names: tuple[str, ...],
-    expected_in: int,
-    expected_readings: int,
+    expected_records: int,
     profile: Path | None,
 ) -> DrainRun:
     stages = [StageName(s) for s in stage_names]
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
-    timing, health = asyncio.run(drain(settings, stages, expected_in, expected_readings))
+    timing, health = asyncio.run(drain(settings, stages, expected_records))
     if profiler and profile:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -227,11 +223,9 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
         try:
             fill_s = await fill(mine, envelopes)
             del envelopes
-            validate = await asyncio.to_thread(
-                drain_in_child, mine, [StageName.VALIDATE], count, readings
-            )
+            validate = await asyncio.to_thread(drain_in_child, mine, [StageName.VALIDATE], count)
             write = await asyncio.to_thread(
-                drain_in_child, mine, [StageName.STORE, StageName.AGGREGATE], count, readings
+                drain_in_child, mine, [StageName.STORE, StageName.AGGREGATE], count
             )
         finally:
             await cleanup(mine)
@@ -285,9 +279,7 @@ async def _standalone(stages: list[StageName], count: int, profile: Path | None)
         envelopes, readings = backlog(settings, count)
         try:
             fill_s = await fill(settings, envelopes)
-            run = await asyncio.to_thread(
-                drain_in_child, settings, stages, len(envelopes), readings, profile
-            )
+            run = await asyncio.to_thread(drain_in_child, settings, stages, len(envelopes), profile)
         finally:
             await cleanup(settings)
     t = run.timing

@@ -35,7 +35,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import parse_reading, refused
+from processors.inputs import parse_readings, refused
 from processors.kafka import make_admin
 from processors.loop import Batch, Offsets, instance_name
 from processors.output import KafkaOutput
@@ -140,30 +140,30 @@ class AggregateStage:
             if book is None:  # assigned() failed; never aggregate without the watermark
                 continue
             for record in records:
-                parsed = parse_reading(record, STAGE)
-                if isinstance(parsed, DeadLetter):
-                    await self._output.deadletter(STAGE, parsed)
-                    continue
-                key = (parsed.device, parsed.metric, parsed.type, parsed.kecamatan)
-                series = self._series.get(key)
-                if series is None:
-                    series = self._series[key] = Series(*key)
-                added = book.add(series, parsed.ts_ms, parsed.value, record.offset, now_ms)
-                if added is Added.NEW:
-                    continue
-                if added is Added.TOO_OLD:
-                    why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
-                    letter = refused(
-                        record,
-                        STAGE,
-                        Reason.TIME_TOO_OLD,
-                        why,
-                        device=parsed.device,
-                        metric=parsed.metric,
-                    )
+                readings, letters = parse_readings(record, STAGE)
+                for letter in letters:
                     await self._output.deadletter(STAGE, letter)
-                else:
-                    self._health.duplicate(STAGE, added.value)
+                for parsed in readings:
+                    key = (parsed.device, parsed.metric, parsed.type, parsed.kecamatan)
+                    series = self._series.get(key)
+                    if series is None:
+                        series = self._series[key] = Series(*key)
+                    added = book.add(series, parsed.ts_ms, parsed.value, record.offset, now_ms)
+                    if added is Added.NEW:
+                        continue
+                    if added is Added.TOO_OLD:
+                        why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
+                        letter = refused(
+                            record,
+                            STAGE,
+                            Reason.TIME_TOO_OLD,
+                            why,
+                            device=parsed.device,
+                            metric=parsed.metric,
+                        )
+                        await self._output.deadletter(STAGE, letter)
+                    else:
+                        self._health.duplicate(STAGE, added.value)
             if records:
                 self._next[tp] = records[-1].offset + 1
 

@@ -1,8 +1,8 @@
 """Reading consumed records safely: where a record came from, and readings-or-dead-letter.
 
-Shared by store and aggregate (both consume ``kotaflow.readings``): a record that is not a
-valid readings record v1 becomes a dead letter with the record's bytes and position, never
-an exception that would stop the stream.
+Shared by store, aggregate and alert (all consume ``kotaflow.readings``): a record that is
+not a readings record (version 1 or 2) becomes a dead letter with the record's bytes and
+position, never an exception that would stop the stream.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord
 
 from devices.reading import Reason
 from kotaflow.deadletter import DeadLetter
-from processors.record import READING_VERSION, ValidReading
+from processors.record import RecordError, ValidReading, readings_of
 
 
 class Origin(Protocol):
@@ -86,18 +86,25 @@ def refused(
     )
 
 
-def parse_reading(record: ConsumerRecord[bytes, bytes], stage: str) -> ValidReading | DeadLetter:
-    raw = record.value or b""
+def parse_readings(
+    record: ConsumerRecord[bytes, bytes], stage: str
+) -> tuple[list[ValidReading], list[DeadLetter]]:
+    """The good readings of a record, and a dead letter for the record if it is not a
+    readings record (then there are no readings) or for each value that is not finite."""
     try:
-        reading = ValidReading.from_bytes(raw)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        unsupported = "version" in str(err) and b'"v":' in raw and b'"v":1,' not in raw
-        reason = Reason.UNSUPPORTED_VERSION if unsupported else Reason.BAD_ENVELOPE
-        why = f"not a readings record v{READING_VERSION}: {type(err).__name__}: {err}"
-        return refused(record, stage, reason, why)
-    if not math.isfinite(reading.value):
-        why = f"value {reading.value!r} is not finite"
-        return refused(
-            record, stage, Reason.NOT_FINITE, why, device=reading.device, metric=reading.metric
-        )
-    return reading
+        readings = readings_of(record.value or b"")
+    except RecordError as err:
+        reason = Reason.UNSUPPORTED_VERSION if err.unsupported_version else Reason.BAD_ENVELOPE
+        return [], [refused(record, stage, reason, str(err))]
+    if all(math.isfinite(r.value) for r in readings):
+        return readings, []
+    good, letters = [], []
+    for r in readings:
+        if math.isfinite(r.value):
+            good.append(r)
+        else:
+            why = f"value {r.value!r} is not finite"
+            letters.append(
+                refused(record, stage, Reason.NOT_FINITE, why, device=r.device, metric=r.metric)
+            )
+    return good, letters

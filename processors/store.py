@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StoreSettings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import RecordRef, parse_reading, refused
+from processors.inputs import RecordRef, parse_readings, refused
 from processors.lineprotocol import (
     LineProtocolError,
     escape_key,
@@ -145,23 +144,24 @@ class StoreStage:
                 buffer = LineBuffer(_prefixes=self._prefixes, _fields=self._fields)
                 self._buffers[tp] = buffer
             for record in records:
-                parsed = parse_reading(record, STAGE)
-                if isinstance(parsed, DeadLetter):
-                    await self._output.deadletter(STAGE, parsed)
-                    continue
-                try:
-                    buffer.add(parsed, RecordRef.of(record))
-                except LineProtocolError as err:
-                    why = f"cannot be written as line protocol: {err}"
-                    letter = refused(
-                        record,
-                        STAGE,
-                        Reason.BAD_SHAPE,
-                        why,
-                        device=parsed.device,
-                        metric=parsed.metric,
-                    )
+                readings, letters = parse_readings(record, STAGE)
+                for letter in letters:
                     await self._output.deadletter(STAGE, letter)
+                ref = RecordRef.of(record)
+                for reading in readings:
+                    try:
+                        buffer.add(reading, ref)
+                    except LineProtocolError as err:
+                        why = f"cannot be written as line protocol: {err}"
+                        letter = refused(
+                            record,
+                            STAGE,
+                            Reason.BAD_SHAPE,
+                            why,
+                            device=reading.device,
+                            metric=reading.metric,
+                        )
+                        await self._output.deadletter(STAGE, letter)
             if records:
                 self._covered[tp] = records[-1].offset + 1
             if len(buffer) >= self._cfg.batch_lines:

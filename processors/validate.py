@@ -4,11 +4,12 @@ Input
     ``kotaflow.raw`` (raw envelope v1: device bytes + ``kf.*`` headers), consumer group
     ``processing.validation.group_id``.
 Output
-    ``kotaflow.readings`` (readings record v1, keyed by device id, so one device stays on
+    ``kotaflow.readings`` (readings record v2, keyed by device id, so one device stays on
     one partition and in order): each reading decoded by the ``devices/formats`` decoder of
     the envelope's format, checked against catalogue and registry, converted to the
     canonical unit, calibrated (``raw * scale + offset``) and given the device's type and
-    kecamatan. Everything refused goes to ``kotaflow.deadletter`` with reason, message,
+    kecamatan; the readings of a message that share device, time and flags go out as one
+    record. Everything refused goes to ``kotaflow.deadletter`` with reason, message,
     the original bytes and where they came from (MQTT topic, Kafka topic/partition/offset):
     a broken envelope, an unknown topic, every rejection a decoder reports.
 Guarantee
@@ -23,19 +24,19 @@ readings are sent at once (the producer lingers ``linger_ms``), not at the next 
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
-``send_batch``, partition = Kafka's murmur2 of the device key, cached), and readings are
-encoded from per-device/metric prefixes (the time and flags part once per message); both
-avoid per-record coroutines and dicts. Topic matches are cached per topic.
+``send_batch``, partition = Kafka's murmur2 of the device key, cached), and built from a
+per-device head, the time and flags, and the values dumped by orjson; both avoid
+per-record coroutines. Envelopes and topic matches are remembered per topic.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka import ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
@@ -54,7 +55,7 @@ from processors.inputs import refused
 from processors.kafka import append_record
 from processors.loop import Batch, Offsets
 from processors.output import KafkaOutput
-from processors.record import READING_VERSION
+from processors.record import flags_part, record_head
 
 STAGE = "validate"
 TOPIC_CACHE_SIZE = 100_000
@@ -62,69 +63,57 @@ TOPIC_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
-class MetricOut:
-    """What turns one metric of one device into readings-record bytes."""
+class DeviceOut:
+    """What turns readings of one device into readings-record bytes."""
 
     head: bytes
-    """``{"v":1,"device":..,"type":..,"kecamatan":..,"metric":..,"unit":..,"value":``"""
+    """``{"v":2,"device":..,"type":..,"kecamatan":..,"units":{..},"ts_ms":``"""
     key: bytes
     """The Kafka key: the device id."""
-    calibration: Calibration | None
-    """The device's calibration of this metric, if it has one."""
+    calibrations: dict[str, Calibration | None]
+    """Each metric of the device's type, with its calibration if it has one."""
 
 
 class ReadingEncoder:
-    """Readings record v1 bytes, byte-identical to ``ValidReading.value_bytes()``.
+    """Readings record v2 bytes, equal to ``processors.record.readings_record``.
 
-    A record is ``head + value + tail``: ``head`` is made once per device and metric
-    (:meth:`outputs`), ``tail`` (time and flags) once per run of readings that share them
-    (:meth:`tail`), as the readings of one message do."""
+    A record is ``head + ts_ms + flags part + values + "}"``: ``head`` is made once per
+    device (:meth:`device`), the flags part once per set of flags."""
 
     def __init__(self, fleet: Fleet) -> None:
         self._fleet = fleet
-        self._devices: dict[str, dict[str, MetricOut] | None] = {}
+        self._devices: dict[str, DeviceOut | None] = {}
         self._flags: dict[tuple[str, ...], bytes] = {}
 
-    def outputs(self, device_id: str) -> dict[str, MetricOut] | None:
-        """Metric name -> :class:`MetricOut` of a registered device (None if unknown)."""
+    def device(self, device_id: str) -> DeviceOut | None:
+        """The outputs of a registered device (None if unknown)."""
         found = self._devices.get(device_id, False)
         if found is False:
             found = self._devices[device_id] = self._build(device_id)
         return found  # type: ignore[return-value]
 
-    def metric(self, device_id: str, metric: str) -> MetricOut | None:
-        outputs = self.outputs(device_id)
-        return None if outputs is None else outputs.get(metric)
-
-    def _build(self, device_id: str) -> dict[str, MetricOut] | None:
+    def _build(self, device_id: str) -> DeviceOut | None:
         device = self._fleet.device(device_id)
         if device is None:
             return None
-        d = json.dumps
-        start = (
-            f'{{"v":{READING_VERSION},"device":{d(device.id)},"type":{d(device.type)},'
-            f'"kecamatan":{d(device.kecamatan)},"metric":'
-        )
-        key = device.id.encode()
-        return {
-            name: MetricOut(
-                f'{start}{d(name)},"unit":{d(spec.unit)},"value":'.encode(),
-                key,
-                device.calibration.get(name),
-            )
-            for name, spec in self._fleet.metrics_of(device).items()
-        }
+        metrics = self._fleet.metrics_of(device)
+        units = {name: spec.unit for name, spec in metrics.items()}
+        head = record_head(device.id, device.type, device.kecamatan, units)
+        calibrations = {name: device.calibration.get(name) for name in metrics}
+        return DeviceOut(head, device.id.encode(), calibrations)
 
-    def tail(self, ts_ms: int, flags: tuple[str, ...]) -> bytes:
-        """``,"ts_ms":..,"flags":[..]}``: what follows the value."""
-        found = self._flags.get(flags)
-        if found is None:
-            found = self._flags[flags] = f',"flags":{json.dumps(list(flags))}}}'.encode()
-        return b',"ts_ms":' + str(ts_ms).encode() + found
+    def encode(
+        self, out: DeviceOut, ts_ms: int, flags: tuple[str, ...], values: dict[str, float]
+    ) -> bytes:
+        """The record of one device's readings at ``ts_ms`` (values already calibrated)."""
+        part = self._flags.get(flags)
+        if part is None:
+            part = self._flags[flags] = flags_part(flags)
+        return out.head + str(ts_ms).encode() + part + orjson.dumps(values) + b"}"
 
-    def encode(self, out: MetricOut, value: float, ts_ms: int, flags: tuple[str, ...]) -> bytes:
-        """The record of one reading (``value`` already calibrated)."""
-        return out.head + repr(value).encode() + self.tail(ts_ms, flags)
+
+_UNKNOWN: Calibration | None = Calibration()
+"""``DeviceOut.calibrations.get(metric, _UNKNOWN)``: the metric is not the device's."""
 
 
 class _Partitions:
@@ -270,28 +259,32 @@ class ValidateStage:
         return found  # type: ignore[return-value]
 
     def _emit(self, readings: list[Reading], rx_ms: int) -> list[Rejection]:
-        """Append readings to their partitions' producer batches; return the ones refused
-        here. Their Kafka time is the bridge's receive time.
-
-        The hot path: no awaits; device, partition, batch and record tail are looked up
-        once per run of readings that share them (a message's readings usually do)."""
+        """Append readings to their partitions' producer batches, one record per run of
+        readings with the same device, time and flags (a metric that comes again starts a
+        new record, so none is lost); return the ones refused here. Their Kafka time is
+        the bridge's receive time. The hot path: no awaits, one lookup per run."""
         refused: list[Rejection] = []
-        encoder, batches = self._encoder, self._batches
-        assert self._partitions is not None
-        partition_of = self._partitions.of
-        last_device: str | None = None
-        outputs: dict[str, MetricOut] | None = None
-        builder: Any = None
-        key, partition = b"", 0
-        last_ts, tail = -1, b""
+        device: DeviceOut | None = None
+        values: dict[str, float] = {}
+        last_device, last_ts = "", -1
         last_flags: tuple[str, ...] = ()
         for device_id, metric, value, ts_ms, flags in readings:
-            if device_id != last_device:
-                last_device = device_id
-                outputs = encoder.outputs(device_id)
-                builder = None
-            out = outputs.get(metric) if outputs is not None else None
-            if out is None:
+            if (
+                ts_ms != last_ts
+                or device_id != last_device
+                or flags != last_flags
+                or metric in values
+            ):
+                if values and device is not None:
+                    self._append(device, last_ts, last_flags, values, rx_ms)
+                    values = {}
+                if device_id != last_device:
+                    last_device, device = device_id, self._encoder.device(device_id)
+                last_ts, last_flags = ts_ms, flags
+            calibration = (
+                device.calibrations.get(metric, _UNKNOWN) if device is not None else _UNKNOWN
+            )
+            if calibration is _UNKNOWN:
                 refused.append(
                     Rejection(
                         Reason.UNKNOWN_DEVICE,
@@ -301,8 +294,8 @@ class ValidateStage:
                     )
                 )
                 continue
-            if out.calibration is not None:
-                value = calibrate(value, out.calibration)
+            if calibration is not None:
+                value = calibrate(value, calibration)
                 if not math.isfinite(value):
                     refused.append(
                         Rejection(
@@ -313,20 +306,28 @@ class ValidateStage:
                         )
                     )
                     continue
-            if ts_ms != last_ts or flags != last_flags:
-                last_ts, last_flags, tail = ts_ms, flags, encoder.tail(ts_ms, flags)
-            data = out.head + repr(value).encode() + tail
-            if builder is None:
-                key = out.key
-                partition = partition_of(key)
-                builder = batches.get(partition)
-                if builder is None:
-                    builder = batches[partition] = self._output.producer.create_batch()
-            if not append_record(builder, key, data, rx_ms):
-                self._overflow.append((partition, key, data, rx_ms))
-                builder = None  # full: what follows waits behind it in the overflow
+            values[metric] = value
+        if values and device is not None:
+            self._append(device, last_ts, last_flags, values, rx_ms)
         self._produced += len(readings) - len(refused)
         return refused
+
+    def _append(
+        self,
+        device: DeviceOut,
+        ts_ms: int,
+        flags: tuple[str, ...],
+        values: dict[str, float],
+        rx_ms: int,
+    ) -> None:
+        assert self._partitions is not None
+        data = self._encoder.encode(device, ts_ms, flags, values)
+        partition = self._partitions.of(device.key)
+        builder = self._batches.get(partition)
+        if builder is None:
+            builder = self._batches[partition] = self._output.producer.create_batch()
+        if not append_record(builder, device.key, data, rx_ms):
+            self._overflow.append((partition, device.key, data, rx_ms))
 
     async def _send_overflow(self) -> None:
         """Send the batches that filled up and start new ones with what did not fit."""

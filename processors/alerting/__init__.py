@@ -1,6 +1,6 @@
 """Alerting: rules as code over ``kotaflow.readings``, notifications to staff.
 
-Input: ``kotaflow.readings`` (:class:`processors.record.ValidReading` v1), read by the
+Input: ``kotaflow.readings`` (readings records v2 or v1, :mod:`processors.record`), read by the
 consumer group ``alerting.group_id`` with manual commits. Outputs: alert events on
 ``kotaflow.alerts`` (:mod:`processors.alerting.events`), the same events as the InfluxDB
 measurement ``alerts`` (Grafana annotations), and notifications to the configured receivers

@@ -24,7 +24,7 @@ from processors.alerting.engine import Engine
 from processors.alerting.events import AlertEvent
 from processors.alerting.routing import route
 from processors.alerting.store import DEADLETTER_DESTINATION, AlertStore, Outgoing
-from processors.inputs import parse_reading
+from processors.inputs import parse_readings
 from processors.loop import Batch, Offsets
 
 log = logging.getLogger("kotaflow.alerting.stage")
@@ -91,11 +91,11 @@ class AlertStage:
         silences = self._store.silences()
         for tp, records in batch.items():
             for record in records:
-                reading = parse_reading(record, self.name)
-                if isinstance(reading, DeadLetter):
-                    self._dead.append(_queued(reading, tp, record.offset))
-                    continue
-                self._events += self._engine.apply(reading, tp.partition, now_ms, silences)
+                readings, letters = parse_readings(record, self.name)
+                for letter in letters:
+                    self._dead.append(_queued(letter, tp, record.offset))
+                for reading in readings:
+                    self._events += self._engine.apply(reading, tp.partition, now_ms, silences)
             if records:
                 self._offsets[tp] = records[-1].offset + 1
 

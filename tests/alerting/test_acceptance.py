@@ -213,7 +213,7 @@ async def test_unreadable_record_is_dead_lettered_and_the_rest_evaluated(
     alert_settings: Settings, http_receiver: HttpReceiver
 ) -> None:
     async with running(alert_settings), producer(alert_settings) as prod:
-        await prod.send_and_wait(alert_settings.kafka.topics.readings, b'{"v": 2}', key=b"x")
+        await prod.send_and_wait(alert_settings.kafka.topics.readings, b'{"v": 99}', key=b"x")
         await level(prod, alert_settings, "rtg-rl-t4", 262)
         await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="notification")
         dead = await _records(alert_settings, alert_settings.kafka.topics.deadletter, 1)
@@ -221,7 +221,7 @@ async def test_unreadable_record_is_dead_lettered_and_the_rest_evaluated(
     assert (letter.stage, letter.reason, letter.payload) == (
         "alert",
         Reason.UNSUPPORTED_VERSION,
-        b'{"v": 2}',
+        b'{"v": 99}',
     )
 
 

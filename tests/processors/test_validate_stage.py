@@ -7,10 +7,9 @@ import json
 import pytest
 
 from devices.fleet import load_fleet
-from devices.reading import Reading
 from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.record import ValidReading
+from processors.record import RecordError, ValidReading, readings_of, readings_record
 from processors.runner import StageName
 from processors.validate import ReadingEncoder
 from tests.processors.helpers import (
@@ -28,26 +27,61 @@ from tests.processors.helpers import (
 def test_encoder_bytes_equal_the_record_contract() -> None:
     fleet = load_fleet()
     encoder = ReadingEncoder(fleet)
-    out = encoder.metric("rtg-aq-01", "pm25")
-    assert out is not None
-    reading = Reading("rtg-aq-01", "pm25", 35.2, 1_764_300_000_000, ("receive_time",))
+    out = encoder.device("rtg-aq-01")
     device = fleet.device("rtg-aq-01")
+    assert out is not None
     assert device is not None
-    expected = ValidReading(
-        device="rtg-aq-01",
-        type=device.type,
-        kecamatan=device.kecamatan,
-        metric="pm25",
-        value=35.2,
-        unit=fleet.metrics_of(device)["pm25"].unit,
-        ts_ms=1_764_300_000_000,
-        flags=("receive_time",),
+    units = {name: m.unit for name, m in fleet.metrics_of(device).items()}
+    values = {"pm25": 35.2, "pm10": 1e-07}
+    flags = ("receive_time",)
+    got = encoder.encode(out, 1_764_300_000_000, flags, values)
+    ts = 1_764_300_000_000
+    assert got == readings_record(
+        device.id, device.type, device.kecamatan, units, ts, flags, values
     )
-    assert encoder.encode(out, reading.value, reading.ts_ms, reading.flags) == (
-        expected.value_bytes()
+    assert readings_of(got) == [
+        ValidReading("rtg-aq-01", device.type, device.kecamatan, m, v, units[m], ts, flags)
+        for m, v in values.items()
+    ]
+    assert encoder.device("no-such-device") is None
+
+
+def test_a_reading_alone_is_a_version_2_record_of_one_value() -> None:
+    reading = ValidReading("d1", "air_quality", "Reok", "pm25", 35.2, "ug/m3", 5, ("x",))
+    assert readings_of(reading.value_bytes()) == [reading]
+
+
+def test_version_1_records_are_still_read() -> None:
+    v1 = (
+        b'{"v":1,"device":"d1","type":"air_quality","kecamatan":"Reok","metric":"pm25",'
+        b'"value":35.2,"unit":"ug/m3","ts_ms":5,"flags":[]}'
     )
-    assert encoder.metric("no-such-device", "pm25") is None
-    assert encoder.metric("rtg-aq-01", "no_such_metric") is None
+    assert readings_of(v1) == [ValidReading("d1", "air_quality", "Reok", "pm25", 35.2, "ug/m3", 5)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "unsupported"),
+    [
+        (b'{"v": 3}', True),
+        (b'{"v": 2}', False),
+        (
+            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": {}, "ts_ms": 1,'
+            b' "values": {}}',
+            False,
+        ),
+        (
+            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": {}, "ts_ms": 1,'
+            b' "values": {"pm25": 1.0}}',
+            False,
+        ),
+        (b"[]", False),
+        (b"{no", False),
+    ],
+)
+def test_a_broken_record_says_why(raw: bytes, unsupported: bool) -> None:
+    with pytest.raises(RecordError) as caught:
+        readings_of(raw)
+    assert caught.value.unsupported_version is unsupported
 
 
 @pytest.mark.services
@@ -70,21 +104,29 @@ async def test_validate_emits_calibrated_enriched_readings_and_dead_letters_faul
         (b"rtg-aq-02", None, []),
     ]
     await produce(s, s.kafka.topics.raw, good + bad)
+    expected_records = 50 + 1 + 1  # one per message: its readings share device and time
     expected_readings = 50 * 2 + 1 + 1
     async with running(s, StageName.VALIDATE) as health:
         readings = await read_topic(
-            s, s.kafka.topics.readings, lambda r: len(r) >= expected_readings
+            s, s.kafka.topics.readings, lambda r: len(r) >= expected_records
         )
         letters = await read_topic(s, s.kafka.topics.deadletter, lambda r: len(r) >= 8)
     assert health.value("validate", "records_in") == len(good) + len(bad)
+    assert health.value("validate", "records_out") == expected_readings
 
-    values = [ValidReading.from_bytes(r.value or b"") for r in readings]
+    per_record = [readings_of(r.value or b"") for r in readings]
+    values = [v for record in per_record for v in record]
+    assert len(readings) == expected_records
     assert len(values) == expected_readings
     pm25 = [v for v in values if v.device == "rtg-aq-01" and v.metric == "pm25"]
     assert len(pm25) == 50
     assert all(v.value == pytest.approx(10.0 * 1.04 - 1.2) for v in pm25)
     assert {(v.type, v.kecamatan) for v in pm25} == {("air_quality", "Langke Rembong")}
-    assert all(r.key == v.device.encode() for r, v in zip(readings, values, strict=True))
+    assert all(
+        r.key == v.device.encode()
+        for r, record in zip(readings, per_record, strict=True)
+        for v in record
+    )
     weather = [v for v in values if v.device == "rtg-wx-01"]
     assert [(w.metric, w.flags) for w in weather] == [("temperature", ("receive_time",))]
 
