@@ -35,7 +35,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import parse_readings, refused
+from processors.inputs import parse_readings, refused_reading
 from processors.kafka import make_admin
 from processors.loop import Batch, Offsets, instance_name
 from processors.output import KafkaOutput
@@ -153,14 +153,7 @@ class AggregateStage:
                         continue
                     if added is Added.TOO_OLD:
                         why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
-                        letter = refused(
-                            record,
-                            STAGE,
-                            Reason.TIME_TOO_OLD,
-                            why,
-                            device=parsed.device,
-                            metric=parsed.metric,
-                        )
+                        letter = refused_reading(record, STAGE, Reason.TIME_TOO_OLD, why, parsed)
                         await self._output.deadletter(STAGE, letter)
                     else:
                         self._health.duplicate(STAGE, added.value)

@@ -86,6 +86,13 @@ def refused(
     )
 
 
+def refused_reading(
+    record: Origin, stage: str, reason: Reason, message: str, reading: ValidReading
+) -> DeadLetter:
+    """The dead letter for one reading of a record: the record's bytes, naming the reading."""
+    return refused(record, stage, reason, message, device=reading.device, metric=reading.metric)
+
+
 def parse_readings(
     record: ConsumerRecord[bytes, bytes], stage: str
 ) -> tuple[list[ValidReading], list[DeadLetter]]:
@@ -104,7 +111,5 @@ def parse_readings(
             good.append(r)
         else:
             why = f"value {r.value!r} is not finite"
-            letters.append(
-                refused(record, stage, Reason.NOT_FINITE, why, device=r.device, metric=r.metric)
-            )
+            letters.append(refused_reading(record, stage, Reason.NOT_FINITE, why, r))
     return good, letters

@@ -31,7 +31,7 @@ from devices.reading import Reason
 from kotaflow.settings import Settings, StoreSettings
 from processors.health import Health
 from processors.influx import InfluxSink
-from processors.inputs import RecordRef, parse_readings, refused
+from processors.inputs import RecordRef, parse_readings, refused, refused_reading
 from processors.lineprotocol import (
     LineProtocolError,
     escape_key,
@@ -153,14 +153,7 @@ class StoreStage:
                         buffer.add(reading, ref)
                     except LineProtocolError as err:
                         why = f"cannot be written as line protocol: {err}"
-                        letter = refused(
-                            record,
-                            STAGE,
-                            Reason.BAD_SHAPE,
-                            why,
-                            device=reading.device,
-                            metric=reading.metric,
-                        )
+                        letter = refused_reading(record, STAGE, Reason.BAD_SHAPE, why, reading)
                         await self._output.deadletter(STAGE, letter)
             if records:
                 self._covered[tp] = records[-1].offset + 1
