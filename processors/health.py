@@ -10,6 +10,10 @@
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
   instance; dashboards take ``derivative()`` for rates.
+
+``records_in`` counts Kafka records consumed (a readings record v2 holds a message's
+readings); ``records_out`` counts what a stage made: readings for validate, points for
+store, rollup rows for aggregate.
 """
 
 from __future__ import annotations
