@@ -154,3 +154,29 @@ async def test_validate_emits_calibrated_enriched_readings_and_dead_letters_faul
     commits = await committed(s, s.processing.validation.group_id, s.kafka.topics.raw)
     assert {p: o for p, o in raw_ends.items() if o} == {p: o for p, o in commits.items() if o}
     assert json.loads(letters[0].value or b"{}")["v"] == 1
+
+
+@pytest.mark.services
+@pytest.mark.asyncio
+async def test_readings_sharing_a_time_go_out_together_and_a_repeat_is_kept(
+    on_kafka: Settings,
+) -> None:
+    """A message's readings of one time are one record; a metric that comes again at the
+    same time (a buffered upload sent twice) starts a new record instead of replacing it;
+    another time is another record."""
+    s = on_kafka
+    t = now_ms()
+    body = [
+        {"ts": t - 2000, "values": {"pm25": 10.0, "pm10": 20.0}},
+        {"ts": t - 2000, "values": {"pm25": 11.0}},
+        {"ts": t - 1000, "values": {"pm25": 12.0}},
+    ]
+    await produce(s, s.kafka.topics.raw, [envelope("rtg-aq-03", json.dumps(body).encode(), t)])
+    async with running(s, StageName.VALIDATE):
+        records = await read_topic(s, s.kafka.topics.readings, lambda r: len(r) >= 3)
+    got = [[(v.metric, v.value, v.ts_ms) for v in readings_of(r.value or b"")] for r in records]
+    assert got == [
+        [("pm25", 10.0, t - 2000), ("pm10", 20.0, t - 2000)],
+        [("pm25", 11.0, t - 2000)],
+        [("pm25", 12.0, t - 1000)],
+    ]
