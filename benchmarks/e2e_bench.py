@@ -60,6 +60,7 @@ from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from deploy.local.kafka_topics import ensure_topics
 from devices.decoding import rfc3339_ms
 from devices.registry import PACKAGED_REGISTRY
+from devices.simulator import pool
 from devices.simulator.manifest import payload_hash, read_manifest
 from devices.simulator.options import FormatChoice, SimulationOptions
 from devices.simulator.runner import run_simulation
@@ -370,9 +371,8 @@ async def _warm_up(settings: Settings, children: list[Child], devices: list[str]
     poller = ArrivalPoller(settings, devices, 0)
     deadline = time.monotonic() + 120
     options = SimulationOptions(rate=200, count=20, format=FormatChoice.NATIVE, trace=False, seed=3)
-    pool_log = logging.getLogger("devices.simulator.pool")
-    level = pool_log.level
-    pool_log.setLevel(logging.ERROR)
+    level = pool.log.level
+    pool.log.setLevel(logging.ERROR)
     try:
         while True:
             for child in children:
@@ -384,7 +384,7 @@ async def _warm_up(settings: Settings, children: list[Child], devices: list[str]
                 raise TimeoutError("warm-up readings did not reach InfluxDB within 120 s")
             await asyncio.sleep(1.0)
     finally:
-        pool_log.setLevel(level)
+        pool.log.setLevel(level)
         await poller.close()
 
 

@@ -9,7 +9,7 @@ import pytest
 from devices.fleet import load_fleet
 from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.record import RecordError, ValidReading, readings_of, readings_record
+from processors.record import ValidReading, readings_of, readings_record
 from processors.runner import StageName
 from processors.validate import ReadingEncoder
 from tests.processors.helpers import (
@@ -44,44 +44,6 @@ def test_encoder_bytes_equal_the_record_contract() -> None:
         for m, v in values.items()
     ]
     assert encoder.device("no-such-device") is None
-
-
-def test_a_reading_alone_is_a_version_2_record_of_one_value() -> None:
-    reading = ValidReading("d1", "air_quality", "Reok", "pm25", 35.2, "ug/m3", 5, ("x",))
-    assert readings_of(reading.value_bytes()) == [reading]
-
-
-def test_version_1_records_are_still_read() -> None:
-    v1 = (
-        b'{"v":1,"device":"d1","type":"air_quality","kecamatan":"Reok","metric":"pm25",'
-        b'"value":35.2,"unit":"ug/m3","ts_ms":5,"flags":[]}'
-    )
-    assert readings_of(v1) == [ValidReading("d1", "air_quality", "Reok", "pm25", 35.2, "ug/m3", 5)]
-
-
-@pytest.mark.parametrize(
-    ("raw", "unsupported"),
-    [
-        (b'{"v": 3}', True),
-        (b'{"v": 2}', False),
-        (
-            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": {}, "ts_ms": 1,'
-            b' "values": {}}',
-            False,
-        ),
-        (
-            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": {}, "ts_ms": 1,'
-            b' "values": {"pm25": 1.0}}',
-            False,
-        ),
-        (b"[]", False),
-        (b"{no", False),
-    ],
-)
-def test_a_broken_record_says_why(raw: bytes, unsupported: bool) -> None:
-    with pytest.raises(RecordError) as caught:
-        readings_of(raw)
-    assert caught.value.unsupported_version is unsupported
 
 
 @pytest.mark.services
