@@ -24,7 +24,15 @@ async def telemetry(s: Settings, tag: str) -> dict[Point, float]:
     return {(r["device"], r["_field"], to_ms(r["_time"])): float(r["_value"]) for r in rows}
 
 
+ROLLUP_FIELDS = frozenset({"count", "min", "max", "sum", "mean", "last"})
+
+
 async def rollups(s: Settings, tag: str, window: str) -> dict[Point, dict[str, float]]:
+    """The stored ``window`` rollups of the tagged devices, complete windows only.
+
+    InfluxDB stores each field as its own series, so a query racing the write of a window
+    can see some of its fields and not yet the others: such a window counts as not written.
+    """
     flux = (
         f'from(bucket: "{s.influxdb.rollups_bucket}") |> range(start: -3d, stop: 1h)'
         f' |> filter(fn: (r) => r.window == "{window}" and r.device =~ /^{tag}-/)'
@@ -34,7 +42,7 @@ async def rollups(s: Settings, tag: str, window: str) -> dict[Point, dict[str, f
     out: dict[Point, dict[str, float]] = defaultdict(dict)
     for r in rows:
         out[(r["device"], r["metric"], to_ms(r["_time"]))][r["_field"]] = float(r["_value"])
-    return dict(out)
+    return {key: fields for key, fields in out.items() if fields.keys() >= ROLLUP_FIELDS}
 
 
 def recompute(points: dict[Point, float]) -> dict[Point, Aggregate]:
