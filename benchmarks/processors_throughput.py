@@ -41,8 +41,8 @@ from devices.fleet import Fleet, load_fleet
 from devices.topics import device_topic
 from kotaflow.settings import Settings, load_settings
 from kotaflow.wire.raw import DeviceKeyKind, PayloadFormat, RawEnvelope
+from processors.runner import StageName, run_stages
 from processors.runtime.health import Health
-from processors.runtime.runner import StageName, run_stages
 from tests.support.isolated_kafka import isolated, produce_all, stage_topics
 
 PARTITIONS = 6

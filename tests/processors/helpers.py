@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from devices.topics import device_topic
 from kotaflow.settings import Settings
 from kotaflow.wire.raw import DeviceKeyKind, Headers, PayloadFormat, RawEnvelope
+from processors.runner import StageName, run_stages
 from processors.runtime.health import Health
-from processors.runtime.runner import StageName, run_stages
 from tests.support.isolated_kafka import produce_all
 
 Raw = tuple[bytes, bytes | None, Headers]

@@ -23,8 +23,8 @@ from devices.fleet import load_fleet
 from kotaflow.settings import Settings
 from processors.aggregate.rollups import HOUR_MS
 from processors.aggregate.windows import combine
+from processors.runner import StageName
 from processors.runtime.influx import InfluxSink
-from processors.runtime.runner import StageName
 from tests.processors.conftest import env_for
 from tests.processors.helpers import (
     Raw,

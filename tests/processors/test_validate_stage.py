@@ -10,7 +10,7 @@ from devices.fleet import load_fleet
 from kotaflow.settings import Settings
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.readings import ValidReading, readings_of, readings_record
-from processors.runtime.runner import StageName
+from processors.runner import StageName
 from processors.validate import ReadingEncoder
 from tests.processors.helpers import (
     committed,
