@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from bridge_support import BridgeRun, Publisher, TopicReader, free_port, ids_of, wait_for_log
 
-from deploy.local.mosquitto import Mosquitto
+from deploy.local.mosquitto import VERSION, Mosquitto
 from deploy.local.service import read_pid
 from kotaflow.settings import Settings
 
@@ -160,6 +160,7 @@ async def test_graceful_broker_restart_loses_no_queued_message(
     assert len(acked) == DEVICES * PER_DEVICE
 
     broker.restart()
+    assert broker.service.status().version == VERSION
 
     delivered = await _delivered_after_restart(run)
     lost = acked - delivered
