@@ -25,7 +25,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from processors.alerting.routeconfig import DefaultRoute, Route
 
 PACKAGED_RULES = Path(__file__).with_name("rules") / "manggarai.yaml"
 
@@ -106,9 +108,10 @@ class AlertingSettings(BaseModel):
     tick_s: float = Field(5.0, gt=0, le=300, description="wall-clock tick: no-data, repeats")
     max_records: int = Field(2000, ge=1, description="readings per getmany() call")
     poll_timeout_ms: int = Field(100, ge=1, le=60_000)
-    dashboard_url: str = Field(
-        "http://127.0.0.1:3000/d/kotaflow-device/device?var-device={device}",
-        description="link in every message; {device} is replaced by the device id",
+    dashboard_url: str | None = Field(
+        None,
+        description="link in every message, e.g. https://grafana.example.id/d/kotaflow-device/"
+        "device?var-device={device}; unset: messages carry no link (start warns)",
     )
     notify_max_age_s: float = Field(
         900.0, gt=0, description="older level changes (a replayed backlog) are not notified"
@@ -120,8 +123,21 @@ class AlertingSettings(BaseModel):
     default_receivers: list[str] = Field(
         default_factory=list, description="for rules naming none; empty: every receiver"
     )
+    routes: list[Route] = Field([], description="tried in order (processors.alerting.routeconfig)")
+    default_route: DefaultRoute = DefaultRoute()
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    ack_secret: SecretStr | None = Field(
+        None, description="signs acknowledge links; unset: acknowledge with 'kotaflow alerts ack'"
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus for the alert stage; 0 off"
+    )
+    grafana_notifications: bool = Field(
+        False,
+        description="let Grafana's mirrored alert rules notify staff too (contact points); "
+        "off: the alerting stage is the one source of notifications",
+    )
 
     @field_validator("receivers")
     @classmethod
@@ -131,9 +147,28 @@ class AlertingSettings(BaseModel):
                 raise ValueError(f"receiver name {name!r}: no spaces, must not start with '_'")
         return value
 
+    @model_validator(mode="after")
+    def _known_receivers(self) -> AlertingSettings:
+        """Routes and defaults may name only configured receivers (typos page nobody)."""
+        if not self.receivers:
+            return self
+        named = [("default_receivers", n) for n in self.default_receivers]
+        named += [("default_route.receivers", n) for n in self.default_route.receivers or []]
+        named += [("default_route.escalate_to", n) for n in self.default_route.escalate_to]
+        for index, found in enumerate(self.routes):
+            named += [(f"routes[{index}].receivers", n) for n in found.receivers]
+            named += [(f"routes[{index}].escalate_to", n) for n in found.escalate_to]
+        unknown = [f"{where}: {name!r}" for where, name in named if name not in self.receivers]
+        if unknown:
+            known = ", ".join(sorted(self.receivers))
+            raise ValueError(f"unknown receiver(s) {'; '.join(unknown)} (configured: {known})")
+        return self
+
     @field_validator("dashboard_url")
     @classmethod
-    def _dashboard_placeholder(cls, value: str) -> str:
+    def _dashboard_placeholder(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             value.format(device="x")
         except (KeyError, IndexError, ValueError) as err:

@@ -18,18 +18,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+from prometheus_client import start_http_server
 
-from devices.fleet import load_fleet
+from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.settings import Settings
 from processors.alerting.channels import build_channel
+from processors.alerting.checks import ConfigProblemsError, Known, all_problems
 from processors.alerting.config import ConsoleReceiver, Language
 from processors.alerting.dispatch import Destination, Dispatcher, ReceiverDestination
 from processors.alerting.engine import Engine
 from processors.alerting.events import AlertEvent
+from processors.alerting.metrics import AlertMetrics
 from processors.alerting.model import RuleSet
 from processors.alerting.routing import CONSOLE_DESTINATION
-from processors.alerting.rules import load_rules
+from processors.alerting.rules import load_rules, with_device_levels
 from processors.alerting.sinks import InfluxAlerts, KafkaSink, alerts_sink, deadletter_sink
 from processors.alerting.stage import AlertStage
 from processors.alerting.store import (
@@ -50,8 +53,17 @@ DELIVERED_KEPT_MS = 7 * 24 * 3600 * 1000
 """Delivered outbox rows are kept a week (``alerts outbox`` shows them), then purged."""
 
 
+def known_of(fleet: Fleet) -> Known:
+    return Known(
+        kecamatan=frozenset(d.kecamatan for d in fleet.registry),
+        devices=frozenset(d.id for d in fleet.registry),
+        types=frozenset(fleet.catalogue.types),
+    )
+
+
 def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
-    """The rule set, cross-checked against the catalogue and receivers; device names."""
+    """The rule set with the devices' own levels, cross-checked against the catalogue, the
+    registry, receivers and routes (:class:`ConfigProblemsError` lists what is wrong); names."""
     cfg = settings.alerting
     try:
         fleet = load_fleet(settings)
@@ -59,7 +71,9 @@ def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
         log.warning(
             "device files unusable: rules not checked against them", extra={"err": str(err)}
         )
-        return load_rules(cfg.rules_path(), receivers=set(cfg.receivers) or None), {}
+        rules = load_rules(cfg.rules_path(), receivers=set(cfg.receivers) or None)
+        _raise_problems(all_problems(cfg, rules, None))
+        return rules, {}
     names = {device.id: device.name for device in fleet.registry}
     rules = load_rules(
         cfg.rules_path(),
@@ -67,7 +81,14 @@ def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
         types=fleet.catalogue.types,
         receivers=set(cfg.receivers) or None,
     )
+    rules = with_device_levels(rules, fleet.registry)
+    _raise_problems(all_problems(cfg, rules, known_of(fleet)))
     return rules, names
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigProblemsError(problems)
 
 
 @dataclass
@@ -79,11 +100,13 @@ class AlertService:
     kafka: list[KafkaSink]
     influx: InfluxAlerts | None
     http: httpx.AsyncClient
+    health: Health
+    metrics: AlertMetrics
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
         self.store.purge_delivered(now_ms - DELIVERED_KEPT_MS)
-        loop = StageLoop(self.stage, self.settings, Health(instance_name()))
+        loop = StageLoop(self.stage, self.settings, self.health)
         evaluator = asyncio.create_task(loop.run(stop), name="alert-evaluator")
         dispatcher = asyncio.create_task(self.dispatcher.run(stop), name="alert-dispatcher")
         try:
@@ -125,6 +148,14 @@ def build(settings: Settings) -> AlertService:
     store = AlertStore(cfg.state_path(settings.stack.state_dir))
     http = httpx.AsyncClient()
 
+    if cfg.dashboard_url is None:
+        log.warning("alerting.dashboard_url is not set: alert messages carry no dashboard link")
+    health = Health(instance_name())
+    metrics = AlertMetrics(health.registry)
+    port = cfg.metrics_port or settings.metrics_port
+    if port:
+        start_http_server(port, registry=health.registry)
+
     def annotate(event: AlertEvent) -> tuple[str, str]:
         message = render(
             event, Language.ID, names.get(event.device, event.device), cfg.dashboard_url
@@ -147,7 +178,12 @@ def build(settings: Settings) -> AlertService:
     backoff = Backoff(initial_s=cfg.retry_initial_s, max_s=cfg.retry_max_s)
     owned: set[int] = set()
     dispatcher = Dispatcher(
-        store, destinations, backoff, on_delivered=_log_delivered, owned=lambda: set(owned)
+        store,
+        destinations,
+        backoff,
+        on_delivered=_log_delivered,
+        owned=lambda: set(owned),
+        metrics=metrics,
     )
     engine = Engine(
         rules,
@@ -155,11 +191,11 @@ def build(settings: Settings) -> AlertService:
         max_notify_age_ms=int(cfg.notify_max_age_s * 1000),
         caught_up=set(),
     )
-    stage = AlertStage(settings, engine, store, queued=dispatcher.wake)
+    stage = AlertStage(settings, engine, store, queued=dispatcher.wake, metrics=metrics)
     stage.owned = owned  # the dispatcher reads the same set the stage keeps current
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
-    return AlertService(settings, store, stage, dispatcher, kafka, influx, http)
+    return AlertService(settings, store, stage, dispatcher, kafka, influx, http, health, metrics)
 
 
 async def run_alerting(settings: Settings, stop: asyncio.Event | None = None) -> None:
