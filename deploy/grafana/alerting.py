@@ -1,8 +1,12 @@
-"""Grafana alert rules, contact points and notification policy mirroring kotaflow's alerting.
+"""Grafana alert rules mirroring kotaflow's alerting; contact points only when asked for.
 
-``processors/alerting`` evaluates the rule file on the stream and notifies; Grafana gets
-the same rules so operators see them in its alerting UI, with history and silences, and can
-route them further. Each kotaflow rule becomes one Grafana rule group, each of its levels
+``processors/alerting`` evaluates the rule file on the stream and notifies: it is the one
+source of notifications. Grafana gets the same rules so operators see them in its alerting
+UI, with history and silences, and nothing more: by default no contact point of ours exists
+(the provisioning files delete any we made before and reset the notification policy to
+Grafana's own default), so a deployment with both never tells staff twice. With
+``alerting.grafana_notifications: true`` the operator turns Grafana's notifications on
+explicitly, and then: Each kotaflow rule becomes one Grafana rule group, each of its levels
 (Waspada, Siaga, Awas...) one rule: A = the rule's Flux signal per device
 (:func:`deploy.grafana.flux.rule_signal`), B = its last value, C = the level's threshold,
 with the level's clear value as Grafana's recovery threshold (hysteresis) and its ``for``.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from grafana_foundation_sdk.builders import alerting as ab
@@ -65,22 +69,27 @@ class AlertingObjects:
     """Rule groups: ``{"title", "folderUid", "interval", "rules": [rule, ...]}``."""
     contact_points: list[dict[str, Any]]
     policy: dict[str, Any]
+    """Empty when Grafana does not notify (the default)."""
     skipped: list[str]
     """Receivers with no Grafana counterpart, with the reason."""
+    retired_contact_uids: list[str] = field(default_factory=list)
+    """Contact points we would make if notifying: deleted from Grafana while we are not."""
+
+    @property
+    def notifies(self) -> bool:
+        return bool(self.contact_points)
 
 
 def build_alerting(ctx: BuildContext, settings: AlertingSettings) -> AlertingObjects:
-    contact_points, skipped = contact_points_of(settings)
-    names = [cp["name"] for cp in contact_points]
     groups = [plain(rule_group(ctx, rule)) for rule in ctx.rules.rules]
-    return AlertingObjects(
-        folder_uid=FOLDER_UID,
-        folder_title=i18n.ALERT_FOLDER(ctx.lang),
-        groups=groups,
-        contact_points=contact_points,
-        policy=policy(ctx, settings, names),
-        skipped=skipped,
-    )
+    contact_points, skipped = contact_points_of(settings)
+    title = i18n.ALERT_FOLDER(ctx.lang)
+    if not settings.grafana_notifications:
+        uids = [str(point["uid"]) for point in contact_points]
+        return AlertingObjects(FOLDER_UID, title, groups, [], {}, [], uids)
+    names = [cp["name"] for cp in contact_points]
+    tree = policy(ctx, settings, names)
+    return AlertingObjects(FOLDER_UID, title, groups, contact_points, tree, skipped)
 
 
 def rule_uid(rule_name: str, index: int) -> str:

@@ -9,7 +9,7 @@ in logs or ``repr``; set them from the environment, e.g.
 Example (YAML settings file)::
 
     alerting:
-      dashboard_url: "https://grafana.manggaraikab.go.id/d/kotaflow-device?var-device={device}"
+      dashboard_url: "https://grafana.manggaraikab.go.id/d/kotaflow-device/device?var-device={device}"
       receivers:
         bpbd-mail: {kind: email, host: smtp.example.id, port: 587, username: kotaflow,
                     sender: kotaflow@example.id, to: [pusdalops@example.id], language: id}
@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from processors.alerting.routeconfig import DefaultRoute, Route
 
 PACKAGED_RULES = Path(__file__).with_name("rules") / "manggarai.yaml"
+DASHBOARD_URL_EXAMPLE = "https://grafana.example.id/d/kotaflow-device/device?var-device={device}"
+"""The device dashboard of ``kotaflow grafana render``, on a Grafana the staff can reach."""
 
 
 class Language(StrEnum):
@@ -110,8 +112,8 @@ class AlertingSettings(BaseModel):
     poll_timeout_ms: int = Field(100, ge=1, le=60_000)
     dashboard_url: str | None = Field(
         None,
-        description="link in every message, e.g. https://grafana.example.id/d/kotaflow-device/"
-        "device?var-device={device}; unset: messages carry no link (start warns)",
+        description=f"link in every message, e.g. {DASHBOARD_URL_EXAMPLE}; unset: messages "
+        "carry no link (start warns)",
     )
     notify_max_age_s: float = Field(
         900.0, gt=0, description="older level changes (a replayed backlog) are not notified"
