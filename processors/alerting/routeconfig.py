@@ -103,7 +103,7 @@ class DefaultRoute(_RouteTiming):
     """Where alerts go that no route matched (and the timing of rules naming receivers)."""
 
     receivers: list[str] | None = Field(
-        None, description="None: alerting.default_receivers, else every receiver"
+        None, description="None: alerting.default_receivers, else every receiver; []: nobody"
     )
 
 

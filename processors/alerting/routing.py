@@ -103,7 +103,9 @@ def plans(event: AlertEvent, cfg: AlertingSettings, now_ms: int) -> list[RoutePl
             break
     if taken:
         return taken
-    receivers = cfg.default_route.receivers or cfg.default_receivers or list(cfg.receivers)
+    receivers = cfg.default_route.receivers  # [] is allowed: what no route takes, nobody hears
+    if receivers is None:
+        receivers = cfg.default_receivers or list(cfg.receivers)
     return [_default_plan(DEFAULT_ROUTE, receivers, cfg)]
 
 
