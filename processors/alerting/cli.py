@@ -284,8 +284,14 @@ def silence_add(
     end: Annotated[str | None, typer.Option(help="End (WITA); or use --duration.")] = None,
     duration: Annotated[str | None, typer.Option(help="Length, e.g. 2h, 1d.")] = None,
     by: Annotated[str | None, typer.Option(help="Who (default: login name).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Accept names the registry does not know (a new device).")
+    ] = False,
 ) -> None:
     """Silence matching alerts now, or a maintenance window later (with --start).
+
+    A kecamatan, device, type or rule that does not exist is refused (with a suggestion):
+    such a silence would silence nothing.
 
     Example: kotaflow alerts silence add --kecamatan Reok --start '2026-12-01 08:00'
     --duration 4h -m 'perbaikan jembatan Wae Pesi'
@@ -294,7 +300,8 @@ def silence_add(
         err.print("[red]give at least one of --rule, --device, --kecamatan, --type[/red]")
         raise typer.Exit(2)
     settings = settings_of(ctx)
-    _check_silence(settings, rule=rule, device=device, kecamatan=kecamatan, type_=type_)
+    if not force:
+        _check_silence(settings, rule=rule, device=device, kecamatan=kecamatan, type_=type_)
     if (end is None) == (duration is None):
         err.print("[red]give exactly one of --end or --duration[/red]")
         raise typer.Exit(2)

@@ -41,6 +41,7 @@ Durations are written ``90s``, ``15m``, ``1h``, ``1d`` (or a number of seconds).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import replace
@@ -77,6 +78,7 @@ from processors.alerting.model import (
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_WINDOW = timedelta(days=7)
+log = logging.getLogger("kotaflow.alerting.rules")
 
 
 class RulesError(ValueError):
@@ -331,8 +333,8 @@ def with_device_levels(rules: RuleSet, registry: Registry) -> RuleSet:
     """The rule set with each device's own levels (the registry's ``alert_levels``).
 
     Checked like a rule's levels (mild to severe, hysteresis, unique names) and against the
-    rule (it exists, has levels, the same direction); :class:`RulesError` names the registry
-    file and line of every problem.
+    rule (has levels, the same direction); :class:`RulesError` names the registry file and
+    line of every problem. Levels for a rule this rule file lacks are logged and ignored.
     """
     wanted = [(index, d) for index, d in enumerate(registry.devices) if d.alert_levels]
     if not wanted:
@@ -344,9 +346,17 @@ def with_device_levels(rules: RuleSet, registry: Registry) -> RuleSet:
         for rule_name, raw_levels in device.alert_levels.items():
             at: FieldPath = ("devices", index, "alert_levels", rule_name)
             rule = rules.by_name(rule_name)
-            if rule is None or rule.kind is RuleKind.NODATA:
-                what = "no such rule" if rule is None else "a no-data rule has no levels"
-                problems.append(source.problem(at, f"{rule_name!r}: {what} in {rules.source}"))
+            if rule is None:  # another rule file (a test's, a department's): not an error
+                log.warning(
+                    "device levels for a rule the rule file does not have: ignored",
+                    extra={
+                        "where": str(source.problem(at, "")).rstrip(": "),
+                        "rules": rules.source,
+                    },
+                )
+                continue
+            if rule.kind is RuleKind.NODATA:
+                problems.append(source.problem(at, f"{rule_name!r} is a no-data rule: no levels"))
                 continue
             try:
                 specs = _LEVELS.validate_python(raw_levels)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
 from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookReceiver
 from processors.alerting.events import AlertEvent
+from processors.alerting.routeconfig import DefaultRoute
 from processors.alerting.service import AlertService, build
 from processors.alerting.store import AlertStore
 from processors.testing import delete_topics
@@ -72,6 +74,7 @@ def alert_settings(
         write_influx=False,
         retry_initial_s=0.1,
         retry_max_s=2.0,  # a fresh broker may refuse the first sends: retry soon after
+        default_route=DefaultRoute(group_window=timedelta(0)),  # storms: test_office.py
         receivers={
             "hook": WebhookReceiver(kind="webhook", url=f"{http_receiver.url}/hook"),
             "mail": EmailReceiver(
@@ -189,7 +192,18 @@ async def test_silenced_alert_is_not_sent_until_the_silence_is_expired(
     cli = CliRunner()
     added = cli.invoke(
         cli_app,
-        ["alerts", "silence", "add", "--device", "rtg-rl-t*", "--duration", "2h", "-m", "uji"],
+        [
+            "alerts",
+            "silence",
+            "add",
+            "--device",
+            "rtg-rl-t*",
+            "--duration",
+            "2h",
+            "-m",
+            "uji",
+            "--force",
+        ],  # test devices are not in the registry
     )
     assert added.exit_code == 0, added.output
     silence_id = added.output.split()[1]

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from devices.fleet import load_fleet
+from kotaflow.cli import app as cli_app
 from processors.alerting.acks import Ack, acknowledged
 from processors.alerting.checks import Known, all_problems, silence_problems
 from processors.alerting.config import AlertingSettings, TelegramReceiver, WebhookReceiver
@@ -366,3 +369,42 @@ def test_device_levels_are_checked_with_the_registry_line(tmp_path: Path) -> Non
     assert problem.line > 1
     assert "devices[" in problem.field
     assert "tinggi_muka_air" in problem.field
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def test_a_silence_for_a_misspelt_kecamatan_is_refused_with_a_suggestion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOTAFLOW_ALERTING__STATE_DIR", str(tmp_path))
+    args = ["alerts", "silence", "add", "--kecamatan", "Reokk", "--duration", "1h", "-m", "x"]
+    refused = CliRunner().invoke(cli_app, args)
+    assert refused.exit_code == 2
+    assert "unknown kecamatan 'Reokk': did you mean 'Reok'?" in refused.output
+    assert AlertStore(tmp_path / "alerting.sqlite3").silences() == []
+    accepted = CliRunner().invoke(cli_app, [*args[:4], "Reok", *args[5:]])
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_routes_test_shows_the_receivers_an_alert_would_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "kotaflow.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"alerting": OFFICE.model_dump(mode="json", include={"routes", "default_route"})
+             | {"receivers": {n: {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
+                              for n in OFFICE.receivers}}},
+        )
+    )  # fmt: skip
+    monkeypatch.setenv("KOTAFLOW_CONFIG", str(config))
+    args = ["alerts", "routes", "test", "--rule", "tinggi_muka_air", "--kecamatan", "Reok"]
+    awas = CliRunner().invoke(cli_app, [*args, "--level", "Awas", "--at", "2026-11-30 12:00"])
+    assert awas.exit_code == 0, awas.output
+    assert "awas: camat-wa, duty-wa, unacknowledged 15 min -> kalak-wa" in awas.output
+    assert "receivers: camat-wa, duty-wa" in awas.output
+    night = CliRunner().invoke(cli_app, [*args, "--level", "Waspada", "--at", "2026-11-30 23:00"])
+    assert "receivers: duty-wa" in night.output
+    own = CliRunner().invoke(cli_app, [*args, "--level", "Siaga I", "--at", "2026-11-30 09:00"])
+    assert "receivers: bpbd-tg" in own.output  # a gauge's own level (reo-rl-01)
