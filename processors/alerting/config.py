@@ -132,6 +132,13 @@ class AlertingSettings(BaseModel):
     ack_secret: SecretStr | None = Field(
         None, description="signs acknowledge links; unset: acknowledge with 'kotaflow alerts ack'"
     )
+    ack_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="public address of the acknowledge endpoint, e.g. https://alert.example.id/ack",
+    )
+    ack_host: str = Field("127.0.0.1", description="where the acknowledge endpoint listens")
+    ack_port: int = Field(0, ge=0, le=65535, description="acknowledge endpoint; 0 off")
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus for the alert stage; 0 off"
     )

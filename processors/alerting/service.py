@@ -18,11 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+from aiohttp import web
 from prometheus_client import start_http_server
 
 from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.settings import Settings
+from processors.alerting.acklink import ack_app, link_maker
 from processors.alerting.channels import build_channel
 from processors.alerting.checks import ConfigProblemsError, Known, all_problems
 from processors.alerting.config import ConsoleReceiver, Language
@@ -106,6 +108,7 @@ class AlertService:
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
         self.store.purge_delivered(now_ms - DELIVERED_KEPT_MS)
+        endpoint = await self._start_ack_endpoint()
         loop = StageLoop(self.stage, self.settings, self.health)
         evaluator = asyncio.create_task(loop.run(stop), name="alert-evaluator")
         dispatcher = asyncio.create_task(self.dispatcher.run(stop), name="alert-dispatcher")
@@ -123,6 +126,8 @@ class AlertService:
             for task in (evaluator, dispatcher):
                 task.cancel()
             results = await asyncio.gather(evaluator, dispatcher, return_exceptions=True)
+            if endpoint is not None:
+                await endpoint.cleanup()
             await self.close()
         errors = [
             r
@@ -131,6 +136,16 @@ class AlertService:
         ]
         if errors:
             raise errors[0]
+
+    async def _start_ack_endpoint(self) -> web.AppRunner | None:
+        cfg = self.settings.alerting
+        if not (cfg.ack_port and cfg.ack_secret):
+            return None
+        runner = web.AppRunner(ack_app(self.store, cfg.ack_secret.get_secret_value()))
+        await runner.setup()
+        await web.TCPSite(runner, cfg.ack_host, cfg.ack_port).start()
+        log.info("acknowledge endpoint", extra={"host": cfg.ack_host, "port": cfg.ack_port})
+        return runner
 
     async def close(self) -> None:
         for sink in self.kafka:
@@ -163,9 +178,15 @@ def build(settings: Settings) -> AlertService:
         return message.title, message.text
 
     receivers = dict(cfg.receivers) or {CONSOLE_DESTINATION: ConsoleReceiver(kind="console")}
+    secret, base = cfg.ack_secret, cfg.ack_url
     destinations: list[Destination] = [
         ReceiverDestination(
-            name, build_channel(receiver, http), receiver.language, names, cfg.dashboard_url
+            name,
+            build_channel(receiver, http),
+            receiver.language,
+            names,
+            cfg.dashboard_url,
+            link_maker(secret.get_secret_value(), base, name) if secret and base else None,
         )
         for name, receiver in receivers.items()
     ]

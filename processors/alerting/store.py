@@ -184,8 +184,19 @@ class AlertStore:
 
     # -- acknowledgements ----------------------------------------------------------------
 
-    def acknowledge(self, rule: str, device: str, by: str, note: str, now_ms: int) -> Ack:
-        """Acknowledge the firing alert ``rule/device`` at its current level, durably."""
+    def acknowledge(
+        self,
+        rule: str,
+        device: str,
+        by: str,
+        note: str,
+        now_ms: int,
+        *,
+        episode: int | None = None,
+        level: str | None = None,
+    ) -> Ack:
+        """Acknowledge the firing alert ``rule/device``, durably: at its current level, or at
+        ``level`` of ``episode`` (an acknowledge link: what the reader saw)."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT data FROM states WHERE rule = ? AND device = ?", (rule, device)
@@ -195,7 +206,10 @@ class AlertStore:
                 raise NotFiringError(
                     f"{rule}/{device} is not firing (see 'kotaflow alerts status')"
                 )
-            ack = Ack(rule, device, state["started_ms"], state["level"], by, note, now_ms)
+            if episode is not None and episode != state["started_ms"]:
+                raise NotFiringError(f"{rule}/{device}: that alert is over (it fired again since)")
+            at_level = level or state["level"]
+            ack = Ack(rule, device, state["started_ms"], at_level, by, note, now_ms)
             db.execute(
                 "INSERT OR REPLACE INTO acks VALUES (?, ?, ?)", (rule, device, _dump(ack.to_json()))
             )

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import pytest
 import yaml
 from pydantic import SecretStr
@@ -29,7 +31,14 @@ from processors.alerting.config import (
     WebhookReceiver,
 )
 from processors.testing import delete_topics
-from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
+from tests.alerting.conftest import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    HttpReceiver,
+    SmtpServer,
+    await_for,
+    free_port,
+)
 from tests.alerting.helpers import reading, write_rules
 from tests.alerting.test_acceptance import producer, running
 
@@ -79,7 +88,7 @@ def office(
 ) -> Iterator[MakeSettings]:
     made: list[dict[str, int]] = []
 
-    def make(repeat: str = "1d", registry: Path | None = None) -> Settings:
+    def make(repeat: str = "1d", registry: Path | None = None, **extra: Any) -> Settings:
         uid = uuid.uuid4().hex[:10]
         topics = stack.kafka.topics.model_copy(
             update={
@@ -123,6 +132,7 @@ def office(
                 "receivers": receivers,
                 "routes": ROUTES,
                 "default_route": {"receivers": []},
+                **extra,
             }
         )
         kafka = stack.kafka.model_copy(update={"topics": topics})
@@ -274,6 +284,45 @@ async def test_a_gauge_with_its_own_four_levels_fires_and_clears_at_its_own_valu
     assert "Nilai: 125 cm (ambang 120 cm)" in texts[0]
     assert "Nilai: 305 cm (ambang 300 cm)" in texts[3]
     assert "Nilai: 105 cm (batas pulih 110 cm)" in texts[7]
+
+
+@pytest.mark.asyncio
+async def test_a_signed_link_acknowledges_the_alert_and_telegram_shows_a_button(
+    office: MakeSettings, http_receiver: HttpReceiver, smtp_server: SmtpServer
+) -> None:
+    port = free_port()
+    settings = office(
+        ack_secret="uji-rahasia", ack_url=f"http://127.0.0.1:{port}/ack", ack_port=port
+    )
+    async with running(settings), producer(settings) as prod, httpx.AsyncClient() as http:
+        await _send(prod, settings, "uji-rl-k", 365)
+        await await_for(lambda: http_receiver.on("/hook"), what="Awas on the webhook")
+        await await_for(lambda: smtp_server.received(), what="Awas by e-mail")
+        link = http_receiver.on("/hook")[0].body["ack_url"]
+        body = smtp_server.received()[0].get_payload(decode=True).decode()
+        mail_link = link.split("via=hook")[0] + "via=mail&sig="  # signed for its receiver
+        assert f"Tandai ditangani: {mail_link}" in body
+        page = await http.get(link)  # a mail scanner opening the link acknowledges nothing
+        assert page.status_code == 200
+        assert '<form method="post">' in page.text
+        forged = await http.post(link.split("?")[0], data={**_query(link), "level": "Waspada"})
+        assert forged.status_code == 403
+        done = await http.post(link.split("?")[0], data={**_query(link), "by": "Yos"})
+        assert done.status_code == 200, done.text
+        assert "Awas acknowledged by Yos (link:hook)" in done.text
+        start = time.monotonic()
+        await await_for(lambda: time.monotonic() - start > 4, 10, what="past escalate_after")
+        assert http_receiver.on("/kalak") == []  # acknowledged in time: no escalation
+        await _send(prod, settings, "uji-rl-k2", 160)  # Waspada: the team's Telegram chat
+        await await_for(lambda: http_receiver.on(TELEGRAM_PATH), what="Telegram")
+    markup = http_receiver.on(TELEGRAM_PATH)[0].body["reply_markup"]
+    (button,) = markup["inline_keyboard"][0]
+    assert button["text"] == "Tangani"
+    assert button["url"].startswith(f"http://127.0.0.1:{port}/ack?alert=sungai%2Fuji-rl-k2")
+
+
+def _query(link: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(link).query))
 
 
 def _json(text: str) -> dict[str, Any]:
