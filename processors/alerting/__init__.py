@@ -19,7 +19,10 @@ Layout (pure logic apart from I/O):
   compiled rules; :mod:`.windows` - sliding windows; :mod:`.engine` - the state machine;
   :mod:`.silences` - silences and maintenance windows; :mod:`.templates` - messages in
   Bahasa Indonesia and English;
-* :mod:`.store` - SQLite state, outbox and silences; :mod:`.channels` - one module per
-  receiver kind; :mod:`.dispatch` - outbox workers; :mod:`.service` - the Kafka consumer;
-  :mod:`.cli` - ``kotaflow alert`` and ``kotaflow alerts ...``.
+* :mod:`.routeconfig` and :mod:`.routing` - routes (who hears of what, when), grouping and
+  escalation; :mod:`.acks` - acknowledgements; :mod:`.checks` - configuration cross-checks;
+* :mod:`.store` - SQLite state, outbox, silences and acknowledgements; :mod:`.channels` -
+  one module per receiver kind; :mod:`.dispatch` - outbox workers; :mod:`.acklink` - signed
+  acknowledge links and their endpoint; :mod:`.metrics` - Prometheus; :mod:`.service` - the
+  Kafka consumer; :mod:`.cli` - ``kotaflow alert`` and ``kotaflow alerts ...``.
 """

@@ -46,6 +46,7 @@ rules:
     scope: {types: [river_level]}
     levels:
       - {name: Siaga, at_least: 250, clear_below: 240, severity: major}
+    labels: {team: bpbd}
     repeat: 1d
 """
 
