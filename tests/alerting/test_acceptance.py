@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -18,21 +17,26 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from deploy.local.kafka_topics import ensure_topics, run_sync
+from deploy.local.kafka_topics import run_sync
 from devices.reading import Reason
 from kotaflow.cli import app as cli_app
 from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookReceiver
+from processors.alerting.config import AlertingSettings, WebhookReceiver
 from processors.alerting.events import AlertEvent
 from processors.alerting.routeconfig import DefaultRoute
 from processors.alerting.service import AlertService, build
 from processors.alerting.store import AlertStore
 from processors.testing import delete_topics
-from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
+from tests.alerting.conftest import (
+    HttpReceiver,
+    SmtpServer,
+    await_for,
+    mail_receiver,
+    own_topics,
+)
 from tests.alerting.helpers import reading, write_rules
 
 pytestmark = pytest.mark.services
@@ -55,16 +59,8 @@ rules:
 def alert_settings(
     stack: Settings, tmp_path: Path, http_receiver: HttpReceiver, smtp_server: SmtpServer
 ) -> Iterator[Settings]:
-    uid = uuid.uuid4().hex[:10]
-    topics = stack.kafka.topics.model_copy(
-        update={
-            "readings": f"test.alert.readings.{uid}",
-            "alerts": f"test.alert.alerts.{uid}",
-            "deadletter": f"test.alert.deadletter.{uid}",
-        }
-    )
-    wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
-    ensure_topics(stack.kafka, wanted, lambda _: None)
+    topics, wanted = own_topics(stack, "alert")
+    uid = topics.readings.rsplit(".", 1)[1]
     alerting = AlertingSettings(
         rules_file=write_rules(tmp_path, RULES),
         state_dir=tmp_path / "state",
@@ -77,16 +73,7 @@ def alert_settings(
         default_route=DefaultRoute(group_window=timedelta(0)),  # storms: test_office.py
         receivers={
             "hook": WebhookReceiver(kind="webhook", url=f"{http_receiver.url}/hook"),
-            "mail": EmailReceiver(
-                kind="email",
-                host=smtp_server.host,
-                port=smtp_server.port,
-                username=SMTP_USER,
-                password=SecretStr(SMTP_PASSWORD),
-                sender="kotaflow@manggaraikab.test",
-                to=["pusdalops@bpbd.test"],
-                ca_file=smtp_server.ca_file,
-            ),
+            "mail": mail_receiver(smtp_server),
         },
     )
     kafka = stack.kafka.model_copy(update={"topics": topics})

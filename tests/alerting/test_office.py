@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,22 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from deploy.local.kafka_topics import ensure_topics, run_sync
+from deploy.local.kafka_topics import run_sync
 from kotaflow.cli import app as cli_app
 from kotaflow.settings import Settings
 from processors.alerting.config import (
     AlertingSettings,
-    EmailReceiver,
     TelegramReceiver,
     WebhookReceiver,
 )
 from processors.testing import delete_topics
 from tests.alerting.conftest import (
-    SMTP_PASSWORD,
-    SMTP_USER,
     HttpReceiver,
     SmtpServer,
     await_for,
     free_port,
+    mail_receiver,
+    own_topics,
 )
 from tests.alerting.helpers import reading, write_rules
 from tests.alerting.test_acceptance import producer, running
@@ -89,16 +87,8 @@ def office(
     made: list[dict[str, int]] = []
 
     def make(repeat: str = "1d", registry: Path | None = None, **extra: Any) -> Settings:
-        uid = uuid.uuid4().hex[:10]
-        topics = stack.kafka.topics.model_copy(
-            update={
-                "readings": f"test.office.readings.{uid}",
-                "alerts": f"test.office.alerts.{uid}",
-                "deadletter": f"test.office.deadletter.{uid}",
-            }
-        )
-        wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
-        ensure_topics(stack.kafka, wanted, lambda _: None)
+        topics, wanted = own_topics(stack, "office")
+        uid = topics.readings.rsplit(".", 1)[1]
         made.append(wanted)
         receivers: dict[str, Any] = {
             "hook": WebhookReceiver(kind="webhook", url=f"{http_receiver.url}/hook"),
@@ -106,16 +96,7 @@ def office(
             "tg": TelegramReceiver(
                 kind="telegram", base_url=http_receiver.url, token=SecretStr(TOKEN), chat_id="-1"
             ),
-            "mail": EmailReceiver(
-                kind="email",
-                host=smtp_server.host,
-                port=smtp_server.port,
-                username=SMTP_USER,
-                password=SecretStr(SMTP_PASSWORD),
-                sender="kotaflow@manggaraikab.test",
-                to=["pusdalops@bpbd.test"],
-                ca_file=smtp_server.ca_file,
-            ),
+            "mail": mail_receiver(smtp_server),
         }
         alerting = AlertingSettings.model_validate(
             {
