@@ -119,7 +119,17 @@ def test_alert_rule_groups_follow_the_file_format(out: Path) -> None:
 def test_alert_rules_mirror_every_level_of_the_alert_rule_file(out: Path, context: Any) -> None:
     data = _load(out, "alerting/kotaflow-rules.yaml")
     groups = {g["name"]: g for g in data["groups"]}
-    assert set(groups) == {rule.name for rule in context.rules.rules}
+    assert set(groups) == {rule.name for rule in context.rules.rules} | {
+        "tinggi_muka_air-reo-rl-01"  # the gauge with its own levels, left out of the rule's
+    }
+    own = groups["tinggi_muka_air-reo-rl-01"]["rules"]
+    assert [r["labels"]["level"] for r in own] == ["Siaga IV", "Siaga III", "Siaga II", "Siaga I"]
+    assert {r["labels"]["kotaflow_rule"] for r in own} == {"tinggi_muka_air"}
+    query = next(d for d in own[0]["data"] if d["refId"] == "A")["model"]["query"]
+    assert 'r.device == "reo-rl-01"' in query
+    shared = groups["tinggi_muka_air"]["rules"][0]
+    query = next(d for d in shared["data"] if d["refId"] == "A")["model"]["query"]
+    assert 'r.device != "reo-rl-01"' in query
     river = groups["tinggi_muka_air"]["rules"]
     assert [r["labels"]["level"] for r in river] == ["Waspada", "Siaga", "Awas"]
     siaga = river[1]
