@@ -142,14 +142,24 @@ def _events(receiver: HttpReceiver, path: str) -> list[dict[str, Any]]:
 async def test_a_route_sends_awas_to_two_receivers_and_waspada_to_one(
     office: MakeSettings, http_receiver: HttpReceiver, smtp_server: SmtpServer
 ) -> None:
-    settings = office()
+    port = free_port()
+    settings = office(metrics_port=port)
     async with running(settings), producer(settings) as prod:
         await _send(prod, settings, "uji-rl-w", 160)
         await await_for(lambda: len(http_receiver.on(TELEGRAM_PATH)) == 1, what="Waspada on tg")
         await _send(prod, settings, "uji-rl-a", 365)
         await await_for(lambda: len(smtp_server.received()) == 1, what="Awas by e-mail")
         await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="Awas on the webhook")
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     assert len(http_receiver.on(TELEGRAM_PATH)) == 1  # Awas did not go to the team chat
+    for line in (
+        'kotaflow_alert_notifications_total{outcome="sent",receiver="mail"} 1.0',
+        'kotaflow_alert_notifications_total{outcome="sent",receiver="tg"} 1.0',
+        'kotaflow_alert_events_total{change="fired"} 2.0',
+        "kotaflow_alert_outbox_oldest_pending_seconds",
+    ):
+        assert line in metrics
     assert [e["level"] for e in _events(http_receiver, "/hook")] == ["Awas"]
     mail = smtp_server.received()[0]
     assert mail["Subject"] == "[AWAS] Tinggi muka air sungai: uji-rl-a, Reok"
