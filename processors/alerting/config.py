@@ -17,6 +17,11 @@ Example (YAML settings file)::
         bpbd-telegram: {kind: telegram, chat_id: "-100123", language: id}
         camat-wa: {kind: gateway, channel: whatsapp, url: "https://wa.example.id/send",
                    to: ["+6281234567890"], language: id}
+      routes:                      # processors.alerting.routeconfig
+        - {match: {labels: {team: bpbd}, level: [Awas]}, receivers: [camat-wa, bpbd-telegram],
+           escalate_after: 15m, escalate_to: [bpbd-mail]}
+        - {match: {labels: {team: bpbd}}, receivers: [bpbd-telegram]}
+      default_route: {receivers: [ops-hook]}
 """
 
 from __future__ import annotations
