@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from processors.alerting.events import AlertEvent
-from processors.alerting.store import AlertStore, NotFiringError
+from kotaflow.wire.alerts import AlertEvent
+from processors.alerting.state_store import AlertStore, NotFiringError
 from processors.alerting.templates import AckLink
 
 log = logging.getLogger("kotaflow.alerting.acklink")

@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from processors.alerting.config import AlertingSettings, EmailReceiver, TelegramReceiver
+from kotaflow.alert_routes import Route
+from kotaflow.alerting_settings import AlertingSettings, EmailReceiver, TelegramReceiver
 from processors.alerting.model import Rule, RuleKind, RuleSet
-from processors.alerting.routeconfig import Route
 from processors.alerting.routing import route_name
 
 _PATTERN = set("*?[")

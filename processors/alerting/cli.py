@@ -22,14 +22,20 @@ from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
 from kotaflow.settings import Settings
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.acks import parse_alert_id
 from processors.alerting.checks import ConfigProblemsError, all_problems, silence_problems
-from processors.alerting.events import AlertEvent, Change
-from processors.alerting.model import RuleSet, Severity
+from processors.alerting.model import RuleSet
 from processors.alerting.routing import plans
-from processors.alerting.rules import RulesError, load_rules, parse_duration, with_device_levels
+from processors.alerting.rules import (
+    RulesError,
+    load_rules,
+    parse_duration,
+    rules_file_of,
+    with_device_levels,
+)
 from processors.alerting.silences import Silence
-from processors.alerting.store import AlertStore, NotFiringError
+from processors.alerting.state_store import AlertStore, NotFiringError
 from processors.alerting.templates import WITA
 
 app = typer.Typer(
@@ -380,7 +386,7 @@ def silence_expire(
 def _rules(settings: Settings) -> RuleSet:
     try:
         fleet = load_fleet(settings)
-        rules = load_rules(settings.alerting.rules_path())
+        rules = load_rules(rules_file_of(settings.alerting))
         return with_device_levels(rules, fleet.registry)
     except (RulesError, DeviceFileError) as problem:
         err.print(f"[red]cannot load the rules[/red]\n{problem}")
@@ -404,7 +410,7 @@ def _check_silence(
         err.print(f"[red]device files invalid, cannot check the silence[/red]\n{problem}")
         raise typer.Exit(2) from None
     try:
-        rules: RuleSet | None = load_rules(settings.alerting.rules_path())
+        rules: RuleSet | None = load_rules(rules_file_of(settings.alerting))
     except RulesError:
         rules = None
     problems = silence_problems(

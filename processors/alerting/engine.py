@@ -27,12 +27,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kotaflow.wire.alerts import AlertEvent, Change
+from kotaflow.wire.readings import ValidReading
 from processors.alerting.acks import Ack, acknowledged
-from processors.alerting.events import AlertEvent, Change
 from processors.alerting.model import Level, Rule, RuleKind, RuleSet
+from processors.alerting.series import Series
 from processors.alerting.silences import Silence, silenced_by
-from processors.alerting.windows import Series
-from processors.record import ValidReading
 
 StateKey = tuple[str, str]
 """(rule name, device id)."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from processors.alerting.events import AlertEvent
+from kotaflow.wire.alerts import AlertEvent
 
 
 class AlertMetrics:

@@ -15,12 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    MAJOR = "major"
-    CRITICAL = "critical"
+from kotaflow.wire.alerts import Severity
 
 
 class RuleKind(StrEnum):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
-from processors.alerting.config import AlertingSettings
-from processors.alerting.events import AlertEvent, Change
-from processors.alerting.routeconfig import WEEKDAYS, Route, TimeWindow
-from processors.alerting.store import INFLUX_DESTINATION, KAFKA_DESTINATION, Outgoing
+from kotaflow.alert_routes import WEEKDAYS, Route, TimeWindow
+from kotaflow.alerting_settings import AlertingSettings
+from kotaflow.wire.alerts import AlertEvent, Change
+from processors.alerting.state_store import INFLUX_DESTINATION, KAFKA_DESTINATION, Outgoing
 from processors.alerting.templates import WITA
 
 CONSOLE_DESTINATION = "_console"

@@ -185,7 +185,7 @@ def mail_receiver(server: SmtpServer) -> Any:
     """An e-mail receiver for ``server`` (STARTTLS with its CA, AUTH)."""
     from pydantic import SecretStr
 
-    from processors.alerting.config import EmailReceiver
+    from kotaflow.alerting_settings import EmailReceiver
 
     return EmailReceiver(
         kind="email",

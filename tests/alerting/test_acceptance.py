@@ -20,16 +20,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from typer.testing import CliRunner
 
 from deploy.local.kafka_topics import run_sync
-from devices.reading import Reason
+from kotaflow.alert_routes import DefaultRoute
+from kotaflow.alerting_settings import AlertingSettings, WebhookReceiver
 from kotaflow.cli import app as cli_app
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.alerting.config import AlertingSettings, WebhookReceiver
-from processors.alerting.events import AlertEvent
-from processors.alerting.routeconfig import DefaultRoute
+from kotaflow.wire.alerts import AlertEvent
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 from processors.alerting.service import AlertService, build
-from processors.alerting.store import AlertStore
-from processors.testing import delete_topics
+from processors.alerting.state_store import AlertStore
 from tests.alerting.conftest import (
     HttpReceiver,
     SmtpServer,
@@ -38,6 +37,7 @@ from tests.alerting.conftest import (
     own_topics,
 )
 from tests.alerting.helpers import reading, write_rules
+from tests.support.isolated_kafka import delete_topics
 
 pytestmark = pytest.mark.services
 

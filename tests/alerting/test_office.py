@@ -21,14 +21,13 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from deploy.local.kafka_topics import run_sync
-from kotaflow.cli import app as cli_app
-from kotaflow.settings import Settings
-from processors.alerting.config import (
+from kotaflow.alerting_settings import (
     AlertingSettings,
     TelegramReceiver,
     WebhookReceiver,
 )
-from processors.testing import delete_topics
+from kotaflow.cli import app as cli_app
+from kotaflow.settings import Settings
 from tests.alerting.conftest import (
     HttpReceiver,
     SmtpServer,
@@ -39,6 +38,7 @@ from tests.alerting.conftest import (
 )
 from tests.alerting.helpers import reading, write_rules
 from tests.alerting.test_acceptance import producer, running
+from tests.support.isolated_kafka import delete_topics
 
 pytestmark = pytest.mark.services
 

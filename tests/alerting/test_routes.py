@@ -14,16 +14,16 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from devices.fleet import load_fleet
+from kotaflow.alerting_settings import AlertingSettings, TelegramReceiver, WebhookReceiver
 from kotaflow.cli import app as cli_app
+from kotaflow.wire.alerts import AlertEvent, Change
 from processors.alerting.acks import Ack, acknowledged
 from processors.alerting.checks import Known, all_problems, silence_problems
-from processors.alerting.config import AlertingSettings, TelegramReceiver, WebhookReceiver
 from processors.alerting.engine import Dirty, Engine
-from processors.alerting.events import AlertEvent, Change
 from processors.alerting.model import Severity
 from processors.alerting.routing import escalations, plans, receivers_for, route
 from processors.alerting.rules import RulesError, with_device_levels
-from processors.alerting.store import AlertStore, NotFiringError
+from processors.alerting.state_store import AlertStore, NotFiringError
 from processors.alerting.templates import WITA, render_group
 from tests.alerting.helpers import MIN, RIVER_RULES, reading, rules_from
 

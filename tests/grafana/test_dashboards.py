@@ -13,8 +13,8 @@ from deploy.grafana.bundle import Bundle
 from deploy.grafana.context import BuildContext, alerting_settings
 from deploy.grafana.domains import uncovered_types
 from deploy.grafana.interpolate import stray_macros
+from kotaflow.alerting_settings import DASHBOARD_URL_EXAMPLE
 from kotaflow.settings import Settings
-from processors.alerting.config import DASHBOARD_URL_EXAMPLE
 
 
 def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import yaml
 
 from deploy.grafana.bundle import Bundle, build_bundle
 from deploy.grafana.provisioning import GRAFANA_PROVISIONING, Rendered, render
+from kotaflow.alerting_settings import EmailReceiver, TelegramReceiver, WebhookReceiver
 from kotaflow.settings import Settings
-from processors.alerting.config import EmailReceiver, TelegramReceiver, WebhookReceiver
 from tests.grafana import grafana_format as fmt
 
 ENV = {

@@ -1,9 +1,10 @@
 """The ``alerting:`` section of kotaflow's settings: rule file, state, receivers.
 
-Kept here, next to the code that uses it, and imported by :mod:`kotaflow.settings` (this
-module must not import kotaflow, to avoid an import cycle). Secrets (SMTP password, bot and
-gateway tokens, webhook header values) are :class:`~pydantic.SecretStr`, so they never show
-in logs or ``repr``; set them from the environment, e.g.
+Part of the foundation, so :mod:`kotaflow.settings` composes it without importing a stage;
+the alerting stage (``processors/alerting/``) and its channels read it from here. Secrets
+(SMTP password, bot and gateway tokens, webhook header values) are
+:class:`~pydantic.SecretStr`, so they never show in logs or ``repr``; set them from the
+environment, e.g.
 ``KOTAFLOW_ALERTING__RECEIVERS__BPBD_MAIL__PASSWORD``.
 
 Example (YAML settings file)::
@@ -17,7 +18,7 @@ Example (YAML settings file)::
         bpbd-telegram: {kind: telegram, chat_id: "-100123", language: id}
         camat-wa: {kind: gateway, channel: whatsapp, url: "https://wa.example.id/send",
                    to: ["+6281234567890"], language: id}
-      routes:                      # processors.alerting.routeconfig
+      routes:                      # kotaflow.alert_routes
         - {match: {labels: {team: bpbd}, level: [Awas]}, receivers: [camat-wa, bpbd-telegram],
            escalate_after: 15m, escalate_to: [bpbd-mail]}
         - {match: {labels: {team: bpbd}}, receivers: [bpbd-telegram]}
@@ -32,9 +33,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from processors.alerting.routeconfig import DefaultRoute, Route
+from kotaflow.alert_routes import DefaultRoute, Route
 
-PACKAGED_RULES = Path(__file__).with_name("rules") / "manggarai.yaml"
 DASHBOARD_URL_EXAMPLE = "https://grafana.example.id/d/kotaflow-device/device?var-device={device}"
 """The device dashboard of ``kotaflow grafana render``, on a Grafana the staff can reach."""
 
@@ -109,7 +109,9 @@ class AlertingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules_file: Path | None = Field(None, description="default: the packaged Manggarai rules")
+    rules_file: Path | None = Field(
+        None, description="default: the packaged Manggarai rules (processors/alerting/rules/)"
+    )
     state_dir: Path | None = Field(None, description="default: <stack.state_dir>/alerting")
     group_id: str = "kotaflow-alerting"
     tick_s: float = Field(5.0, gt=0, le=300, description="wall-clock tick: no-data, repeats")
@@ -130,7 +132,7 @@ class AlertingSettings(BaseModel):
     default_receivers: list[str] = Field(
         default_factory=list, description="for rules naming none; empty: every receiver"
     )
-    routes: list[Route] = Field([], description="tried in order (processors.alerting.routeconfig)")
+    routes: list[Route] = Field([], description="tried in order (kotaflow.alert_routes)")
     default_route: DefaultRoute = DefaultRoute()
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
@@ -188,9 +190,6 @@ class AlertingSettings(BaseModel):
         except (KeyError, IndexError, ValueError) as err:
             raise ValueError(f"only the {{device}} placeholder is allowed ({err})") from None
         return value
-
-    def rules_path(self) -> Path:
-        return self.rules_file or PACKAGED_RULES
 
     def state_path(self, stack_state_dir: Path) -> Path:
         return (self.state_dir or stack_state_dir / "alerting") / "alerting.sqlite3"

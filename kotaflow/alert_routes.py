@@ -24,7 +24,7 @@ then is sent to these receivers too). Example (settings YAML)::
           receivers: [dlh-mail]
       default_route: {receivers: [ops-hook]}
 
-This module must not import kotaflow (it is part of :mod:`kotaflow.settings`).
+Part of the foundation (composed by :mod:`kotaflow.alerting_settings`): it imports no stage.
 """
 
 from __future__ import annotations
