@@ -72,6 +72,11 @@ def route_problems(cfg: AlertingSettings, rules: RuleSet, known: Known | None) -
                     problems.append(f"{where}: {problem}")
         if not any(_could_match(found, rule) for rule in rules.rules):
             problems.append(f"{where}: matches no alert of any rule in {rules.source}")
+        if found.escalate_to and found.escalate_after is None:
+            problems.append(f"{where}: escalate_to without escalate_after never escalates")
+    default = cfg.default_route
+    if default.escalate_to and default.escalate_after is None:
+        problems.append("alerting.default_route: escalate_to without escalate_after")
     return problems
 
 

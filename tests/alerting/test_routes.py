@@ -177,6 +177,7 @@ def test_check_finds_routes_matching_nothing_missing_secrets_and_typos(tmp_path:
                 {"match": {"labels": {"team": "bpdb"}}, "receivers": ["ops"]},
                 {"match": {"level": ["Awas"], "kecamatan": ["Reokk"]}, "receivers": ["ops"]},
                 {"match": {"labels": {"team": "bpbd"}, "level": ["Siaga"]}, "receivers": ["ops"]},
+                {"receivers": ["ops"], "escalate_to": ["ops"]},
             ],
         }
     )
@@ -187,6 +188,7 @@ def test_check_finds_routes_matching_nothing_missing_secrets_and_typos(tmp_path:
     assert any("routes[1] (route-2): unknown kecamatan 'Reokk': did you mean 'Reok'?" in p
                for p in problems)  # fmt: skip
     assert not any("routes[2]" in p for p in problems)
+    assert any("routes[3] (route-4): escalate_to without escalate_after" in p for p in problems)
     silence = silence_problems(
         known, rules, rule=None, device="rl-*", kecamatan="Reokk", type_=None
     )
