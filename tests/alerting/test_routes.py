@@ -3,6 +3,8 @@ SQLite outbox; time is always passed in, never read)."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,8 @@ from typer.testing import CliRunner
 from devices.fleet import load_fleet
 from kotaflow.alerting_settings import AlertingSettings, TelegramReceiver, WebhookReceiver
 from kotaflow.cli import app as cli_app
+from kotaflow.logs import JsonFormatter
+from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent, Change
 from processors.alerting.acks import Ack, acknowledged
 from processors.alerting.checks import Known, all_problems, silence_problems
@@ -23,6 +27,7 @@ from processors.alerting.engine import Dirty, Engine
 from processors.alerting.model import Severity
 from processors.alerting.routing import escalations, plans, receivers_for, route
 from processors.alerting.rules import RulesError, with_device_levels
+from processors.alerting.stage import AlertStage
 from processors.alerting.state_store import AlertStore, NotFiringError
 from processors.alerting.templates import WITA, render_group
 from tests.alerting.helpers import MIN, RIVER_RULES, reading, rules_from
@@ -410,3 +415,19 @@ def test_routes_test_shows_the_receivers_an_alert_would_reach(
     assert "receivers: duty-wa" in night.output
     own = CliRunner().invoke(cli_app, [*args, "--level", "Siaga I", "--at", "2026-11-30 09:00"])
     assert "receivers: bpbd-tg" in own.output  # a gauge's own level (reo-rl-01)
+
+
+@pytest.mark.asyncio
+async def test_an_alert_log_line_keeps_the_log_level_and_names_the_alert_level(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = settings.alerting.model_copy(update={"state_dir": tmp_path, "write_influx": False})
+    store = AlertStore(tmp_path / "alerting.sqlite3")
+    engine = Engine(rules_from(tmp_path, RIVER_RULES), MONDAY_NOON)
+    stage = AlertStage(settings.model_copy(update={"alerting": cfg}), engine, store, lambda: None)
+    stage._events = [_event()]  # as handle() leaves them for flush()
+    with caplog.at_level(logging.INFO, logger="kotaflow.alerting.stage"):
+        await stage.flush()
+    (record,) = [r for r in caplog.records if r.getMessage() == "alert"]
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["level"], line["alert_level"]) == ("info", "Awas")
