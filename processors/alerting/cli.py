@@ -87,8 +87,10 @@ def check(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Rule file to validate.")],
 ) -> None:
-    """Validate a rule file (schema, level order, catalogue, receivers), the devices' own
-    levels, routes and receivers' secrets; exit 1 if anything is invalid.
+    """Validate a rule file, the devices' own levels, routes and receivers; exit 1 if invalid.
+
+    Checks the schema, level order, catalogue, receivers and their secrets, routes that
+    match nothing, unknown kecamatan and devices in scopes.
 
     Example: kotaflow alerts check processors/alerting/rules/manggarai.yaml
     """
