@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -214,3 +215,31 @@ def own_topics(stack: Any, prefix: str) -> tuple[Any, dict[str, int]]:
     wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
     ensure_topics(stack.kafka, wanted, lambda _: None)
     return topics, wanted
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Any]:
+    """The alerting service (:func:`processors.alerting.service.build`) until the block ends."""
+    from processors.alerting.service import build
+
+    service = build(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.stage.ready.wait(), 60)
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+@asynccontextmanager
+async def producer(settings: Any) -> AsyncIterator[Any]:
+    from aiokafka import AIOKafkaProducer
+
+    client = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()

@@ -8,10 +8,8 @@ lives in ``test_end_to_end.py``.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.reasons import Reason
-from processors.alerting.service import AlertService, build
 from processors.alerting.state_store import AlertStore
 from tests.alerting.conftest import (
     HttpReceiver,
@@ -35,6 +32,8 @@ from tests.alerting.conftest import (
     await_for,
     mail_receiver,
     own_topics,
+    producer,
+    running,
 )
 from tests.alerting.helpers import reading, write_rules
 from tests.support.isolated_kafka import delete_topics
@@ -81,29 +80,6 @@ def alert_settings(
         yield stack.model_copy(update={"kafka": kafka, "alerting": alerting})
     finally:
         run_sync(delete_topics(stack, wanted))  # the fixture may run inside a test loop
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[AlertService]:
-    service = build(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await asyncio.wait_for(service.stage.ready.wait(), 60)
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-@asynccontextmanager
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
 
 
 async def level(prod: AIOKafkaProducer, settings: Settings, device: str, cm: float) -> int:

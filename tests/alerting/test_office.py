@@ -35,9 +35,10 @@ from tests.alerting.conftest import (
     free_port,
     mail_receiver,
     own_topics,
+    producer,
+    running,
 )
 from tests.alerting.helpers import reading, write_rules
-from tests.alerting.test_acceptance import producer, running
 from tests.support.isolated_kafka import delete_topics
 
 pytestmark = pytest.mark.services
