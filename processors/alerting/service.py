@@ -16,7 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from aiohttp import web
@@ -103,8 +103,9 @@ class AlertService:
     kafka: list[KafkaSink]
     influx: InfluxAlerts | None
     http: httpx.AsyncClient
-    health: Health
-    metrics: AlertMetrics
+    health: Health = field(default_factory=lambda: Health(instance_name()))
+    metrics: AlertMetrics = field(default_factory=AlertMetrics)
+    """Registered with ``health``'s registry by :func:`build` (one metrics port)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
@@ -217,7 +218,9 @@ def build(settings: Settings) -> AlertService:
     stage.owned = owned  # the dispatcher reads the same set the stage keeps current
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
-    return AlertService(settings, store, stage, dispatcher, kafka, influx, http, health, metrics)
+    return AlertService(
+        settings, store, stage, dispatcher, kafka, influx, http, health=health, metrics=metrics
+    )
 
 
 async def run_alerting(settings: Settings, stop: asyncio.Event | None = None) -> None:
