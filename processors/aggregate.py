@@ -97,12 +97,18 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        self._admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
-        await self._admin.start()
+        admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
+        try:
+            await admin.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin = admin
 
     async def stop(self) -> None:
         if self._admin is not None:
             await self._admin.close()
+            self._admin = None
         await self._output.stop()
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
