@@ -16,8 +16,8 @@ module adds what the stages need on top of it:
   The token is read again from its source before each retry, so a token rotated in its
   file (after a 401/403, or for a re-created bucket) is picked up without a restart.
   A 413 for several lines halves them.
-* :meth:`InfluxSink.query` runs a Flux query (stalled and retried the same way; a 400 is a
-  bad query, raised) and returns rows.
+* :meth:`InfluxSink.query` runs a Flux query and returns rows: for a stage stalled and
+  retried the same way (a 400 is a bad query and raises); for a tool only outages retry.
 
 Create :class:`InfluxSink` inside a coroutine (``async with InfluxSink(...)``).
 """
@@ -41,7 +41,7 @@ from influxdb_client.service.write_service import WriteService
 from kotaflow.settings import Settings
 from processors.influxtoken import READ_ROLE, WRITE_ROLE, InfluxConfigError, TokenSource
 from processors.influxtoken import resolve_token as resolve_token
-from processors.retry import Backoff, parse_retry_after
+from processors.retry import Backoff, parse_retry_after, retryable
 from processors.writeblock import (
     BlockGauge,
     BlockLog,
@@ -215,9 +215,11 @@ class InfluxSink:
             self._blocks.cleared(stage)
             return None, 0, ""
 
-    async def query(self, flux: str, stage: str = "influxdb") -> list[dict[str, Any]]:
-        """Rows (``record.values``) of a Flux query. A 400 (the query is wrong) raises;
-        anything else that fails stalls and is retried like a write."""
+    async def query(self, flux: str, stage: str | None = None) -> list[dict[str, Any]]:
+        """Rows (``record.values``) of a Flux query. A 400 (the query is wrong) raises.
+        For a ``stage``, any other failure stalls and is retried like a write; for a tool
+        (no stage: a dashboard check, a test) only what may pass by itself (no answer,
+        429, 5xx) is retried and the rest raises, so a bad token fails the tool at once."""
         attempt = 0
         while True:
             reader = self._reader
@@ -228,12 +230,13 @@ class InfluxSink:
                 )
             except (ApiException, *_TRANSPORT_ERRORS) as err:
                 status, retry_after, _ = _status_of(err)
-                if status == 400:
+                if status == 400 or (stage is None and not retryable(status)):
                     raise
                 attempt += 1
-                await self._stall(stage, reader, None, err, attempt, retry_after)
+                await self._stall(stage or "query", reader, None, err, attempt, retry_after)
                 continue
-            self._blocks.cleared(stage)
+            if stage is not None:
+                self._blocks.cleared(stage)
             return [record.values for table in tables for record in table.records]
 
     async def ping(self) -> bool:
