@@ -11,8 +11,8 @@ import pytest
 from influxdb_client.rest import ApiException
 
 from kotaflow.settings import Settings
-from processors.health import Health
-from processors.influx import InfluxSink
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
 from tests.processors.helpers import now_ms, wait_for
 from tests.processors.influxadmin import influx_admin, with_token_file
 

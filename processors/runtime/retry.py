@@ -3,7 +3,7 @@
 * :func:`retryable`: whether an HTTP answer may pass by itself: no answer at all
   (connection refused, timeout), 408, 429 and every 5xx (the alert channels' and the
   one-shot tools' rule).
-  InfluxDB writes go further (``processors/writeblock.py``): only answers that name
+  InfluxDB writes go further (``processors/runtime/write_block.py``): only answers that name
   refused lines are final; a 401/403/404 is retried too, since an operator can fix it.
 * Delay: exponential from ``initial_s`` by ``multiplier`` up to ``max_s``, with +/- ``jitter``
   so that many processes do not retry in step; a server's ``Retry-After`` (seconds or an

@@ -6,7 +6,7 @@
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
   ``kotaflow_pending_corrections``, ``kotaflow_write_blocked{reason}`` (1 while the
-  stage's InfluxDB writes stall, see ``processors/writeblock.py``); every series has a
+  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``); every series has a
   ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
@@ -33,7 +33,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from processors.lineprotocol import format_float, line, series_prefix
+from processors.runtime.lineprotocol import format_float, line, series_prefix
 
 
 @dataclass

@@ -137,7 +137,7 @@ def fix_hint(reason: BlockReason, target: Target) -> str:
 
 
 class BlockGauge(Protocol):
-    """Where a block is published (``processors.health.Health`` implements it)."""
+    """Where a block is published (``processors.runtime.health.Health`` implements it)."""
 
     def write_blocked(self, stage: str, reason: str | None, fix: str = "") -> None: ...
 

@@ -39,9 +39,9 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings, StageConsumer
-from processors.health import Health
-from processors.kafka import make_consumer
-from processors.retry import Backoff
+from processors.runtime.health import Health
+from processors.runtime.kafka_clients import make_consumer
+from processors.runtime.retry import Backoff
 
 log = logging.getLogger("kotaflow.processors.loop")
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from processors.health import Health
-from processors.writeblock import (
+from processors.runtime.health import Health
+from processors.runtime.write_block import (
     REPORT_EVERY_S,
     BlockLog,
     BlockReason,

@@ -1,6 +1,6 @@
 """The status hook of ``kotaflow process``: its stages' state as a small JSON file.
 
-``<state>/processors/<instance>.status.json`` holds :meth:`processors.health.Health.status`:
+``<state>/processors/<instance>.status.json`` holds :meth:`processors.runtime.health.Health.status`:
 per stage the counters and ``write_blocked`` (null, or ``{"reason", "since_ms", "fix"}``
 while its InfluxDB writes stall), plus ``instance``, ``pid`` and ``at_ms`` (when written:
 every health interval, and at once when a stage stalls or resumes). The file is removed when
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from kotaflow.settings import Settings
-from processors.health import Health
+from processors.runtime.health import Health
 
 
 def status_dir(settings: Settings) -> Path:

@@ -11,7 +11,7 @@ module adds what the stages need on top of it:
   returned to the caller, which dead-letters them. Every other line is written.
 * Every other failure (401/403 token, 404 bucket/org, 413 for one line, 429/5xx, timeout,
   no answer) stalls the caller: the same write is retried for ever with backoff,
-  honouring ``Retry-After``, and reported through :class:`~processors.writeblock.BlockLog`
+  honouring ``Retry-After``, and reported through :class:`~processors.runtime.write_block.BlockLog`
   (one error line a minute saying what to fix, ``kotaflow_write_blocked{stage,reason}``).
   The token is read again from its source before each retry, so a token rotated in its
   file (after a 401/403, or for a re-created bucket) is picked up without a restart.
@@ -39,10 +39,10 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
 from kotaflow.settings import Settings
-from processors.influxtoken import READ_ROLE, WRITE_ROLE, InfluxConfigError, TokenSource
-from processors.influxtoken import resolve_token as resolve_token
-from processors.retry import Backoff, parse_retry_after, retryable
-from processors.writeblock import (
+from processors.runtime.influx_token import READ_ROLE, WRITE_ROLE, InfluxConfigError, TokenSource
+from processors.runtime.influx_token import resolve_token as resolve_token
+from processors.runtime.retry import Backoff, parse_retry_after, retryable
+from processors.runtime.write_block import (
     BlockGauge,
     BlockLog,
     BlockReason,
@@ -125,7 +125,7 @@ class _Client:
 class InfluxSink:
     """One InfluxDB client pair (write, read), shared by the stages of a process.
 
-    ``gauge`` (the process's :class:`~processors.health.Health`) gets the stalls and
+    ``gauge`` (the process's :class:`~processors.runtime.health.Health`) gets the stalls and
     retries per stage; each call names its stage (``stage=``)."""
 
     def __init__(
