@@ -25,7 +25,7 @@ from processors.runtime.health import Health
 from processors.runtime.influx import InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
-from processors.runtime.status_file import StatusFile, status_path
+from processors.runtime.status_file import StatusFile, remove_dead, status_path
 from processors.store import StoreStage
 from processors.validate import ValidateStage
 
@@ -80,6 +80,7 @@ async def run_stages(
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
+        remove_dead(settings)
         status = StatusFile(status_path(settings, health.instance), health)
         health.on_status_change.append(status.write)
         tasks.append(asyncio.create_task(_report_health(settings, health, influx, status, stop)))

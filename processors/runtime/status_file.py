@@ -4,7 +4,8 @@
 per stage the counters and ``write_blocked`` (null, or ``{"reason", "since_ms", "fix"}``
 while its InfluxDB writes stall), plus ``instance``, ``pid`` and ``at_ms`` (when written:
 every health interval, and at once when a stage stalls or resumes). The file is removed when
-the process stops; one older than a few intervals belongs to a process that died.
+the process stops; one older than a few intervals belongs to a process that died (files of
+this host's dead processes are removed when the next one starts).
 It works when nothing else does (InfluxDB refusing us, no metrics port), which is when an
 operator needs it; ``kotaflow status`` and monitoring checks read it.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 
 from kotaflow.settings import Settings
@@ -35,6 +37,26 @@ def read_statuses(settings: Settings) -> list[dict[str, object]]:
         with contextlib.suppress(OSError, ValueError):
             found.append(json.loads(path.read_text()))
     return found
+
+
+def remove_dead(settings: Settings) -> None:
+    """Remove the status files of this host's processes that are gone (a SIGKILL, a crash)."""
+    host = socket.gethostname()
+    for path in status_dir(settings).glob(f"{host}-*.status.json"):
+        pid = path.name.removeprefix(f"{host}-").removesuffix(".status.json")
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class StatusFile:

@@ -1,12 +1,18 @@
-"""Which InfluxDB answers are about the data, and how a stalled stage reports (pure)."""
+"""Which InfluxDB answers are about the data, and how a stalled stage reports (no services)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from pathlib import Path
 
 import pytest
 
+from kotaflow.settings import Settings
 from processors.runtime.health import Health
+from processors.runtime.stage_loop import instance_name
+from processors.runtime.status_file import StatusFile, read_statuses, remove_dead, status_path
 from processors.runtime.write_block import (
     REPORT_EVERY_S,
     BlockLog,
@@ -123,3 +129,26 @@ def test_a_stall_logs_once_a_minute_sets_the_gauge_and_clears(
     assert "resumed" in caplog.records[-1].getMessage()
     blocks.cleared("store")  # nothing blocked: silent
     assert len(caplog.records) == 3
+
+
+def test_the_status_file_is_written_replaced_and_removed_and_dead_ones_pruned(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
+    health = Health(instance_name())
+    status = StatusFile(status_path(settings, health.instance), health)
+    health.on_status_change.append(status.write)
+    health.write_blocked("store", "unauthorized", "put a valid token in /x")
+    [found] = read_statuses(settings)
+    assert found["pid"] == os.getpid()
+    assert found["stages"]["store"]["write_blocked"]["reason"] == "unauthorized"  # type: ignore[index]
+    health.write_blocked("store", None)
+    [found] = read_statuses(settings)
+    assert found["stages"]["store"]["write_blocked"] is None  # type: ignore[index]
+    dead = status_path(settings, f"{socket.gethostname()}-999999999")
+    dead.write_text("{}")
+    remove_dead(settings)
+    assert not dead.exists()
+    assert status.path.exists()  # this process is alive
+    status.remove()
+    assert read_statuses(settings) == []
