@@ -57,7 +57,30 @@ def config_files(settings: Settings, config_file: Path | None) -> list[ConfigFil
     files.append(ConfigFile("registry", settings.registry_file or PACKAGED_REGISTRY))
     files.append(ConfigFile("catalogue", settings.catalogue_file or PACKAGED_CATALOGUE))
     files.append(ConfigFile("alert-rules", rules_file_of(settings.alerting)))
-    return [ConfigFile(f.role, f.path.resolve()) for f in files]
+    files += [f for f in _configured_secrets(settings) if f.path.is_file()]
+    unique: dict[Path, ConfigFile] = {}
+    for found in files:
+        unique.setdefault(found.path.resolve(), ConfigFile(found.role, found.path.resolve()))
+    return list(unique.values())
+
+
+def _configured_secrets(settings: Settings) -> list[ConfigFile]:
+    """Credentials a production host keeps outside the state directory (the VM guide puts
+    the broker's accounts in /etc/mosquitto/kotaflow/), where the settings name them."""
+    found = []
+    if settings.mqtt.credentials_file:
+        accounts = settings.mqtt.credentials_file
+        found.append(ConfigFile("mqtt-credentials", accounts))
+        found.append(ConfigFile("mqtt-passwd", accounts.with_name(PASSWD_FILE)))
+        found.append(ConfigFile("mqtt-acl", accounts.with_name(ACL_FILE)))
+    named = {
+        "mqtt-ca": settings.mqtt.ca_file,
+        "kafka-ca": settings.kafka.ca_file,
+        "kafka-sasl-password": settings.kafka.sasl_password_file,
+        "influx-token": settings.processing.influx_token_file,
+    }
+    found += [ConfigFile(role, path) for role, path in named.items() if path is not None]
+    return found
 
 
 def alert_state_path(settings: Settings) -> Path:
@@ -73,6 +96,7 @@ def backup_sqlite(source: Path, target: Path) -> None:
         closing(sqlite3.connect(target)) as dst,
     ):
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
         check = dst.execute("PRAGMA integrity_check").fetchone()[0]
     if check != "ok":
         raise RuntimeError(f"the copy of {source} fails SQLite's integrity check: {check}")
