@@ -48,3 +48,25 @@ def test_a_live_wal_database_is_copied_with_its_uncheckpointed_rows(tmp_path: Pa
 
     assert sqlite_rows(copy) == 500
     assert not copy.with_name(copy.name + "-wal").exists()  # one self-contained file
+
+
+def test_restore_command_stops_at_a_damaged_backup_before_any_service(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deploy.backup.manifest import Manifest
+    from kotaflow.cli import app
+
+    backup = tmp_path / "backup"
+    (backup / "state" / "mosquitto").mkdir(parents=True)
+    passwd = backup / "state" / "mosquitto" / "passwd"
+    passwd.write_text("dev:hash\n")
+    manifest = Manifest(created="2026-12-04T00:00:00+00:00", versions={}, source={})
+    manifest.add(backup, passwd, "state", "mosquitto/passwd")
+    manifest.save(backup)
+    passwd.write_text("dev:hasx\n")  # same size, other bytes
+
+    result = CliRunner().invoke(app, ["restore", str(backup)])
+
+    assert result.exit_code == 1
+    assert "SHA-256 differs" in result.output
+    assert "nothing was restored" in result.output
