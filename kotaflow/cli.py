@@ -87,6 +87,12 @@ def _alerts() -> None:
     _app.add_typer(alerts_app, name="alerts")
 
 
+def _deadletter() -> None:
+    from processors.deadletters.cli import app as deadletter_app
+
+    _app.add_typer(deadletter_app, name="deadletter")
+
+
 def _grafana() -> None:
     from deploy.grafana.cli import app as grafana_app
 
@@ -107,6 +113,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,
+    "deadletter": _deadletter,
     "grafana": _grafana,
     "bench": _bench,
 }

@@ -116,6 +116,39 @@ _UNKNOWN: Calibration | None = Calibration()
 """``DeviceOut.calibrations.get(metric, _UNKNOWN)``: the metric is not the device's."""
 
 
+def judge_message(
+    env: RawEnvelope, ctx: DecodeContext, encoder: ReadingEncoder
+) -> tuple[list[Reading], list[Rejection]]:
+    """What this stage would make of ``env`` now: the readings it would send on and what it
+    would refuse (decoder, registry and calibration checks), without sending anything.
+    ``deadletter replay --dry-run`` asks it; the hot path (:meth:`ValidateStage._emit`)
+    makes the same checks inline."""
+    match = match_topic(env.mqtt_topic)
+    if match is None or match.format is not env.format:
+        why = "matches no device topic" if match is None else f"is not {env.format.value}"
+        message = f"MQTT topic {env.mqtt_topic!r} {why}"
+        return [], [Rejection(Reason.UNKNOWN_TOPIC, message, env.device_key)]
+    result = decode(env.payload, match, env.rx_ms, ctx)
+    good: list[Reading] = []
+    refused = list(result.rejections)
+    for reading in result.readings:
+        device = encoder.device(reading.device_id)
+        calibration = (
+            device.calibrations.get(reading.metric, _UNKNOWN) if device is not None else _UNKNOWN
+        )
+        if calibration is _UNKNOWN:
+            message = "device or metric is not in the registry"
+            refused.append(
+                Rejection(Reason.UNKNOWN_DEVICE, message, reading.device_id, reading.metric)
+            )
+        elif calibration is not None and not math.isfinite(calibrate(reading.value, calibration)):
+            message = f"calibration made {reading.metric} non-finite"
+            refused.append(Rejection(Reason.NOT_FINITE, message, reading.device_id, reading.metric))
+        else:
+            good.append(reading)
+    return good, refused
+
+
 class _Partitions:
     """Kafka's default key partitioning (murmur2), cached per key."""
 
@@ -359,5 +392,6 @@ class ValidateStage:
             metric=rejection.metric,
             payload=env.payload if env is not None else None,
             mqtt_topic=env.mqtt_topic if env is not None else None,
+            rx_ms=env.rx_ms if env is not None else None,
         )
         await self._output.deadletter(STAGE, letter)
