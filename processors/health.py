@@ -5,7 +5,8 @@
   ``kotaflow_records_out_total``, ``kotaflow_deadletter_total{reason}``,
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
-  ``kotaflow_pending_corrections``; every series has a ``stage`` label.
+  ``kotaflow_pending_corrections``, ``kotaflow_fleet_reloads_total{result}``; every series
+  has a ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
@@ -65,6 +66,12 @@ class Health:
         self._pending = Gauge(
             "kotaflow_pending_corrections", "Late windows waiting", ["stage"], registry=r
         )
+        self._reloads = Counter(
+            "kotaflow_fleet_reloads",
+            "Registry/catalogue changes taken up (accepted) or refused as invalid (refused)",
+            ["stage", "result"],
+            registry=r,
+        )
         self._snap = _Snapshot()
 
     def records_in(self, stage: str, n: int) -> None:
@@ -83,6 +90,11 @@ class Health:
     def duplicate(self, stage: str, kind: str, n: int = 1) -> None:
         self._dups.labels(stage, kind).inc(n)
         self._snap.counters[(stage, f"{kind}s")] += n
+
+    def fleet_reload(self, stage: str, accepted: bool) -> None:
+        result = "accepted" if accepted else "refused"
+        self._reloads.labels(stage, result).inc()
+        self._snap.counters[(stage, f"fleet_reloads_{result}")] += 1
 
     def retry(self, stage: str) -> None:
         self._retries.labels(stage).inc()

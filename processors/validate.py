@@ -19,6 +19,10 @@ Guarantee
     repeat readings; store overwrites them and aggregate dedups them, so the effect is
     exactly once. A poison message becomes a dead letter, never a stop.
 
+Registry and catalogue: edits are picked up without a restart (``devices.watch``): the
+files are looked at every few seconds (or at once on SIGHUP) at a flush, validated in full,
+and switched only if valid; a bad edit keeps the files in force and logs why.
+
 Latency: after a poll that did not fill ``max_records`` (the input is caught up) its
 readings are sent at once (the producer lingers ``linger_ms``), not at the next flush;
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
@@ -48,6 +52,7 @@ from devices.formats import decode
 from devices.reading import Reading, Reason, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
+from devices.watch import FleetWatcher
 from ingest.envelope import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.settings import Settings, ValidateSettings
 from processors.health import Health
@@ -178,9 +183,8 @@ class ValidateStage:
         self._cfg: ValidateSettings = settings.processing.validation
         self._health = health
         self._output = output
-        self._fleet = fleet or load_fleet(settings)
-        self._ctx = DecodeContext(self._fleet)
-        self._encoder = ReadingEncoder(self._fleet)
+        self._watch = FleetWatcher(settings, fleet or load_fleet(settings))
+        self._use(self._watch.fleet)
         self._covered: dict[TopicPartition, int] = {}
         self._partitions: _Partitions | None = None
         self._batches: dict[int, Any] = {}
@@ -189,6 +193,20 @@ class ValidateStage:
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
         self._envelopes = EnvelopeReader(TOPIC_CACHE_SIZE)
+
+    def _use(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+        self._ctx = DecodeContext(fleet)
+        self._encoder = ReadingEncoder(fleet)
+
+    def request_reload(self) -> None:
+        """Re-read the registry and catalogue at the next flush (SIGHUP)."""
+        self._watch.request()
+
+    @property
+    def fleet(self) -> Fleet:
+        """The registry and catalogue in force."""
+        return self._fleet
 
     @property
     def input_topic(self) -> str:
@@ -250,6 +268,13 @@ class ValidateStage:
         self._health.records_out(STAGE, self._produced)
         self._produced = 0
         self._last_flush = time.monotonic()
+        refused = self._watch.refusals
+        reloaded = self._watch.poll()  # between batches: a record is judged by one fleet
+        if reloaded is not None:
+            self._use(reloaded)
+            self._health.fleet_reload(STAGE, accepted=True)
+        elif self._watch.refusals != refused:
+            self._health.fleet_reload(STAGE, accepted=False)
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets
