@@ -108,10 +108,7 @@ class Mosquitto:
         running = self._pid()
         if running is not None:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
-            accounts = self._write_accounts()
-            if accounts.changed and self._reads_our_accounts():
-                os.kill(running, signal.SIGHUP)
-                report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
+            self.reload_accounts(report)
             note_config_drift(self.name, self.config_file, self._config_text(), report)
             return
         require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
@@ -185,6 +182,18 @@ class Mosquitto:
                 "acl_file": str(self._paths.state / ACL_FILE),
             },
         )
+
+    def reload_accounts(self, report: Report) -> CredentialsReport | None:
+        """Accounts and ACL from the registry; a running broker reloads them (SIGHUP) when
+        they changed. None when the broker is not running (``start`` writes them)."""
+        running = self._pid()
+        if running is None:
+            return None
+        accounts = self._write_accounts()
+        if accounts.changed and self._reads_our_accounts():
+            os.kill(running, signal.SIGHUP)
+            report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
+        return accounts
 
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
