@@ -1,0 +1,223 @@
+"""The operator's path on the real Kafka and InfluxDB, with the stages running throughout:
+a reading from an unregistered device is dead-lettered; a bad registry edit is refused
+and the registry in force stays; ``devices add`` registers the device and validate takes
+it up without a restart; ``deadletter replay`` stores the reading at its original receive
+time, and a second replay changes nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from typer.testing import CliRunner, Result
+
+from kotaflow.settings import Settings
+from processors.deadletters.reader import LetterFilter, read_letters
+from processors.health import Health
+from processors.influx import InfluxSink
+from processors.runner import StageName
+from tests.processors.helpers import envelope, native, now_ms, produce, running, wait_for
+from tests.processors.influxcheck import telemetry
+
+pytestmark = [pytest.mark.services, pytest.mark.asyncio]
+
+NEW_DEVICE_ARGS = [
+    "--type",
+    "weather",
+    "--name",
+    "Added by the operator test",
+    "--kecamatan",
+    "Ruteng",
+    "--latitude",
+    "-8.61",
+    "--longitude",
+    "120.46",
+    "--elevation-m",
+    "1160",
+]
+
+
+def tag_of(s: Settings) -> str:
+    return "t" + s.kafka.topics.raw.split(".")[1][:8]
+
+
+def cli_env(s: Settings) -> dict[str, str]:
+    t = s.kafka.topics
+    return {
+        "KOTAFLOW_REGISTRY_FILE": str(s.registry_file),
+        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
+        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
+        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
+    }
+
+
+async def kotaflow(s: Settings, *args: str) -> Result:
+    """``kotaflow ARGS`` with this test's topics and registry (in a thread: the command
+    runs its own event loop)."""
+    from kotaflow.cli import app
+
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, list(args), env=cli_env(s), catch_exceptions=False
+    )
+    return result
+
+
+@pytest_asyncio.fixture
+async def cleaned(on_stack_fleet: Settings) -> AsyncIterator[Settings]:
+    """The test's settings; its points (telemetry of its devices, the replay's health
+    point) are deleted afterwards."""
+    yield on_stack_fleet
+    s, tag = on_stack_fleet, tag_of(on_stack_fleet)
+    await delete_points(s, s.influxdb.telemetry_bucket, "device", f"{tag}-")
+    await delete_points(s, s.influxdb.rollups_bucket, "topic", s.kafka.topics.deadletter)
+
+
+async def delete_points(s: Settings, bucket: str, tag: str, prefix: str) -> None:
+    """Delete the points whose ``tag`` starts with ``prefix`` (the delete API takes only
+    equality, so each value found is deleted by name)."""
+    from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+    from processors.influx import WRITE_ROLE, resolve_token
+
+    flux = (
+        f'import "influxdata/influxdb/schema"\n'
+        f'schema.tagValues(bucket: "{bucket}", tag: "{tag}", start: -30d)'
+    )
+    async with InfluxSink(s) as influx:
+        values = [r["_value"] for r in await influx.query(flux)]
+    token = resolve_token(s, WRITE_ROLE)
+    async with InfluxDBClientAsync(s.influxdb.url, token, org=s.influxdb.org) as client:
+        for value in values:
+            if str(value).startswith(prefix):
+                await client.delete_api().delete(
+                    "1970-01-01T00:00:00Z",
+                    "2100-01-01T00:00:00Z",
+                    f'{tag}="{value}"',
+                    bucket=bucket,
+                    org=s.influxdb.org,
+                )
+
+
+def counter(health: Health, stage: str, name: str) -> float:
+    return health.value(stage, name)
+
+
+async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Path) -> None:
+    s = cleaned
+    tag = tag_of(s)
+    new = f"{tag}-new-01"
+    known = f"{tag}-rtg-wx-01"
+    assert s.registry_file is not None
+    registry = s.registry_file
+    replay_log = tmp_path / "replays.jsonl"
+    rx_ms = now_ms() - 10 * 60_000  # received ten minutes ago, no device time: rx is kept
+    async with running(s, StageName.VALIDATE, StageName.STORE) as health:
+        await produce(s, s.kafka.topics.raw, [envelope(new, b'{"temperature": 21.5}', rx_ms)])
+
+        async def dead_letter() -> Any:
+            found = await read_letters(s, LetterFilter(devices=frozenset({new})))
+            return found.letters
+
+        (letter,) = await wait_for(dead_letter, 60, "the unknown device's dead letter")
+        assert letter.letter.reason.value == "unknown_device"
+        assert letter.letter.source["rx_ms"] == rx_ms
+
+        # A bad edit (an unknown kecamatan) is refused; the registry in force stays.
+        good_text = registry.read_text()
+        registry.write_text(good_text.replace("kecamatan: Ruteng", "kecamatan: Atlantis", 1))
+        await wait_for(
+            lambda: counter(health, "validate", "fleet_reloads_refused") >= 1,
+            30,
+            "the bad registry refused",
+        )
+        t_known = now_ms() - 60_000
+        known_raw = native(known, {"temperature": 19.0}, t_known, now_ms())
+        await produce(s, s.kafka.topics.raw, [known_raw])
+        await wait_for(
+            lambda: _has(s, tag, (known, "temperature", t_known)), 60, "a known device stored"
+        )
+        registry.write_text(good_text)
+
+        added = await kotaflow(
+            s,
+            "devices",
+            "add",
+            new,
+            *NEW_DEVICE_ARGS,
+            "--json",
+            "--credentials-dir",
+            str(tmp_path / "broker"),
+        )
+        assert added.exit_code == 0, added.output
+        settings_out = json.loads(added.output)
+        assert settings_out["user"] == new
+        assert settings_out["password"]
+        assert settings_out["topics"]["native_json"] == f"kotaflow/{new}/telemetry"
+        await wait_for(
+            lambda: counter(health, "validate", "fleet_reloads_accepted") >= 1,
+            30,
+            "validate taking up the new registry",
+        )
+
+        dry = await kotaflow(
+            s,
+            "deadletter",
+            "replay",
+            "--device",
+            new,
+            "--dry-run",
+            "--json",
+            "--log",
+            str(replay_log),
+        )
+        assert dry.exit_code == 0, dry.output
+        plans = json.loads(dry.output)
+        assert [p["action"] for p in plans["letters"]] == ["replay"]
+        assert plans["letters"][0]["readings"] == 1
+        assert not replay_log.exists()
+
+        first = await kotaflow(
+            s, "deadletter", "replay", "--device", new, "--json", "--log", str(replay_log)
+        )
+        assert json.loads(first.output)["summary"]["replayed"] == 1, first.output
+        point = (new, "temperature", rx_ms)
+        await wait_for(lambda: _has(s, tag, point), 60, "the replayed reading stored")
+        stored = await telemetry(s, tag)
+
+        skipped = await kotaflow(
+            s, "deadletter", "replay", "--device", new, "--json", "--log", str(replay_log)
+        )
+        assert json.loads(skipped.output)["summary"]["replayed"] == 0  # in the replay log
+
+        before = counter(health, "store", "records_in")
+        again = await kotaflow(
+            s,
+            "deadletter",
+            "replay",
+            "--device",
+            new,
+            "--again",
+            "--json",
+            "--log",
+            str(replay_log),
+        )
+        assert json.loads(again.output)["summary"]["replayed"] == 1
+        await wait_for(
+            lambda: counter(health, "store", "records_in") > before, 60, "the second replay"
+        )
+        await asyncio.sleep(2 * s.processing.store.flush_interval_s)
+        assert await telemetry(s, tag) == stored  # nothing new, nothing changed
+        assert stored[point] == 21.5
+    log_lines = [json.loads(line) for line in replay_log.read_text().splitlines()]
+    assert [e["replayed"] for e in log_lines] == [1, 1]
+    assert all(e["user"] and e["ids"] == [letter.id] for e in log_lines)
+
+
+async def _has(s: Settings, tag: str, point: tuple[str, str, int]) -> bool:
+    return point in await telemetry(s, tag)
