@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_OWN_KEYS = frozenset({"ts", "level", "logger", "msg", "exc"})
+"""The formatter's own keys: an ``extra`` of the same name is written as ``extra_<name>``."""
 MASK = "***"
 MIN_SECRET_LENGTH = 6
 """Shorter values are not masked: they would blank ordinary words, and are no secret anyway."""
@@ -33,7 +35,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                # an extra never replaces a key every log tool relies on (``level``, ...)
+                entry[f"extra_{key}" if key in _OWN_KEYS else key] = value
         if record.exc_text:
             entry["exc"] = record.exc_text
         elif record.exc_info:
