@@ -93,6 +93,12 @@ def _deadletter() -> None:
     _app.add_typer(deadletter_app, name="deadletter")
 
 
+def _status() -> None:
+    from kotaflow.status import status
+
+    _app.command("status")(status)
+
+
 def _grafana() -> None:
     from deploy.grafana.cli import app as grafana_app
 
@@ -114,6 +120,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "alert": _alert,
     "alerts": _alerts,
     "deadletter": _deadletter,
+    "status": _status,
     "grafana": _grafana,
     "bench": _bench,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def cli_env(s: Settings) -> dict[str, str]:
         "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
         "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
         "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
+        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": s.processing.validation.group_id,
+        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": s.processing.store.group_id,
+        "KOTAFLOW_PROCESSING__AGGREGATE__GROUP_ID": s.processing.aggregate.group_id,
     }
 
 
@@ -221,3 +225,26 @@ async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Pa
 
 async def _has(s: Settings, tag: str, point: tuple[str, str, int]) -> bool:
     return point in await telemetry(s, tag)
+
+
+async def test_status_reports_a_stopped_stage_within_30_s(on_kafka: Settings) -> None:
+    s = on_kafka
+
+    async def validate_state() -> tuple[bool, str]:
+        result = await kotaflow(s, "status", "--json", "--no-stack")
+        part = next(p for p in json.loads(result.stdout)["parts"] if p["name"] == "validate")
+        return part["healthy"], part["state"]
+
+    async with running(s, StageName.VALIDATE):
+
+        async def alive() -> bool:
+            return (await validate_state()) == (True, "alive")
+
+        await wait_for(alive, 60, "validate reported alive")
+    stopped_at = time.monotonic()
+
+    async def stopped() -> bool:
+        return not (await validate_state())[0]
+
+    await wait_for(stopped, 30, "validate reported unhealthy")
+    assert time.monotonic() - stopped_at < 30
