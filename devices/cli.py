@@ -5,7 +5,7 @@ new devices (``devices/onboarding.py``)."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,23 +57,43 @@ def _fail(err: DeviceFileError) -> typer.Exit:
 def list_devices(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    last_seen: Annotated[
+        bool,
+        typer.Option(
+            "--last-seen/--no-last-seen",
+            help="Add last seen, battery and link quality from InfluxDB (when reachable).",
+        ),
+    ] = True,
 ) -> None:
-    """List the registered devices (settings.registry_file, else the packaged sample).
+    """List the registered devices (settings.registry_file, else the packaged sample),
+    with when each was last heard from.
 
     Example: kotaflow devices list --json
     """
+    settings = settings_of(ctx)
     try:
-        fleet = load_fleet(settings_of(ctx))
+        fleet = load_fleet(settings)
     except DeviceFileError as err:
         raise _fail(err) from None
+    seen = _last_seen(settings) if last_seen else None
     if as_json:
-        typer.echo(json.dumps(devices_json(fleet), indent=2))
+        listed = devices_json(fleet)
+        if seen is not None:
+            for item in listed:
+                found = seen.get(item["id"])
+                item["last_seen"] = _iso(found.last_seen_ms) if found else None
+                item["battery"] = found.battery if found else None
+                item["link"] = found.link if found else {}
+        typer.echo(json.dumps(listed, indent=2))
         return
     table = Table(title=f"{fleet.registry.regency}: {len(fleet.registry)} devices")
-    for column in ("id", "type", "kecamatan", "name", "dev_eui", "enabled", "metrics"):
-        table.add_column(column)
+    columns = ["id", "type", "kecamatan", "name", "dev_eui", "enabled", "metrics"]
+    if seen is not None:
+        columns += ["last seen (UTC)", "battery", "link"]
+    for column in columns:
+        table.add_column(column, no_wrap=column == "id")
     for device in fleet.registry:
-        table.add_row(
+        row = [
             device.id,
             device.type,
             device.kecamatan,
@@ -81,8 +101,33 @@ def list_devices(
             device.dev_eui or "",
             "yes" if device.enabled else "no",
             ", ".join(fleet.metrics_of(device)),
-        )
+        ]
+        if seen is not None:
+            found = seen.get(device.id)
+            row += [
+                _iso(found.last_seen_ms)[:19] if found else "never",
+                f"{found.battery:g}" if found and found.battery is not None else "",
+                " ".join(f"{k} {v:g}" for k, v in found.link.items()) if found else "",
+            ]
+        table.add_row(*row)
     Console().print(table)
+
+
+def _last_seen(settings: Settings) -> dict[str, Any] | None:
+    """Last seen per device from InfluxDB; None (and a note) when it cannot be read."""
+    import asyncio
+
+    from processors.status import last_seen
+
+    try:
+        return asyncio.run(asyncio.wait_for(last_seen(settings), 10))
+    except Exception as err:  # the registry listing must not depend on InfluxDB
+        errors.print(f"[yellow]note:[/yellow] last seen unavailable ({type(err).__name__}: {err})")
+        return None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def devices_json(fleet: Fleet) -> list[dict[str, Any]]:

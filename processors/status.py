@@ -287,3 +287,41 @@ def firing_alerts(settings: Settings) -> list[dict[str, Any]]:
         for rule, device, state in found
         if isinstance(state, dict) and state.get("level") is not None
     ]
+
+
+LINK_FIELDS = ("rssi", "snr", "link_quality")
+"""Fields that describe a device's radio link, shown when a device type reports them."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeen:
+    last_seen_ms: int
+    battery: float | None = None
+    link: dict[str, float] = field(default_factory=dict)
+
+
+async def last_seen(settings: Settings, days: int = 30) -> dict[str, DeviceSeen]:
+    """Device -> when its latest reading is from, with its latest battery and link figures
+    (where its type reports them), from the telemetry bucket."""
+    from processors.influx import InfluxSink
+
+    flux = (
+        f'from(bucket: "{settings.influxdb.telemetry_bucket}") |> range(start: -{days}d) |> last()'
+    )
+    async with InfluxSink(settings) as influx:
+        rows = await influx.query(flux)
+    latest: dict[str, int] = {}
+    battery: dict[str, float] = {}
+    link: dict[str, dict[str, float]] = {}
+    for row in rows:
+        device = row.get("device")
+        if not isinstance(device, str):
+            continue
+        ms = int(row["_time"].timestamp() * 1000)
+        latest[device] = max(latest.get(device, 0), ms)
+        name = row.get("_field")
+        if name == "battery":
+            battery[device] = float(row["_value"])
+        elif name in LINK_FIELDS:
+            link.setdefault(device, {})[str(name)] = float(row["_value"])
+    return {d: DeviceSeen(ms, battery.get(d), link.get(d, {})) for d, ms in latest.items()}
