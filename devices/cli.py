@@ -206,6 +206,15 @@ def credentials(
     typer.echo(f"{directory}: {describe(report)}")
 
 
+RegistryToEdit = Annotated[
+    Path | None, typer.Option(help="Registry file to edit (default: settings.registry_file).")
+]
+CredentialsDir = Annotated[
+    Path | None,
+    typer.Option(help="Write broker accounts here (default: the local stack's broker)."),
+]
+
+
 def _registry_to_edit(settings: Settings, registry: Path | None) -> Path:
     path = registry or settings.registry_file
     if path is None:
@@ -291,13 +300,8 @@ def add(
     install_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today).")] = None,
     dev_eui: Annotated[str | None, typer.Option(help="LoRaWAN DevEUI, 16 hex digits.")] = None,
     tts_device_id: Annotated[str | None, typer.Option(help="The Things Stack id.")] = None,
-    registry: Annotated[
-        Path | None, typer.Option(help="Registry file to edit (default: settings.registry_file).")
-    ] = None,
-    credentials_dir: Annotated[
-        Path | None,
-        typer.Option(help="Write broker accounts here (default: the local stack's broker)."),
-    ] = None,
+    registry: RegistryToEdit = None,
+    credentials_dir: CredentialsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a device: validate it, append it to the registry (comments and order
@@ -351,13 +355,8 @@ def add(
 def import_devices(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A .csv (header row of field names) or .json.")],
-    registry: Annotated[
-        Path | None, typer.Option(help="Registry file to edit (default: settings.registry_file).")
-    ] = None,
-    credentials_dir: Annotated[
-        Path | None,
-        typer.Option(help="Write broker accounts here (default: the local stack's broker)."),
-    ] = None,
+    registry: RegistryToEdit = None,
+    credentials_dir: CredentialsDir = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only, change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
