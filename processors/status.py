@@ -253,16 +253,25 @@ async def scrape(port: int) -> dict[str, float] | None:
     return out
 
 
+def samples_named(
+    scraped: dict[str, float] | None, name: str
+) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of each sample of ``name`` in what :func:`scrape` returned."""
+    out = []
+    for key, value in (scraped or {}).items():
+        base, _, rest = key.partition("{")
+        if base == name:
+            labels = dict(i.split("=", 1) for i in rest.rstrip("}").split(",") if "=" in i)
+            out.append((labels, value))
+    return out
+
+
 def _blocked(scraped: dict[str, float] | None) -> dict[str, list[str]]:
     """Stage -> reasons, from ``kotaflow_write_blocked{stage,reason}`` samples above 0."""
     out: dict[str, list[str]] = {}
-    for key, value in (scraped or {}).items():
-        if not key.startswith("kotaflow_write_blocked{") or value <= 0:
-            continue
-        labels = dict(
-            item.split("=", 1) for item in key[len("kotaflow_write_blocked{") : -1].split(",")
-        )
-        out.setdefault(labels.get("stage", "?"), []).append(labels.get("reason", "?"))
+    for labels, value in samples_named(scraped, "kotaflow_write_blocked"):
+        if value > 0:
+            out.setdefault(labels.get("stage", "?"), []).append(labels.get("reason", "?"))
     return out
 
 
