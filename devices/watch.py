@@ -11,6 +11,8 @@ and logs every problem once (file, line, field), until the file changes again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -50,7 +52,7 @@ class FleetWatcher:
         )
         self._stamp = self._stamp_now()
         self.fleet = fleet or load_fleet(settings)
-        self._every = check_every_s
+        self.check_every_s = check_every_s
         self._clock = clock
         self._next = clock() + check_every_s
         self._requested = False
@@ -68,7 +70,7 @@ class FleetWatcher:
         now = self._clock()
         if not self._requested and now < self._next:
             return None
-        self._next = now + self._every
+        self._next = now + self.check_every_s
         stamp = self._stamp_now()
         if stamp == self._stamp and not self._requested:
             return None
@@ -105,3 +107,16 @@ def _stamp(path: Path) -> tuple[str, int, int] | None:
     except OSError:
         return None
     return (str(path), found.st_mtime_ns, found.st_size)
+
+
+async def follow(
+    watcher: FleetWatcher, on_change: Callable[[Fleet], None], stop: asyncio.Event
+) -> None:
+    """Poll ``watcher`` until ``stop``; hand each fleet it switches to to ``on_change``.
+    For a consumer that has no loop of its own to poll from (the alert stage's names)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), watcher.check_every_s)
+        fleet = watcher.poll()
+        if fleet is not None:
+            on_change(fleet)

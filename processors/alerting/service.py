@@ -15,12 +15,13 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
-from devices.fleet import load_fleet
+from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
+from devices.watch import FleetWatcher, follow
 from kotaflow.settings import Settings
 from processors.alerting.channels import build_channel
 from processors.alerting.config import ConsoleReceiver, Language
@@ -79,6 +80,8 @@ class AlertService:
     kafka: list[KafkaSink]
     influx: InfluxAlerts | None
     http: httpx.AsyncClient
+    names: dict[str, str] = field(default_factory=dict)
+    """Device names for messages, kept current with the registry (``devices.watch``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
@@ -86,6 +89,7 @@ class AlertService:
         loop = StageLoop(self.stage, self.settings, Health(instance_name()))
         evaluator = asyncio.create_task(loop.run(stop), name="alert-evaluator")
         dispatcher = asyncio.create_task(self.dispatcher.run(stop), name="alert-dispatcher")
+        registry = asyncio.create_task(self._follow_registry(stop), name="alert-registry")
         try:
             done, _ = await asyncio.wait(
                 [evaluator, dispatcher], return_when=asyncio.FIRST_EXCEPTION
@@ -100,6 +104,8 @@ class AlertService:
             for task in (evaluator, dispatcher):
                 task.cancel()
             results = await asyncio.gather(evaluator, dispatcher, return_exceptions=True)
+            registry.cancel()
+            await asyncio.gather(registry, return_exceptions=True)
             await self.close()
         errors = [
             r
@@ -108,6 +114,20 @@ class AlertService:
         ]
         if errors:
             raise errors[0]
+
+    async def _follow_registry(self, stop: asyncio.Event) -> None:
+        """New devices get their names in messages without a restart (rules stay as
+        checked at start)."""
+        try:
+            watcher = FleetWatcher(self.settings)
+        except DeviceFileError:
+            return  # load_checked_rules already said why
+
+        def renamed(fleet: Fleet) -> None:
+            self.names.clear()
+            self.names.update({d.id: d.name for d in fleet.registry})
+
+        await follow(watcher, renamed, stop)
 
     async def close(self) -> None:
         for sink in self.kafka:
@@ -121,7 +141,8 @@ class AlertService:
 def build(settings: Settings) -> AlertService:
     """Validate rules and receivers and wire the parts; call inside the event loop."""
     cfg = settings.alerting
-    rules, names = load_checked_rules(settings)
+    rules, checked_names = load_checked_rules(settings)
+    names = dict(checked_names)  # one dict, shared by every message maker, kept current
     store = AlertStore(cfg.state_path(settings.stack.state_dir))
     http = httpx.AsyncClient()
 
@@ -159,7 +180,7 @@ def build(settings: Settings) -> AlertService:
     stage.owned = owned  # the dispatcher reads the same set the stage keeps current
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
-    return AlertService(settings, store, stage, dispatcher, kafka, influx, http)
+    return AlertService(settings, store, stage, dispatcher, kafka, influx, http, names)
 
 
 async def run_alerting(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -80,3 +80,25 @@ def test_request_reloads_at_once(registry: Path) -> None:
     watch = FleetWatcher(Settings(registry_file=registry), check_every_s=60.0, clock=clock)
     watch.request()
     assert watch.poll() is not None
+
+
+@pytest.mark.asyncio
+async def test_follow_hands_each_new_fleet_on(registry: Path) -> None:
+    import asyncio
+
+    from devices.watch import follow
+
+    watch = FleetWatcher(Settings(registry_file=registry), check_every_s=0.05)
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    def changed(fleet: object) -> None:
+        seen.append(1)
+        stop.set()
+
+    edited = PACKAGED_REGISTRY.read_text() + NEW_DEVICE
+    task = asyncio.create_task(follow(watch, changed, stop))
+    await asyncio.to_thread(touch_later, registry, edited)
+    await asyncio.wait_for(task, 10)
+    assert seen == [1]
+    assert watch.fleet.device("rtg-aq-99") is not None
