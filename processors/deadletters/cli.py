@@ -290,6 +290,7 @@ def _print_plans(
     Console().print(table)
     verb = "would replay" if dry_run else "replayed"
     typer.echo(
-        f"{verb} {summary['replayed']}; still refused {summary['still_refused']}; "
+        f"{verb} {summary['replayed']} ({summary['sent']} records); "
+        f"still refused {summary['still_refused']}; "
         f"skipped {summary['skipped']}"
     )

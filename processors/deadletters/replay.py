@@ -127,11 +127,18 @@ def plan(
     ctx = DecodeContext(fleet)
     encoder = ReadingEncoder(fleet)
     out: list[Plan] = []
+    firsts: dict[tuple[Any, ...], Plan] = {}
     for stored in letters:
         letter = stored.letter
         base = Plan(stored.id, letter.stage, letter.reason.value, letter.device, Action.CANNOT)
         if already and stored.id in already and not again:
             out.append(replace(base, action=Action.ALREADY_REPLAYED, note="see the replay log"))
+            continue
+        origin = _position(letter)
+        first = firsts.get(origin) if origin is not None else None
+        if first is not None:  # another refusal of one message (a reading each): send it once
+            same = f"same message as {first.id}"
+            out.append(replace(first, id=stored.id, reason=base.reason, note=same, record=None))
             continue
         if is_raw_level(settings, letter):
             found = _raw_plan(settings, stored, ctx, encoder, (originals or {}).get(stored.id))
@@ -142,18 +149,27 @@ def plan(
             continue
         readings, refusals, rx_ms, record, note = found
         action = Action.REPLAY if readings or force else Action.STILL_REFUSED
-        out.append(
-            replace(
-                base,
-                action=action,
-                readings=readings,
-                refusals=tuple(refusals),
-                rx_ms=rx_ms,
-                note=note,
-                record=record,
-            )
+        planned = replace(
+            base,
+            action=action,
+            readings=readings,
+            refusals=tuple(refusals),
+            rx_ms=rx_ms,
+            note=note,
+            record=record,
         )
+        if origin is not None:
+            firsts[origin] = planned
+        out.append(planned)
     return out
+
+
+def _position(letter: DeadLetter) -> tuple[Any, ...] | None:
+    """Where the refused record was in Kafka (one message can give several letters)."""
+    source = letter.source
+    if "kafka_topic" not in source or "offset" not in source:
+        return None
+    return (source["kafka_topic"], source.get("partition"), source["offset"])
 
 
 def is_raw_level(settings: Settings, letter: DeadLetter) -> bool:
@@ -294,6 +310,9 @@ class ReplayRecord:
     topic: str
     ids: list[str]
     replayed: int
+    """Dead letters replayed."""
+    sent: int
+    """Records sent for them (one per original message)."""
     still_refused: int
     skipped: int
     by_stage: dict[str, int] = field(default_factory=dict)
@@ -306,6 +325,7 @@ class ReplayRecord:
             "user": self.user,
             "topic": self.topic,
             "replayed": self.replayed,
+            "sent": self.sent,
             "still_refused": self.still_refused,
             "skipped": self.skipped,
             "by_stage": self.by_stage,
@@ -319,6 +339,7 @@ def summary(settings: Settings, plans: list[Plan]) -> ReplayRecord:
         topic=settings.kafka.topics.deadletter,
         ids=[p.id for p in sent],
         replayed=len(sent),
+        sent=sum(p.record is not None for p in sent),
         still_refused=sum(p.action is Action.STILL_REFUSED for p in plans),
         skipped=sum(p.action in (Action.ALREADY_REPLAYED, Action.CANNOT) for p in plans),
         by_stage=dict(Counter(p.stage for p in sent)),

@@ -114,3 +114,14 @@ def test_filters_ids_times_and_stats() -> None:
     now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
     assert parse_time("2h", now) == int(datetime(2026, 12, 4, 10, 0, tzinfo=UTC).timestamp() * 1000)
     assert parse_time("2026-12-04T10:00", now) == parse_time("2h", now)
+
+
+def test_several_letters_of_one_message_send_it_once() -> None:
+    payload = b'{"temperature": 20.5, "humidity": 80}'
+    first = stored(validate_letter("rtg-wx-01", payload), "0:7")
+    second = stored(validate_letter("rtg-wx-01", payload), "0:8")  # same source offset
+    plans = plan(Settings(), load_fleet(), [first, second])
+    assert [p.action for p in plans] == [Action.REPLAY, Action.REPLAY]
+    assert plans[0].record is not None
+    assert plans[1].record is None
+    assert plans[1].note == "same message as 0:7"
