@@ -31,9 +31,10 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from devices.catalogue import Catalogue
 from devices.registry import Device, Registry, load_registry
 from devices.sourcefile import DeviceFileError
-from devices.topics import PayloadFormat, device_topic
+from devices.topics import device_topic
 from kotaflow.mqtt import local_ca_file
 from kotaflow.settings import Settings
+from kotaflow.wire.raw import PayloadFormat
 
 FIELD_ORDER = (
     "id",

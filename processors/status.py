@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
 from processors.deadletters.reader import LetterFilter, iso, read_letters, stats
-from processors.kafka import make_admin
+from processors.runtime.kafka_clients import make_admin
 
 DEADLETTER_WINDOW_S = 300
 """Dead letters per minute are counted over this many seconds."""
@@ -214,7 +214,7 @@ async def _lag(consumer: AIOKafkaConsumer, topic: str, committed: dict[Any, Any]
 
 async def last_writes(settings: Settings) -> dict[str, int]:
     """Stage -> time (ms) of its last health interval with a write, over the last day."""
-    from processors.influx import InfluxSink
+    from processors.runtime.influx import InfluxSink
 
     cfg = settings.processing.health
     bucket = cfg.bucket or settings.influxdb.rollups_bucket
@@ -312,7 +312,7 @@ class DeviceSeen:
 async def last_seen(settings: Settings, days: int = 30) -> dict[str, DeviceSeen]:
     """Device -> when its latest reading is from, with its latest battery and link figures
     (where its type reports them), from the telemetry bucket."""
-    from processors.influx import InfluxSink
+    from processors.runtime.influx import InfluxSink
 
     flux = (
         f'from(bucket: "{settings.influxdb.telemetry_bucket}") |> range(start: -{days}d) |> last()'

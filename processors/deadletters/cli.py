@@ -251,7 +251,7 @@ def replay(
 
 
 def _write_health(settings: Settings, record: replaying.ReplayRecord) -> None:
-    from processors.influx import InfluxConfigError, InfluxSink
+    from processors.runtime.influx import InfluxConfigError, InfluxSink
 
     lines = replaying.health_lines(settings, record)
     bucket = settings.processing.health.bucket or settings.influxdb.rollups_bucket

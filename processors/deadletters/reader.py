@@ -18,9 +18,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
 
 SEEK_MARGIN_MS = 5 * 60_000
 """A dead letter's Kafka time can lag its ``at_ms`` (it is sent after being made): start

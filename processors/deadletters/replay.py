@@ -39,14 +39,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from devices.decoding import DecodeContext
 from devices.fleet import Fleet
 from devices.topics import match_topic
-from ingest.envelope import EnvelopeError, Headers, RawEnvelope, parse_envelope
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.raw import EnvelopeError, Headers, RawEnvelope, parse_envelope
+from kotaflow.wire.readings import RecordError, readings_of
 from processors.deadletters.reader import StoredLetter
-from processors.kafka import make_producer
-from processors.lineprotocol import line, series_prefix
-from processors.record import RecordError, readings_of
+from processors.runtime.kafka_clients import make_producer
+from processors.runtime.lineprotocol import line, series_prefix
 from processors.validate import ReadingEncoder, judge_message
 
 RAW_STAGES = frozenset({"bridge", "validate"})

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from devices.fleet import load_fleet
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 from processors.deadletters.reader import LetterFilter, StoredLetter, parse_id, parse_time, stats
 from processors.deadletters.replay import REPLAY_HEADER, Action, plan
 

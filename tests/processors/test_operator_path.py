@@ -20,9 +20,9 @@ from typer.testing import CliRunner, Result
 
 from kotaflow.settings import Settings
 from processors.deadletters.reader import LetterFilter, read_letters
-from processors.health import Health
-from processors.influx import InfluxSink
 from processors.runner import StageName
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
 from tests.processors.helpers import envelope, native, now_ms, produce, running, wait_for
 from tests.processors.influxcheck import telemetry
 
@@ -87,7 +87,7 @@ async def delete_points(s: Settings, bucket: str, tag: str, prefix: str) -> None
     equality, so each value found is deleted by name)."""
     from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-    from processors.influx import WRITE_ROLE, resolve_token
+    from processors.runtime.influx import WRITE_ROLE, resolve_token
 
     flux = (
         f'import "influxdata/influxdb/schema"\n'
