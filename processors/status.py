@@ -8,7 +8,9 @@ No part runs a server for this. Each is judged by what it leaves behind:
   group's commits), and, for the stages that write to InfluxDB, the last interval with a
   write in the health measurement (``processing.health``);
 * the bridge by its Prometheus endpoint (``bridge.metrics_port``);
-* any ``kotaflow_write_blocked{stage,reason}`` a Prometheus endpoint reports;
+* a write stage that stalls (``kotaflow_write_blocked{stage,reason}`` on a Prometheus
+  endpoint, or ``write_blocked`` in the processes' status files under
+  ``<state>/processors/``);
 * dead letters per minute by reason over the last minutes, from the dead-letter topic;
 * firing alerts from the alert stage's state file, opened read-only.
 """
@@ -108,6 +110,8 @@ async def pipeline_status(settings: Settings, timeout_s: float = 10.0) -> Pipeli
         guarded("bridge metrics", scrape(settings.bridge.metrics_port), None),
     )
     blocked = _blocked(scraped)
+    for stage, reasons in status_file_blocks(settings).items():
+        blocked.setdefault(stage, []).extend(r for r in reasons if r not in blocked[stage])
     if settings.metrics_port:
         processors = await guarded("processor metrics", scrape(settings.metrics_port), None)
         blocked.update(_blocked(processors))
@@ -272,6 +276,28 @@ def _blocked(scraped: dict[str, float] | None) -> dict[str, list[str]]:
     for labels, value in samples_named(scraped, "kotaflow_write_blocked"):
         if value > 0:
             out.setdefault(labels.get("stage", "?"), []).append(labels.get("reason", "?"))
+    return out
+
+
+def status_file_blocks(settings: Settings, now_ms: int | None = None) -> dict[str, list[str]]:
+    """Stage -> reasons its writes stall, from the processes' status files
+    (``<state>/processors/<instance>.status.json``: ``{"at_ms", "stages": {stage:
+    {"write_blocked": null | {"reason", ...}}}}``); a file older than three health intervals
+    belongs to a process that died and is ignored."""
+    now_ms = _now_ms() if now_ms is None else now_ms
+    fresh_ms = 3 * settings.processing.health.interval_s * 1000
+    out: dict[str, list[str]] = {}
+    for path in sorted((settings.stack.state_dir / "processors").glob("*.status.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or now_ms - int(data.get("at_ms", 0)) > fresh_ms:
+            continue
+        for stage, entry in (data.get("stages") or {}).items():
+            block = entry.get("write_blocked") if isinstance(entry, dict) else None
+            if isinstance(block, dict):
+                out.setdefault(stage, []).append(str(block.get("reason", "?")))
     return out
 
 

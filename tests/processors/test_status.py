@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from processors.status import _blocked, _stage
+import json
+from pathlib import Path
+
+from kotaflow.settings import Settings
+from processors.status import _blocked, _stage, status_file_blocks
 
 
 def test_a_group_without_members_is_a_stopped_stage() -> None:
@@ -26,3 +30,18 @@ def test_a_blocked_write_makes_a_live_stage_unhealthy() -> None:
     assert blocked == {"store": ["disk_full"]}
     part = _stage("store", "stage", "g", ("Stable", 1, 0), None, blocked["store"])
     assert (part.healthy, part.state) == (False, "blocked")
+
+
+def test_a_fresh_status_file_reports_a_blocked_stage(tmp_path: Path) -> None:
+    settings = Settings(stack={"state_dir": tmp_path})
+    folder = tmp_path / "processors"
+    folder.mkdir()
+    stages = {
+        "store": {"write_blocked": {"reason": "auth", "since_ms": 1, "fix": "token"}},
+        "validate": {"write_blocked": None},
+    }
+    (folder / "a.status.json").write_text(json.dumps({"at_ms": 90_000, "stages": stages}))
+    (folder / "old.status.json").write_text(
+        json.dumps({"at_ms": 0, "stages": {"aggregate": stages["store"]}})
+    )
+    assert status_file_blocks(settings, now_ms=100_000) == {"store": ["auth"]}
