@@ -1,5 +1,6 @@
-"""The operator's path on the real Kafka and InfluxDB, with the stages running throughout:
-a reading from an unregistered device is dead-lettered; a bad registry edit is refused
+"""The operator's path on the real Mosquitto, Kafka and InfluxDB, with the bridge and the
+stages running throughout: a reading from an unregistered device (published through the
+gateway account) is dead-lettered; a bad registry edit is refused
 and the registry in force stays; ``devices add`` registers the device and validate takes
 it up without a restart; ``deadletter replay`` stores the reading at its original receive
 time, and a second replay changes nothing stored.
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,15 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner, Result
 
+from kotaflow.mqtt import wipe_mqtt_session
+from kotaflow.processes import stop_gracefully
 from kotaflow.settings import Settings
 from processors.deadletters.reader import LetterFilter, read_letters
 from processors.runner import StageName
 from processors.runtime.health import Health
 from processors.runtime.influx import InfluxSink
-from tests.processors.helpers import envelope, native, now_ms, produce, running, wait_for
+from tests.ingest.bridge_support import Publisher
+from tests.processors.helpers import native, now_ms, produce, running, wait_for
 from tests.processors.influxcheck import telemetry
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
@@ -112,7 +119,51 @@ def counter(health: Health, stage: str, name: str) -> float:
     return health.value(stage, name)
 
 
-async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Path) -> None:
+@pytest.fixture
+def bridge(on_stack_fleet: Settings, tmp_path: Path) -> Iterator[Path]:
+    """``kotaflow bridge`` on this test's raw and dead-letter topics, with its own client id
+    and share group (its session wiped afterwards); yields its log file."""
+    s = on_stack_fleet
+    client_id = f"test-ops-{tag_of(s)}"
+    log_file = tmp_path / "bridge.log"
+    env = {
+        **os.environ,
+        "KOTAFLOW_KAFKA__TOPICS__RAW": s.kafka.topics.raw,
+        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": s.kafka.topics.deadletter,
+        "KOTAFLOW_BRIDGE__CLIENT_ID": client_id,
+        "KOTAFLOW_BRIDGE__SHARE_GROUP": client_id,
+        "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "600",
+        "KOTAFLOW_BRIDGE__METRICS_PORT": "0",
+    }
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kotaflow", "bridge"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield log_file
+    finally:
+        stop_gracefully(proc, 30)
+        wipe_mqtt_session(s, client_id)
+
+
+def logged(path: Path, text: str) -> bool:
+    return text in path.read_text(errors="replace")
+
+
+def publish_as_gateway(s: Settings, topic: str, payload: bytes) -> None:
+    """One QoS 1 message from the gateway account (it may publish for any device)."""
+    publisher = Publisher(s, f"test-ops-pub-{tag_of(s)}")
+    publisher.publish([(topic, payload)])
+    publisher.finish()
+
+
+async def test_unknown_device_added_and_replayed(
+    cleaned: Settings, bridge: Path, tmp_path: Path
+) -> None:
     s = cleaned
     tag = tag_of(s)
     new = f"{tag}-new-01"
@@ -120,9 +171,12 @@ async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Pa
     assert s.registry_file is not None
     registry = s.registry_file
     replay_log = tmp_path / "replays.jsonl"
-    rx_ms = now_ms() - 10 * 60_000  # received ten minutes ago, no device time: rx is kept
     async with running(s, StageName.VALIDATE, StageName.STORE) as health:
-        await produce(s, s.kafka.topics.raw, [envelope(new, b'{"temperature": 21.5}', rx_ms)])
+        await wait_for(lambda: logged(bridge, "MQTT subscribed"), 60, "the bridge subscribed")
+        # no device time in the payload: the reading's time is the bridge's receive time
+        await asyncio.to_thread(
+            publish_as_gateway, s, f"kotaflow/{new}/telemetry", b'{"temperature": 21.5}'
+        )
 
         async def dead_letter() -> Any:
             found = await read_letters(s, LetterFilter(devices=frozenset({new})))
@@ -130,7 +184,8 @@ async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Pa
 
         (letter,) = await wait_for(dead_letter, 60, "the unknown device's dead letter")
         assert letter.letter.reason.value == "unknown_device"
-        assert letter.letter.source["rx_ms"] == rx_ms
+        rx_ms = letter.letter.source["rx_ms"]
+        assert abs(now_ms() - rx_ms) < 60_000
 
         # A bad edit (an unknown kecamatan) is refused; the registry in force stays.
         good_text = registry.read_text()
@@ -147,6 +202,11 @@ async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Pa
             lambda: _has(s, tag, (known, "temperature", t_known)), 60, "a known device stored"
         )
         registry.write_text(good_text)
+        await wait_for(
+            lambda: counter(health, "validate", "fleet_reloads_accepted") >= 1,
+            30,
+            "the good registry taken up again",
+        )
 
         added = await kotaflow(
             s,
@@ -164,9 +224,9 @@ async def test_unknown_device_added_and_replayed(cleaned: Settings, tmp_path: Pa
         assert settings_out["password"]
         assert settings_out["topics"]["native_json"] == f"kotaflow/{new}/telemetry"
         await wait_for(
-            lambda: counter(health, "validate", "fleet_reloads_accepted") >= 1,
+            lambda: counter(health, "validate", "fleet_reloads_accepted") >= 2,
             30,
-            "validate taking up the new registry",
+            "validate taking up the new device",
         )
 
         dry = await kotaflow(
