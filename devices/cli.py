@@ -291,12 +291,16 @@ def _results_table(results: list[RowResult]) -> Table:
 def add(
     ctx: typer.Context,
     device_id: Annotated[str, typer.Argument(help="The new device's id (its broker user).")],
-    device_type: Annotated[str, typer.Option("--type", help="A catalogue type.")],
-    name: Annotated[str, typer.Option(help="Where it is, for people.")],
-    kecamatan: Annotated[str, typer.Option(help="Its kecamatan (district).")],
-    latitude: Annotated[float, typer.Option(help="Degrees, WGS 84.")],
-    longitude: Annotated[float, typer.Option(help="Degrees, WGS 84.")],
-    elevation_m: Annotated[float, typer.Option("--elevation-m", help="Metres above sea.")],
+    device_type: Annotated[
+        str, typer.Option("--type", prompt="Type (catalogue)", help="A catalogue type.")
+    ],
+    name: Annotated[str, typer.Option(prompt="Name", help="Where it is, for people.")],
+    kecamatan: Annotated[str, typer.Option(prompt=True, help="Its kecamatan (district).")],
+    latitude: Annotated[float, typer.Option(prompt=True, help="Degrees, WGS 84.")],
+    longitude: Annotated[float, typer.Option(prompt=True, help="Degrees, WGS 84.")],
+    elevation_m: Annotated[
+        float, typer.Option("--elevation-m", prompt="Elevation (m)", help="Metres above sea.")
+    ],
     install_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today).")] = None,
     dev_eui: Annotated[str | None, typer.Option(help="LoRaWAN DevEUI, 16 hex digits.")] = None,
     tts_device_id: Annotated[str | None, typer.Option(help="The Things Stack id.")] = None,
@@ -305,7 +309,8 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Register a device: validate it, append it to the registry (comments and order
-    kept), create its broker account and print how it connects.
+    kept), create its broker account and print how it connects. Asks for what the
+    flags do not give.
 
     Example: kotaflow devices add rtg-aq-09 --type air_quality --name "Pasar Baru"
     --kecamatan Ruteng --latitude -8.61 --longitude 120.46 --elevation-m 1160

@@ -116,3 +116,19 @@ def test_add_refuses_an_invalid_device_and_leaves_the_file(registry: Path) -> No
     assert result.exit_code == 1
     assert "Atlantis" in result.output
     assert registry.read_text() == original
+
+
+def test_add_asks_for_what_the_flags_do_not_give(registry: Path, tmp_path: Path) -> None:
+    from kotaflow.cli import app
+
+    answers = "weather\nPasar Baru\nRuteng\n-8.61\n120.46\n1160\n"
+    result = CliRunner().invoke(
+        app,
+        ["devices", "add", "rtg-wx-79", "--registry", str(registry),
+         "--credentials-dir", str(tmp_path / "broker")],
+        input=answers,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    device = load_fleet(registry_file=registry).device("rtg-wx-79")
+    assert device is not None
+    assert (device.type, device.kecamatan, device.elevation_m) == ("weather", "Ruteng", 1160)
