@@ -19,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,7 @@ def connection_settings(
     ca_file = settings.mqtt.ca_file or local_ca_file(settings.stack.state_dir)
     metrics = catalogue.types[device.type].metrics
     example = {
-        "ts": "2026-12-04T10:00:00Z",
+        "ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "values": {
             name: 1 if m.boolean else round((m.minimum + m.maximum) / 2, 1)
             for name, m in metrics.items()
