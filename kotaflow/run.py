@@ -235,6 +235,9 @@ def figures_of(scraped: dict[str, dict[str, float] | None]) -> Figures:
         "InfluxDB writes": summed(process, "kotaflow_write_seconds_count", stage="store")
         + summed(process, "kotaflow_write_seconds_count", stage="aggregate"),
     }
+    alert = scraped.get("alert")
+    totals["alert events"] = summed(alert, "kotaflow_alert_events_total")
+    totals["notifications"] = summed(alert, "kotaflow_alert_notifications_total")
     deadletters = {
         f"bridge/{reason}": n
         for reason, n in labelled(bridge, "kotaflow_bridge_deadlettered_total", "reason").items()
@@ -245,7 +248,6 @@ def figures_of(scraped: dict[str, dict[str, float] | None]) -> Figures:
         for k, n in labelled(process, "kotaflow_deadletter_total", "stage", "reason").items()
         if n
     )
-    alert = scraped.get("alert")
     deadletters.update(
         (k, n)
         for k, n in labelled(alert, "kotaflow_deadletter_total", "stage", "reason").items()
