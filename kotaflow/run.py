@@ -304,9 +304,11 @@ def notification_text(raw: bytes | None) -> str:
     if not isinstance(event, dict):
         return "(unreadable event)"
     when = time.strftime("%H:%M:%S", time.gmtime(int(event.get("at_ms", 0)) / 1000))
+    value = event.get("value")
+    shown = f"{value:g}" if isinstance(value, int | float) else ""
     return (
-        f"{when} {event.get('change', '?')} {event.get('rule', '?')}@{event.get('device', '?')}"
-        f" {event.get('level', '')} {event.get('value', '')}"
+        f"{when} UTC {event.get('change', '?')} {event.get('rule', '?')}@"
+        f"{event.get('device', '?')} {event.get('level', '')} {shown}".rstrip()
     )
 
 
@@ -322,8 +324,10 @@ async def latest_notifications(
         if ends[tp] == 0:
             continue
         consumer.seek(tp, max(ends[tp] - n, 0))
-        batch = await consumer.getmany(tp, timeout_ms=500, max_records=n)
-        found += batch.get(tp, [])
+        deadline = time.monotonic() + 2.0
+        while await consumer.position(tp) < ends[tp] and time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=n)
+            found += batch.get(tp, [])
     found.sort(key=lambda r: r.timestamp)
     return [notification_text(r.value) for r in found[-n:]]
 

@@ -53,3 +53,8 @@ def test_part_logs_rotate_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     backups = sorted(tmp_path.glob("bridge.log.*"))
     assert [p.name for p in backups] == [f"bridge.log.{i}" for i in range(1, run.LOG_BACKUPS + 1)]
     assert path.read_text().splitlines()[-1] == "line 0499 of output"
+
+
+def test_notification_value_is_short() -> None:
+    event = {"change": "fired", "rule": "r", "device": "d", "level": "L", "value": 37.50000000000001}
+    assert notification_text(json.dumps(event).encode()).endswith("r@d L 37.5")
