@@ -56,5 +56,5 @@ def test_part_logs_rotate_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_notification_value_is_short() -> None:
-    event = {"change": "fired", "rule": "r", "device": "d", "level": "L", "value": 37.50000000000001}
+    event = {"change": "fired", "rule": "r", "device": "d", "level": "L", "value": 37.500000000001}
     assert notification_text(json.dumps(event).encode()).endswith("r@d L 37.5")
