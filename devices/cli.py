@@ -264,8 +264,8 @@ def _write_accounts(
         return None  # the local broker follows settings.registry_file only
     from deploy.local.mosquitto import Mosquitto
 
-    broker = Mosquitto(settings.model_copy(update={"registry_file": path}))
-    if broker.reload_accounts(lambda line: errors.print(line)) is None:
+    broker = Mosquitto(settings)
+    if broker.reload_accounts(lambda line: errors.print(line), registry) is None:
         return None
     return str(broker.credentials_file.parent)
 

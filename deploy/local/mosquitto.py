@@ -53,6 +53,7 @@ from devices.credentials import (
     write_broker_files,
 )
 from devices.fleet import load_fleet
+from devices.registry import Registry
 from devices.sourcefile import DeviceFileError
 from kotaflow.mqtt import (
     Account,
@@ -183,13 +184,16 @@ class Mosquitto:
             },
         )
 
-    def reload_accounts(self, report: Report) -> CredentialsReport | None:
-        """Accounts and ACL from the registry; a running broker reloads them (SIGHUP) when
-        they changed. None when the broker is not running (``start`` writes them)."""
+    def reload_accounts(
+        self, report: Report, registry: Registry | None = None
+    ) -> CredentialsReport | None:
+        """Accounts and ACL from ``registry`` (default: the settings' registry file); a
+        running broker reloads them (SIGHUP) when they changed. None when the broker is not
+        running (``start`` writes them)."""
         running = self._pid()
         if running is None:
             return None
-        accounts = self._write_accounts()
+        accounts = self._write_accounts(registry)
         if accounts.changed and self._reads_our_accounts():
             os.kill(running, signal.SIGHUP)
             report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
@@ -198,10 +202,10 @@ class Mosquitto:
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
 
-    def _write_accounts(self) -> CredentialsReport:
+    def _write_accounts(self, registry: Registry | None = None) -> CredentialsReport:
         """Accounts, password hashes and ACL from the registry, next to the config."""
         try:
-            registry = load_fleet(self._settings).registry
+            registry = registry or load_fleet(self._settings).registry
             return write_broker_files(registry, self._paths.state)
         except DeviceFileError as err:
             problems = "\n".join(str(p) for p in err.problems)
