@@ -34,6 +34,7 @@ from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
 from processors.deadletters.reader import LetterFilter, iso, read_letters, stats
 from processors.runtime.kafka_clients import make_admin
+from processors.runtime.status_file import read_statuses
 
 DEADLETTER_WINDOW_S = 300
 """Dead letters per minute are counted over this many seconds."""
@@ -287,14 +288,12 @@ def status_file_blocks(settings: Settings, now_ms: int | None = None) -> dict[st
     now_ms = _now_ms() if now_ms is None else now_ms
     fresh_ms = 3 * settings.processing.health.interval_s * 1000
     out: dict[str, list[str]] = {}
-    for path in sorted((settings.stack.state_dir / "processors").glob("*.status.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+    for data in read_statuses(settings):
+        at_ms = data.get("at_ms", 0)
+        if not isinstance(at_ms, int) or now_ms - at_ms > fresh_ms:
             continue
-        if not isinstance(data, dict) or now_ms - int(data.get("at_ms", 0)) > fresh_ms:
-            continue
-        for stage, entry in (data.get("stages") or {}).items():
+        stages = data.get("stages")
+        for stage, entry in (stages if isinstance(stages, dict) else {}).items():
             block = entry.get("write_blocked") if isinstance(entry, dict) else None
             if isinstance(block, dict):
                 out.setdefault(stage, []).append(str(block.get("reason", "?")))
