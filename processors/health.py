@@ -5,7 +5,8 @@
   ``kotaflow_records_out_total``, ``kotaflow_deadletter_total{reason}``,
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
-  ``kotaflow_pending_corrections``; every series has a ``stage`` label.
+  ``kotaflow_pending_corrections``, ``kotaflow_corrected_windows_total``,
+  ``kotaflow_correction_queries_total``; every series has a ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
@@ -65,6 +66,18 @@ class Health:
         self._pending = Gauge(
             "kotaflow_pending_corrections", "Late windows waiting", ["stage"], registry=r
         )
+        self._corrected = Counter(
+            "kotaflow_corrected_windows",
+            "Late 1-minute windows recomputed from raw points",
+            ["stage"],
+            registry=r,
+        )
+        self._raw_queries = Counter(
+            "kotaflow_correction_queries",
+            "Raw-point queries behind corrections",
+            ["stage"],
+            registry=r,
+        )
         self._snap = _Snapshot()
 
     def records_in(self, stage: str, n: int) -> None:
@@ -103,6 +116,12 @@ class Health:
     def pending_corrections(self, stage: str, n: int) -> None:
         self._pending.labels(stage).set(n)
         self._snap.counters[(stage, "pending_corrections")] = n
+
+    def corrected(self, stage: str, windows: int, queries: int) -> None:
+        self._corrected.labels(stage).inc(windows)
+        self._raw_queries.labels(stage).inc(queries)
+        self._snap.counters[(stage, "corrected_windows")] += windows
+        self._snap.counters[(stage, "correction_queries")] += queries
 
     def value(self, stage: str, name: str) -> float:
         """A cumulative figure (``records_in``, ``deadletter``, ...), for tests and views."""

@@ -69,12 +69,23 @@ def raw_points_flux(bucket: str, type_: str, device: str, start_ms: int, stop_ms
     )
 
 
-def combine_flux(bucket: str, source_window: str, start_ms: int, stop_ms: int) -> str:
-    """Per series, combine the ``source_window`` rollups in [start, stop) (pushed down)."""
+def combine_flux(
+    bucket: str,
+    source_window: str,
+    start_ms: int,
+    stop_ms: int,
+    devices: Iterable[str] | None = None,
+) -> str:
+    """Per series, combine the ``source_window`` rollups in [start, stop) (pushed down),
+    of ``devices`` only when given."""
+    only = ""
+    if devices is not None:
+        either = " or ".join(f"r.device == {flux_string(d)}" for d in devices)
+        only = f" and ({either or 'false'})"
     base = (
         f"from(bucket: {flux_string(bucket)})"
         f" |> range(start: {flux_time(start_ms)}, stop: {flux_time(stop_ms)})"
-        f" |> filter(fn: (r) => r.window == {flux_string(source_window)})"
+        f" |> filter(fn: (r) => r.window == {flux_string(source_window)}{only})"
     )
     return (
         f"base = {base}\n"
