@@ -8,6 +8,11 @@ waits until Kafka acknowledged every one.
 Whatever creates a uniquely named topic (``isolated`` names, a test's own topic, or one
 Kafka auto-creates on the first produce) deletes it at teardown with :func:`delete_topics`:
 the local Kafka keeps every topic it ever had, and each one makes its start slower.
+
+The InfluxDB side: :func:`scratch_buckets` gives settings whose ``telemetry`` and
+``rollups`` buckets are fresh ones of their own (created with the local stack's operator
+token, deleted on exit), so a test's or benchmark's points never land in the operator's
+buckets, where dashboards and the no-data rule would pick them up.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 
+from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
 
@@ -122,3 +130,78 @@ async def produce_all(settings: Settings, topic: str, records: Sequence[Record])
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+SCRATCH_ROLES = ("telemetry", "rollups")
+
+
+def scratch_names(tag: str, prefix: str) -> dict[str, str]:
+    """Bucket names ``<prefix>_<tag>_{telemetry,rollups}``."""
+    return {role: f"{prefix}_{tag}_{role}" for role in SCRATCH_ROLES}
+
+
+def _operator(settings: Settings) -> tuple[str, str]:
+    """(operator token, org id) of the local stack."""
+    access = load_access(settings.stack.state_dir)
+    if access is None:
+        raise RuntimeError("no InfluxDB tokens in the stack's state dir: run `kotaflow stack up`")
+    return access.token(OPERATOR), access.org_id
+
+
+async def create_scratch_buckets(settings: Settings, tag: str, prefix: str = "bench") -> Settings:
+    """Create the buckets of :func:`scratch_names`; ``settings`` using them with the operator
+    token (which may write and read them). Undo with :func:`drop_scratch_buckets`."""
+    token, org_id = _operator(settings)
+    names = scratch_names(tag, prefix)
+    headers = {"Authorization": f"Token {token}"}
+    async with httpx.AsyncClient(
+        base_url=settings.influxdb.url, headers=headers, timeout=30.0
+    ) as http:
+        for name in names.values():
+            made = await http.post(
+                "/api/v2/buckets", json={"orgID": org_id, "name": name, "retentionRules": []}
+            )
+            if made.is_error:
+                await drop_scratch_buckets(settings, tag, prefix)
+                made.raise_for_status()
+    influx = settings.influxdb.model_copy(
+        update={
+            "telemetry_bucket": names["telemetry"],
+            "rollups_bucket": names["rollups"],
+            "token": SecretStr(token),
+        }
+    )
+    return settings.model_copy(update={"influxdb": influx})
+
+
+async def drop_scratch_buckets(settings: Settings, tag: str, prefix: str = "bench") -> bool:
+    """Delete the buckets of :func:`scratch_names` that exist; whether none is left.
+
+    Never raises (a clean-up must not hide the outcome it follows)."""
+    try:
+        token, org_id = _operator(settings)
+        headers = {"Authorization": f"Token {token}"}
+        async with httpx.AsyncClient(
+            base_url=settings.influxdb.url, headers=headers, timeout=30.0
+        ) as http:
+            for name in scratch_names(tag, prefix).values():
+                found = await http.get("/api/v2/buckets", params={"orgID": org_id, "name": name})
+                for bucket in found.json().get("buckets", []) if found.is_success else []:
+                    gone = await http.delete(f"/api/v2/buckets/{bucket['id']}")
+                    gone.raise_for_status()
+        return True
+    except Exception as err:  # a clean-up reports, never raises
+        log.warning("could not delete scratch buckets of %s: %r", tag, err)
+        return False
+
+
+@contextlib.asynccontextmanager
+async def scratch_buckets(
+    settings: Settings, tag: str, prefix: str = "bench"
+) -> AsyncIterator[Settings]:
+    """``settings`` writing to fresh buckets of their own, deleted on exit."""
+    mine = await create_scratch_buckets(settings, tag, prefix)
+    try:
+        yield mine
+    finally:
+        await drop_scratch_buckets(settings, tag, prefix)

@@ -1,7 +1,9 @@
 """Fixtures for the processor tests: private topics and groups on the real local Kafka.
 
 Every test gets its own ``kotaflow.raw/readings/deadletter`` topics and consumer groups
-(unique names), so tests of other parts and parallel runs never see each other's records.
+(unique names), so tests of other parts and parallel runs never see each other's records;
+tests on the full stack also get InfluxDB buckets of their own (``scratch_ledger`` in
+``tests/conftest.py``), deleted at teardown.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
 from processors.testing import isolated, stage_topics
+from tests.conftest import ScratchLedger
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4
@@ -30,8 +33,12 @@ def isolate(settings: Settings, tag: str) -> Settings:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """The same isolation as environment variables, for ``kotaflow process`` subprocesses."""
-    t, p = settings.kafka.topics, settings.processing
+    t, p, influx = settings.kafka.topics, settings.processing, settings.influxdb
+    token = {"KOTAFLOW_INFLUXDB__TOKEN": influx.token.get_secret_value()} if influx.token else {}
     return {
+        **token,
+        "KOTAFLOW_INFLUXDB__TELEMETRY_BUCKET": influx.telemetry_bucket,
+        "KOTAFLOW_INFLUXDB__ROLLUPS_BUCKET": influx.rollups_bucket,
         "KOTAFLOW_REGISTRY_FILE": str(settings.registry_file or ""),
         "KOTAFLOW_PROCESSING__VALIDATION__FLUSH_INTERVAL_S": str(p.validation.flush_interval_s),
         "KOTAFLOW_PROCESSING__STORE__FLUSH_INTERVAL_S": str(p.store.flush_interval_s),
@@ -58,13 +65,25 @@ def kafka_stack(settings: Settings) -> Settings:
     return settings
 
 
-def _private(base: Settings) -> Iterator[Settings]:
-    mine = isolate(base, uuid.uuid4().hex[:10])
+def _private(base: Settings, ledger: ScratchLedger | None = None) -> Iterator[Settings]:
+    """Private topics and groups; with ``ledger``, private InfluxDB buckets too."""
+    tag = uuid.uuid4().hex[:10]
+    mine = isolate(base, tag)
     try:
+        if ledger is not None:
+            ledger.tags.add(device_tag(mine))
+            mine = ledger.scratch(mine, tag)
         asyncio.run(stage_topics(mine, create=True, partitions=PARTITIONS))
         yield mine
     finally:  # also after a failed creation: one of the three may exist (never raises)
         asyncio.run(stage_topics(mine, create=False))
+        if ledger is not None:
+            ledger.drop(base, tag)
+
+
+def device_tag(settings: Settings) -> str:
+    """The prefix of a test's private device ids, from its private topic names."""
+    return "t" + settings.kafka.topics.raw.split(".")[1][:8]
 
 
 @pytest.fixture
@@ -74,15 +93,15 @@ def on_kafka(kafka_stack: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def on_stack(stack: Settings) -> Iterator[Settings]:
-    """Private topics/groups on the full real stack (Kafka and InfluxDB)."""
-    yield from _private(stack)
+def on_stack(stack: Settings, scratch_ledger: ScratchLedger) -> Iterator[Settings]:
+    """Private topics/groups and InfluxDB buckets on the full real stack."""
+    yield from _private(stack, scratch_ledger)
 
 
 def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
     """``settings`` whose registry holds the packaged devices renamed ``<tag>-<id>``.
 
-    Points in the shared ``telemetry``/``rollups`` buckets are then this test's alone.
+    The ids say which test wrote a point, should one ever leak out of its buckets.
     """
     data = yaml.safe_load(PACKAGED_REGISTRY.read_text())
     for device in data["devices"]:
@@ -97,8 +116,7 @@ def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
 @pytest.fixture
 def on_stack_fleet(on_stack: Settings, tmp_path: Path) -> Settings:
     """Private topics, groups and device ids on the full stack, with quick flushes."""
-    tag = "t" + on_stack.kafka.topics.raw.split(".")[1][:8]
-    s = private_fleet(on_stack, tmp_path, tag)
+    s = private_fleet(on_stack, tmp_path, device_tag(on_stack))
     p = s.processing
     processing = p.model_copy(
         update={
