@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
@@ -80,6 +81,7 @@ from processors.windows import (
     aggregate_points,
     decode_metadata,
     encode_metadata,
+    window_start,
 )
 
 log = logging.getLogger("kotaflow.processors.aggregate")
@@ -305,14 +307,14 @@ class AggregateStage:
             query.start_ms,
             query.stop_ms,
         )
-        stored = points_by_series(await self._influx.query(flux))
+        by_window: dict[tuple[str, str, str, int], dict[int, float]] = defaultdict(dict)
+        for key, series_points in points_by_series(await self._influx.query(flux)).items():
+            for ts, value in series_points.items():
+                by_window[(*key, window_start(ts))][ts] = value
         lines = []
         for w in query.windows:
-            series_points = stored.get((w.series.metric, w.series.kecamatan, w.series.type), {})
-            in_window = {
-                ts: v for ts, v in series_points.items() if w.start_ms <= ts < w.start_ms + 60_000
-            }
-            points = {**w.points, **in_window}
+            stored = by_window.get((w.series.metric, w.series.kecamatan, w.series.type, w.start_ms))
+            points = {**w.points, **stored} if stored else w.points
             lines.append(rollup_line(w.series, "1m", w.start_ms, aggregate_points(points)))
             self._touch(w)
         return lines
