@@ -232,7 +232,12 @@ class ProcessingSettings(_Section):
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     influx_token_file: Path | None = Field(
-        None, description="file holding the InfluxDB token when influxdb.token is unset"
+        None, description="file holding one InfluxDB token for every stage (old configs)"
+    )
+    influx_token_dir: Path | None = Field(
+        None,
+        description="directory of <role>.token files (store, aggregate, alert, health; "
+        "pipeline and grafana as fallbacks); default: the local stack's tokens.json",
     )
 
 

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -47,38 +48,65 @@ class InfluxConfigError(RuntimeError):
 
 
 WRITE_ROLE, READ_ROLE = "pipeline", "grafana"
-"""Roles of the local stack's tokens (``deploy/local/influxdb.py``): the pipeline token may
-write both buckets, the Grafana token read them; the processors use each for what it allows."""
+"""The local stack's shared tokens (``deploy/local/influxdb.py``): ``pipeline`` may write
+both buckets, ``grafana`` read them. What a client without a role of its own uses, and what
+each role falls back to on a stack set up before the per-stage tokens."""
+STORE_ROLE, AGGREGATE_ROLE, ALERT_ROLE, HEALTH_ROLE = "store", "aggregate", "alert", "health"
+"""Per-stage tokens, each with the least rights InfluxDB 2.x can express: ``store`` writes
+``telemetry``; ``aggregate`` writes ``rollups`` and reads both buckets (recomputing from raw
+points and minute rollups); ``alert`` writes its events' bucket (``telemetry``); ``health``
+writes the health figures' bucket (``rollups``)."""
 
 
-def resolve_token(settings: Settings, role: str) -> str:
-    """``influxdb.token`` if set; else ``processing.influx_token_file``; else the local
-    stack's token for ``role`` from ``<state>/influxdb/tokens.json``. A token read from a
-    file is masked in the logs from then on."""
+def resolve_token(settings: Settings, role: str, fallback: str | None = None) -> str:
+    """The InfluxDB token for ``role``, from the first of:
+
+    1. ``influxdb.token`` (one token for everything);
+    2. ``processing.influx_token_file`` (the same, from a file: old configs);
+    3. ``<role>.token`` in ``processing.influx_token_dir``, else the ``fallback`` role's;
+    4. the local stack's token for ``role`` (else ``fallback``) in
+       ``<state>/influxdb/tokens.json``.
+
+    A token read from a file is masked in the logs from then on."""
     if settings.influxdb.token is not None:
         return settings.influxdb.token.get_secret_value()
     explicit = settings.processing.influx_token_file
     if explicit is not None:
-        try:
-            token = explicit.read_text().strip()
-        except OSError as err:
-            raise InfluxConfigError(f"cannot read InfluxDB token file {explicit}: {err}") from None
-        if token:
-            redact(token)
-            return token
-        raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
+        return _token_in(explicit)
+    roles = list(dict.fromkeys(r for r in (role, fallback) if r))
+    folder = settings.processing.influx_token_dir
+    if folder is not None:
+        for name in roles:
+            if (folder / f"{name}.token").is_file():
+                return _token_in(folder / f"{name}.token")
+        files = " or ".join(f"{name}.token" for name in roles)
+        raise InfluxConfigError(f"no InfluxDB token for {role}: no {files} in {folder}")
     path = settings.stack.state_dir / "influxdb" / "tokens.json"
     try:
-        found: Any = json.loads(path.read_text()).get("tokens", {}).get(role)
+        tokens: Any = json.loads(path.read_text()).get("tokens", {})
     except (OSError, ValueError, AttributeError):
-        found = None
-    if isinstance(found, str) and found:
-        redact(found)
-        return found
+        tokens = {}
+    for name in roles:
+        found = tokens.get(name) if isinstance(tokens, dict) else None
+        if isinstance(found, str) and found:
+            redact(found)
+            return found
     raise InfluxConfigError(
-        f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or "
-        f"processing.influx_token_file, or run `kotaflow stack up` (no {role!r} token in {path})"
+        f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN), "
+        f"processing.influx_token_file or processing.influx_token_dir, or run "
+        f"`kotaflow stack up` (no {' or '.join(map(repr, roles))} token in {path})"
     )
+
+
+def _token_in(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as err:
+        raise InfluxConfigError(f"cannot read InfluxDB token file {path}: {err}") from None
+    if not token:
+        raise InfluxConfigError(f"InfluxDB token file {path} is empty")
+    redact(token)
+    return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +132,18 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class InfluxSink:
-    """One InfluxDB client, shared by the stages of a process."""
+    """InfluxDB clients for one ``role`` (its token, see :func:`resolve_token`; without
+    one: the shared ``pipeline`` token writes, ``grafana`` reads)."""
 
     def __init__(
         self,
         settings: Settings,
         on_retry: Callable[[str, str], None] | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        role: str | None = None,
     ) -> None:
         self._settings = settings
+        self.role = role
         self._backoff = Backoff.from_settings(settings.processing.retry)
         self._on_retry = on_retry
         self._sleep = sleep
@@ -120,10 +151,10 @@ class InfluxSink:
         self._reader: InfluxDBClientAsync | None = None
         self._writes: WriteService | None = None
 
-    def _connect(self, role: str) -> InfluxDBClientAsync:
+    def _connect(self, fallback: str) -> InfluxDBClientAsync:
         return InfluxDBClientAsync(
             url=self._settings.influxdb.url,
-            token=resolve_token(self._settings, role),
+            token=resolve_token(self._settings, self.role or fallback, fallback),
             org=self._settings.influxdb.org,
             timeout=int(self._settings.processing.retry.timeout_s * 1000),
             enable_gzip=False,

@@ -1,7 +1,9 @@
 """Run one or more stages in one process, on one asyncio loop, until told to stop.
 
 Each stage gets its own consumer (its own group) in its own task; they share one Kafka
-producer, one InfluxDB client and one :class:`~processors.health.Health`. SIGTERM/SIGINT
+producer and one :class:`~processors.health.Health`. Each stage that touches InfluxDB has a
+client with its own token (``store``, ``aggregate``; the health figures ``health``), so a
+stage can do no more in InfluxDB than its job needs (``processors/influx.py``). SIGTERM/SIGINT
 set the stop event: every stage flushes, commits and closes before the process exits.
 If one stage fails, the others are stopped too and the error propagates (exit non-zero;
 a supervisor restarts the process, which resumes from the last commits).
@@ -22,7 +24,7 @@ from prometheus_client import start_http_server
 from kotaflow.settings import Settings
 from processors.aggregate import AggregateStage
 from processors.health import Health
-from processors.influx import InfluxSink
+from processors.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
 from processors.loop import Stage, StageLoop, instance_name
 from processors.output import KafkaOutput
 from processors.store import StoreStage
@@ -64,23 +66,31 @@ async def run_stages(
     output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
     names = chosen(names)
     async with contextlib.AsyncExitStack() as resources:
-        influx: InfluxSink | None = None
-        if StageName.STORE in names or StageName.AGGREGATE in names:
-            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry("influxdb"))
-            influx = await resources.enter_async_context(sink)
+
+        async def influx(role: str) -> InfluxSink:
+            """A client with ``role``'s token (least privilege per stage)."""
+            sink = InfluxSink(
+                settings, on_retry=lambda what, _: health.retry("influxdb"), role=role
+            )
+            return await resources.enter_async_context(sink)
+
         stages: list[Stage] = []
         for name in names:
             if name is StageName.VALIDATE:
                 stages.append(ValidateStage(settings, health, output))
-            elif name is StageName.STORE and influx is not None:
-                stages.append(StoreStage(settings, health, output, influx))
-            elif name is StageName.AGGREGATE and influx is not None:
-                stages.append(AggregateStage(settings, health, output, influx))
+            elif name is StageName.STORE:
+                stages.append(StoreStage(settings, health, output, await influx(STORE_ROLE)))
+            elif name is StageName.AGGREGATE:
+                aggregate_influx = await influx(AGGREGATE_ROLE)
+                stages.append(AggregateStage(settings, health, output, aggregate_influx))
+        health_influx = None
+        if StageName.STORE in names or StageName.AGGREGATE in names:
+            health_influx = await influx(HEALTH_ROLE)
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
-        if influx is not None:
-            tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
+        if health_influx is not None:
+            tasks.append(asyncio.create_task(_write_health(settings, health, health_influx, stop)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

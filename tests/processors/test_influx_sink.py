@@ -14,8 +14,9 @@ pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 
 
 async def test_a_refused_line_is_isolated_and_every_other_line_is_written(
-    stack: Settings,
+    scratch_influx: Settings,
 ) -> None:
+    stack = scratch_influx
     measurement = f"test_sink_{uuid.uuid4().hex[:8]}"
     bucket = stack.influxdb.telemetry_bucket
     t = now_ms() - 60_000
