@@ -19,7 +19,7 @@ import yaml
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
-from processors.testing import isolated, stage_topics
+from processors.testing import isolated, isolation_env, stage_topics
 from tests.conftest import ScratchLedger
 
 log = logging.getLogger("tests.processors")
@@ -33,24 +33,17 @@ def isolate(settings: Settings, tag: str) -> Settings:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """The same isolation as environment variables, for ``kotaflow process`` subprocesses."""
-    t, p, influx = settings.kafka.topics, settings.processing, settings.influxdb
+    p, influx = settings.processing, settings.influxdb
     token = {"KOTAFLOW_INFLUXDB__TOKEN": influx.token.get_secret_value()} if influx.token else {}
     return {
+        **isolation_env(settings),
         **token,
-        "KOTAFLOW_INFLUXDB__TELEMETRY_BUCKET": influx.telemetry_bucket,
-        "KOTAFLOW_INFLUXDB__ROLLUPS_BUCKET": influx.rollups_bucket,
         "KOTAFLOW_REGISTRY_FILE": str(settings.registry_file or ""),
         "KOTAFLOW_PROCESSING__VALIDATION__FLUSH_INTERVAL_S": str(p.validation.flush_interval_s),
         "KOTAFLOW_PROCESSING__STORE__FLUSH_INTERVAL_S": str(p.store.flush_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__FLUSH_INTERVAL_S": str(p.aggregate.flush_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__ROLLUP_INTERVAL_S": str(p.aggregate.rollup_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__GRACE_S": str(p.aggregate.grace_s),
-        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
-        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
-        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
-        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": p.validation.group_id,
-        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": p.store.group_id,
-        "KOTAFLOW_PROCESSING__AGGREGATE__GROUP_ID": p.aggregate.group_id,
     }
 
 
