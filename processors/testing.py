@@ -21,14 +21,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
-from deploy.local.influxdb import OPERATOR, load_access
+from deploy.local.influxdb import OPERATOR, load_access, stage_rights
 from kotaflow.kafka import client_options
+from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
 
 log = logging.getLogger("kotaflow.testing")
@@ -167,34 +169,74 @@ def _operator(settings: Settings) -> tuple[str, str]:
     return access.token(OPERATOR), access.org_id
 
 
-async def create_scratch_buckets(settings: Settings, tag: str, prefix: str = "bench") -> Settings:
+async def create_scratch_buckets(
+    settings: Settings, tag: str, prefix: str = "bench", role_tokens: Path | None = None
+) -> Settings:
     """Create the buckets of :func:`scratch_names`; ``settings`` using them with the operator
-    token (which may write and read them). Undo with :func:`drop_scratch_buckets`."""
+    token (which may write and read them). Undo with :func:`drop_scratch_buckets`.
+
+    With ``role_tokens`` (a directory), also issue one token per role with the rights the
+    local stack gives it (:func:`deploy.local.influxdb.stage_rights`), but on the scratch
+    buckets, written there as ``<role>.token``; the settings then use that directory
+    (``processing.influx_token_dir``) instead of the operator token, so each stage runs
+    with no more rights than in production."""
     token, org_id = _operator(settings)
     names = scratch_names(tag, prefix)
     headers = {"Authorization": f"Token {token}"}
-    async with httpx.AsyncClient(
-        base_url=settings.influxdb.url, headers=headers, timeout=30.0
-    ) as http:
-        for name in names.values():
-            made = await http.post(
-                "/api/v2/buckets", json={"orgID": org_id, "name": name, "retentionRules": []}
-            )
-            if made.is_error:
-                await drop_scratch_buckets(settings, tag, prefix)
-                made.raise_for_status()
     influx = settings.influxdb.model_copy(
         update={
             "telemetry_bucket": names["telemetry"],
             "rollups_bucket": names["rollups"],
-            "token": SecretStr(token),
+            "token": SecretStr(token) if role_tokens is None else None,
         }
     )
-    return settings.model_copy(update={"influxdb": influx})
+    mine = settings.model_copy(update={"influxdb": influx})
+    async with httpx.AsyncClient(
+        base_url=settings.influxdb.url, headers=headers, timeout=30.0
+    ) as http:
+        try:
+            ids = {}
+            for name in names.values():
+                made = await http.post(
+                    "/api/v2/buckets", json={"orgID": org_id, "name": name, "retentionRules": []}
+                )
+                made.raise_for_status()
+                ids[name] = made.json()["id"]
+            if role_tokens is not None:
+                await _issue_role_tokens(http, mine, org_id, ids, role_tokens, f"{prefix}_{tag}")
+        except Exception:
+            await drop_scratch_buckets(settings, tag, prefix)
+            raise
+    if role_tokens is None:
+        return mine
+    processing = mine.processing.model_copy(update={"influx_token_dir": role_tokens})
+    return mine.model_copy(update={"processing": processing})
+
+
+async def _issue_role_tokens(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    org_id: str,
+    bucket_ids: dict[str, str],
+    folder: Path,
+    owner: str,
+) -> None:
+    for role, rights in stage_rights(settings).items():
+        permissions = [
+            {"action": action, "resource": {"type": "buckets", "id": bucket_ids[name]}}
+            for action, name in rights
+        ]
+        made = await http.post(
+            "/api/v2/authorizations",
+            json={"orgID": org_id, "description": f"{owner} {role}", "permissions": permissions},
+        )
+        made.raise_for_status()
+        write_private(folder / f"{role}.token", made.json()["token"] + "\n")
 
 
 async def drop_scratch_buckets(settings: Settings, tag: str, prefix: str = "bench") -> bool:
-    """Delete the buckets of :func:`scratch_names` that exist; whether none is left.
+    """Delete the buckets of :func:`scratch_names` and the role tokens issued for them;
+    whether nothing is left.
 
     Never raises (a clean-up must not hide the outcome it follows)."""
     try:
@@ -207,6 +249,12 @@ async def drop_scratch_buckets(settings: Settings, tag: str, prefix: str = "benc
                 found = await http.get("/api/v2/buckets", params={"orgID": org_id, "name": name})
                 for bucket in found.json().get("buckets", []) if found.is_success else []:
                     gone = await http.delete(f"/api/v2/buckets/{bucket['id']}")
+                    gone.raise_for_status()
+            auths = await http.get("/api/v2/authorizations", params={"orgID": org_id})
+            auths.raise_for_status()
+            for auth in auths.json().get("authorizations", []):
+                if str(auth.get("description", "")).startswith(f"{prefix}_{tag} "):
+                    gone = await http.delete(f"/api/v2/authorizations/{auth['id']}")
                     gone.raise_for_status()
         return True
     except Exception as err:  # a clean-up reports, never raises

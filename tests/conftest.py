@@ -2,8 +2,8 @@
 
 Tests never write into the operator's InfluxDB buckets: :func:`scratch_influx` gives a test
 buckets of its own, and at the end of the session :func:`operator_buckets_untouched` checks
-that every scratch bucket is gone and that no device tag a test used is in the operator's
-``telemetry`` or ``rollups``.
+that every scratch bucket and token is gone and that no device tag a test used is in the
+operator's ``telemetry`` or ``rollups``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -51,11 +52,12 @@ class ScratchLedger:
     """Scratch bucket tags, and device-id prefixes tests used (``<tag>-<device>``)."""
     used: Settings | None = None
 
-    def scratch(self, settings: Settings, tag: str) -> Settings:
-        """``settings`` with scratch buckets of their own (drop with :meth:`drop`)."""
+    def scratch(self, settings: Settings, tag: str, role_tokens: Path | None = None) -> Settings:
+        """``settings`` with scratch buckets of their own (drop with :meth:`drop`); with
+        ``role_tokens``, each stage with its own least-privilege token on them."""
         self.used = settings
         self.tags.add(tag)
-        return asyncio.run(create_scratch_buckets(settings, tag, f"test{SESSION}"))
+        return asyncio.run(create_scratch_buckets(settings, tag, f"test{SESSION}", role_tokens))
 
     def drop(self, settings: Settings, tag: str) -> None:
         asyncio.run(drop_scratch_buckets(settings, tag, f"test{SESSION}"))
@@ -82,8 +84,8 @@ def scratch_influx(stack: Settings, scratch_ledger: ScratchLedger) -> Iterator[S
 
 
 async def _left_behind(settings: Settings, tags: set[str]) -> list[str]:
-    """This session's scratch buckets still there, and the operator's buckets' device tags
-    that start with a tag this session used."""
+    """This session's scratch buckets and tokens still there, and the operator's buckets'
+    device tags that start with a tag this session used."""
     import httpx
 
     from deploy.local.influxdb import OPERATOR, load_access
@@ -95,7 +97,10 @@ async def _left_behind(settings: Settings, tags: set[str]) -> list[str]:
     async with httpx.AsyncClient(base_url=settings.influxdb.url, headers=headers) as http:
         found = await http.get("/api/v2/buckets", params={"orgID": access.org_id, "limit": 100})
         names = [str(b["name"]) for b in found.json().get("buckets", [])]
+        found = await http.get("/api/v2/authorizations", params={"orgID": access.org_id})
+        tokens = [str(a.get("description", "")) for a in found.json().get("authorizations", [])]
     left = [f"bucket {n}" for n in names if n.startswith(f"test{SESSION}_")]
+    left += [f"token {d!r}" for d in tokens if d.startswith(f"test{SESSION}_")]
     operator = settings.model_copy(
         update={"influxdb": settings.influxdb.model_copy(update={"token": None})}
     )

@@ -35,6 +35,8 @@ def env_for(settings: Settings) -> dict[str, str]:
     """The same isolation as environment variables, for ``kotaflow process`` subprocesses."""
     p, influx = settings.processing, settings.influxdb
     token = {"KOTAFLOW_INFLUXDB__TOKEN": influx.token.get_secret_value()} if influx.token else {}
+    if p.influx_token_dir is not None:
+        token["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"] = str(p.influx_token_dir)
     return {
         **isolation_env(settings),
         **token,
@@ -58,14 +60,17 @@ def kafka_stack(settings: Settings) -> Settings:
     return settings
 
 
-def _private(base: Settings, ledger: ScratchLedger | None = None) -> Iterator[Settings]:
-    """Private topics and groups; with ``ledger``, private InfluxDB buckets too."""
+def _private(
+    base: Settings, ledger: ScratchLedger | None = None, tokens: Path | None = None
+) -> Iterator[Settings]:
+    """Private topics and groups; with ``ledger``, private InfluxDB buckets too, and a
+    least-privilege token per stage on them in ``tokens``."""
     tag = uuid.uuid4().hex[:10]
     mine = isolate(base, tag)
     try:
         if ledger is not None:
             ledger.tags.add(device_tag(mine))
-            mine = ledger.scratch(mine, tag)
+            mine = ledger.scratch(mine, tag, tokens)
         asyncio.run(stage_topics(mine, create=True, partitions=PARTITIONS))
         yield mine
     finally:  # also after a failed creation: one of the three may exist (never raises)
@@ -86,9 +91,12 @@ def on_kafka(kafka_stack: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def on_stack(stack: Settings, scratch_ledger: ScratchLedger) -> Iterator[Settings]:
-    """Private topics/groups and InfluxDB buckets on the full real stack."""
-    yield from _private(stack, scratch_ledger)
+def on_stack(stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path) -> Iterator[Settings]:
+    """Private topics/groups and InfluxDB buckets on the full real stack; every stage uses
+    a token with the rights the local stack gives its role, on those buckets only."""
+    tokens = tmp_path / "influx-tokens"
+    tokens.mkdir()
+    yield from _private(stack, scratch_ledger, tokens)
 
 
 def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:

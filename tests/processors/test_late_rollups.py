@@ -78,6 +78,8 @@ async def all_rollups_match(s: Settings, points: set[Point]) -> None:
 
 async def test_late_readings_correct_minute_hour_and_day_rollups(on_stack_fleet: Settings) -> None:
     s = on_stack_fleet
+    assert s.influxdb.token is None  # each stage with its own token from the token dir
+    assert s.processing.influx_token_dir is not None
     rng = random.Random(17)
     now = now_ms()
     on_time = [now - 5 * 60_000 + i * 15_000 for i in range(16)]
