@@ -1,10 +1,10 @@
 """Keeping a benchmark's data to itself on the shared local stack.
 
-Kafka topics and consumer groups come from :func:`processors.testing.isolated`, scratch
-InfluxDB buckets from :func:`processors.testing.scratch_buckets` (re-exported here, shared
-with the tests), so a benchmark's points never mix with anyone's ``telemetry``/``rollups``
-and queries on them see only its own. This adds writing settings to a YAML file for the
-``kotaflow`` child processes a scenario starts. MQTT sessions are wiped
+Kafka topics and consumer groups come from :func:`tests.support.isolated_kafka.isolated`,
+scratch InfluxDB buckets from :func:`tests.support.scratch_influx.scratch_buckets`
+(re-exported here, shared with the tests), so a benchmark's points never mix with anyone's
+``telemetry``/``rollups`` and queries on them see only its own. This adds writing settings
+to a YAML file for the ``kotaflow`` child processes a scenario starts. MQTT sessions are wiped
 with :func:`kotaflow.mqtt.wipe_mqtt_session` (re-exported here for the scenarios).
 """
 
@@ -21,7 +21,7 @@ from kotaflow.mqtt import MqttAccess
 from kotaflow.mqtt import wipe_mqtt_session as wipe_mqtt_session  # the scenarios' import
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
-from processors.testing import scratch_buckets as scratch_buckets  # the scenarios' import
+from tests.support.scratch_influx import scratch_buckets as scratch_buckets  # scenarios' import
 
 
 def mosquitto_cli_env(access: MqttAccess, folder: Path) -> dict[str, str]:

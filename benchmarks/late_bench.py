@@ -1,7 +1,7 @@
 """Correction cost: readings/s store + aggregate sustain while a whole day of late data arrives.
 
 Two drains by the same consumer groups of one private readings topic, into scratch buckets
-(:func:`processors.testing.scratch_buckets`), each timed from the first record consumed
+(:func:`tests.support.scratch_influx.scratch_buckets`), each timed from the first record consumed
 until both groups have committed to the end (the aggregate commits only what it wrote,
 hourly and daily rollups included):
 
@@ -32,10 +32,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from benchmarks.report import Figure, ScenarioResult
 from devices.fleet import load_fleet
 from kotaflow.settings import Settings, load_settings
-from processors.health import Health
-from processors.record import readings_record
+from kotaflow.wire.readings import readings_record
 from processors.runner import StageName, run_stages
-from processors.testing import Record, isolated, produce_all, scratch_buckets, stage_topics
+from processors.runtime.health import Health
+from tests.support.isolated_kafka import Record, isolated, produce_all, stage_topics
+from tests.support.scratch_influx import scratch_buckets
 
 PARTITIONS = 6
 QUICK_DEVICES, FULL_DEVICES = 4, 1000

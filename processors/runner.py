@@ -1,12 +1,13 @@
 """Run one or more stages in one process, on one asyncio loop, until told to stop.
 
 Each stage gets its own consumer (its own group) in its own task; they share one Kafka
-producer and one :class:`~processors.health.Health`. Each stage that touches InfluxDB has a
-client with its own token (``store``, ``aggregate``; the health figures ``health``), so a
-stage can do no more in InfluxDB than its job needs (``processors/influx.py``). SIGTERM/SIGINT
-set the stop event: every stage flushes, commits and closes before the process exits.
-If one stage fails, the others are stopped too and the error propagates (exit non-zero;
-a supervisor restarts the process, which resumes from the last commits).
+producer and one :class:`~processors.runtime.health.Health`. Each stage that touches
+InfluxDB has a client with its own token (``store``, ``aggregate``; the health figures
+``health``), so a stage can do no more in InfluxDB than its job needs
+(``processors/runtime/influx.py``). SIGTERM/SIGINT set the stop event: every stage flushes,
+commits and closes before the process exits. If one stage fails, the others are stopped
+too and the error propagates (exit non-zero; a supervisor restarts the process, which
+resumes from the last commits).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from enum import StrEnum
 from prometheus_client import start_http_server
 
 from kotaflow.settings import Settings
-from processors.aggregate import AggregateStage
-from processors.health import Health
-from processors.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
-from processors.loop import Stage, StageLoop, instance_name
-from processors.output import KafkaOutput
+from processors.aggregate.stage import AggregateStage
+from processors.runtime.health import Health
+from processors.runtime.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.stage_loop import Stage, StageLoop, instance_name
 from processors.store import StoreStage
 from processors.validate import ValidateStage
 

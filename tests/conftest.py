@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kotaflow.settings import Settings, load_settings
-from processors.testing import create_scratch_buckets, drop_scratch_buckets
+from tests.support.scratch_influx import create_scratch_buckets, drop_scratch_buckets
 
 log = logging.getLogger("tests.stack")
 
@@ -89,7 +89,7 @@ async def _left_behind(settings: Settings, tags: set[str]) -> list[str]:
     import httpx
 
     from deploy.local.influxdb import OPERATOR, load_access
-    from processors.influx import InfluxSink, flux_string
+    from processors.runtime.influx import InfluxSink, flux_string
 
     access = load_access(settings.stack.state_dir)
     assert access is not None

@@ -51,7 +51,7 @@ OPERATOR, PIPELINE, GRAFANA = "operator", "pipeline", "grafana"
 """Token roles: all access; write to both buckets (the shared token of old configs); read
 both buckets."""
 STORE, AGGREGATE, ALERT, HEALTH = "store", "aggregate", "alert", "health"
-"""Per-stage roles (``processors/influx.py`` picks them): what :func:`stage_rights` grants."""
+"""Per-stage roles (picked in ``processors/runtime/influx.py``), granted :func:`stage_rights`."""
 
 
 def stage_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:

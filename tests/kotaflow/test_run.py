@@ -15,7 +15,7 @@ import pytest
 from deploy.local.kafka_topics import ensure_topics
 from kotaflow.mqtt import wipe_mqtt_session
 from kotaflow.settings import Settings
-from processors.testing import delete_topics, isolated, isolation_env
+from tests.support.isolated_kafka import delete_topics, isolated, isolation_env
 
 
 @pytest.mark.services

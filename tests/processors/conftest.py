@@ -19,8 +19,8 @@ import yaml
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
-from processors.testing import isolated, isolation_env, stage_topics
 from tests.conftest import ScratchLedger
+from tests.support.isolated_kafka import isolated, isolation_env, stage_topics
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4

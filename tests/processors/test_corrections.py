@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from processors.corrections import (
+from processors.aggregate.corrections import (
     MAX_DEVICES_PER_FILTER,
     MAX_GAP_MS,
     DirtyRollups,
     plan_queries,
 )
-from processors.rollups import combine_flux
-from processors.windows import WINDOW_MS, Series, Window
+from processors.aggregate.rollups import combine_flux
+from processors.aggregate.windows import WINDOW_MS, Series, Window
 
 T0 = 1_764_300_000_000
 DAY = 86_400_000

@@ -12,9 +12,9 @@ import pytest
 
 from devices.fleet import load_fleet
 from kotaflow.settings import Settings
-from processors.rollups import HOUR_MS, day_of, hour_of
+from processors.aggregate.rollups import HOUR_MS, day_of, hour_of
+from processors.aggregate.windows import Aggregate, combine
 from processors.runner import StageName
-from processors.windows import Aggregate, combine
 from tests.processors.conftest import device_tag
 from tests.processors.helpers import Raw, native, now_ms, produce, running, wait_for
 from tests.processors.influxcheck import Point, mismatches, recompute, rollups, telemetry

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from kotaflow.settings import Settings
-from processors.influx import (
+from processors.runtime.influx import (
     AGGREGATE_ROLE,
     READ_ROLE,
     STORE_ROLE,

@@ -36,7 +36,6 @@ from deploy.local.influxdb import load_access
 from deploy.local.kafka import SASL_PORT_OFFSET, broker_address
 from deploy.local.tls import TlsFiles
 from devices.fleet import load_fleet
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import local_sasl_password_file
 from kotaflow.mqtt import (
     Account,
@@ -47,9 +46,10 @@ from kotaflow.mqtt import (
 )
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
-from processors.testing import isolated, isolation_env, stage_topics
+from kotaflow.wire.deadletter import DeadLetter
 from tests.conftest import ScratchLedger
 from tests.processors.helpers import read_topic
+from tests.support.isolated_kafka import isolated, isolation_env, stage_topics
 
 pytestmark = pytest.mark.services
 

@@ -1,7 +1,7 @@
 """Which raw-point queries a batch of late windows needs, and which rollups it dirties (pure).
 
-The aggregate stage (``processors/aggregate.py``) corrects a late window by recomputing it
-from the raw points in ``telemetry``. A day of late data is ~1,440 windows per metric of a
+The aggregate stage (:mod:`.stage`) corrects a late window by recomputing it from the raw
+points in ``telemetry``. A day of late data is ~1,440 windows per metric of a
 device; one query per window would cost more than the data. So a flush's ready corrections
 are planned as few queries as possible, with a bounded amount of raw data each:
 
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from processors.windows import WINDOW_MS, Window
+from processors.aggregate.windows import WINDOW_MS, Window
 
 MAX_GAP_MS = 3_600_000
 """Windows of one device further apart than this get separate queries."""

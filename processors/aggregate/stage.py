@@ -4,7 +4,7 @@ Input
     ``kotaflow.readings`` (readings record v1/v2), consumer group
     ``processing.aggregate.group_id``.
 Output
-    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/rollups.py``):
+    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/aggregate/rollups.py``):
     ``window=1m`` aggregates (count, min, max, sum, mean, last) of 1-minute event-time
     tumbling windows, after dedup of exact duplicates; ``window=1h`` and ``window=1d``
     recomputed from them. Records that are not readings go to ``kotaflow.deadletter``.
@@ -12,7 +12,7 @@ Guarantee
     Each rollup equals a recomputation from the raw points, after crashes and rebalances:
     every write replaces a whole window (never increments), and offsets are committed only
     up to the first record of the oldest window not yet written, with the watermark in the
-    commit metadata (design and proof sketch in ``processors/windows.py``). Hourly/daily
+    commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Hourly/daily
     rollups of every hour/day a written window touched are recomputed before each commit
     (every ``rollup_interval_s``), so a commit never covers a stale hour or day.
 Late readings, however late
@@ -33,7 +33,7 @@ Ordering against the store stage
     them: a restart re-reads them. ``wait_for_store: false`` (no store stage in this
     deployment) recomputes at once from what is stored.
 Cost of corrections
-    Ready corrections of one flush are planned together (``processors/corrections.py``):
+    Ready corrections of one flush are planned together (``processors/aggregate/corrections.py``):
     one raw query per device and run of nearby windows, at most
     :data:`CONCURRENT_QUERIES` at a time; the hours and days they touch are recomputed for
     the changed devices only. Throughput while a day of late data arrives:
@@ -52,17 +52,11 @@ from typing import TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
-from processors.corrections import DirtyRollups, RawQuery, plan_queries
-from processors.health import Health
-from processors.influx import InfluxSink
-from processors.inputs import parse_readings, refused_reading
-from processors.kafka import make_admin
-from processors.loop import Batch, Offsets, instance_name
-from processors.output import KafkaOutput
-from processors.rollups import (
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
+from processors.aggregate.corrections import DirtyRollups, RawQuery, plan_queries
+from processors.aggregate.rollups import (
     DAY_MS,
     HOUR_MS,
     combine_flux,
@@ -73,7 +67,7 @@ from processors.rollups import (
     raw_points_flux,
     rollup_line,
 )
-from processors.windows import (
+from processors.aggregate.windows import (
     Added,
     Series,
     Window,
@@ -83,6 +77,12 @@ from processors.windows import (
     encode_metadata,
     window_start,
 )
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
+from processors.runtime.kafka_clients import make_admin
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.readings_input import parse_readings, refused_reading
+from processors.runtime.stage_loop import Batch, Offsets, instance_name
 
 log = logging.getLogger("kotaflow.processors.aggregate")
 
