@@ -67,13 +67,18 @@ async def run_stages(
     output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
     names = chosen(names)
     async with contextlib.AsyncExitStack() as resources:
+        sinks: dict[tuple[str, str], InfluxSink] = {}
 
         async def influx(role: str) -> InfluxSink:
-            """A client with ``role``'s token (least privilege per stage)."""
+            """A client with ``role``'s token (least privilege per stage); roles that resolve
+            to the same tokens (one configured token for all) share one."""
             sink = InfluxSink(
                 settings, on_retry=lambda what, _: health.retry("influxdb"), role=role
             )
-            return await resources.enter_async_context(sink)
+            tokens = sink.tokens()
+            if tokens not in sinks:
+                sinks[tokens] = await resources.enter_async_context(sink)
+            return sinks[tokens]
 
         stages: list[Stage] = []
         for name in names:
