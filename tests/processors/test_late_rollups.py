@@ -4,6 +4,7 @@ that were corrected before (their other points are then in InfluxDB only)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,7 +17,16 @@ from processors.aggregate.rollups import HOUR_MS, day_of, hour_of
 from processors.aggregate.windows import Aggregate, combine
 from processors.runner import StageName
 from tests.processors.conftest import device_tag
-from tests.processors.helpers import Raw, native, now_ms, produce, running, wait_for
+from tests.processors.helpers import (
+    Raw,
+    committed,
+    end_offsets,
+    native,
+    now_ms,
+    produce,
+    running,
+    wait_for,
+)
 from tests.processors.influxcheck import Point, mismatches, recompute, rollups, telemetry
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
@@ -97,3 +107,38 @@ async def test_late_readings_correct_minute_hour_and_day_rollups(on_stack_fleet:
     assert health.value("aggregate", "corrected_windows") >= len(LATENESS_H)
     queries = health.value("aggregate", "correction_queries")
     assert 0 < queries < health.value("aggregate", "corrected_windows")
+
+
+async def test_late_corrections_wait_for_the_store_stage_and_commit_nothing_past_them(
+    on_stack_fleet: Settings,
+) -> None:
+    """Without a store stage the late readings' raw points are not in InfluxDB: their
+    corrections wait (and hold the aggregate's commit back) instead of writing a rollup of
+    the late points alone; once the store runs, every rollup equals the recomputation."""
+    s = on_stack_fleet
+    tag = device_tag(s)
+    rng = random.Random(5)
+    now = now_ms()
+    on_time = [now - 4 * 60_000 + i * 20_000 for i in range(10)]
+    late = [now - 30 * HOUR_MS + i * 9_000 for i in range(10)]
+    records, points = readings(s, on_time, rng)
+    late_records, late_points = readings(s, late, rng)
+    readings_topic, group = s.kafka.topics.readings, s.processing.aggregate.group_id
+    async with running(s, StageName.VALIDATE, StageName.AGGREGATE) as health:
+        await produce(s, s.kafka.topics.raw, records)
+        await wait_for(lambda: rollups(s, tag, "1m"), 60, "on-time minute rollups")
+        await produce(s, s.kafka.topics.raw, late_records)
+        await wait_for(
+            lambda: health.value("aggregate", "pending_corrections") > 0, 60, "waiting corrections"
+        )
+        await asyncio.sleep(3 * s.processing.aggregate.rollup_interval_s)  # commits would land
+        ends = await end_offsets(s, readings_topic)
+        done = await committed(s, group, readings_topic)
+        assert sum(done.values()) < sum(ends.values())  # nothing committed past them
+        written = {ts for (_, _, ts) in await rollups(s, tag, "1m")}
+        assert not written & {ts - ts % 60_000 for ts in late}  # no rollup of late points alone
+        async with running(s, StageName.STORE):
+            await all_rollups_match(s, points | late_points)
+            await wait_for(
+                lambda: health.value("aggregate", "pending_corrections") == 0, 60, "no waiting"
+            )
