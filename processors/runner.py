@@ -4,10 +4,10 @@ Each stage gets its own consumer (its own group) in its own task; they share one
 producer and one :class:`~processors.runtime.health.Health`. Each stage that touches
 InfluxDB has a client with its own token (``store``, ``aggregate``; the health figures
 ``health``), so a stage can do no more in InfluxDB than its job needs
-(``processors/runtime/influx.py``). SIGTERM/SIGINT set the stop event: every stage flushes,
-commits and closes before the process exits. If one stage fails, the others are stopped
-too and the error propagates (exit non-zero; a supervisor restarts the process, which
-resumes from the last commits).
+(``processors/runtime/influx_token.py``). SIGTERM/SIGINT set the stop event: every stage
+flushes, commits and closes before the process exits. If one stage fails, the others are
+stopped too and the error propagates (exit non-zero; a supervisor restarts the process,
+which resumes from the last commits).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from processors.runtime.health import Health
 from processors.runtime.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
+from processors.runtime.status_file import StatusFile, remove_dead, status_path
 from processors.store import StoreStage
 from processors.validate import ValidateStage
 
@@ -69,12 +70,10 @@ async def run_stages(
     async with contextlib.AsyncExitStack() as resources:
         sinks: dict[tuple[str, str], InfluxSink] = {}
 
-        async def influx(role: str) -> InfluxSink:
+        async def influx_for(role: str) -> InfluxSink:
             """A client with ``role``'s token (least privilege per stage); roles that resolve
             to the same tokens (one configured token for all) share one."""
-            sink = InfluxSink(
-                settings, on_retry=lambda what, _: health.retry("influxdb"), role=role
-            )
+            sink = InfluxSink(settings, gauge=health, on_retry=health.retry, role=role)
             tokens = sink.tokens()
             if tokens not in sinks:
                 sinks[tokens] = await resources.enter_async_context(sink)
@@ -85,18 +84,20 @@ async def run_stages(
             if name is StageName.VALIDATE:
                 stages.append(ValidateStage(settings, health, output))
             elif name is StageName.STORE:
-                stages.append(StoreStage(settings, health, output, await influx(STORE_ROLE)))
+                stages.append(StoreStage(settings, health, output, await influx_for(STORE_ROLE)))
             elif name is StageName.AGGREGATE:
-                aggregate_influx = await influx(AGGREGATE_ROLE)
+                aggregate_influx = await influx_for(AGGREGATE_ROLE)
                 stages.append(AggregateStage(settings, health, output, aggregate_influx))
-        health_influx = None
+        influx = None
         if StageName.STORE in names or StageName.AGGREGATE in names:
-            health_influx = await influx(HEALTH_ROLE)
+            influx = await influx_for(HEALTH_ROLE)  # the health figures' own token
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
-        if health_influx is not None:
-            tasks.append(asyncio.create_task(_write_health(settings, health, health_influx, stop)))
+        remove_dead(settings)
+        status = StatusFile(status_path(settings, health.instance), health)
+        health.on_status_change.append(status.write)
+        tasks.append(asyncio.create_task(_report_health(settings, health, influx, status, stop)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -110,21 +111,30 @@ async def run_stages(
             raise errors[0]
 
 
-async def _write_health(
-    settings: Settings, health: Health, influx: InfluxSink, stop: asyncio.Event
+async def _report_health(
+    settings: Settings,
+    health: Health,
+    influx: InfluxSink | None,
+    status: StatusFile,
+    stop: asyncio.Event,
 ) -> None:
-    """Write the health figures to InfluxDB every interval (best effort, never blocks stages)."""
+    """Every interval: the status file, and the health figures to InfluxDB (best effort,
+    never blocks the stages)."""
     cfg = settings.processing.health
     bucket = cfg.bucket or settings.influxdb.rollups_bucket
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), cfg.interval_s)
-        lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
-        if lines:
-            try:
-                await asyncio.wait_for(influx.write(bucket, lines), cfg.interval_s)
-            except TimeoutError:
-                log.warning("health figures not written: InfluxDB is slow or down")
+    try:
+        while not stop.is_set():
+            status.write()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), cfg.interval_s)
+            lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
+            if lines and influx is not None:
+                try:
+                    await asyncio.wait_for(influx.write(bucket, lines, "health"), cfg.interval_s)
+                except TimeoutError:
+                    log.warning("health figures not written: InfluxDB is slow, down or refusing")
+    finally:
+        status.remove()
 
 
 def tune_gc() -> None:

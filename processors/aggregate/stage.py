@@ -38,6 +38,8 @@ Cost of corrections
     :data:`CONCURRENT_QUERIES` at a time; the hours and days they touch are recomputed for
     the changed devices only. Throughput while a day of late data arrives:
     ``python -m benchmarks.late_bench`` (quoted in ``docs/``).
+    A write or query InfluxDB refuses for a reason that is not the data (token, bucket,
+    outage) stalls the stage as it does store; only lines InfluxDB names are dead-lettered.
 """
 
 from __future__ import annotations
@@ -124,8 +126,13 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        self._admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
-        await self._admin.start()
+        admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
+        try:
+            await admin.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin = admin
         if self._cfg.max_lateness_h is not None:
             log.warning(
                 "aggregate: readings older than max_lateness_h are dead-lettered, so their "
@@ -136,6 +143,7 @@ class AggregateStage:
     async def stop(self) -> None:
         if self._admin is not None:
             await self._admin.close()
+            self._admin = None
         await self._output.stop()
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -244,7 +252,7 @@ class AggregateStage:
         if not lines:
             return
         began = time.perf_counter()
-        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines)
+        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines, STAGE)
         self._health.write_latency(STAGE, time.perf_counter() - began)
         self._health.records_out(STAGE, len(lines) - len(refused))
         for bad in refused:  # cannot happen with well-formed floats; never drop silently
@@ -308,7 +316,7 @@ class AggregateStage:
             query.stop_ms,
         )
         by_window: dict[tuple[str, str, str, int], dict[int, float]] = defaultdict(dict)
-        for key, series_points in points_by_series(await self._influx.query(flux)).items():
+        for key, series_points in points_by_series(await self._influx.query(flux, STAGE)).items():
             for ts, value in series_points.items():
                 by_window[(*key, window_start(ts))][ts] = value
         lines = []
@@ -355,7 +363,7 @@ class AggregateStage:
         devices: list[str] | None,
     ) -> None:
         rows = await self._influx.query(
-            combine_flux(bucket, source, start_ms, start_ms + size_ms, devices)
+            combine_flux(bucket, source, start_ms, start_ms + size_ms, devices), STAGE
         )
         aggs = combined_aggregates(rows)
         await self._write([rollup_line(s, target, start_ms, a) for s, a in aggs.items()])
