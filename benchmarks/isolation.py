@@ -11,6 +11,7 @@ with :func:`kotaflow.mqtt.wipe_mqtt_session` (re-exported here for the scenarios
 from __future__ import annotations
 
 import os
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,4 +71,8 @@ def _plain(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, timedelta):  # durations (alert routes) read back as seconds
+        return value.total_seconds()
+    if isinstance(value, time):  # times of day (alert routes' quiet hours) as "HH:MM:SS"
+        return value.isoformat()
     return value
