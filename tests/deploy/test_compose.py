@@ -15,6 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy.local.influxdb import AGGREGATE, ALERT, GRAFANA, HEALTH, STORE, stage_rights
 from deploy.local.tls import TlsFiles, ensure_tls
 from kotaflow.cli import app
 from kotaflow.settings import Settings, load_settings
@@ -161,13 +162,28 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
     assert depends["grafana-provisioning"]["condition"] == "service_completed_successfully"
 
 
-def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str, Any]) -> None:
+def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[str, Any]) -> None:
     env = compose["x-kotaflow"]["environment"]
     script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text()
-    token_file = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"]
-    assert Path(token_file).name in script
+    folder = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"]
+    assert "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE" not in env
+    issued = _script_rights(script)
+    assert set(issued) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    local = stage_rights(Settings())
+    assert {role: set(local[role]) for role in issued} == issued  # as the local stack
     jobs = compose["services"]["influxdb-tokens"]
-    assert jobs["environment"]["TOKENS_DIR"] == str(Path(token_file).parent)
+    assert jobs["environment"]["TOKENS_DIR"] == folder
+
+
+def _script_rights(script: str) -> dict[str, set[tuple[str, str]]]:
+    """Role -> (action, bucket) of each ``token`` call in kotaflow-tokens.sh."""
+    buckets = {"$telemetry_id": "telemetry", "$rollups_id": "rollups"}
+    calls = script.replace("\\\n", " ")
+    out = {}
+    for found in re.finditer(r'^token "\$TOKENS_DIR/(\w+)\.token" (.*)$', calls, re.M):
+        flags = re.findall(r'--(read|write)-bucket "(\$\w+)"', found.group(2))
+        out[found.group(1)] = {(action, buckets[ref]) for action, ref in flags}
+    return out
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
