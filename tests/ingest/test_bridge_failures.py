@@ -73,31 +73,6 @@ async def test_nothing_lost_when_the_bridge_is_sigkilled_twice_mid_stream(
 
 
 @pytest.mark.timeout(300)
-async def test_two_bridges_in_one_shared_subscription_split_the_load(
-    bridge_run: BridgeRun,
-) -> None:
-    run = bridge_run
-    devices, per_device = 50, 400
-    expected = _expected(run, devices, per_device)
-    ports = [free_port(), free_port()]
-    for n, port in enumerate(ports, start=1):
-        run.spawn_bridge(n, metrics_port=port)
-    for n in (1, 2):
-        wait_for_log(run, n, "MQTT subscribed")
-    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
-    publisher.publish(traffic(run, devices, per_device))
-    publisher.finish()
-
-    async with TopicReader(run.settings, run.raw_topic) as reader:
-        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
-
-    produced = [scrape(port)["kotaflow_bridge_produced_total"] for port in ports]
-    log.info("produced per bridge: %s", produced)
-    assert all(p > 0.1 * len(expected) for p in produced), produced
-    assert sum(produced) >= len(expected)
-
-
-@pytest.mark.timeout(300)
 async def test_sigterm_drains_in_flight_work_so_a_restart_sees_no_duplicates(
     bridge_run: BridgeRun,
 ) -> None:
@@ -129,15 +104,16 @@ async def test_sigterm_drains_in_flight_work_so_a_restart_sees_no_duplicates(
 async def test_kafka_refusing_records_stops_acks_and_the_broker_redelivers_after(
     bridge_run: BridgeRun,
 ) -> None:
-    """Kafka refuses every record (topic limit below any batch): acks stop, the bridge cycles
-    through reconnects; once Kafka accepts again everything published meanwhile arrives."""
+    """Kafka refuses every record (the topic's limit lowered below any batch while the bridge
+    runs: a configuration fault, not the data's): acks stop, the bridge cycles through
+    reconnects; once Kafka accepts again everything published meanwhile arrives."""
     run = bridge_run
     devices, per_device = 20, 100
     expected = _expected(run, devices, per_device)
-    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "64"})
     port = free_port()
     run.spawn_bridge(1, metrics_port=port)
     wait_for_log(run, 1, "MQTT subscribed")
+    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "64"})
     publisher = Publisher(run.settings, f"test-pub-{run.rid}")
     publisher.publish(traffic(run, devices, per_device))
     publisher.finish()
