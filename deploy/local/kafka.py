@@ -56,9 +56,9 @@ from deploy.local.service import (
     wait_until,
 )
 from deploy.local.tls import TlsFiles, ensure_tls
+from ingest.sizes import SizeLimits
 from kotaflow.kafka import LOCAL_SCRAM_USER, client_options, local_sasl_password_file
 from kotaflow.secretfiles import write_private
-from ingest.sizes import SizeLimits
 from kotaflow.settings import KafkaSettings, Settings
 
 FILES = Path(__file__).with_name("kafka")

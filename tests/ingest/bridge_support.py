@@ -25,8 +25,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devices.topics import SUBSCRIPTIONS
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 
@@ -331,3 +334,28 @@ def first_to_log(run: BridgeRun, ns: Iterable[int], text: str, timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"none of bridges {list(ns)} logged {text!r}")
         time.sleep(0.05)
+
+
+def abandon_a_session(
+    run: BridgeRun, client_id: str, groups: list[str] | None = None, plain: bool = True
+) -> None:
+    """A bridge that ran once under ``client_id`` and is gone for good: a persistent session
+    subscribed the old way ($share under the groups bridges used, and plain)."""
+    access = mqtt_access(run.settings, Account.BRIDGE)
+    client = access.client(client_id)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 600
+    client.connect(access.host, access.port, clean_start=False, properties=props)
+    client.loop_start()
+    done: list[bool] = []
+    client.on_subscribe = lambda *_: done.append(True)
+    groups = ["kotaflow-bridge", f"test-{run.rid}"] if groups is None else groups
+    filters = [f"$share/{g}/{f}" for g in groups for f in SUBSCRIPTIONS]
+    filters += list(SUBSCRIPTIONS) if plain else []
+    client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+    deadline = time.monotonic() + 10
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done, "the abandoned session's SUBSCRIBE was never answered"
+    client.disconnect()
+    client.loop_stop()
