@@ -359,3 +359,18 @@ def abandon_a_session(
     assert done, "the abandoned session's SUBSCRIBE was never answered"
     client.disconnect()
     client.loop_stop()
+
+
+async def publish_and_collect(
+    run: BridgeRun, devices: int, per_device: int, timeout_s: float = 30.0
+) -> Counter[str]:
+    """Publish :func:`traffic` and wait until all of it is in the raw topic; returns the ids
+    seen there with their counts (duplicates > 1)."""
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    publisher.publish(traffic(run, devices, per_device))
+    publisher.finish()
+    expected = {f"{run.device(d)}:{s}" for d in range(devices) for s in range(per_device)}
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s)
+        await reader.poll()  # a moment more, for duplicates
+    return ids_of(reader.records)

@@ -6,11 +6,8 @@ from __future__ import annotations
 import pytest
 from bridge_support import (
     BridgeRun,
-    Publisher,
-    TopicReader,
     abandon_a_session,
-    ids_of,
-    traffic,
+    publish_and_collect,
     wait_for_log,
 )
 
@@ -28,15 +25,8 @@ async def test_a_session_of_the_old_design_drops_its_share_subscriptions(
     abandon_a_session(run, run.client_id(1), groups=["kotaflow-bridge"], plain=False)
     run.spawn_bridge(1)
     wait_for_log(run, 1, "MQTT subscribed")
-    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
-    publisher.publish(traffic(run, 10, 20))
-    publisher.finish()
-    expected = {f"{run.device(d)}:{s}" for d in range(10) for s in range(20)}
-    async with TopicReader(run.settings, run.raw_topic) as reader:
-        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=30)
-        await reader.poll()
-    seen = ids_of(reader.records)
-    assert sum(seen[i] for i in expected) == len(expected), "duplicates: a share is left"
+    seen = await publish_and_collect(run, 10, 20)
+    assert max(seen.values()) == 1, "duplicates: a share subscription is left"
 
 
 @pytest.mark.timeout(120)
@@ -49,9 +39,4 @@ async def test_a_deprecated_share_group_is_honoured_and_warned_about(
     text = run.log_text(1)
     assert "bridge.share_group is deprecated" in text
     assert f"$share/legacy-{run.rid}/kotaflow/+/telemetry" in text
-    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
-    publisher.publish(traffic(run, 5, 5))
-    publisher.finish()
-    expected = {f"{run.device(d)}:{s}" for d in range(5) for s in range(5)}
-    async with TopicReader(run.settings, run.raw_topic) as reader:
-        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=30)
+    await publish_and_collect(run, 5, 5)

@@ -16,6 +16,7 @@ from bridge_support import (
     abandon_a_session,
     first_to_log,
     ids_of,
+    publish_and_collect,
     traffic,
     wait_for_log,
 )
@@ -79,9 +80,4 @@ async def test_sigterm_hands_the_session_to_the_standby_at_once(bridge_run: Brid
     handover_s = time.monotonic() - stopped_at
     log.info("graceful handover %.1f s", handover_s)
     assert handover_s < 15
-    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
-    publisher.publish(traffic(run, 10, 10))
-    publisher.finish()
-    expected = {f"{run.device(d)}:{s}" for d in range(10) for s in range(10)}
-    async with TopicReader(run.settings, run.raw_topic) as reader:
-        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=30)
+    await publish_and_collect(run, 10, 10)
