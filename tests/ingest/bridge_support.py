@@ -82,7 +82,10 @@ class BridgeRun:
             "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": self.dead_topic,
             "KOTAFLOW_KAFKA__TOPICS__BRIDGE_LEASE": self.lease_topic,
             "KOTAFLOW_BRIDGE__CLIENT_ID": client_id,
-            "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS": "6000",
+            # Kafka's least (the default is 8 s); set it in the environment to measure another.
+            "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS": os.environ.get(
+                "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS", "6000"
+            ),
             "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "600",
             "KOTAFLOW_BRIDGE__METRICS_PORT": str(metrics_port),
             "KOTAFLOW_BRIDGE__RATE_PER_S": "100000",

@@ -14,13 +14,12 @@ from kotaflow.settings import Settings
 @pytest.mark.services
 def test_main_command_runs_the_pipeline_and_stops_cleanly(stack: Settings) -> None:
     """``kotaflow run`` (the README's main command) starts every part, shows rates, stops."""
-    # The bridge keeps a persistent session under its client id: a made-up one (and its own
-    # share group), wiped afterwards, so the run leaves no session queueing on the broker.
+    # The bridge keeps a persistent session under its client id: a made-up one (so its own
+    # lease group), wiped afterwards, so the run leaves no session queueing on the broker.
     bridge_id = f"test-run-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "KOTAFLOW_BRIDGE__CLIENT_ID": bridge_id,
-        "KOTAFLOW_BRIDGE__SHARE_GROUP": bridge_id,
     }
     try:
         done = subprocess.run(
