@@ -175,6 +175,8 @@ class Bridge:
             while not stop.is_set():
                 if not await _until_set(lease.held, stop):
                     return
+                if not lease.begin_term():
+                    continue
                 self.metrics.lease_held.set(1)
                 ended = asyncio.Event()
                 term_over = asyncio.create_task(_set_when(ended, lease.lost, stop))

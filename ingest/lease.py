@@ -53,8 +53,9 @@ class BridgeLease:
     """Run :meth:`run` as a task; wait on :attr:`held`, stop the active term on :attr:`lost`.
 
     ``held`` is set while this process is the active bridge; ``lost`` is set when a held
-    lease ends (cleared when it is next acquired). After ``lost`` the bridge disconnects
-    from MQTT, then calls :meth:`released`.
+    lease ends (cleared when it is next acquired). The bridge calls :meth:`begin_term`
+    before it connects to MQTT and, after ``lost``, disconnects and calls :meth:`released`.
+    A new term is granted only after the last one was released.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -70,6 +71,7 @@ class BridgeLease:
         self.lost = asyncio.Event()
         self._released = asyncio.Event()
         self._released.set()
+        self._in_term = False
         self._pending: asyncio.Task[None] | None = None
         self._lease = TopicPartition(self.topic, LEASE_PARTITION)
 
@@ -98,8 +100,14 @@ class BridgeLease:
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, self._retry_max_s)
 
+    def begin_term(self) -> bool:
+        """The bridge starts its active term; False if the lease is no longer held."""
+        self._in_term = self.held.is_set()
+        return self._in_term
+
     def released(self) -> None:
         """The active term is over: no MQTT connection any more."""
+        self._in_term = False
         self._released.set()
 
     # -- rebalance callbacks ------------------------------------------------------------
@@ -133,6 +141,8 @@ class BridgeLease:
             return
         self.held.clear()
         self.lost.set()
+        if not self._in_term:  # lost before the bridge began: nothing to wait for
+            self._released.set()
         log.warning("lease lost: standing by", extra={"group": self.group_id, "why": why})
 
     # -- plumbing -----------------------------------------------------------------------
