@@ -25,8 +25,8 @@ and the contiguous completed prefix is acked with one write.
 
 The usual message (a known device's topic, no MQTT 5 properties, not retained) takes a
 short path: its headers are the topic's cached leading headers plus the burst's receive
-time and the QoS. Everything else goes through :class:`~ingest.envelope.RawEnvelope` or
-:class:`~kotaflow.deadletter.DeadLetter`; a unit test pins that both paths give the same
+time and the QoS. Everything else goes through :class:`~kotaflow.wire.raw.RawEnvelope` or
+:class:`~kotaflow.wire.deadletter.DeadLetter`; a unit test pins that both paths give the same
 record.
 
 Failure and recovery:
@@ -62,11 +62,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from devices.catalogue import load_catalogue
-from devices.reading import Reason
 from ingest.acks import AckWindow
 from ingest.batcher import KafkaBatcher, Lane, RecordTooLargeError
 from ingest.edge import EdgePolicy, Route
-from ingest.envelope import plain_tails
 from ingest.fastpaho import Arrival
 from ingest.lease import BridgeLease
 from ingest.metrics import BridgeMetrics
@@ -75,10 +73,13 @@ from ingest.producer import make_bridge_producer
 from ingest.ratelimit import DeviceRateLimiter, default_burst
 from ingest.refusals import RefusalLog
 from ingest.sizes import SizeLimits, check_topic_sizes
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import client_options, topic_max_message_bytes
+from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.raw import plain_tails
+from kotaflow.wire.reasons import Reason
 
 log = logging.getLogger("kotaflow.bridge")
 
@@ -219,7 +220,10 @@ class Bridge:
             try:
                 found = await topic_max_message_bytes(self._kafka_options, topics)
             except (KafkaError, OSError) as err:
-                log.warning("Kafka unavailable", extra={"error": repr(err), "retry_in_s": delay})
+                log.warning(
+                    "Kafka unavailable",
+                    extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
+                )
                 if await _wait_or_stop(stop, delay):
                     return False
                 delay = min(delay * 2, self._cfg.reconnect_max_s)
@@ -428,7 +432,10 @@ class Bridge:
             try:
                 await producer.start()
             except KafkaError as err:
-                log.warning("Kafka unavailable", extra={"error": repr(err), "retry_in_s": delay})
+                log.warning(
+                    "Kafka unavailable",
+                    extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
+                )
                 await self._stop_producer(producer)
                 if await _wait_or_stop(stop, delay):
                     return None

@@ -36,6 +36,7 @@ from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitio
 from aiokafka.errors import KafkaError
 
 from kotaflow.kafka import client_options
+from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings
 
 log = logging.getLogger("kotaflow.bridge.lease")
@@ -90,7 +91,8 @@ class BridgeLease:
                     await consumer.getmany(timeout_ms=_POLL_MS)  # keeps the membership live
             except (KafkaError, OSError, LookupError) as err:
                 log.warning(
-                    "lease: Kafka group failed", extra={"error": repr(err), "retry_in_s": delay}
+                    "lease: Kafka group failed",
+                    extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
                 )
             finally:
                 await self._stop(consumer)

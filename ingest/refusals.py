@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from devices.reading import Reason
+from kotaflow.logs import ONE_LINE_EACH
+from kotaflow.wire.reasons import Reason
 
 INTERVAL_S = 10.0
 TOP_DEVICES = 5
@@ -44,7 +45,8 @@ class RefusalLog:
                 "top_devices": dict(self._by_device.most_common(TOP_DEVICES)),
                 "devices": len(self._by_device),
                 "interval_s": self._interval_s,
-            },
+            }
+            | ONE_LINE_EACH,  # paced here already: never held back as a repeat
         )
         self._by_reason.clear()
         self._by_device.clear()

@@ -9,7 +9,7 @@ Every other size limit on a message's way follows from it, so they cannot disagr
 - The largest Kafka record the bridge writes, :attr:`SizeLimits.record_bytes`: a dead letter
   carries the payload base64-encoded (4/3) plus a bounded envelope (topic, headers).
   Anything bigger (huge MQTT 5 user properties, say) is dead-lettered compactly: a prefix,
-  the full length and the SHA-256 (:meth:`kotaflow.deadletter.DeadLetter.compact`).
+  the full length and the SHA-256 (:meth:`kotaflow.wire.deadletter.DeadLetter.compact`).
 - The producer's ``max_request_size`` and the topics' ``max.message.bytes``,
   :attr:`SizeLimits.request_bytes`: the largest batch the bridge can send, one full batch
   or one record of the largest size, whichever is larger.

@@ -27,10 +27,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from deploy.local.mosquitto import mosquitto_binary
-from devices.reading import Reason
 from ingest.sizes import SizeLimits
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import BridgeSettings
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 
 pytestmark = [pytest.mark.services]
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from devices.reading import Reason
 from ingest.refusals import RefusalLog
+from kotaflow.wire.reasons import Reason
 
 
 def test_a_flood_of_refusals_gives_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from deploy.local.mosquitto import Mosquitto
-from devices.reading import Reason
 from ingest.sizes import KAFKA_DEFAULT_MESSAGE_BYTES, SizeLimitError, SizeLimits, check_topic_sizes
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import BridgeSettings, Settings
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 
 
 def test_the_limits_follow_from_the_payload_setting() -> None:

@@ -8,11 +8,13 @@ take this shape; ``event_id`` lets the gateway drop a retried duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx
 
+from kotaflow.alerting_settings import GatewayReceiver
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels.base import post_json
-from processors.alerting.config import GatewayReceiver
-from processors.alerting.events import AlertEvent
 from processors.alerting.templates import Message
 
 SMS_LIMIT = 459
@@ -24,7 +26,9 @@ class GatewayChannel:
         self._receiver = receiver
         self._http = http
 
-    async def send(self, event: AlertEvent, message: Message) -> None:
+    async def send(
+        self, event: AlertEvent, message: Message, group: Sequence[AlertEvent] = ()
+    ) -> None:
         text = f"{message.title}\n{message.text}"
         if self._receiver.channel == "sms":
             text = text[:SMS_LIMIT]

@@ -4,7 +4,7 @@ Input
     ``kotaflow.readings`` (readings record v1), consumer group
     ``processing.aggregate.group_id``.
 Output
-    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/rollups.py``):
+    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/aggregate/rollups.py``):
     ``window=1m`` aggregates (count, min, max, sum, mean, last) of 1-minute event-time
     tumbling windows, after dedup of exact duplicates; ``window=1h`` and ``window=1d``
     recomputed from them. Readings older than ``max_lateness_h`` and records that are not
@@ -13,11 +13,13 @@ Guarantee
     Each rollup equals a recomputation from the raw points, after crashes and rebalances:
     every write replaces a whole window (never increments), and offsets are committed only
     up to the first record of the oldest window not yet written, with the watermark in the
-    commit metadata (design and proof sketch in ``processors/windows.py``). Late readings
+    commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Late readings
     (window already closed) trigger a recomputation of their window from the raw points in
     ``telemetry``, once the store group has committed past them (so the points are there);
     until then they hold the commit back. Hourly/daily rollups of every hour/day a written
     window touched are recomputed before each commit (every ``rollup_interval_s``).
+    A write or query InfluxDB refuses for a reason that is not the data (token, bucket,
+    outage) stalls the stage as it does store; only lines InfluxDB names are dead-lettered.
 """
 
 from __future__ import annotations
@@ -30,16 +32,10 @@ from collections import defaultdict
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
-from processors.health import Health
-from processors.influx import InfluxSink
-from processors.inputs import parse_readings, refused_reading
-from processors.kafka import make_admin
-from processors.loop import Batch, Offsets, instance_name
-from processors.output import KafkaOutput
-from processors.rollups import (
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
+from processors.aggregate.rollups import (
     DAY_MS,
     HOUR_MS,
     combine_flux,
@@ -50,7 +46,7 @@ from processors.rollups import (
     raw_points_flux,
     rollup_line,
 )
-from processors.windows import (
+from processors.aggregate.windows import (
     Added,
     Series,
     Window,
@@ -59,6 +55,12 @@ from processors.windows import (
     decode_metadata,
     encode_metadata,
 )
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
+from processors.runtime.kafka_clients import make_admin
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.readings_input import parse_readings, refused_reading
+from processors.runtime.stage_loop import Batch, Offsets, instance_name
 
 log = logging.getLogger("kotaflow.processors.aggregate")
 
@@ -95,12 +97,18 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        self._admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
-        await self._admin.start()
+        admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
+        try:
+            await admin.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin = admin
 
     async def stop(self) -> None:
         if self._admin is not None:
             await self._admin.close()
+            self._admin = None
         await self._output.stop()
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -205,7 +213,7 @@ class AggregateStage:
         if not lines:
             return
         began = time.perf_counter()
-        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines)
+        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines, STAGE)
         self._health.write_latency(STAGE, time.perf_counter() - began)
         self._health.records_out(STAGE, len(lines) - len(refused))
         for bad in refused:  # cannot happen with well-formed floats; never drop silently
@@ -244,7 +252,7 @@ class AggregateStage:
         flux = raw_points_flux(
             self._settings.influxdb.telemetry_bucket, first.type, first.device, start, stop
         )
-        stored = points_by_series(await self._influx.query(flux))
+        stored = points_by_series(await self._influx.query(flux, STAGE))
         lines = []
         for w in windows:
             series_points = stored.get((w.series.metric, w.series.kecamatan, w.series.type), {})
@@ -275,12 +283,12 @@ class AggregateStage:
         offset_ms = int(self._cfg.day_offset_h * HOUR_MS)
         hours, self._dirty_hours = sorted(self._dirty_hours), set()
         for hour in hours:
-            rows = await self._influx.query(combine_flux(bucket, "1m", hour, hour + HOUR_MS))
+            rows = await self._influx.query(combine_flux(bucket, "1m", hour, hour + HOUR_MS), STAGE)
             aggs = combined_aggregates(rows)
             await self._write([rollup_line(s, "1h", hour, a) for s, a in aggs.items()])
             self._dirty_days.add(day_of(hour, offset_ms))
         days, self._dirty_days = sorted(self._dirty_days), set()
         for day in days:
-            rows = await self._influx.query(combine_flux(bucket, "1h", day, day + DAY_MS))
+            rows = await self._influx.query(combine_flux(bucket, "1h", day, day + DAY_MS), STAGE)
             aggs = combined_aggregates(rows)
             await self._write([rollup_line(s, "1d", day, a) for s, a in aggs.items()])
