@@ -132,6 +132,8 @@ class BridgeLease:
                 log.info("lease acquired: this bridge is active", extra={"group": self.group_id})
         elif self.held.is_set():
             self._lose("assigned to another bridge")
+        else:
+            log.info("lease: standing by, another bridge is active", extra={"group": self.group_id})
 
     async def _expire_pending(self) -> None:
         await asyncio.sleep(self._session_timeout_ms / 1000)

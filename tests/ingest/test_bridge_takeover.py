@@ -81,3 +81,18 @@ async def test_sigterm_hands_the_session_to_the_standby_at_once(bridge_run: Brid
     log.info("graceful handover %.1f s", handover_s)
     assert handover_s < 15
     await publish_and_collect(run, 10, 10)
+
+
+@pytest.mark.timeout(120)
+async def test_a_standby_joining_leaves_the_active_bridge_connected(bridge_run: BridgeRun) -> None:
+    """The rebalance a new standby causes gives the lease back to the active one (sticky
+    assignor): no handover, no reconnect."""
+    run = bridge_run
+    run.spawn_bridge(1)
+    wait_for_log(run, 1, "MQTT subscribed")
+    run.spawn_bridge(2, session=1)
+    wait_for_log(run, 2, "standing by, another bridge is active", timeout_s=30)
+    assert "lease lost" not in run.log_text(1)
+    assert run.log_text(1).count('"MQTT connected"') == 1
+    assert "MQTT connected" not in run.log_text(2)
+    await publish_and_collect(run, 5, 5)
