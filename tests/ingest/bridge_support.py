@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,29 +340,50 @@ def first_to_log(run: BridgeRun, ns: Iterable[int], text: str, timeout_s: float 
         time.sleep(0.05)
 
 
+@contextmanager
+def resumed_session(
+    run: BridgeRun, account: Account | str, client_id: str, filters: Iterable[str] = ()
+) -> Iterator[bool]:
+    """Connect as ``account`` with ``client_id``, keeping (or making) its persistent session,
+    subscribe to ``filters`` at QoS 1 and wait for the answers; yields whether the broker
+    resumed a session. Disconnects after, leaving the session behind."""
+    access = mqtt_access(run.settings, account)
+    client = access.client(client_id)
+    present: list[bool] = []
+    subscribed: list[bool] = []
+    client.on_connect = lambda _c, _u, flags, _rc, _p: present.append(flags.session_present)
+    client.on_subscribe = lambda *_: subscribed.append(True)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 600
+    client.connect(access.host, access.port, clean_start=False, properties=props)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 10
+        while not present and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert present, f"{client_id}: no CONNACK"
+        wanted = [(f, SubscribeOptions(qos=1)) for f in filters]
+        if wanted:
+            client.subscribe(wanted)
+            while not subscribed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert subscribed, f"{client_id}: SUBSCRIBE never answered"
+        yield present[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def abandon_a_session(
     run: BridgeRun, client_id: str, groups: list[str] | None = None, plain: bool = True
 ) -> None:
     """A bridge that ran once under ``client_id`` and is gone for good: a persistent session
     subscribed the old way ($share under the groups bridges used, and plain)."""
-    access = mqtt_access(run.settings, Account.BRIDGE)
-    client = access.client(client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 600
-    client.connect(access.host, access.port, clean_start=False, properties=props)
-    client.loop_start()
-    done: list[bool] = []
-    client.on_subscribe = lambda *_: done.append(True)
     groups = ["kotaflow-bridge", f"test-{run.rid}"] if groups is None else groups
     filters = [f"$share/{g}/{f}" for g in groups for f in SUBSCRIPTIONS]
     filters += list(SUBSCRIPTIONS) if plain else []
-    client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
-    deadline = time.monotonic() + 10
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert done, "the abandoned session's SUBSCRIBE was never answered"
-    client.disconnect()
-    client.loop_stop()
+    with resumed_session(run, Account.BRIDGE, client_id, filters):
+        pass
 
 
 async def publish_and_collect(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 
 import pytest
 from bridge_support import (
@@ -13,15 +12,14 @@ from bridge_support import (
     TopicReader,
     free_port,
     ids_of,
+    resumed_session,
     scrape,
     set_topic_config,
     traffic,
     wait_for_log,
 )
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from kotaflow.mqtt import Account, mqtt_access
+from kotaflow.mqtt import Account
 
 log = logging.getLogger("tests.bridge")
 
@@ -149,28 +147,12 @@ async def test_a_lost_mqtt_connection_resumes_the_session_and_loses_nothing(
 
     async with TopicReader(run.settings, run.raw_topic) as reader:
         await reader.until(lambda: len(reader.records) > 500, 60)
-        _take_over_session(run, run.client_id(1))
+        # Another connection with the bridge's client id takes the session over (the broker
+        # disconnects the bridge), then leaves it intact for the bridge to resume.
+        with resumed_session(run, Account.BRIDGE, run.client_id(1)) as present:
+            assert present, "could not take the session over"
         wait_for_log(run, 1, '"connection": 2')  # paho reconnected on its own
         sending.join()
         publisher.finish()
         await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=120)
     assert expected <= set(ids_of(reader.records))
-
-
-def _take_over_session(run: BridgeRun, client_id: str) -> None:
-    """Connect with the bridge's client id, keeping its session: the broker disconnects
-    the bridge. Then leave again, session intact, for the bridge to resume."""
-    access = mqtt_access(run.settings, Account.BRIDGE)
-    intruder = access.client(client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 600
-    intruder.connect(access.host, access.port, clean_start=False, properties=props)
-    intruder.loop_start()
-    try:
-        deadline = time.monotonic() + 10
-        while not intruder.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert intruder.is_connected(), "could not take the session over"
-    finally:
-        intruder.disconnect()
-        intruder.loop_stop()

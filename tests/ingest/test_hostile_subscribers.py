@@ -11,7 +11,15 @@ from contextlib import contextmanager
 
 import paho.mqtt.client as paho
 import pytest
-from bridge_support import BridgeRun, Publisher, TopicReader, ids_of, traffic, wait_for_log
+from bridge_support import (
+    BridgeRun,
+    Publisher,
+    TopicReader,
+    ids_of,
+    resumed_session,
+    traffic,
+    wait_for_log,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -88,23 +96,9 @@ def _resume_as_a_device(run: BridgeRun, client_id: str) -> bool:
     """Connect with a device's account and ``client_id``, keeping the session; whether the
     broker resumed it (session present)."""
     device = next(d.id for d in load_fleet(run.settings).registry.devices if d.enabled)
-    access = mqtt_access(run.settings, device)
-    rogue = access.client(client_id)
-    present: list[bool] = []
-    rogue.on_connect = lambda _c, _u, flags, _rc, _p: present.append(flags.session_present)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 600
-    rogue.connect(access.host, access.port, clean_start=False, properties=props)
-    rogue.loop_start()
-    try:
-        deadline = time.monotonic() + 10
-        while not present and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with resumed_session(run, device, client_id) as present:
         time.sleep(1)  # long enough for the broker to deliver the queue to it
-    finally:
-        rogue.disconnect()
-        rogue.loop_stop()
-    return bool(present and present[0])
+    return present
 
 
 @pytest.mark.timeout(60)
