@@ -35,10 +35,9 @@ from pathlib import Path
 from deploy.local.installers import apt_install, run_logged
 from deploy.local.kafka_topics import (
     ClusterView,
+    create_kotaflow_topics,
     describe_cluster,
     describe_with,
-    ensure_topics,
-    planned_topics,
     warm_group_coordinator,
 )
 from deploy.local.service import (
@@ -95,7 +94,9 @@ class Kafka:
         self._host, self._port = broker_address(settings.kafka)
         self._sasl_port = self._port + SASL_PORT_OFFSET
         self._kafka = KafkaSettings(  # the stack's own calls use the plain listener
-            bootstrap_servers=self.address, topics=settings.kafka.topics
+            bootstrap_servers=self.address,
+            topics=settings.kafka.topics,
+            layout=settings.kafka.layout,
         )
         self._tls = TlsFiles.of(settings.stack.state_dir)
         self._version = pinned_version()
@@ -142,7 +143,7 @@ class Kafka:
         else:
             self._start_broker(report)
         self._ensure_scram_user(report)
-        ensure_topics(self._kafka, planned_topics(self._kafka), report)
+        create_kotaflow_topics(self._kafka, report)
         warm_group_coordinator(self._kafka, self._kafka.topics.raw, report)
 
     def stop(self, report: Report) -> None:
