@@ -261,6 +261,7 @@ async def measure(
     during: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
     inspect: Callable[[Settings, str], Awaitable[None]] | None = None,
     logs_to: Path | None = None,
+    settle_s: float = SETTLE_S,
 ) -> E2ERun:
     """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``;
     ``deadletters``: also keep the manifest and read the dead-letter topic before it goes.
@@ -268,7 +269,8 @@ async def measure(
     ``during(run settings)`` runs beside the simulator (a fault to inject; awaited before
     the run settles); ``inspect(run settings, device id prefix)`` runs once everything
     arrived, before the run's buckets and topics are deleted (checks of what was stored).
-    ``logs_to``: a folder the children's logs are copied to at the end (for a test's report)."""
+    ``logs_to``: a folder the children's logs are copied to at the end (for a test's report);
+    ``settle_s``: how long the last readings may take to arrive after the simulator ends."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kotaflow-e2e-"))
     base = isolated(settings, tag, prefix="bench")
@@ -328,7 +330,7 @@ async def measure(
             last_ts: dict[str, int] = {}
             for device, ts in expected:
                 last_ts[device] = max(ts, last_ts.get(device, 0))
-            deadline = time.monotonic() + SETTLE_S
+            deadline = time.monotonic() + settle_s
             while not poller.caught_up(last_ts) and time.monotonic() < deadline:
                 for child in (bridge, process):
                     child.check_alive()
