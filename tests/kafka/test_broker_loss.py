@@ -34,6 +34,7 @@ from benchmarks.e2e_bench import measure
 from deploy.local.kafka import Kafka
 from deploy.local.service import read_pid
 from kotaflow.settings import Settings, load_settings
+from tests.processors.conftest import quick_flushes
 from tests.processors.helpers import wait_for
 from tests.processors.influxcheck import mismatches, recompute, rollups, telemetry
 
@@ -119,20 +120,10 @@ async def _leader_of_most(bootstrap: str, topic: str) -> int:
     return max(set(leaders), key=leaders.count)
 
 
-def _quick(settings: Settings, bootstrap: str) -> Settings:
+def _on_cluster(settings: Settings, bootstrap: str) -> Settings:
     """The shared stack's settings on the cluster, with windows that close quickly."""
-    p = settings.processing
-    processing = p.model_copy(
-        update={
-            "store": p.store.model_copy(update={"flush_interval_s": 0.5}),
-            "aggregate": p.aggregate.model_copy(
-                update={"flush_interval_s": 0.5, "rollup_interval_s": 2.0, "grace_s": 2.0}
-            ),
-            "validation": p.validation.model_copy(update={"flush_interval_s": 0.2}),
-        }
-    )
     kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-    return settings.model_copy(update={"kafka": kafka, "processing": processing})
+    return quick_flushes(settings.model_copy(update={"kafka": kafka}))
 
 
 async def test_a_broker_killed_under_load_loses_no_reading_and_clients_recover(
@@ -164,7 +155,7 @@ async def test_a_broker_killed_under_load_loses_no_reading_and_clients_recover(
         await wait_for(matches, 120, "1m rollups equal to a recomputation from telemetry")
 
     run = await measure(
-        _quick(stack, cluster.bootstrap),
+        _on_cluster(stack, cluster.bootstrap),
         rate=RATE,
         duration_s=DURATION_S,
         during=kill_then_bring_back,

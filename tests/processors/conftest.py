@@ -98,7 +98,11 @@ def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
 def on_stack_fleet(on_stack: Settings, tmp_path: Path) -> Settings:
     """Private topics, groups and device ids on the full stack, with quick flushes."""
     tag = "t" + on_stack.kafka.topics.raw.split(".")[1][:8]
-    s = private_fleet(on_stack, tmp_path, tag)
+    return quick_flushes(private_fleet(on_stack, tmp_path, tag))
+
+
+def quick_flushes(s: Settings) -> Settings:
+    """``s`` with stages that flush, and 1-minute windows that close, within seconds."""
     p = s.processing
     processing = p.model_copy(
         update={
