@@ -42,10 +42,11 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable outcome.")] = False,
 ) -> None:
     """Create the missing topics with the partitions, replication factor,
-    min.insync.replicas, retention and max message size of the settings (idempotent).
+    min.insync.replicas, retention and max message size of settings.kafka.layout.
 
-    An existing topic that differs (partition count, replication, config) is reported and
-    left as it is. Example: KOTAFLOW_KAFKA__LAYOUT__RETENTION_HOURS=336 kotaflow kafka topics create
+    Idempotent: a topic that differs (partitions, replication, config) is reported, not changed.
+
+    Example: KOTAFLOW_KAFKA__LAYOUT__RETENTION_HOURS=336 kotaflow kafka topics create
     """
     settings = settings_of(ctx)
     try:
