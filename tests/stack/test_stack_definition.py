@@ -23,7 +23,7 @@ from deploy.local.kafka import (
 )
 from deploy.local.kafka_topics import planned_topics
 from deploy.local.mosquitto import Mosquitto
-from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail
+from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail, note_config_drift
 from kotaflow.settings import Settings
 
 
@@ -159,3 +159,14 @@ def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> No
         f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
     )
     assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"
+
+
+def test_config_drift_is_about_settings_not_comments(tmp_path: Path) -> None:
+    rendered = tmp_path / "server.properties"
+    rendered.write_text("# one node\nnode.id=1\n")
+    notes: list[str] = []
+    note_config_drift("kafka", rendered, "# one node or three\n\nnode.id=1\n", notes.append)
+    assert notes == []
+    note_config_drift("kafka", rendered, "# one node\nnode.id=2\n", notes.append)
+    assert len(notes) == 1
+    assert "stack down && kotaflow stack up" in notes[0]
