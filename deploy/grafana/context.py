@@ -7,14 +7,14 @@ and the same inputs always give byte-identical files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from deploy.grafana.i18n import Lang
 from devices.fleet import Fleet, load_fleet
 from kotaflow.alerting_settings import AlertingSettings
-from kotaflow.settings import Settings
+from kotaflow.settings import GrafanaSettings, Settings
 from processors.alerting.model import RuleKind, RuleSet
-from processors.alerting.rules import load_rules, rules_file_of
+from processors.alerting.rules import load_rules, rules_file_of, with_device_levels
 
 DATASOURCE_UID = "kotaflow-influxdb"
 DATASOURCE_NAME = "kotaflow InfluxDB"
@@ -61,6 +61,8 @@ class BuildContext:
     influx: InfluxNames
     datasource_uid: str = DATASOURCE_UID
     timezone: str = TIMEZONE
+    maps: GrafanaSettings = field(default_factory=GrafanaSettings)
+    """Which tiles the map panels load (``grafana.map_tiles``), or none: tables instead."""
 
     def uid(self, name: str) -> str:
         """A dashboard's uid: ``kotaflow-<name>``, plus ``-en`` for the English variant."""
@@ -99,4 +101,6 @@ def load_context(settings: Settings, lang: Lang = Lang.ID) -> BuildContext:
         metrics=set(catalogue.metrics),
         types=set(catalogue.types),
     )
-    return BuildContext(lang, fleet, rules, InfluxNames.from_settings(settings))
+    rules = with_device_levels(rules, fleet.registry)
+    influx = InfluxNames.from_settings(settings)
+    return BuildContext(lang, fleet, rules, influx, maps=settings.grafana)
