@@ -1,5 +1,6 @@
-"""``kotaflow devices list|check|credentials``: see the registered devices, validate device
-files, generate the broker's accounts and ACL from the registry."""
+"""``kotaflow devices list|check|credentials|tls``: see the registered devices, validate device
+files, generate the broker's accounts and ACL from the registry and the TLS certificate the
+devices connect to."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from deploy.local.tls import ensure_tls
 from devices.catalogue import load_catalogue
 from devices.credentials import CredentialsError, describe, write_broker_files
 from devices.filecheck import check_device_file
@@ -140,3 +142,27 @@ def credentials(
         errors.print(Text.assemble(("error: ", "red"), str(err)), soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"{directory}: {describe(report)}")
+
+
+@app.command("tls")
+def tls(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to keep tls/ca.crt, tls/server.crt, tls/server.key.")
+    ],
+    hosts: Annotated[
+        list[str],
+        typer.Option("--host", help="A name devices connect to (repeatable; DNS name or IP)."),
+    ],
+) -> None:
+    """Make the CA devices trust and the broker's TLS certificate, in DIRECTORY/tls.
+
+    The same code as the local stack's and compose's Kafka certificate (deploy/local/tls.py):
+    made once, kept, re-issued 30 days before it expires or when a new --host is asked for
+    (then reload Mosquitto). The certificate also names localhost and 127.0.0.1, so clients
+    on the broker's own host verify it too. Give devices DIRECTORY/tls/ca.crt; the keys
+    (0600) never leave DIRECTORY.
+
+    Example: kotaflow devices tls /etc/mosquitto/kotaflow --host mqtt.manggaraikab.go.id
+    """
+    files = ensure_tls(directory, hosts, typer.echo)
+    typer.echo(f"{files.ca_cert.parent}: CA {files.ca_cert.name}, {files.server_cert.name}")

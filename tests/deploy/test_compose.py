@@ -36,6 +36,7 @@ KOTAFLOW_SERVICES = {
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
+    "mqtt-tls",
     "kafka-tls",
 }
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
@@ -487,3 +488,63 @@ def test_storage_format_refuses_a_password_the_broker_would_read_differently(
     assert done.returncode != 0
     assert why in done.stderr
     assert not (tmp_path / "record").exists()
+
+
+MQTT_CLIENTS = {"bridge", "process", "alert"}
+"""The long-running kotaflow services (the bridge reads MQTT; the others' health checks may)."""
+
+
+def _conf_lines() -> list[list[str]]:
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    return [line.split() for line in conf.splitlines() if line and not line.startswith("#")]
+
+
+def test_mqtt_is_published_on_the_host_only_over_tls(compose: dict[str, Any]) -> None:
+    """No plaintext MQTT port on the host: the broker's only listener is TLS, on 8883."""
+    listeners = [line[1:] for line in _conf_lines() if line[0] == "listener"]
+    assert listeners == [["8883", "0.0.0.0"]]
+    (published,) = compose["services"]["mosquitto"]["ports"]
+    assert published.rsplit(":", 1)[-1] == "8883"
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            assert port.rsplit(":", 1)[-1] != "1883", name
+
+
+def test_the_tls_listener_uses_files_a_compose_job_makes(compose: dict[str, Any]) -> None:
+    """certfile/keyfile are in the volume the mqtt-tls job fills with `kotaflow devices tls`
+    (deploy/local/tls.py), the certificate names the host the services connect to, and
+    Mosquitto starts only after the job."""
+    services = compose["services"]
+    conf = {line[0]: line[1:] for line in _conf_lines()}
+    job = services["mqtt-tls"]
+    (script,) = job["command"]
+    argv = shlex.split(script.split("&&")[0])
+    assert argv[:3] == ["kotaflow", "devices", "tls"]
+    files = TlsFiles.of(Path(argv[3]))
+    (target,) = [t for t, source in _mounts(job).items() if source == "mqtt-tls"]
+    assert Path(target) == files.ca_cert.parent
+    assert conf["certfile"] == [str(files.server_cert)]
+    assert conf["keyfile"] == [str(files.server_key)]
+    assert _mounts(services["mosquitto"])[target] == "mqtt-tls"
+    assert services["mosquitto"]["depends_on"]["mqtt-tls"]["condition"] == (
+        "service_completed_successfully"
+    )
+    env = compose["x-kotaflow"]["environment"]
+    hosts = [argv[i + 1] for i, a in enumerate(argv) if a == "--host"]
+    assert env["KOTAFLOW_MQTT__HOST"] in hosts
+    assert "$${MQTT_TLS_HOST}" in hosts  # the devices' name, from deploy/.env
+    assert "chown 1883:1883" in script  # Mosquitto's uid reads its key
+
+
+def test_kotaflow_services_connect_to_mqtt_over_tls_and_verify_it(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each MQTT client's settings as the service sees them: TLS to 8883, the job's CA."""
+    for name in sorted(MQTT_CLIENTS):
+        with monkeypatch.context() as env:
+            _as_the_service_sees_it(compose, name, tmp_path / name, env)
+            mqtt = load_settings().mqtt
+        assert mqtt.tls, name
+        assert mqtt.tls_port == 8883, name
+        assert str(mqtt.ca_file) == "/run/kotaflow-mqtt/tls/ca.crt", name
+        assert _mounts(compose["services"][name]).get("/run/kotaflow-mqtt/tls") == "mqtt-tls"
