@@ -93,6 +93,12 @@ def _grafana() -> None:
     _app.add_typer(grafana_app, name="grafana")
 
 
+def _influxdb() -> None:
+    from deploy.influxdb.cli import app as influxdb_app
+
+    _app.add_typer(influxdb_app, name="influxdb")
+
+
 def _backup() -> None:
     from deploy.backup.cli import backup
 
@@ -124,6 +130,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "alert": _alert,
     "alerts": _alerts,
     "grafana": _grafana,
+    "influxdb": _influxdb,
     "backup": _backup,
     "restore": _restore,
     "bench": _bench,

@@ -1,0 +1,124 @@
+"""``kotaflow influxdb setup`` against the local stack's real InfluxDB, in a scratch org.
+
+The org is created by the command itself and deleted afterwards (with its buckets and
+tokens) with the operator token; the operator's own org and buckets are never touched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from deploy.influxdb.reconcile import GRAFANA, PIPELINE
+from deploy.local.influxdb import OPERATOR, load_access
+from kotaflow.cli import app
+from kotaflow.settings import Settings
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def operator(stack: Settings) -> Iterator[httpx.Client]:
+    access = load_access(stack.stack.state_dir)
+    assert access is not None
+    headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
+    with httpx.Client(base_url=stack.influxdb.url, headers=headers, timeout=30.0) as http:
+        yield http
+
+
+@pytest.fixture
+def scratch_org(operator: httpx.Client) -> Iterator[str]:
+    name = f"test_g3_setup_{uuid.uuid4().hex[:8]}"
+    yield name
+    found = operator.get("/api/v2/orgs", params={"org": name})
+    for org in found.json().get("orgs", []) if found.is_success else []:
+        auths = operator.get("/api/v2/authorizations", params={"orgID": org["id"]}).json()
+        for auth in auths.get("authorizations", []):
+            operator.delete(f"/api/v2/authorizations/{auth['id']}").raise_for_status()
+        operator.delete(f"/api/v2/orgs/{org['id']}").raise_for_status()  # and its buckets
+    assert operator.get("/api/v2/orgs", params={"org": name}).status_code == 404
+
+
+def _setup(stack: Settings, org: str, tmp_path: Path) -> list[str]:
+    access = load_access(stack.stack.state_dir)
+    assert access is not None
+    token_file = tmp_path / "operator.token"
+    token_file.write_text(access.token(OPERATOR) + "\n")
+    argv = ["influxdb", "setup", "--url", stack.influxdb.url, "--org", org]
+    argv += ["--token-file", str(token_file), "--tokens-dir", str(tmp_path / "tokens")]
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 0, done.output
+    return done.output.splitlines()
+
+
+def test_setup_creates_then_keeps_and_reports_drift(
+    stack: Settings,
+    scratch_org: str,
+    operator: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KOTAFLOW_INFLUXDB__TELEMETRY_RETENTION_DAYS", "7")
+    first = _setup(stack, scratch_org, tmp_path)
+    assert f"influxdb: created org {scratch_org}" in first
+    assert "influxdb: created bucket telemetry (retention 7 days)" in first
+    assert "influxdb: created bucket rollups (retention 730 days)" in first
+    assert "influxdb: created pipeline token (write rollups, telemetry)" in first
+    assert "influxdb: created grafana token (read rollups, telemetry)" in first
+    tokens = {
+        role: (tmp_path / "tokens" / f"{role}.token").read_text() for role in (PIPELINE, GRAFANA)
+    }
+    assert all(
+        (tmp_path / "tokens" / f"{role}.token").stat().st_mode & 0o077 == 0 for role in tokens
+    )
+
+    second = _setup(stack, scratch_org, tmp_path)
+    assert not [line for line in second if "created" in line or "drifted" in line], second
+    assert f"influxdb: kept org {scratch_org}" in second
+    assert "influxdb: kept bucket telemetry (retention 7 days)" in second
+    assert "influxdb: kept grafana token (read rollups, telemetry)" in second
+    assert f"influxdb: kept {tmp_path / 'tokens' / 'pipeline.token'}" in second
+    assert {r: (tmp_path / "tokens" / f"{r}.token").read_text() for r in tokens} == tokens
+
+    org_id = operator.get("/api/v2/orgs", params={"org": scratch_org}).json()["orgs"][0]["id"]
+    buckets = operator.get("/api/v2/buckets", params={"orgID": org_id}).json()["buckets"]
+    (rollups,) = [b for b in buckets if b["name"] == "rollups"]
+    rules = [{"type": "expire", "everySeconds": 365 * 86_400}]
+    operator.patch(
+        f"/api/v2/buckets/{rollups['id']}", json={"retentionRules": rules}
+    ).raise_for_status()
+    third = _setup(stack, scratch_org, tmp_path)
+    drifted = [line for line in third if "drifted" in line]
+    assert len(drifted) == 1, third
+    assert drifted[0].startswith(
+        "influxdb: drifted bucket rollups: retention 365 days, "
+        "the settings say 730 days (not changed"
+    )
+    after = operator.get(f"/api/v2/buckets/{rollups['id']}").json()
+    assert after["retentionRules"][0]["everySeconds"] == 365 * 86_400  # left as the operator set it
+
+
+def test_the_tokens_have_only_their_roles_rights(
+    stack: Settings, scratch_org: str, tmp_path: Path
+) -> None:
+    _setup(stack, scratch_org, tmp_path)
+    tokens = {
+        r: (tmp_path / "tokens" / f"{r}.token").read_text().strip() for r in (PIPELINE, GRAFANA)
+    }
+    line = f"probe,device=test_g3 v=1 {int(time.time())}"
+    params = {"org": scratch_org, "bucket": "telemetry", "precision": "s"}
+    url = f"{stack.influxdb.url}/api/v2/write"
+    for role, status in ((PIPELINE, 204), (GRAFANA, 403)):
+        headers = {"Authorization": f"Token {tokens[role]}"}
+        wrote = httpx.post(url, params=params, content=line, headers=headers, timeout=10.0)
+        assert wrote.status_code == status, (role, wrote.text)
+    other_org = {"org": stack.influxdb.org, "bucket": stack.influxdb.telemetry_bucket}
+    headers = {"Authorization": f"Token {tokens[PIPELINE]}"}
+    refused = httpx.post(url, params={**params, **other_org}, content=line, headers=headers)
+    assert refused.status_code in (401, 403, 404)  # nothing reaches the operator's buckets
