@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import time as dt_time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +110,8 @@ def _plain(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, timedelta):  # alert routes' durations: read back as seconds
+        return value.total_seconds()
+    if isinstance(value, dt_time):  # quiet hours: read back from "HH:MM:SS"
+        return value.isoformat()
     return value

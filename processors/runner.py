@@ -77,6 +77,8 @@ async def run_stages(
                 stages.append(StoreStage(settings, health, output, influx))
             elif name is StageName.AGGREGATE and influx is not None:
                 stages.append(AggregateStage(settings, health, output, influx))
+        if signals:
+            _reload_on_hangup([s for s in stages if isinstance(s, ValidateStage)])
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
@@ -131,6 +133,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+def _reload_on_hangup(stages: list[ValidateStage]) -> None:
+    """SIGHUP: re-read the registry and catalogue now (they are also watched)."""
+    if not stages:
+        return
+
+    def hangup() -> None:
+        for stage in stages:
+            stage.request_reload()
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, hangup)
 
 
 def _install_signals(stop: asyncio.Event) -> None:

@@ -6,8 +6,8 @@
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
   ``kotaflow_pending_corrections``, ``kotaflow_write_blocked{reason}`` (1 while the
-  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``); every series has a
-  ``stage`` label.
+  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``),
+  ``kotaflow_fleet_reloads_total{result}``; every series has a ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
@@ -77,6 +77,12 @@ class Health:
         self._pending = Gauge(
             "kotaflow_pending_corrections", "Late windows waiting", ["stage"], registry=r
         )
+        self._reloads = Counter(
+            "kotaflow_fleet_reloads",
+            "Registry/catalogue changes taken up (accepted) or refused as invalid (refused)",
+            ["stage", "result"],
+            registry=r,
+        )
         self._blocked = Gauge(
             "kotaflow_write_blocked",
             "1 while the stage's InfluxDB writes stall (not the data's fault), by reason",
@@ -103,6 +109,11 @@ class Health:
     def duplicate(self, stage: str, kind: str, n: int = 1) -> None:
         self._dups.labels(stage, kind).inc(n)
         self._snap.counters[(stage, f"{kind}s")] += n
+
+    def fleet_reload(self, stage: str, accepted: bool) -> None:
+        result = "accepted" if accepted else "refused"
+        self._reloads.labels(stage, result).inc()
+        self._snap.counters[(stage, f"fleet_reloads_{result}")] += 1
 
     def retry(self, stage: str) -> None:
         self._retries.labels(stage).inc()
