@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from deploy.local.service import ServiceError
 from kotaflow.settings import Settings
 
 PIPELINE, GRAFANA = "pipeline", "grafana"
@@ -27,7 +28,7 @@ Rights = Sequence[tuple[str, str]]
 """``(action, bucket name)`` pairs, action ``read`` or ``write``."""
 
 
-class InfluxSetupError(Exception):
+class InfluxSetupError(ServiceError):
     """The server refused a setup call, or is not in a state setup can work from."""
 
 
@@ -85,7 +86,7 @@ class SetupResult:
 
 def setup_allowed(http: httpx.Client) -> bool:
     """Whether the server still waits for its initial setup (no user, org or token yet)."""
-    return bool(_ok(http.get("/api/v2/setup")).json().get("allowed", False))
+    return bool(raise_for_error(http.get("/api/v2/setup")).json().get("allowed", False))
 
 
 def initial_setup(
@@ -102,7 +103,7 @@ def initial_setup(
         "retentionPeriodSeconds": retention,
         "token": operator_token,
     }
-    _ok(http.post("/api/v2/setup", json=body))
+    raise_for_error(http.post("/api/v2/setup", json=body))
 
 
 def reconcile(http: httpx.Client, plan: SetupPlan) -> SetupResult:
@@ -145,11 +146,11 @@ def describe(rights: Rights) -> str:
 
 def _org(http: httpx.Client, name: str, result: SetupResult) -> str:
     found = http.get("/api/v2/orgs", params={"org": name})
-    orgs = _ok(found).json().get("orgs", []) if found.status_code != 404 else []
+    orgs = raise_for_error(found).json().get("orgs", []) if found.status_code != 404 else []
     if orgs:
         result.kept.append(f"org {name}")
         return str(orgs[0]["id"])
-    created = _ok(http.post("/api/v2/orgs", json={"name": name})).json()
+    created = raise_for_error(http.post("/api/v2/orgs", json={"name": name})).json()
     result.created.append(f"org {name}")
     return str(created["id"])
 
@@ -157,7 +158,7 @@ def _org(http: httpx.Client, name: str, result: SetupResult) -> str:
 def _create_bucket(http: httpx.Client, org_id: str, name: str, retention: int) -> dict[str, Any]:
     rules = [{"type": "expire", "everySeconds": retention}] if retention else []
     body = {"orgID": org_id, "name": name, "retentionRules": rules}
-    created: dict[str, Any] = _ok(http.post("/api/v2/buckets", json=body)).json()
+    created: dict[str, Any] = raise_for_error(http.post("/api/v2/buckets", json=body)).json()
     return created
 
 
@@ -190,20 +191,20 @@ def _token(
         for action, bucket_id in sorted(wanted)
     ]
     body = {"orgID": result.org_id, "description": description, "permissions": permissions}
-    created = _ok(http.post("/api/v2/authorizations", json=body)).json()
+    created = raise_for_error(http.post("/api/v2/authorizations", json=body)).json()
     result.created.append(f"{role} token ({describe(rights)})")
     return str(created["token"])
 
 
 def _buckets(http: httpx.Client, org_id: str) -> list[dict[str, Any]]:
     """The org's buckets (a name filter that matches nothing answers 404, so list them)."""
-    response = _ok(http.get("/api/v2/buckets", params={"orgID": org_id, "limit": 100}))
+    response = raise_for_error(http.get("/api/v2/buckets", params={"orgID": org_id, "limit": 100}))
     buckets: list[dict[str, Any]] = response.json().get("buckets", [])
     return buckets
 
 
 def _authorizations(http: httpx.Client, org_id: str) -> Iterator[dict[str, Any]]:
-    response = _ok(http.get("/api/v2/authorizations", params={"orgID": org_id}))
+    response = raise_for_error(http.get("/api/v2/authorizations", params={"orgID": org_id}))
     yield from response.json().get("authorizations", [])
 
 
@@ -221,7 +222,8 @@ def _days(seconds: int) -> str:
     return "1 day" if days == 1 else f"{days} days"
 
 
-def _ok(response: httpx.Response) -> httpx.Response:
+def raise_for_error(response: httpx.Response) -> httpx.Response:
+    """``response``, or an error naming the call that failed and the server's answer."""
     if response.is_error:
         request = response.request
         raise InfluxSetupError(

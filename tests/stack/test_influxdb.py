@@ -18,11 +18,9 @@ import pytest
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
+from deploy.influxdb.reconcile import GRAFANA, PIPELINE, plan_of
 from deploy.local.influxdb import (
-    GRAFANA,
     OPERATOR,
-    PIPELINE,
-    RETENTION,
     VERSION,
     InfluxAccess,
     InfluxDB,
@@ -113,12 +111,15 @@ def test_setup_saves_org_buckets_and_three_private_tokens(
 
 
 @pytest.mark.services
-def test_buckets_keep_data_for_their_configured_retention(access: InfluxAccess) -> None:
+def test_buckets_keep_data_for_their_configured_retention(
+    stack: Settings, access: InfluxAccess
+) -> None:
+    retention = plan_of(stack).retention_s  # influxdb.*_retention_days
     headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
     for name, bucket_id in access.buckets.items():
         body = httpx.get(f"{access.url}/api/v2/buckets/{bucket_id}", headers=headers).json()
         seconds = sum(rule["everySeconds"] for rule in body["retentionRules"])
-        assert seconds == int(RETENTION[name].total_seconds()), name
+        assert seconds == retention[name], name
 
 
 @pytest.mark.services
