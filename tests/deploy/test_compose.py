@@ -15,6 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy.influxdb.reconcile import role_rights
 from deploy.local.tls import TlsFiles, ensure_tls
 from kotaflow.cli import app
 from kotaflow.settings import Settings, load_settings
@@ -38,6 +39,7 @@ KOTAFLOW_SERVICES = {
     "mqtt-credentials",
     "mqtt-tls",
     "kafka-tls",
+    "influxdb-tokens",
 }
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
@@ -163,12 +165,19 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
 
 
 def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str, Any]) -> None:
+    """The job is `kotaflow influxdb setup` (the local stack's code path), writing one
+    <role>.token per role of deploy/influxdb/reconcile.py where the services read theirs."""
     env = compose["x-kotaflow"]["environment"]
-    script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text()
-    token_file = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"]
-    assert Path(token_file).name in script
-    jobs = compose["services"]["influxdb-tokens"]
-    assert jobs["environment"]["TOKENS_DIR"] == str(Path(token_file).parent)
+    token_file = Path(env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"])
+    job = compose["services"]["influxdb-tokens"]
+    (script,) = job["command"]
+    argv = shlex.split(script.split("&&")[0])
+    assert argv[:3] == ["kotaflow", "influxdb", "setup"]
+    assert argv[argv.index("--tokens-dir") + 1] == str(token_file.parent)
+    assert token_file.stem in role_rights(Settings())
+    assert _mounts(job)[str(token_file.parent)] == "influx-tokens"
+    assert job["environment"]["KOTAFLOW_INFLUXDB__TOKEN"].startswith("${KOTAFLOW_INFLUX_ADMIN")
+    assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
