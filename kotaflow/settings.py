@@ -194,7 +194,12 @@ class StoreSettings(StageConsumer):
 class AggregateSettings(StageConsumer):
     group_id: str = "kotaflow-aggregate"
     grace_s: float = Field(10.0, ge=0, description="a window closes this long after its end")
-    max_lateness_h: float = Field(24.0, gt=0, description="older readings are dead-lettered")
+    max_lateness_h: float | None = Field(
+        None,
+        gt=0,
+        description="unset: every stored reading is aggregated, however late; a number: "
+        "older readings are dead-lettered and their rollups stay below raw (old configs)",
+    )
     flush_interval_s: float = Field(1.0, gt=0)
     wait_for_store: bool = Field(
         True, description="late corrections wait until the store stage has written the points"
@@ -233,7 +238,12 @@ class ProcessingSettings(_Section):
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     influx_token_file: Path | None = Field(
-        None, description="file holding the InfluxDB token when influxdb.token is unset"
+        None, description="file holding one InfluxDB token for every stage (old configs)"
+    )
+    influx_token_dir: Path | None = Field(
+        None,
+        description="directory of <role>.token files (store, aggregate, alert, health; "
+        "pipeline and grafana as fallbacks); default: the local stack's tokens.json",
     )
 
 

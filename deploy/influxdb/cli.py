@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from deploy.influxdb.reconcile import (
+    PRODUCTION_ROLES,
     InfluxSetupError,
     SetupPlan,
     initial_setup,
@@ -51,6 +52,15 @@ def setup(
     init_password_file: Annotated[
         Path | None, typer.Option(help="File with that user's password (with --init-user).")
     ] = None,
+    roles: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="Issue this role's token (repeatable); default: "
+            + ", ".join(PRODUCTION_ROLES)
+            + " (pipeline: the shared token of old configs).",
+        ),
+    ] = None,
     tokens_dir: Annotated[
         Path | None,
         typer.Option(help="Write each role's token to DIR/<role>.token (0600; kept if same)."),
@@ -67,9 +77,9 @@ def setup(
     /etc/kotaflow/influx-operator.token --tokens-dir /etc/kotaflow/tokens
     """
     settings = settings_of(ctx)
-    plan = plan_of(settings, org)
     base = (url or settings.influxdb.url).rstrip("/")
     try:
+        plan = plan_of(settings, org, roles or PRODUCTION_ROLES)
         with httpx.Client(base_url=base, timeout=30.0) as http:
             token = _operator_token(http, plan, token_file, init_user, init_password_file)
             if token is None:

@@ -21,11 +21,16 @@ import httpx
 from deploy.local.service import ServiceError
 from kotaflow.settings import Settings
 
-PIPELINE, GRAFANA = "pipeline", "grafana"
-"""Token roles: write to both buckets (the services); read both buckets (Grafana)."""
-
 Rights = Sequence[tuple[str, str]]
 """``(action, bucket name)`` pairs, action ``read`` or ``write``."""
+
+PIPELINE, GRAFANA = "pipeline", "grafana"
+"""Write to both buckets (the one shared token of old configs); read both buckets."""
+STORE, AGGREGATE, ALERT, HEALTH = "store", "aggregate", "alert", "health"
+"""Per-stage roles (picked in ``processors/runtime/influx_token.py``)."""
+PRODUCTION_ROLES = (STORE, AGGREGATE, ALERT, HEALTH, GRAFANA)
+"""What an install issues by default: no shared pipeline token (the local stack still
+issues it for old configs and tests)."""
 
 
 class InfluxSetupError(ServiceError):
@@ -43,15 +48,34 @@ class SetupPlan:
     """Token role -> its rights."""
 
 
-def role_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:
-    """Role -> rights of each token kotaflow issues (InfluxDB 2.x has per-bucket read and
-    write and nothing finer)."""
-    both = [settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket]
-    return {PIPELINE: [("write", b) for b in both], GRAFANA: [("read", b) for b in both]}
+def stage_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:
+    """Role -> ``(action, bucket name)`` rights of each token kotaflow issues.
+
+    InfluxDB 2.x has per-bucket read and write rights and nothing finer (no per-measurement
+    right, no separate delete right: write includes ``/api/v2/delete``)."""
+    telemetry, rollups = settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket
+    alerts = settings.alerting.influx_bucket or telemetry
+    health = settings.processing.health.bucket or rollups
+    both = [telemetry, rollups]
+    return {
+        PIPELINE: [("write", b) for b in both],
+        GRAFANA: [("read", b) for b in both],
+        STORE: [("write", telemetry)],
+        AGGREGATE: [("read", telemetry), ("read", rollups), ("write", rollups)],
+        ALERT: [("write", alerts)],
+        HEALTH: [("write", health)],
+    }
 
 
-def plan_of(settings: Settings, org: str | None = None) -> SetupPlan:
+def plan_of(
+    settings: Settings, org: str | None = None, roles: Sequence[str] | None = None
+) -> SetupPlan:
+    """The plan for ``org`` (default: influxdb.org) with ``roles`` (default: all)."""
     influx = settings.influxdb
+    rights = stage_rights(settings)
+    unknown = set(roles or ()) - set(rights)
+    if unknown:
+        raise InfluxSetupError(f"unknown token role(s) {', '.join(sorted(unknown))}")
     days = {
         influx.telemetry_bucket: influx.telemetry_retention_days,
         influx.rollups_bucket: influx.rollups_retention_days,
@@ -59,7 +83,7 @@ def plan_of(settings: Settings, org: str | None = None) -> SetupPlan:
     return SetupPlan(
         org=org or influx.org,
         retention_s={name: d * 86_400 for name, d in days.items()},
-        rights=role_rights(settings),
+        rights={r: rights[r] for r in roles} if roles else rights,
     )
 
 

@@ -4,9 +4,10 @@ No registry we can reach ships ``influxd``, so :meth:`InfluxDB.install` runs
 ``build_influxdb.sh`` (Go module source + Rust libflux) and caches the binary under
 ``<cache>/influxdb/<version>/``. :meth:`InfluxDB.start` runs it with every file (bolt, sqlite,
 TSM engine, log) under ``<state>/influxdb/`` and then reconciles the setup the pipeline and
-Grafana rely on: org, buckets with retention, and three tokens with the least rights each
-needs. The tokens land in :data:`TOKENS_FILE` (mode 0600) so settings find them without
-copying by hand. Every step is idempotent; nothing here deletes data.
+Grafana rely on with the code every install uses (:mod:`deploy.influxdb.reconcile`): org,
+buckets with retention, and tokens with the least rights each part needs. The tokens land in
+:data:`TOKENS_FILE` (mode 0600) so settings find them without copying by hand. Every step is
+idempotent; nothing here deletes data.
 
 This module touches only its own cache and state directories and the HTTP API of the
 ``influxd`` it started.
@@ -52,7 +53,7 @@ TOKENS_FILE = Path(NAME) / "tokens.json"
 """Where the org, bucket ids and tokens are saved, relative to ``settings.stack.state_dir``."""
 
 OPERATOR = "operator"
-"""The all-access token's role; the others are :func:`deploy.influxdb.reconcile.role_rights`."""
+"""The all-access token's role; the others are :func:`deploy.influxdb.reconcile.stage_rights`."""
 
 BUILD_SCRIPT = Path(__file__).with_name("build_influxdb.sh")
 COLD_BUILD_ESTIMATE = "10-25 minutes on 2 cores, ~3 GB of Go and cargo caches"

@@ -15,7 +15,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from deploy.influxdb.reconcile import role_rights
+from deploy.influxdb.reconcile import (
+    AGGREGATE,
+    ALERT,
+    GRAFANA,
+    HEALTH,
+    PRODUCTION_ROLES,
+    STORE,
+)
 from deploy.local.tls import TlsFiles, ensure_tls
 from kotaflow.cli import app
 from kotaflow.settings import Settings, load_settings
@@ -164,18 +171,20 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
     assert depends["grafana-provisioning"]["condition"] == "service_completed_successfully"
 
 
-def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str, Any]) -> None:
+def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[str, Any]) -> None:
     """The job is `kotaflow influxdb setup` (the local stack's code path), writing one
-    <role>.token per role of deploy/influxdb/reconcile.py where the services read theirs."""
+    <role>.token per production role (no shared pipeline token) where the services look."""
     env = compose["x-kotaflow"]["environment"]
-    token_file = Path(env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"])
+    folder = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"]
+    assert "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE" not in env
     job = compose["services"]["influxdb-tokens"]
     (script,) = job["command"]
     argv = shlex.split(script.split("&&")[0])
     assert argv[:3] == ["kotaflow", "influxdb", "setup"]
-    assert argv[argv.index("--tokens-dir") + 1] == str(token_file.parent)
-    assert token_file.stem in role_rights(Settings())
-    assert _mounts(job)[str(token_file.parent)] == "influx-tokens"
+    assert "--role" not in argv  # the default roles:
+    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    assert argv[argv.index("--tokens-dir") + 1] == folder
+    assert _mounts(job)[folder] == "influx-tokens"
     assert job["environment"]["KOTAFLOW_INFLUXDB__TOKEN"].startswith("${KOTAFLOW_INFLUX_ADMIN")
     assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deploy.influxdb.reconcile import GRAFANA, PIPELINE
+from deploy.influxdb.reconcile import AGGREGATE, GRAFANA, PRODUCTION_ROLES, STORE
 from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.cli import app
 from kotaflow.settings import Settings
@@ -69,10 +69,12 @@ def test_setup_creates_then_keeps_and_reports_drift(
     assert f"influxdb: created org {scratch_org}" in first
     assert "influxdb: created bucket telemetry (retention 7 days)" in first
     assert "influxdb: created bucket rollups (retention 730 days)" in first
-    assert "influxdb: created pipeline token (write rollups, telemetry)" in first
+    assert "influxdb: created store token (write telemetry)" in first
+    assert "influxdb: created aggregate token (read rollups, telemetry; write rollups)" in first
     assert "influxdb: created grafana token (read rollups, telemetry)" in first
+    assert not [line for line in first if "pipeline" in line]  # no shared token by default
     tokens = {
-        role: (tmp_path / "tokens" / f"{role}.token").read_text() for role in (PIPELINE, GRAFANA)
+        role: (tmp_path / "tokens" / f"{role}.token").read_text() for role in PRODUCTION_ROLES
     }
     assert all(
         (tmp_path / "tokens" / f"{role}.token").stat().st_mode & 0o077 == 0 for role in tokens
@@ -83,7 +85,7 @@ def test_setup_creates_then_keeps_and_reports_drift(
     assert f"influxdb: kept org {scratch_org}" in second
     assert "influxdb: kept bucket telemetry (retention 7 days)" in second
     assert "influxdb: kept grafana token (read rollups, telemetry)" in second
-    assert f"influxdb: kept {tmp_path / 'tokens' / 'pipeline.token'}" in second
+    assert f"influxdb: kept {tmp_path / 'tokens' / 'store.token'}" in second
     assert {r: (tmp_path / "tokens" / f"{r}.token").read_text() for r in tokens} == tokens
 
     org_id = operator.get("/api/v2/orgs", params={"org": scratch_org}).json()["orgs"][0]["id"]
@@ -108,17 +110,15 @@ def test_the_tokens_have_only_their_roles_rights(
     stack: Settings, scratch_org: str, tmp_path: Path
 ) -> None:
     _setup(stack, scratch_org, tmp_path)
-    tokens = {
-        r: (tmp_path / "tokens" / f"{r}.token").read_text().strip() for r in (PIPELINE, GRAFANA)
-    }
+    tokens = {r: (tmp_path / "tokens" / f"{r}.token").read_text().strip() for r in PRODUCTION_ROLES}
     line = f"probe,device=test_g3 v=1 {int(time.time())}"
     params = {"org": scratch_org, "bucket": "telemetry", "precision": "s"}
     url = f"{stack.influxdb.url}/api/v2/write"
-    for role, status in ((PIPELINE, 204), (GRAFANA, 403)):
+    for role, status in ((STORE, 204), (AGGREGATE, 403), (GRAFANA, 403)):
         headers = {"Authorization": f"Token {tokens[role]}"}
         wrote = httpx.post(url, params=params, content=line, headers=headers, timeout=10.0)
         assert wrote.status_code == status, (role, wrote.text)
     other_org = {"org": stack.influxdb.org, "bucket": stack.influxdb.telemetry_bucket}
-    headers = {"Authorization": f"Token {tokens[PIPELINE]}"}
+    headers = {"Authorization": f"Token {tokens[STORE]}"}
     refused = httpx.post(url, params={**params, **other_org}, content=line, headers=headers)
     assert refused.status_code in (401, 403, 404)  # nothing reaches the operator's buckets
