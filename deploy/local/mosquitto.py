@@ -245,6 +245,7 @@ class Mosquitto:
             ca_file=self._tls.ca_cert,
             cert_file=self._tls.server_cert,
             key_file=self._tls.server_key,
+            message_size_limit=self._settings.bridge.max_payload_bytes,
         )
 
 

@@ -32,8 +32,8 @@ def test_main_command_runs_the_pipeline_and_stops_cleanly(
     )
     names = [topics.raw, topics.readings, topics.deadletter, topics.alerts]
     assert scratch_influx.influxdb.token is not None
-    # The bridge keeps a persistent session under its client id: a made-up one (and its own
-    # share group), wiped afterwards, so the run leaves no session queueing on the broker.
+    # The bridge keeps a persistent session under its client id: a made-up one (so its own
+    # lease group), wiped afterwards, so the run leaves no session queueing on the broker.
     bridge_id = f"test-run-{tag}"
     env = {
         **os.environ,
@@ -41,7 +41,6 @@ def test_main_command_runs_the_pipeline_and_stops_cleanly(
         "KOTAFLOW_INFLUXDB__TOKEN": scratch_influx.influxdb.token.get_secret_value(),
         "KOTAFLOW_ALERTING__STATE_DIR": str(tmp_path / "alerting"),
         "KOTAFLOW_BRIDGE__CLIENT_ID": bridge_id,
-        "KOTAFLOW_BRIDGE__SHARE_GROUP": bridge_id,
     }
     ensure_topics(mine.kafka, dict.fromkeys(names, 3), lambda _: None)
     try:

@@ -128,7 +128,6 @@ def _secure_env(settings: Settings, tag: str, token_file: Path) -> dict[str, str
         "KOTAFLOW_PROCESSING__STORE__FLUSH_INTERVAL_S": "0.5",
         "KOTAFLOW_PROCESSING__HEALTH__INTERVAL_S": "1",
         "KOTAFLOW_BRIDGE__CLIENT_ID": f"sec-bridge-{tag}",
-        "KOTAFLOW_BRIDGE__SHARE_GROUP": f"sec-{tag}",
         "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "60",
         "KOTAFLOW_BRIDGE__METRICS_PORT": "0",
         "KOTAFLOW_METRICS_PORT": "0",
