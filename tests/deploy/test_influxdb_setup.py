@@ -1,11 +1,16 @@
-"""``kotaflow influxdb setup`` against the local stack's real InfluxDB, in a scratch org.
+"""``kotaflow influxdb setup`` against the local stack's real InfluxDB, in a scratch org,
+and against a fresh private ``influxd`` for the initial setup.
 
 The org is created by the command itself and deleted afterwards (with its buckets and
-tokens) with the operator token; the operator's own org and buckets are never touched.
+tokens) with the operator token; the operator's own org and buckets are never touched. The
+private server (the local stack's binary, its own port and directory) is stopped after.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy.influxdb.reconcile import AGGREGATE, GRAFANA, PRODUCTION_ROLES, STORE
-from deploy.local.influxdb import OPERATOR, load_access
+from deploy.local.influxdb import OPERATOR, InfluxDB, load_access
 from kotaflow.cli import app
 from kotaflow.settings import Settings
 
@@ -122,3 +127,75 @@ def test_the_tokens_have_only_their_roles_rights(
     headers = {"Authorization": f"Token {tokens[STORE]}"}
     refused = httpx.post(url, params={**params, **other_org}, content=line, headers=headers)
     assert refused.status_code in (401, 403, 404)  # nothing reaches the operator's buckets
+
+
+@pytest.fixture
+def fresh_influxd(stack: Settings, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new ``influxd`` nobody has set up yet."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    influx = stack.influxdb.model_copy(update={"url": url})
+    place = stack.stack.model_copy(update={"state_dir": tmp_path / "state"})
+    service = InfluxDB(stack.model_copy(update={"influxdb": influx, "stack": place}))
+    if not service.binary.is_file():
+        pytest.skip("influxd is not built (kotaflow stack up builds it)")
+    service.data_dir.mkdir(parents=True)
+    log = (tmp_path / "influxd.log").open("w")
+    env = {**os.environ, **service._env()}
+    proc = subprocess.Popen(service._argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail((tmp_path / "influxd.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).json().get("status") == "pass"
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def test_initial_setup_of_a_new_server_then_a_no_op(fresh_influxd: str, tmp_path: Path) -> None:
+    """The VM guide's command: the first run sets the server up (user, org, a new operator
+    token written 0600 before the server knows it), the second finds everything."""
+    password = tmp_path / "admin.password"
+    password.write_text("a-long-enough-password\n")
+    token_file = tmp_path / "etc" / "operator.token"
+    argv = ["influxdb", "setup", "--url", fresh_influxd, "--token-file", str(token_file)]
+    argv += ["--init-user", "kotaflow-admin", "--init-password-file", str(password)]
+    argv += ["--tokens-dir", str(tmp_path / "tokens")]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    assert f"created the initial setup (user kotaflow-admin, token in {token_file})" in (
+        first.output.replace("\n", " ")
+    )
+    assert token_file.stat().st_mode & 0o077 == 0
+    assert "influxdb: kept bucket telemetry (retention 90 days)" in first.output  # the setup's
+    assert "influxdb: created bucket rollups (retention 730 days)" in first.output
+    again = CliRunner().invoke(app, argv)
+    assert again.exit_code == 0, again.output
+    assert "created" not in again.output, again.output
+    assert "drifted" not in again.output, again.output
+    assert sorted(p.stem for p in (tmp_path / "tokens").iterdir()) == sorted(PRODUCTION_ROLES)
+
+
+def test_no_operator_token_is_a_clear_error(fresh_influxd: str, tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["influxdb", "setup", "--url", fresh_influxd])
+    assert done.exit_code == 1
+    assert "no operator token" in done.output
+    missing = tmp_path / "nope.token"
+    done = CliRunner().invoke(
+        app, ["influxdb", "setup", "--url", fresh_influxd, "--token-file", str(missing)]
+    )
+    assert done.exit_code == 1
+    assert f"{missing}: no such file" in done.output.replace("\n", "")
