@@ -150,13 +150,18 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
                 assert value.startswith("${") or value.startswith("/"), (name, key, value)
 
 
+def _kotaflow_step(script: str) -> str:
+    """The kotaflow command among a job's ``&&``-joined shell steps."""
+    return next(p for p in script.split("&&") if p.strip().startswith("kotaflow"))
+
+
 def test_every_kotaflow_service_runs_a_real_kotaflow_command(compose: dict[str, Any]) -> None:
     runner = CliRunner()
     for name in KOTAFLOW_SERVICES - {"kafka-tls"}:  # a python -c job
         command = compose["services"][name]["command"]
         if compose["services"][name].get("entrypoint") == ["/bin/sh", "-c"]:
             (script,) = command
-            command = shlex.split(script.split("&&")[0])[1:]  # the kotaflow part
+            command = shlex.split(_kotaflow_step(script))[1:]
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (name, result.output)
 
@@ -206,14 +211,52 @@ def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[s
     assert "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE" not in env
     job = compose["services"]["influxdb-tokens"]
     (script,) = job["command"]
-    argv = shlex.split(script.split("&&")[0])
+    argv = shlex.split(_kotaflow_step(script))
     assert argv[:3] == ["kotaflow", "influxdb", "setup"]
     assert "--role" not in argv  # the default roles:
     assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
     assert argv[argv.index("--tokens-dir") + 1] == folder
     assert _mounts(job)[folder] == "influx-tokens"
-    assert job["environment"]["KOTAFLOW_INFLUXDB__TOKEN"].startswith("${KOTAFLOW_INFLUX_ADMIN")
     assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"
+
+
+def test_the_setup_job_does_influxdbs_initial_setup_from_the_settings(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """No image init (it would make the first bucket with its own retention): the job hands
+    the admin password and operator token from deploy/.env to `kotaflow influxdb setup` in
+    0600 files, with no secret on a command line; the shell part runs here for real."""
+    assert not any(
+        "DOCKER_INFLUXDB_INIT" in k for k in compose["services"]["influxdb"].get("environment", {})
+    )
+    job = compose["services"]["influxdb-tokens"]
+    (script,) = job["command"]
+    steps = [step.strip() for step in script.split("&&")]
+    (setup,) = [shlex.split(s) for s in steps if s.startswith("kotaflow influxdb setup")]
+    files = {a: setup[setup.index(a) + 1] for a in ("--token-file", "--init-password-file")}
+    assert setup[setup.index("--init-user") + 1] == "kotaflow-admin"
+    env = job["environment"]
+    assert (
+        env["INFLUX_ADMIN_PASSWORD"] == "${KOTAFLOW_INFLUX_ADMIN_PASSWORD:?set it in deploy/.env}"
+    )
+    assert env["INFLUX_OPERATOR_TOKEN"] == "${KOTAFLOW_INFLUX_ADMIN_TOKEN:?set it in deploy/.env}"
+    before = steps[: steps.index(next(s for s in steps if s.startswith("kotaflow")))]
+    shell = " && ".join(before).replace("$$", "$").replace("/tmp/", f"{tmp_path}/")
+    done = subprocess.run(
+        ["sh", "-c", shell],
+        env={
+            "PATH": os.environ["PATH"],
+            "INFLUX_ADMIN_PASSWORD": "pw",
+            "INFLUX_OPERATOR_TOKEN": "tk",
+        },
+        check=True,
+    )
+    assert done.returncode == 0
+    for option, want in (("--init-password-file", "pw"), ("--token-file", "tk")):
+        made = tmp_path / Path(files[option]).name
+        assert made.read_text() == want
+        assert made.stat().st_mode & 0o077 == 0, option
+    assert "umask 077" in before
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
