@@ -227,7 +227,7 @@ def tls(
 
     Example: kotaflow devices tls /etc/mosquitto/kotaflow --host mqtt.manggaraikab.go.id
     """
-    files = ensure_tls(directory, hosts, typer.echo)
+    files = ensure_tls(directory, hosts, typer.echo, ca_name="kotaflow MQTT CA")
     typer.echo(f"{files.ca_cert.parent}: CA {files.ca_cert.name}, {files.server_cert.name}")
 
 
