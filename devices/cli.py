@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from deploy.local.tls import ensure_tls
+from deploy.local.tls import TlsFiles, ensure_tls_files
 from devices.catalogue import load_catalogue
 from devices.credentials import (
     CREDENTIALS_FILE,
@@ -210,24 +210,24 @@ def credentials(
 @app.command("tls")
 def tls(
     directory: Annotated[
-        Path, typer.Argument(help="Where to keep tls/ca.crt, tls/server.crt, tls/server.key.")
+        Path, typer.Argument(help="Where to keep ca.crt, ca.key, server.crt, server.key.")
     ],
     hosts: Annotated[
         list[str],
         typer.Option("--host", help="A name devices connect to (repeatable; DNS name or IP)."),
     ],
 ) -> None:
-    """Make the CA devices trust and the broker's TLS certificate, in DIRECTORY/tls.
+    """Make the CA devices trust and the broker's TLS certificate, in DIRECTORY.
 
     The same code as the local stack's and compose's Kafka certificate (deploy/local/tls.py):
     made once, kept, re-issued 30 days before it expires or when a new --host is asked for
     (then reload Mosquitto). The certificate also names localhost and 127.0.0.1, so clients
-    on the broker's own host verify it too. Give devices DIRECTORY/tls/ca.crt; the keys
-    (0600) never leave DIRECTORY.
+    on the broker's own host verify it too. Give devices DIRECTORY/ca.crt; the keys (0600)
+    never leave DIRECTORY.
 
-    Example: kotaflow devices tls /etc/mosquitto/kotaflow --host mqtt.manggaraikab.go.id
+    Example: kotaflow devices tls /etc/mosquitto/kotaflow/tls --host mqtt.manggaraikab.go.id
     """
-    files = ensure_tls(directory, hosts, typer.echo, ca_name="kotaflow MQTT CA")
+    files = ensure_tls_files(TlsFiles.in_folder(directory), hosts, typer.echo, "kotaflow MQTT CA")
     typer.echo(f"{files.ca_cert.parent}: CA {files.ca_cert.name}, {files.server_cert.name}")
 
 

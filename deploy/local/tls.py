@@ -46,8 +46,11 @@ class TlsFiles:
 
     @classmethod
     def of(cls, state_dir: Path) -> TlsFiles:
-        ca_cert = local_ca_file(state_dir)
-        folder = ca_cert.parent
+        return cls.in_folder(local_ca_file(state_dir).parent)
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> TlsFiles:
+        ca_cert = folder / local_ca_file(Path()).name
         return cls(
             ca_cert=ca_cert,
             ca_key=folder / "ca.key",
@@ -57,12 +60,17 @@ class TlsFiles:
         )
 
 
-def ensure_tls(
-    state_dir: Path, hosts: Sequence[str], report: Report, ca_name: str = LOCAL_CA_NAME
+def ensure_tls(state_dir: Path, hosts: Sequence[str], report: Report) -> TlsFiles:
+    """The local stack's CA and a valid server certificate naming ``hosts`` and loopback,
+    in ``<state>/tls`` (idempotent)."""
+    return ensure_tls_files(TlsFiles.of(state_dir), hosts, report, LOCAL_CA_NAME)
+
+
+def ensure_tls_files(
+    files: TlsFiles, hosts: Sequence[str], report: Report, ca_name: str
 ) -> TlsFiles:
-    """The CA (``ca_name``, when it is made) and a valid server certificate naming ``hosts``
-    and loopback (idempotent)."""
-    files = TlsFiles.of(state_dir)
+    """The CA (named ``ca_name`` when it is made) and a valid server certificate naming
+    ``hosts`` and loopback, in ``files`` (idempotent)."""
     # Names the current certificate has stay: each broker asks for its own host only.
     names = sorted(set(hosts) | set(LOOPBACK_NAMES) | _current_names(files))
     if not (files.ca_cert.is_file() and files.ca_key.is_file()):

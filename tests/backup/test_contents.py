@@ -31,7 +31,9 @@ def test_broker_accounts_kept_outside_the_state_dir_are_backed_up(tmp_path: Path
 def test_the_brokers_ca_key_and_certificate_kept_outside_the_state_dir_are_backed_up(
     tmp_path: Path,
 ) -> None:
-    made = CliRunner().invoke(app, ["devices", "tls", str(tmp_path / "etc"), "--host", "mqtt"])
+    made = CliRunner().invoke(
+        app, ["devices", "tls", str(tmp_path / "etc" / "tls"), "--host", "mqtt"]
+    )
     assert made.exit_code == 0, made.output
     tls = tmp_path / "etc" / "tls"
     settings = Settings(

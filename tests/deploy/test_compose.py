@@ -606,7 +606,7 @@ def test_the_tls_listener_uses_files_a_compose_job_makes(compose: dict[str, Any]
     (script,) = job["command"]
     argv = shlex.split(script.split("&&")[0])
     assert argv[:3] == ["kotaflow", "devices", "tls"]
-    files = TlsFiles.of(Path(argv[3]))
+    files = TlsFiles.in_folder(Path(argv[3]))
     (target,) = [t for t, source in _mounts(job).items() if source == "mqtt-tls"]
     assert Path(target) == files.ca_cert.parent
     assert conf["certfile"] == [str(files.server_cert)]
@@ -632,5 +632,5 @@ def test_kotaflow_services_connect_to_mqtt_over_tls_and_verify_it(
             mqtt = load_settings().mqtt
         assert mqtt.tls, name
         assert mqtt.tls_port == 8883, name
-        assert str(mqtt.ca_file) == "/run/kotaflow-mqtt/tls/ca.crt", name
-        assert _mounts(compose["services"][name]).get("/run/kotaflow-mqtt/tls") == "mqtt-tls"
+        assert str(mqtt.ca_file) == "/run/kotaflow-mqtt-tls/ca.crt", name
+        assert _mounts(compose["services"][name]).get("/run/kotaflow-mqtt-tls") == "mqtt-tls"

@@ -34,6 +34,7 @@ from kotaflow.cli import app
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
 CREDENTIALS_DIR = "/run/kotaflow-mqtt"
+TLS_DIR = "/run/kotaflow-mqtt-tls"
 DEADLINE_S = 15.0
 NOT_AUTHORIZED = 135
 ACCEPTED = {0, 16}
@@ -51,11 +52,13 @@ class Broker:
     port: int
     passwords: dict[str, str]
     credentials: Path
-    """Stands for /run/kotaflow-mqtt (accounts, and tls/ with the CA and certificate)."""
+    """Stands for /run/kotaflow-mqtt (the accounts)."""
+    tls: Path
+    """Stands for /run/kotaflow-mqtt-tls (the CA and the broker's certificate)."""
 
     @property
     def ca_file(self) -> Path:
-        return self.credentials / "tls" / "ca.crt"
+        return self.tls / "ca.crt"
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +71,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
     assert made.exit_code == 0, made.output
     passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
-    made = CliRunner().invoke(app, ["devices", "tls", str(credentials), "--host", "mosquitto"])
+    tls = work / "tls"
+    made = CliRunner().invoke(app, ["devices", "tls", str(tls), "--host", "mosquitto"])
     assert made.exit_code == 0, made.output
     port = _free_port()
-    conf = CONF.read_text().replace(CREDENTIALS_DIR, str(credentials))
+    conf = CONF.read_text().replace(TLS_DIR, str(tls)).replace(CREDENTIALS_DIR, str(credentials))
     conf = conf.replace("/mosquitto/data/", f"{work}/")
     conf = conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
     assert str(credentials) in conf
@@ -88,7 +92,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
                 time.sleep(0.1)
-        yield Broker(port, passwords, credentials)
+        yield Broker(port, passwords, credentials, tls)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -249,7 +253,8 @@ def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
         pytest.skip("mosquitto_pub is not installed")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     command = compose["services"]["mosquitto"]["healthcheck"]["test"][1]
-    command = command.replace("$$", "$").replace(CREDENTIALS_DIR, str(broker.credentials))
+    command = command.replace("$$", "$").replace(TLS_DIR, str(broker.tls))
+    command = command.replace(CREDENTIALS_DIR, str(broker.credentials))
     command = command.replace("-p 8883", f"-p {broker.port}")
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
