@@ -206,8 +206,9 @@ def _token(
                 result.kept.append(f"{role} token ({describe(rights)})")
             else:
                 result.drifted.append(
-                    f"{role} token: its rights were changed from {describe(rights)} "
-                    f"(kept; delete it with `influx auth delete` to have it issued again)"
+                    f"{role} token: does not grant {describe(rights)} on these buckets (one "
+                    f"was re-created?); kept: `influx auth delete --id {auth.get('id')}` and "
+                    "run this again to have it issued anew"
                 )
             return str(auth["token"])
     permissions = [

@@ -199,3 +199,19 @@ def test_no_operator_token_is_a_clear_error(fresh_influxd: str, tmp_path: Path) 
     )
     assert done.exit_code == 1
     assert f"{missing}: no such file" in done.output.replace("\n", "")
+
+
+def test_a_recreated_bucket_leaves_its_tokens_reported_as_drifted(
+    stack: Settings, scratch_org: str, operator: httpx.Client, tmp_path: Path
+) -> None:
+    """Tokens name buckets by id: after a bucket is dropped and made again, the old tokens
+    grant nothing on it, and the setup says which ones (it never deletes a token)."""
+    _setup(stack, scratch_org, tmp_path)
+    org_id = operator.get("/api/v2/orgs", params={"org": scratch_org}).json()["orgs"][0]["id"]
+    buckets = operator.get("/api/v2/buckets", params={"orgID": org_id}).json()["buckets"]
+    (rollups,) = [b for b in buckets if b["name"] == "rollups"]
+    operator.delete(f"/api/v2/buckets/{rollups['id']}").raise_for_status()
+    again = _setup(stack, scratch_org, tmp_path)
+    assert "influxdb: created bucket rollups (retention 730 days)" in again
+    drifted = sorted(line.split(":")[1].strip() for line in again if "drifted" in line)
+    assert drifted == ["drifted aggregate token", "drifted grafana token", "drifted health token"]
