@@ -74,7 +74,7 @@ def setup(
     Exit 1 when the server cannot be set up (no token, refused call).
 
     Example: kotaflow influxdb setup --url http://127.0.0.1:8086 --token-file
-    /etc/kotaflow/influx-operator.token --tokens-dir /etc/kotaflow/tokens
+    /etc/kotaflow/influx-operator.token --tokens-dir /etc/kotaflow/influx-tokens
     """
     settings = settings_of(ctx)
     base = (url or settings.influxdb.url).rstrip("/")
