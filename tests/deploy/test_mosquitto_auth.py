@@ -1,6 +1,7 @@
-"""The production Mosquitto config, started for real (Debian's mosquitto), with the accounts
-``kotaflow devices credentials`` and the certificate ``kotaflow devices tls`` generate - as the
-compose file does. Every client connects over TLS and verifies the broker.
+"""The production Mosquitto config, started for real (the local stack's build of the
+production version), with the accounts ``kotaflow devices credentials`` and the certificate
+``kotaflow devices tls`` generate - as the compose file does. Every client connects over TLS
+and verifies the broker.
 
 Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
 connects, subscribes and publishes apart from lost ones, so nothing waits for something not
@@ -28,8 +29,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
+from deploy.local.mosquitto import VERSION, built_binary
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.cli import app
+from kotaflow.settings import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
@@ -63,9 +66,9 @@ class Broker:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).is_file():
-        pytest.skip("mosquitto is not installed")
+    mosquitto = built_binary(load_settings())
+    if not mosquitto.is_file():
+        pytest.skip(f"mosquitto {VERSION} is not built yet (kotaflow stack up builds it)")
     work = tmp_path_factory.mktemp("mosquitto")
     credentials = work / "credentials"
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
