@@ -18,14 +18,17 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -390,13 +393,30 @@ def run_pipeline(
 ) -> None:
     parts = pipeline_parts(available, rate, faults)
     log_dir = settings.stack.state_dir / "pipeline"
-    for part in parts:
-        start(part, config, log_dir)
-        assert part.proc is not None
-        where = f", metrics 127.0.0.1:{part.metrics_port}" if part.metrics_port else ""
-        console.print(f"started {part.name} (pid {part.proc.pid}{where}, log {part.log})")
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), interrupted_by_sigterm():
+        try:
+            for part in parts:
+                start(part, config, log_dir)
+                assert part.proc is not None
+                where = f", metrics 127.0.0.1:{part.metrics_port}" if part.metrics_port else ""
+                console.print(f"started {part.name} (pid {part.proc.pid}{where}, log {part.log})")
             asyncio.run(watch(settings, parts, duration))
+        finally:
+            stop(parts)
+
+
+@contextlib.contextmanager
+def interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, systemd) stops the pipeline as Ctrl-C does: without
+    this, the parts outlive ``kotaflow run`` and keep consuming. One SIGTERM is enough; a
+    second one while the parts drain is ignored (the parts still get theirs)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
     finally:
-        stop(parts)
+        signal.signal(signal.SIGTERM, previous)
