@@ -417,6 +417,19 @@ def test_routes_test_shows_the_receivers_an_alert_would_reach(
     assert "receivers: bpbd-tg" in own.output  # a gauge's own level (reo-rl-01)
 
 
+def test_routes_test_refuses_a_misspelt_kecamatan_and_an_unknown_severity() -> None:
+    args = ["alerts", "routes", "test", "--rule", "tinggi_muka_air"]
+    misspelt = CliRunner().invoke(cli_app, [*args, "--kecamatan", "Reokk"])
+    assert misspelt.exit_code == 2
+    assert "unknown kecamatan 'Reokk': did you mean 'Reok'?" in misspelt.output
+    severity = CliRunner().invoke(cli_app, [*args, "--severity", "huge"])
+    assert severity.exit_code == 2  # a usage error naming the choices, not a traceback
+    assert severity.exception is None or isinstance(severity.exception, SystemExit)
+    assert "critical" in severity.output
+    chosen = CliRunner().invoke(cli_app, [*args, "--severity", "critical"])
+    assert chosen.exit_code == 0, chosen.output
+
+
 @pytest.mark.asyncio
 async def test_an_alert_log_line_keeps_the_log_level_and_names_the_alert_level(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
