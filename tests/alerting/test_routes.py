@@ -20,11 +20,10 @@ from kotaflow.alerting_settings import AlertingSettings, TelegramReceiver, Webho
 from kotaflow.cli import app as cli_app
 from kotaflow.logs import JsonFormatter
 from kotaflow.settings import Settings
-from kotaflow.wire.alerts import AlertEvent, Change
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.acks import Ack, acknowledged
 from processors.alerting.checks import Known, all_problems, silence_problems
 from processors.alerting.engine import Dirty, Engine
-from processors.alerting.model import Severity
 from processors.alerting.routing import escalations, plans, receivers_for, route
 from processors.alerting.rules import RulesError, with_device_levels
 from processors.alerting.stage import AlertStage
