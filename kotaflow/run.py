@@ -7,8 +7,12 @@ Prometheus figures (messages in, readings validated and stored, dead letters by 
 consumer lag, InfluxDB writes), the topics' end offsets, the alert stage's state file
 (firing alerts, read-only) and the tail of the alerts topic (latest notifications).
 
-A CLI-only module: it may use the other packages' readers. Each part's output goes to
-``<state>/pipeline/<part>.log``, rotated by size (:data:`LOG_MAX_BYTES`, :data:`LOG_BACKUPS`).
+Each part's output goes to ``<state>/pipeline/<part>.log``, rotated by size
+(:data:`LOG_MAX_BYTES`, :data:`LOG_BACKUPS`).
+
+Part of the CLI's roof, not of the foundation: it composes every part and reads their
+figures with ``processors.status`` (imported inside the functions that scrape). Only
+:mod:`kotaflow.cli` imports it; no foundation module may (``tests/kotaflow/test_foundation.py``).
 """
 
 from __future__ import annotations
