@@ -65,8 +65,9 @@ def list_devices(
         ),
     ] = True,
 ) -> None:
-    """List the registered devices (settings.registry_file, else the packaged sample),
-    with when each was last heard from.
+    """List the registered devices, with when each was last heard from.
+
+    The registry is settings.registry_file, else the packaged sample.
 
     Example: kotaflow devices list --json
     """
@@ -326,9 +327,10 @@ def add(
     credentials_dir: CredentialsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Register a device: validate it, append it to the registry (comments and order
-    kept), create its broker account and print how it connects. Asks for what the
-    flags do not give.
+    """Register a device, create its broker account and print how it connects.
+
+    The entry is validated and appended to the registry (comments and order kept). Asks
+    for what the flags do not give.
 
     Example: kotaflow devices add rtg-aq-09 --type air_quality --name "Pasar Baru"
     --kecamatan Ruteng --latitude -8.61 --longitude 120.46 --elevation-m 1160

@@ -31,8 +31,10 @@ def status(
         bool, typer.Option("--no-stack", help="Skip the local stack's services (remote Kafka).")
     ] = False,
 ) -> None:
-    """Every part of the pipeline (bridge, stages, alert: alive or stopped, lag, last
-    write), dead letters per minute by reason, firing alerts and the stack's services.
+    """The pipeline's health: every part, dead letters, firing alerts, the services.
+
+    Every part (bridge, stages, alert: alive or stopped, lag, last write), dead letters
+    per minute by reason, firing alerts and the local stack's services.
 
     Exits 1 when something is unhealthy.
 

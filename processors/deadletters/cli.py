@@ -221,8 +221,10 @@ def replay(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Re-submit dead letters to the stage that refused them, with their original bytes
-    and receive time, after checking each with today's registry and catalogue.
+    """Re-submit dead letters to the stage that refused them, with their receive time.
+
+    Each is sent with its original bytes, after checking it with today's registry and
+    catalogue.
 
     Take them by id or by filter (at least one: replaying everything is never implied).
     What would be refused again is not sent (it would only be dead-lettered again) unless
