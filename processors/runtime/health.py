@@ -5,7 +5,8 @@
   ``kotaflow_records_out_total``, ``kotaflow_deadletter_total{reason}``,
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
-  ``kotaflow_pending_corrections``, ``kotaflow_write_blocked{reason}`` (1 while the
+  ``kotaflow_pending_corrections``, ``kotaflow_corrected_windows_total``,
+  ``kotaflow_correction_queries_total``, ``kotaflow_write_blocked{reason}`` (1 while the
   stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``),
   ``kotaflow_fleet_reloads_total{result}``; every series has a ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
@@ -83,6 +84,18 @@ class Health:
             ["stage", "result"],
             registry=r,
         )
+        self._corrected = Counter(
+            "kotaflow_corrected_windows",
+            "Late 1-minute windows recomputed from raw points",
+            ["stage"],
+            registry=r,
+        )
+        self._raw_queries = Counter(
+            "kotaflow_correction_queries",
+            "Raw-point queries behind corrections",
+            ["stage"],
+            registry=r,
+        )
         self._blocked = Gauge(
             "kotaflow_write_blocked",
             "1 while the stage's InfluxDB writes stall (not the data's fault), by reason",
@@ -134,6 +147,12 @@ class Health:
     def pending_corrections(self, stage: str, n: int) -> None:
         self._pending.labels(stage).set(n)
         self._snap.counters[(stage, "pending_corrections")] = n
+
+    def corrected(self, stage: str, windows: int, queries: int) -> None:
+        self._corrected.labels(stage).inc(windows)
+        self._raw_queries.labels(stage).inc(queries)
+        self._snap.counters[(stage, "corrected_windows")] += windows
+        self._snap.counters[(stage, "correction_queries")] += queries
 
     def write_blocked(self, stage: str, reason: str | None, fix: str = "") -> None:
         """``stage``'s writes stall for ``reason`` (None: they flow again)."""
