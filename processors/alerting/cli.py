@@ -21,6 +21,7 @@ from rich.table import Table
 from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
+from kotaflow.durations import parse_duration
 from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.acks import parse_alert_id
@@ -30,7 +31,6 @@ from processors.alerting.routing import plans
 from processors.alerting.rules import (
     RulesError,
     load_rules,
-    parse_duration,
     rules_file_of,
     with_device_levels,
 )
