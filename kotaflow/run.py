@@ -339,6 +339,12 @@ async def latest_notifications(
     return [notification_text(r.value) for r in found[-n:]]
 
 
+def records_since(first: dict[str, int], now: dict[str, int], topics: list[str]) -> dict[str, int]:
+    """Records written to each topic since the view started (its end offsets then and
+    now): the flow table is "since start", and a shared topic's end offset is not."""
+    return {f"records on {topic}": now.get(topic, 0) - first.get(topic, 0) for topic in topics}
+
+
 async def watch(settings: Settings, parts: list[Part], duration: float | None) -> None:
     from processors.status import firing_alerts, scrape
 
@@ -358,6 +364,7 @@ async def watch(settings: Settings, parts: list[Part], duration: float | None) -
         consumer.assign(alert_partitions)
     try:
         state = TopicRates()
+        first: dict[str, int] = {}
         deadline = None if duration is None else time.monotonic() + duration
         with Live(render(parts, Figures()), refresh_per_second=2, console=console) as live:
             tick = 0
@@ -370,9 +377,8 @@ async def watch(settings: Settings, parts: list[Part], duration: float | None) -
                         part.up = part.up or scraped[part.name] is not None
                 figures = figures_of(scraped)
                 found = await topic_offsets(consumer, partitions)
-                figures.totals.update(
-                    {f"records on {topic}": found.get(topic, 0) for topic in topics}
-                )
+                first = first or found
+                figures.totals.update(records_since(first, found, topics))
                 figures.rates = state.update(figures.totals)
                 if tick % 5 == 0:  # every few seconds is enough for the slower sources
                     notifications = await latest_notifications(

@@ -92,3 +92,12 @@ def test_sigterm_stops_the_parts_like_ctrl_c(
     assert "stopping simulate, bridge" in out
     assert "pipeline stopped" in out
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_topic_records_count_from_the_start_of_the_view() -> None:
+    first = {"kotaflow.raw": 30_000, "kotaflow.deadletter": 200_000}
+    now = {"kotaflow.raw": 30_360, "kotaflow.deadletter": 200_004}
+    assert run.records_since(first, now, ["kotaflow.raw", "kotaflow.deadletter"]) == {
+        "records on kotaflow.raw": 360,
+        "records on kotaflow.deadletter": 4,
+    }
