@@ -369,6 +369,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_NESTED_DELIMITER,
+        # `KOTAFLOW_REGISTRY_FILE= kotaflow ...` means "not set", as in any shell; read as a
+        # value it made the registry file Path("."), refused deep inside a stage
+        env_ignore_empty=True,
         extra="forbid",
         yaml_file=None,
     )
