@@ -24,7 +24,8 @@ readings are sent at once (the producer lingers ``linger_ms``), not at the next 
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
-``send_batch``, partition = Kafka's murmur2 of the device key, cached), and built from a
+``send_batch``, partition = Kafka's murmur2 of the device key, cached; both from
+``kotaflow.kafka_batching``, which the bridge uses too), and built from a
 per-device head, the time and flags, and the values dumped by orjson; both avoid
 per-record coroutines. Envelopes and topic matches are remembered per topic.
 """
@@ -38,7 +39,6 @@ from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from devices.calibration import calibrate
@@ -48,12 +48,12 @@ from devices.formats import decode
 from devices.reading import Reading, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
+from kotaflow.kafka_batching import CachedPartitioner, append_or_roll
 from kotaflow.settings import Settings, ValidateSettings
 from kotaflow.wire.raw import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.wire.readings import flags_part, record_head
 from kotaflow.wire.reasons import Reason
 from processors.runtime.health import Health
-from processors.runtime.kafka_clients import append_record
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.readings_input import refused
 from processors.runtime.stage_loop import Batch, Offsets
@@ -117,21 +117,6 @@ _UNKNOWN: Calibration | None = Calibration()
 """``DeviceOut.calibrations.get(metric, _UNKNOWN)``: the metric is not the device's."""
 
 
-class _Partitions:
-    """Kafka's default key partitioning (murmur2), cached per key."""
-
-    def __init__(self, partitions: list[int]) -> None:
-        self._all = sorted(partitions)
-        self._cache: dict[bytes, int] = {}
-        self._partitioner = DefaultPartitioner()
-
-    def of(self, key: bytes) -> int:
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = self._partitioner(key, self._all, self._all)
-        return found
-
-
 class ValidateStage:
     name = STAGE
 
@@ -150,9 +135,11 @@ class ValidateStage:
         self._ctx = DecodeContext(self._fleet)
         self._encoder = ReadingEncoder(self._fleet)
         self._covered: dict[TopicPartition, int] = {}
-        self._partitions: _Partitions | None = None
+        self._partitioner = CachedPartitioner()
+        self._partitions: list[int] = []
         self._batches: dict[int, Any] = {}
-        self._overflow: list[tuple[int, bytes, bytes, int]] = []
+        self._full: list[tuple[int, Any]] = []
+        """Batches that filled up, in order, to send before their partition's open one."""
         self._produced = 0
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
@@ -171,7 +158,7 @@ class ValidateStage:
         producer = self._output.producer
         topic = self._settings.kafka.topics.readings
         partitions = await producer.partitions_for(topic)
-        self._partitions = _Partitions(list(partitions or [0]))
+        self._partitions = sorted(partitions or [0])
 
     async def stop(self) -> None:
         await self._output.stop()
@@ -198,8 +185,8 @@ class ValidateStage:
                 if rejected:
                     for env, rejection in rejected:
                         await self._reject(record, env, rejection)
-                if self._overflow:
-                    await self._send_overflow()
+                if self._full:
+                    await self._send_full()
             if records:
                 self._covered[tp] = records[-1].offset + 1
                 polled += len(records)
@@ -212,6 +199,7 @@ class ValidateStage:
                 await self._send(partition)
 
     async def flush(self, force: bool = False) -> Offsets:
+        await self._send_full()
         for partition in list(self._batches):
             await self._send(partition)
         await self._output.drain(STAGE)
@@ -321,27 +309,31 @@ class ValidateStage:
         values: dict[str, float],
         rx_ms: int,
     ) -> None:
-        assert self._partitions is not None
         data = self._encoder.encode(device, ts_ms, flags, values)
-        partition = self._partitions.of(device.key)
+        partitions = self._partitions
+        partition = self._partitioner(device.key, partitions, partitions)
         builder = self._batches.get(partition)
+        new_batch = self._output.producer.create_batch
         if builder is None:
-            builder = self._batches[partition] = self._output.producer.create_batch()
-        if not append_record(builder, device.key, data, rx_ms):
-            self._overflow.append((partition, device.key, data, rx_ms))
+            builder = self._batches[partition] = new_batch()
+        fresh = append_or_roll(builder, new_batch, device.key, data, rx_ms)
+        if fresh is not None:
+            self._full.append((partition, builder))
+            self._batches[partition] = fresh
 
-    async def _send_overflow(self) -> None:
-        """Send the batches that filled up and start new ones with what did not fit."""
-        overflow, self._overflow = self._overflow, []
-        for partition, key, value, timestamp_ms in overflow:
-            if partition in self._batches:
-                await self._send(partition)
-            builder = self._batches[partition] = self._output.producer.create_batch()
-            append_record(builder, key, value, timestamp_ms)
+    async def _send_full(self) -> None:
+        """Send the batches that filled up (their partitions' open batches come later)."""
+        full, self._full = self._full, []
+        for partition, builder in full:
+            await self._submit(partition, builder)
 
     async def _send(self, partition: int) -> None:
         builder = self._batches.pop(partition, None)
-        if builder is None or builder.record_count() == 0:
+        if builder is not None:
+            await self._submit(partition, builder)
+
+    async def _submit(self, partition: int, builder: Any) -> None:
+        if builder.record_count() == 0:
             return
         future = await self._output.producer.send_batch(
             builder, self._settings.kafka.topics.readings, partition=partition
