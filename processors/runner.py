@@ -21,8 +21,8 @@ from prometheus_client import start_http_server
 
 from kotaflow.settings import Settings
 from processors.aggregate.stage import AggregateStage
+from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
-from processors.runtime.influx import InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
 from processors.store import StoreStage
@@ -53,20 +53,22 @@ async def run_stages(
     stop: asyncio.Event | None = None,
     health: Health | None = None,
     signals: bool = True,
+    clients: StageClients = REAL_CLIENTS,
 ) -> None:
-    """Run the chosen stages until ``stop`` is set (or, with ``signals``, SIGTERM/SIGINT)."""
+    """Run the chosen stages until ``stop`` is set (or, with ``signals``, SIGTERM/SIGINT);
+    their Kafka and InfluxDB clients come from ``clients``."""
     stop = stop or asyncio.Event()
     health = health or Health(instance_name())
     if signals:
         _install_signals(stop)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=health.registry)
-    output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
+    output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}", clients)
     names = chosen(names)
     async with contextlib.AsyncExitStack() as resources:
-        influx: InfluxSink | None = None
+        influx: InfluxWriter | None = None
         if StageName.STORE in names or StageName.AGGREGATE in names:
-            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry("influxdb"))
+            sink = clients.influx(settings, on_retry=lambda what, _: health.retry("influxdb"))
             influx = await resources.enter_async_context(sink)
         stages: list[Stage] = []
         for name in names:
@@ -75,8 +77,8 @@ async def run_stages(
             elif name is StageName.STORE and influx is not None:
                 stages.append(StoreStage(settings, health, output, influx))
             elif name is StageName.AGGREGATE and influx is not None:
-                stages.append(AggregateStage(settings, health, output, influx))
-        loops = [StageLoop(stage, settings, health) for stage in stages]
+                stages.append(AggregateStage(settings, health, output, influx, clients))
+        loops = [StageLoop(stage, settings, health, clients) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
         if influx is not None:
@@ -95,7 +97,7 @@ async def run_stages(
 
 
 async def _write_health(
-    settings: Settings, health: Health, influx: InfluxSink, stop: asyncio.Event
+    settings: Settings, health: Health, influx: InfluxWriter, stop: asyncio.Event
 ) -> None:
     """Write the health figures to InfluxDB every interval (best effort, never blocks stages)."""
     cfg = settings.processing.health

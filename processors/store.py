@@ -30,8 +30,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from kotaflow.settings import Settings, StoreSettings
 from kotaflow.wire.readings import ValidReading
 from kotaflow.wire.reasons import Reason
+from processors.runtime.clients import InfluxWriter
 from processors.runtime.health import Health
-from processors.runtime.influx import InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.lineprotocol import (
     LineProtocolError,
@@ -96,7 +96,7 @@ class StoreStage:
     name = STAGE
 
     def __init__(
-        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxSink
+        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxWriter
     ) -> None:
         self._settings = settings
         self._cfg: StoreSettings = settings.processing.store

@@ -32,8 +32,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.settings import Settings, StageConsumer
+from processors.runtime.clients import REAL_CLIENTS, StageClients
 from processors.runtime.health import Health
-from processors.runtime.kafka_clients import make_consumer
 
 log = logging.getLogger("kotaflow.processors.loop")
 
@@ -96,12 +96,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class StageLoop:
     """Runs one stage until ``stop`` is set, then flushes, commits and closes."""
 
-    def __init__(self, stage: Stage, settings: Settings, health: Health) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        settings: Settings,
+        health: Health,
+        clients: StageClients = REAL_CLIENTS,
+    ) -> None:
         self.stage = stage
         self.settings = settings
         self.health = health
         self._lock = asyncio.Lock()
-        self._consumer = make_consumer(
+        self._consumer = clients.consumer(
             settings, stage.consumer_settings, f"kotaflow-{stage.name}-{instance_name()}"
         )
         self.owned: set[TopicPartition] = set()

@@ -1,0 +1,59 @@
+"""Where a stage gets its clients: one factory object, the seam its contract tests swap.
+
+Like Telegraf's injectable ``ClientFactory``: :class:`~processors.runtime.stage_loop.StageLoop`
+takes its Kafka consumer, :class:`~processors.runtime.kafka_output.KafkaOutput` its producer,
+the aggregate stage its admin client and :func:`processors.runner.run_stages` its InfluxDB
+writer from a :class:`StageClients`. The default, :data:`REAL_CLIENTS`, makes the real ones
+(``kafka_clients.py``, ``influx.py``). The stage contract suite (``tests/contracts/``) passes
+in-memory stand-ins (``tests/support/stage_standins.py``) to check each stage's commit rule
+in a few seconds; every other test, and production, talks to the real services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from kotaflow.settings import Settings, StageConsumer
+from processors.runtime.influx import InfluxSink, Refused
+from processors.runtime.kafka_clients import make_admin, make_consumer, make_producer
+
+
+class InfluxWriter(Protocol):
+    """What the stages need of InfluxDB (:class:`InfluxSink` is the real one)."""
+
+    async def write(self, bucket: str, lines: Sequence[str]) -> list[Refused]:
+        """Return once every line is written; the lines refused as invalid data."""
+
+    async def query(self, flux: str) -> list[dict[str, Any]]:
+        """Rows of a Flux query."""
+
+
+class StageClients:
+    """Makes the clients of the stages; subclass it to hand them other ones."""
+
+    def consumer(
+        self, settings: Settings, stage: StageConsumer, client_id: str
+    ) -> AIOKafkaConsumer:
+        return make_consumer(settings, stage, client_id)
+
+    def producer(
+        self, settings: Settings, client_id: str, linger_ms: int, max_batch_bytes: int
+    ) -> AIOKafkaProducer:
+        return make_producer(settings, client_id, linger_ms, max_batch_bytes)
+
+    def admin(self, settings: Settings, client_id: str) -> AIOKafkaAdminClient:
+        return make_admin(settings, client_id)
+
+    def influx(
+        self, settings: Settings, on_retry: Callable[[str, str], None] | None = None
+    ) -> AbstractAsyncContextManager[InfluxWriter]:
+        """An InfluxDB writer to enter with ``async with`` (inside the running loop)."""
+        return InfluxSink(settings, on_retry=on_retry)
+
+
+REAL_CLIENTS = StageClients()
