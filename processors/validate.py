@@ -24,8 +24,8 @@ readings are sent at once (the producer lingers ``linger_ms``), not at the next 
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
-``send_batch``, partition = Kafka's murmur2 of the device key, cached; both from
-``kotaflow.kafka_batching``, which the bridge uses too), and built from a
+``send_batch``, partition = Kafka's murmur2 of the device key, looked up once per device;
+both from ``kotaflow.kafka_batching``, which the bridge uses too), and built from a
 per-device head, the time and flags, and the values dumped by orjson; both avoid
 per-record coroutines. Envelopes and topic matches are remembered per topic.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,8 @@ class DeviceOut:
     """The Kafka key: the device id."""
     calibrations: dict[str, Calibration | None]
     """Each metric of the device's type, with its calibration if it has one."""
+    partition: int
+    """The ``kotaflow.readings`` partition of ``key``, looked up once per device."""
 
 
 class ReadingEncoder:
@@ -81,8 +84,9 @@ class ReadingEncoder:
     A record is ``head + ts_ms + flags part + values + "}"``: ``head`` is made once per
     device (:meth:`device`), the flags part once per set of flags."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, partition_of: Callable[[bytes], int] = lambda _: 0) -> None:
         self._fleet = fleet
+        self._partition_of = partition_of
         self._devices: dict[str, DeviceOut | None] = {}
         self._flags: dict[tuple[str, ...], bytes] = {}
 
@@ -101,7 +105,8 @@ class ReadingEncoder:
         units = {name: spec.unit for name, spec in metrics.items()}
         head = record_head(device.id, device.type, device.kecamatan, units)
         calibrations = {name: device.calibration.get(name) for name in metrics}
-        return DeviceOut(head, device.id.encode(), calibrations)
+        key = device.id.encode()
+        return DeviceOut(head, key, calibrations, self._partition_of(key))
 
     def encode(
         self, out: DeviceOut, ts_ms: int, flags: tuple[str, ...], values: dict[str, float]
@@ -133,10 +138,11 @@ class ValidateStage:
         self._output = output
         self._fleet = fleet or load_fleet(settings)
         self._ctx = DecodeContext(self._fleet)
-        self._encoder = ReadingEncoder(self._fleet)
+        self._encoder = ReadingEncoder(self._fleet, self._partition_of)
         self._covered: dict[TopicPartition, int] = {}
         self._partitioner = CachedPartitioner()
         self._partitions: list[int] = []
+        self._new_batch: Callable[[], Any] = lambda: None
         self._batches: dict[int, Any] = {}
         self._full: list[tuple[int, Any]] = []
         """Batches that filled up, in order, to send before their partition's open one."""
@@ -159,6 +165,7 @@ class ValidateStage:
         topic = self._settings.kafka.topics.readings
         partitions = await producer.partitions_for(topic)
         self._partitions = sorted(partitions or [0])
+        self._new_batch = producer.create_batch
 
     async def stop(self) -> None:
         await self._output.stop()
@@ -238,6 +245,10 @@ class ValidateStage:
                 rejections = rejections + late
         return [(env, rejection) for rejection in rejections] if rejections else None
 
+    def _partition_of(self, key: bytes) -> int:
+        """Kafka's default partition of ``key`` in ``kotaflow.readings`` (known after start)."""
+        return self._partitioner(key, self._partitions, self._partitions)
+
     def _match(self, topic: str) -> TopicMatch | None:
         """``match_topic``, remembered per topic (bounded: forgotten all at once when full)."""
         found = self._topics.get(topic, False)
@@ -310,13 +321,11 @@ class ValidateStage:
         rx_ms: int,
     ) -> None:
         data = self._encoder.encode(device, ts_ms, flags, values)
-        partitions = self._partitions
-        partition = self._partitioner(device.key, partitions, partitions)
+        partition = device.partition
         builder = self._batches.get(partition)
-        new_batch = self._output.producer.create_batch
         if builder is None:
-            builder = self._batches[partition] = new_batch()
-        fresh = append_or_roll(builder, new_batch, device.key, data, rx_ms)
+            builder = self._batches[partition] = self._new_batch()
+        fresh = append_or_roll(builder, self._new_batch, device.key, data, rx_ms)
         if fresh is not None:
             self._full.append((partition, builder))
             self._batches[partition] = fresh
