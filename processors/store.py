@@ -1,7 +1,8 @@
 """Stage ``store``: readings into the InfluxDB ``telemetry`` bucket.
 
 Input
-    ``kotaflow.readings`` (readings record v1), consumer group ``processing.store.group_id``.
+    ``kotaflow.readings`` (readings record v2, v1 still read: ``kotaflow.wire.readings``),
+    consumer group ``processing.store.group_id``.
 Output
     InfluxDB bucket ``influxdb.telemetry_bucket``. One measurement per device type; tags
     ``device``, ``kecamatan``, ``type`` (sorted); one float field per metric; timestamp =

@@ -1,8 +1,8 @@
 """Stage ``aggregate``: 1-minute, hourly and daily rollups per device and metric.
 
 Input
-    ``kotaflow.readings`` (readings record v1), consumer group
-    ``processing.aggregate.group_id``.
+    ``kotaflow.readings`` (readings record v2, v1 still read: ``kotaflow.wire.readings``),
+    consumer group ``processing.aggregate.group_id``.
 Output
     InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/aggregate/rollups.py``):
     ``window=1m`` aggregates (count, min, max, sum, mean, last) of 1-minute event-time
