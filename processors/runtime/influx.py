@@ -60,7 +60,7 @@ def resolve_token(settings: Settings, role: str) -> str:
     explicit = settings.processing.influx_token_file
     if explicit is not None:
         try:
-            token = explicit.read_text().strip()
+            token = explicit.read_text(encoding="utf-8").strip()
         except OSError as err:
             raise InfluxConfigError(f"cannot read InfluxDB token file {explicit}: {err}") from None
         if token:
@@ -69,7 +69,7 @@ def resolve_token(settings: Settings, role: str) -> str:
         raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
     path = settings.stack.state_dir / "influxdb" / "tokens.json"
     try:
-        found: Any = json.loads(path.read_text()).get("tokens", {}).get(role)
+        found: Any = json.loads(path.read_text(encoding="utf-8")).get("tokens", {}).get(role)
     except (OSError, ValueError, AttributeError):
         found = None
     if isinstance(found, str) and found:

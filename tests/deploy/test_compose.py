@@ -46,7 +46,7 @@ LONG_RUNNING = {"mosquitto", "kafka", "influxdb", "bridge", "process", "alert", 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text())
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -87,7 +87,7 @@ def test_images_are_the_official_ones_and_grafana_matches_the_sdk(compose: dict[
     assert re.fullmatch(r"influxdb:2\.7\.\d+", images["influxdb"])
     grafana = re.fullmatch(r"grafana/grafana-oss:(\d+\.\d+)\.\d+", images["grafana"])
     assert grafana is not None
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     sdk = next(d for d in project["dependencies"] if d.startswith("grafana-foundation-sdk"))
     assert sdk.endswith(f"!{grafana.group(1)}.0"), (sdk, images["grafana"])
 
@@ -128,7 +128,7 @@ def test_mosquitto_and_the_services_use_the_generated_accounts(compose: dict[str
     services = compose["services"]
     (script,) = services["mqtt-credentials"]["command"]
     directory = shlex.split(script.split("&&")[0])[-1]
-    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
     assert f"password_file {directory}/passwd" in conf
     assert f"acl_file {directory}/acl" in conf
     assert "allow_anonymous false" in conf
@@ -163,7 +163,7 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
 
 def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str, Any]) -> None:
     env = compose["x-kotaflow"]["environment"]
-    script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text()
+    script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text(encoding="utf-8")
     token_file = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"]
     assert Path(token_file).name in script
     jobs = compose["services"]["influxdb-tokens"]
@@ -171,9 +171,11 @@ def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
-    dockerfile = (DEPLOY / "Dockerfile").read_text()
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
-    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"][
+        "build"
+    ]
     for package in wheel["targets"]["wheel"]["packages"]:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/**" in ignore, package
@@ -271,7 +273,7 @@ def _as_the_service_sees_it(
     password = "a1b2c3d4e5f6"
     secrets = tmp_path / "secrets"
     secrets.mkdir(parents=True)
-    (secrets / SCRAM_SECRET).write_text(password)
+    (secrets / SCRAM_SECRET).write_text(password, encoding="utf-8")
     tls = ensure_tls(tmp_path / "kafka", ["kafka"], lambda _: None)
     places = {"/run/secrets": secrets, "/etc/kotaflow": DEPLOY / "config"}
     for target, source in _mounts(compose["services"][name]).items():
@@ -315,7 +317,7 @@ def test_the_scram_password_is_a_compose_secret(compose: dict[str, Any]) -> None
     secret = compose["secrets"][SCRAM_SECRET]
     assert set(secret) == {"file"}  # not `environment:` nor `content:`: never in YAML or .env
     secret_file = DEPLOY / secret["file"]
-    ignore = (secret_file.parent / ".gitignore").read_text().split()
+    ignore = (secret_file.parent / ".gitignore").read_text(encoding="utf-8").split()
     assert ignore == ["*", "!.gitignore"]  # the operator's file never lands in git
     assert "KOTAFLOW_KAFKA__SASL_PASSWORD" not in compose["x-kotaflow"]["environment"]
     with_secret = {
@@ -337,7 +339,7 @@ def test_the_scram_password_is_a_compose_secret(compose: dict[str, Any]) -> None
         f'password="${reference}"'
         in kafka["KAFKA_LISTENER_NAME_BROKER_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
     )
-    client = (DEPLOY / "kafka" / "client.properties").read_text()
+    client = (DEPLOY / "kafka" / "client.properties").read_text(encoding="utf-8")
     assert reference in client
 
 
@@ -414,7 +416,9 @@ def test_every_file_volume_and_secret_the_kafka_services_use_exists(
     assert _provided(compose, "kafka", config)
     client = dict(
         line.split("=", 1)
-        for line in (DEPLOY / "kafka" / "client.properties").read_text().splitlines()
+        for line in (DEPLOY / "kafka" / "client.properties")
+        .read_text(encoding="utf-8")
+        .splitlines()
         if line and not line.startswith("#")
     )
     assert _provided(compose, "kafka", client["ssl.truststore.location"])
@@ -439,7 +443,7 @@ def _format_storage(tmp_path: Path, password: bytes) -> subprocess.CompletedProc
     home = tmp_path / "kafka"
     (home / "bin").mkdir(parents=True, exist_ok=True)
     for tool, body in FAKE_KAFKA_TOOLS.items():
-        (home / "bin" / tool).write_text(f"#!/bin/bash\n{body}\n")
+        (home / "bin" / tool).write_text(f"#!/bin/bash\n{body}\n", encoding="utf-8")
         (home / "bin" / tool).chmod(0o755)
     (tmp_path / "password").write_bytes(password)
     (tmp_path / "data").mkdir(exist_ok=True)
@@ -464,7 +468,7 @@ def test_storage_is_formatted_once_with_the_scram_user_and_no_password_on_a_comm
 ) -> None:
     done = _format_storage(tmp_path, b"0123abcdef")
     assert done.returncode == 0, done.stderr
-    record = (tmp_path / "record").read_text().splitlines()
+    record = (tmp_path / "record").read_text(encoding="utf-8").splitlines()
     assert "FILE --add-scram" in record
     assert "FILE SCRAM-SHA-512=[name=kotaflow,iterations=8192,password=0123abcdef]" in record
     assert "ARG --cluster-id" in record
@@ -473,7 +477,9 @@ def test_storage_is_formatted_once_with_the_scram_user_and_no_password_on_a_comm
     again = _format_storage(tmp_path, b"0123abcdef")
     assert again.returncode == 0
     assert "formatted already" in again.stdout
-    assert (tmp_path / "record").read_text().splitlines() == record  # not formatted twice
+    assert (tmp_path / "record").read_text(
+        encoding="utf-8"
+    ).splitlines() == record  # not formatted twice
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ STAGES = ("validate", "store", "aggregate")
 
 
 def _values(unit: Path, key: str) -> list[str]:
-    return re.findall(rf"^{key}=(.*)$", unit.read_text(), flags=re.MULTILINE)
+    return re.findall(rf"^{key}=(.*)$", unit.read_text(encoding="utf-8"), flags=re.MULTILINE)
 
 
 def test_systemd_verifies_every_unit(tmp_path: Path) -> None:
@@ -30,7 +30,9 @@ def test_systemd_verifies_every_unit(tmp_path: Path) -> None:
     ours = str(Path(sys.prefix) / "bin" / "kotaflow")
     for unit in UNITS.iterdir():
         name = unit.name.replace("@.", "@validate.")
-        (tmp_path / name).write_text(unit.read_text().replace(INSTALLED, ours))
+        (tmp_path / name).write_text(
+            unit.read_text(encoding="utf-8").replace(INSTALLED, ours), encoding="utf-8"
+        )
     names = sorted(str(p) for p in tmp_path.iterdir())
     done = subprocess.run(
         [analyze, "verify", "--man=no", *names], capture_output=True, text=True, check=False

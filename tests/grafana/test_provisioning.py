@@ -20,7 +20,7 @@ ENV = {
 
 
 def _load(out: Path, relative: str) -> dict[str, Any]:
-    data = yaml.safe_load((out / relative).read_text())
+    data = yaml.safe_load((out / relative).read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     assert data["apiVersion"] == 1
     return data
@@ -76,7 +76,7 @@ def test_dashboard_providers_point_at_the_rendered_json(out: Path, bundle: Bundl
         paths[provider["folderUid"]] = PurePosixPath(provider["options"]["path"])
     for folder, board in bundle.dashboards:
         inside = paths[folder.uid].relative_to(GRAFANA_PROVISIONING)
-        written = json.loads((out / inside / f"{board['uid']}.json").read_text())
+        written = json.loads((out / inside / f"{board['uid']}.json").read_text(encoding="utf-8"))
         assert written == board
 
 
@@ -170,7 +170,7 @@ def test_rendering_twice_gives_the_same_files(bundle: Bundle, tmp_path: Path) ->
 def test_a_dashboard_no_longer_generated_is_removed(bundle: Bundle, tmp_path: Path) -> None:
     stale = tmp_path / "dashboards" / "id" / "kotaflow-retired.json"
     stale.parent.mkdir(parents=True)
-    stale.write_text("{}")
+    stale.write_text("{}", encoding="utf-8")
     done = render(bundle, tmp_path)
     assert not stale.exists()
     assert stale in done.removed

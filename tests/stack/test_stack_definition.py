@@ -93,7 +93,7 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     assert broker_address(settings.kafka) == ("127.0.0.1", 19092)
     kafka = Kafka(settings)
     kafka._write_config()
-    text = kafka.server_properties.read_text()
+    text = kafka.server_properties.read_text(encoding="utf-8")
     assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
     assert f"log.dirs={kafka.data_dir}" in text
@@ -132,6 +132,7 @@ def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> No
     paths = Paths(state=tmp_path, cache=tmp_path)
     paths.log.parent.mkdir(parents=True)
     paths.log.write_text(
-        f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
+        f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n",
+        encoding="utf-8",
     )
     assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"

@@ -80,7 +80,8 @@ class Pipeline:
         for proc in self.procs:
             if proc.poll() is not None:
                 logs = "\n".join(
-                    f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.folder.glob("*.log")
+                    f"--- {p.name}\n{p.read_text(encoding='utf-8')[-3000:]}"
+                    for p in self.folder.glob("*.log")
                 )
                 raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}\n{logs}")
 
@@ -107,10 +108,11 @@ def _config(base: Settings, folder: Path, webhook_url: str, device: str) -> dict
                     }
                 ],
             }
-        )
+        ),
+        encoding="utf-8",
     )
     rules = folder / "rules.yaml"
-    rules.write_text(E2E_RULES)
+    rules.write_text(E2E_RULES, encoding="utf-8")
     return {
         "registry_file": str(registry),
         "metrics_port": 0,
@@ -159,7 +161,7 @@ def pipeline(root: Path, webhook_url: str, ready_timeout_s: float = 120.0) -> It
     device = f"e2e-rl-{folder.name}"
     config = _config(base, folder, webhook_url, device)
     config_file = folder / "kotaflow.yaml"
-    config_file.write_text(yaml.safe_dump(config))
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     settings = load_settings(config_file)
     topics = settings.kafka.topics
     ensure_topics(
