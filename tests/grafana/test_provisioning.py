@@ -225,10 +225,12 @@ def test_grafana_notifies_no_staff_by_default_so_each_alert_reaches_them_once(
     policies = _load(tmp_path, "alerting/kotaflow-policies.yaml")
     assert fmt.unknown(policies, fmt.POLICIES_ROOT) == set()
     assert policies == {"apiVersion": 1, "resetPolicies": [1]}
-    text = "".join(path.read_text() for path in done.files if "alerting" in path.parts)
+    text = "".join(
+        path.read_text(encoding="utf-8") for path in done.files if "alerting" in path.parts
+    )
     for secret_or_address in ("pusdalops@bpbd.x.id", "https://ops.x.id/hook", "-100123"):
         assert secret_or_address not in text
-    compose = yaml.safe_load(Path("deploy/compose.yaml").read_text())
+    compose = yaml.safe_load(Path("deploy/compose.yaml").read_text(encoding="utf-8"))
     notifiers = [
         name for name, svc in compose["services"].items() if svc.get("command") == ["alert"]
     ]
