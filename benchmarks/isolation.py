@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +109,8 @@ def _plain(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, timedelta):  # alerting route durations: numbers are seconds
+        return value.total_seconds()
+    if isinstance(value, time):
+        return value.isoformat()
     return value
