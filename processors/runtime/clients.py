@@ -21,15 +21,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from kotaflow.settings import Settings, StageConsumer
 from processors.runtime.influx import InfluxSink, Refused
 from processors.runtime.kafka_clients import make_admin, make_consumer, make_producer
+from processors.runtime.write_block import BlockGauge
 
 
 class InfluxWriter(Protocol):
     """What the stages need of InfluxDB (:class:`InfluxSink` is the real one)."""
 
-    async def write(self, bucket: str, lines: Sequence[str]) -> list[Refused]:
+    async def write(
+        self, bucket: str, lines: Sequence[str], stage: str = "influxdb"
+    ) -> list[Refused]:
         """Return once every line is written; the lines refused as invalid data."""
 
-    async def query(self, flux: str) -> list[dict[str, Any]]:
+    async def query(self, flux: str, stage: str | None = None) -> list[dict[str, Any]]:
         """Rows of a Flux query."""
 
 
@@ -50,10 +53,13 @@ class StageClients:
         return make_admin(settings, client_id)
 
     def influx(
-        self, settings: Settings, on_retry: Callable[[str, str], None] | None = None
+        self,
+        settings: Settings,
+        gauge: BlockGauge | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> AbstractAsyncContextManager[InfluxWriter]:
         """An InfluxDB writer to enter with ``async with`` (inside the running loop)."""
-        return InfluxSink(settings, on_retry=on_retry)
+        return InfluxSink(settings, gauge=gauge, on_retry=on_retry)
 
 
 REAL_CLIENTS = StageClients()

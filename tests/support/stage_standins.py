@@ -34,6 +34,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from kotaflow.settings import Settings, StageConsumer
 from processors.runtime.clients import InfluxWriter, StageClients
 from processors.runtime.influx import Refused
+from processors.runtime.write_block import BlockGauge
 
 CommitCheck = Callable[[str, dict[TopicPartition, OffsetAndMetadata]], None]
 
@@ -265,14 +266,16 @@ class MemoryInflux:
     lines: dict[str, list[str]] = field(default_factory=dict)
     fail: bool = False
 
-    async def write(self, bucket: str, lines: Sequence[str]) -> list[Refused]:
+    async def write(
+        self, bucket: str, lines: Sequence[str], stage: str = "influxdb"
+    ) -> list[Refused]:
         await asyncio.sleep(0)
         if self.fail:
             raise OSError("InfluxDB unreachable (stand-in)")
         self.lines.setdefault(bucket, []).extend(lines)
         return []
 
-    async def query(self, flux: str) -> list[dict[str, Any]]:
+    async def query(self, flux: str, stage: str | None = None) -> list[dict[str, Any]]:
         return []
 
     async def __aenter__(self) -> MemoryInflux:
@@ -306,7 +309,10 @@ class StandInClients(StageClients):
         return MemoryAdmin(self.kafka)
 
     def influx(
-        self, settings: Settings, on_retry: Callable[[str, str], None] | None = None
+        self,
+        settings: Settings,
+        gauge: BlockGauge | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> AbstractAsyncContextManager[InfluxWriter]:
         return self.memory_influx
 
