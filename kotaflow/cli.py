@@ -51,6 +51,12 @@ def _stack() -> None:
     _app.add_typer(stack_app, name="stack")
 
 
+def _kafka() -> None:
+    from deploy.kafka_cli import app as kafka_app
+
+    _app.add_typer(kafka_app, name="kafka")
+
+
 def _devices() -> None:
     from devices.cli import app as devices_app
 
@@ -87,10 +93,34 @@ def _alerts() -> None:
     _app.add_typer(alerts_app, name="alerts")
 
 
+def _deadletter() -> None:
+    from processors.deadletters.cli import app as deadletter_app
+
+    _app.add_typer(deadletter_app, name="deadletter")
+
+
+def _status() -> None:
+    from kotaflow.status import status
+
+    _app.command("status")(status)
+
+
 def _grafana() -> None:
     from deploy.grafana.cli import app as grafana_app
 
     _app.add_typer(grafana_app, name="grafana")
+
+
+def _backup() -> None:
+    from deploy.backup.cli import backup
+
+    _app.command("backup")(backup)
+
+
+def _restore() -> None:
+    from deploy.backup.cli import restore
+
+    _app.command("restore")(restore)
 
 
 def _bench() -> None:
@@ -105,13 +135,18 @@ def _bench() -> None:
 
 PARTS: dict[str, Callable[[], None]] = {
     "stack": _stack,
+    "kafka": _kafka,
     "devices": _devices,
     "simulate": _simulate,
     "bridge": _bridge,
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,
+    "deadletter": _deadletter,
+    "status": _status,
     "grafana": _grafana,
+    "backup": _backup,
+    "restore": _restore,
     "bench": _bench,
 }
 """One line per command group. Each is imported only when its command runs, so a long-lived

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -74,6 +81,9 @@ class KafkaTopics(_Section):
     readings: str = "kotaflow.readings"
     deadletter: str = "kotaflow.deadletter"
     alerts: str = "kotaflow.alerts"
+    bridge_lease: str = "kotaflow.bridge-lease"
+    """One partition, no records: its consumer groups elect the active bridge per MQTT
+    session (ingest/lease.py)."""
 
     @field_validator("*")
     @classmethod
@@ -84,9 +94,47 @@ class KafkaTopics(_Section):
         return name
 
 
+class TopicPartitions(_Section):
+    """Partitions per topic role. ``raw`` and ``readings`` carry every reading, keyed by
+    device: one batch in flight per partition and one consumer per partition, so they get
+    the most. Raising a count later moves devices between partitions (per-device order
+    breaks for a moment); ``kotaflow kafka topics create`` reports it, never does it."""
+
+    raw: int = Field(6, ge=1)
+    readings: int = Field(6, ge=1)
+    deadletter: int = Field(3, ge=1)
+    alerts: int = Field(3, ge=1)
+
+
+class TopicLayout(_Section):
+    """How ``kotaflow kafka topics create`` lays out kotaflow's topics on the cluster.
+
+    ``null`` replication follows the cluster: min(3, brokers), so one broker gets 1 and a
+    3-broker cluster 3; ``null`` min ISR is replication - 1 (at least 1), so with RF 3 an
+    ``acks=all`` write survives one broker lost and stalls, never drops, when two are."""
+
+    partitions: TopicPartitions = TopicPartitions()
+    replication_factor: int | None = Field(None, ge=1, description="null: min(3, brokers)")
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="acks=all needs this many replicas; null: replication - 1, >= 1"
+    )
+    retention_hours: float = Field(168.0, gt=0, description="retention.ms of every topic")
+    max_message_bytes: int | None = Field(
+        None, ge=1024, description="max.message.bytes of every topic; null: the broker's"
+    )
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> TopicLayout:
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise ValueError(f"min_insync_replicas {isr} > replication_factor {rf}: no write fits")
+        return self
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: KafkaTopics = KafkaTopics()
+    layout: TopicLayout = TopicLayout()
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     sasl_mechanism: str | None = Field(None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
     sasl_username: str | None = None
@@ -119,6 +167,18 @@ class InfluxSettings(_Section):
 class StackSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    kafka_brokers: int = Field(
+        1,
+        description="1: one KRaft node; 3: a cluster of 3 combined controller+broker nodes on "
+        "the bootstrap port and the next ones (deploy/local/kafka_cluster.py)",
+    )
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("the local stack runs 1 Kafka node or a cluster of 3")
+        return value
 
 
 class BridgeSettings(_Section):
@@ -127,21 +187,43 @@ class BridgeSettings(_Section):
     client_id: str = Field(
         "kotaflow-bridge-1",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
-        description="stable MQTT client id: the broker keeps this session's unacked messages",
+        description="the bridge's one MQTT session on this broker: every replica uses the same "
+        "id, a lease through Kafka picks the one that connects (ingest/lease.py)",
     )
     share_group: str | None = Field(
-        "kotaflow-bridge",
+        None,
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
-        description="subscribe through $share/<group>/ so N bridges split the load; null: plain",
+        description="DEPRECATED (issue 16): subscribe through $share/<group>/; a device "
+        "account or a stopped member then takes messages away. null (default): plain",
     )
     session_expiry_s: int = Field(86_400, ge=1, description="broker keeps the session this long")
     receive_maximum: int = Field(10_000, ge=1, le=65_535, description="MQTT 5 unacked cap")
     max_in_flight: int = Field(
         10_000, ge=1, description="local bound on received, unacked messages (x payload size)"
     )
-    max_payload_bytes: int = Field(65_536, ge=1, description="larger payloads are dead-lettered")
+    max_payload_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="the one size limit: the broker refuses bigger publishes, the bridge "
+        "dead-letters them, Kafka's limits follow (ingest/sizes.py)",
+    )
     rate_per_s: float | None = Field(5.0, gt=0, description="per-device sustained rate; null: off")
-    rate_burst: int = Field(60, ge=1, description="per-device burst above the sustained rate")
+    rate_burst: int | None = Field(
+        None,
+        ge=1,
+        description="per-device burst above the sustained rate; null: a device_buffer_s "
+        "backlog of the catalogue's fastest device (ingest/ratelimit.py)",
+    )
+    device_buffer_s: float = Field(
+        86_400.0, gt=0, description="longest outage a device buffers and then flushes at once"
+    )
+    lease_session_timeout_ms: int = Field(
+        8_000,
+        ge=6_000,
+        le=60_000,
+        description="a standby takes over this long after the active bridge dies",
+    )
+    lease_heartbeat_ms: int = Field(1_000, ge=100, le=20_000)
     linger_ms: int = Field(10, ge=0, le=1000)
     max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
     compression: str = Field("zstd", pattern="^(none|gzip|lz4|zstd|snappy)$")
@@ -188,7 +270,12 @@ class StoreSettings(StageConsumer):
 class AggregateSettings(StageConsumer):
     group_id: str = "kotaflow-aggregate"
     grace_s: float = Field(10.0, ge=0, description="a window closes this long after its end")
-    max_lateness_h: float = Field(24.0, gt=0, description="older readings are dead-lettered")
+    max_lateness_h: float | None = Field(
+        None,
+        gt=0,
+        description="unset: every stored reading is aggregated, however late; a number: "
+        "older readings are dead-lettered and their rollups stay below raw (old configs)",
+    )
     flush_interval_s: float = Field(1.0, gt=0)
     wait_for_store: bool = Field(
         True, description="late corrections wait until the store stage has written the points"
@@ -227,8 +314,47 @@ class ProcessingSettings(_Section):
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     influx_token_file: Path | None = Field(
-        None, description="file holding the InfluxDB token when influxdb.token is unset"
+        None, description="file holding one InfluxDB token for every stage (old configs)"
     )
+    influx_token_dir: Path | None = Field(
+        None,
+        description="directory of <role>.token files (store, aggregate, alert, health; "
+        "pipeline and grafana as fallbacks); default: the local stack's tokens.json",
+    )
+
+
+OSM_TILES = "osm"
+NO_TILES = "none"
+
+
+class GrafanaSettings(_Section):
+    """The generated dashboards (``kotaflow grafana``): what their maps draw under the devices.
+
+    ``osm`` loads openstreetmap.org tiles in each viewer's browser, so it needs outbound
+    internet; a data centre without it uses its own tile server's URL, or ``none``.
+    """
+
+    map_tiles: str = Field(
+        OSM_TILES,
+        description="osm (openstreetmap.org, needs internet), a tile server URL with {z}, {x} "
+        "and {y}, e.g. https://tiles.example.id/{z}/{x}/{y}.png, or none (a table, no map)",
+    )
+    map_attribution: str = Field(
+        "© OpenStreetMap contributors", description="credit shown on maps from map_tiles' URL"
+    )
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tiles(cls, value: str) -> str:
+        if value in (OSM_TILES, NO_TILES):
+            return value
+        placeholders = all(p in value for p in ("{z}", "{x}", "{y}"))
+        if not value.startswith(("http://", "https://", "/")) or not placeholders:
+            raise ValueError(
+                "expected osm, none, or a tile URL (http(s):// or a path on Grafana's own "
+                "host) with {z}, {x} and {y}"
+            )
+        return value
 
 
 class Settings(BaseSettings):
@@ -248,6 +374,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")

@@ -12,7 +12,6 @@ in a few seconds; every other test, and production, talks to the real services.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -36,6 +35,17 @@ class InfluxWriter(Protocol):
         """Rows of a Flux query."""
 
 
+class InfluxClient(InfluxWriter, Protocol):
+    """An InfluxDB writer with its own connections: entered with ``async with``."""
+
+    def tokens(self) -> tuple[str, str]:
+        """The (write, read) tokens it would use: clients with the same share one."""
+
+    async def __aenter__(self) -> InfluxClient: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
 class StageClients:
     """Makes the clients of the stages; subclass it to hand them other ones."""
 
@@ -55,11 +65,13 @@ class StageClients:
     def influx(
         self,
         settings: Settings,
+        role: str | None = None,
         gauge: BlockGauge | None = None,
         on_retry: Callable[[str], None] | None = None,
-    ) -> AbstractAsyncContextManager[InfluxWriter]:
-        """An InfluxDB writer to enter with ``async with`` (inside the running loop)."""
-        return InfluxSink(settings, gauge=gauge, on_retry=on_retry)
+    ) -> InfluxClient:
+        """An InfluxDB client with ``role``'s tokens, to enter with ``async with`` inside
+        the running loop."""
+        return InfluxSink(settings, gauge=gauge, on_retry=on_retry, role=role)
 
 
 REAL_CLIENTS = StageClients()

@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
@@ -32,7 +30,7 @@ from aiokafka.errors import CommitFailedError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from kotaflow.settings import Settings, StageConsumer
-from processors.runtime.clients import InfluxWriter, StageClients
+from processors.runtime.clients import InfluxClient, StageClients
 from processors.runtime.influx import Refused
 from processors.runtime.write_block import BlockGauge
 
@@ -278,12 +276,13 @@ class MemoryInflux:
     async def query(self, flux: str, stage: str | None = None) -> list[dict[str, Any]]:
         return []
 
+    def tokens(self) -> tuple[str, str]:
+        return ("stand-in", "stand-in")
+
     async def __aenter__(self) -> MemoryInflux:
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         return None
 
 
@@ -311,9 +310,10 @@ class StandInClients(StageClients):
     def influx(
         self,
         settings: Settings,
+        role: str | None = None,
         gauge: BlockGauge | None = None,
         on_retry: Callable[[str], None] | None = None,
-    ) -> AbstractAsyncContextManager[InfluxWriter]:
+    ) -> InfluxClient:
         return self.memory_influx
 
 
