@@ -432,7 +432,7 @@ def _env_config_path() -> Path | None:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise SettingsError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -118,7 +118,7 @@ class TokenSource:
 
 def _token_in(path: Path, roles: list[str]) -> str:
     try:
-        token = path.read_text().strip()
+        token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         files = " or ".join(f"{name}.token" for name in roles)
         raise InfluxConfigError(
@@ -134,7 +134,7 @@ def _token_in(path: Path, roles: list[str]) -> str:
 
 def _tokens_json(path: Path) -> dict[str, Any]:
     try:
-        found: Any = json.loads(path.read_text()).get("tokens", {})
+        found: Any = json.loads(path.read_text(encoding="utf-8")).get("tokens", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return found if isinstance(found, dict) else {}

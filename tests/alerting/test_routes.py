@@ -362,9 +362,10 @@ def test_a_gauge_with_its_own_four_levels_fires_and_clears_at_its_own_values(
 
 def test_device_levels_are_checked_with_the_registry_line(tmp_path: Path) -> None:
     registry = tmp_path / "registry.yaml"
-    text = Path("devices/registry.yaml").read_text()
+    text = Path("devices/registry.yaml").read_text(encoding="utf-8")
     registry.write_text(
-        text.replace("at_least: 300, clear_below: 290", "at_least: 200, clear_below: 290")
+        text.replace("at_least: 300, clear_below: 290", "at_least: 200, clear_below: 290"),
+        encoding="utf-8",
     )
     fleet = load_fleet(registry_file=registry)
     rules = rules_from(tmp_path, RIVER_RULES.replace("name: river", "name: tinggi_muka_air"))
@@ -403,7 +404,7 @@ def test_routes_test_shows_the_receivers_an_alert_would_reach(
              | {"receivers": {n: {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
                               for n in OFFICE.receivers}}},
         )
-    )  # fmt: skip
+    , encoding="utf-8")  # fmt: skip
     monkeypatch.setenv("KOTAFLOW_CONFIG", str(config))
     args = ["alerts", "routes", "test", "--rule", "tinggi_muka_air", "--kecamatan", "Reok"]
     awas = CliRunner().invoke(cli_app, [*args, "--level", "Awas", "--at", "2026-11-30 12:00"])

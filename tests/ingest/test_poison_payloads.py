@@ -115,7 +115,8 @@ def sized_broker(tmp_path: Path) -> Iterator[int]:
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"message_size_limit {limit}\nlog_dest stderr\n"
+        f"message_size_limit {limit}\nlog_dest stderr\n",
+        encoding="utf-8",
     )
     proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:

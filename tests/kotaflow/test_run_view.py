@@ -58,7 +58,7 @@ def test_part_logs_rotate_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert path.stat().st_size <= 1000
     backups = sorted(tmp_path.glob("bridge.log.*"))
     assert [p.name for p in backups] == [f"bridge.log.{i}" for i in range(1, run.LOG_BACKUPS + 1)]
-    assert path.read_text().splitlines()[-1] == "line 0499 of output"
+    assert path.read_text(encoding="utf-8").splitlines()[-1] == "line 0499 of output"
 
 
 def test_notification_value_is_short() -> None:

@@ -42,9 +42,11 @@ def test_a_fresh_status_file_reports_a_blocked_stage(tmp_path: Path) -> None:
         "store": {"write_blocked": {"reason": "auth", "since_ms": 1, "fix": "token"}},
         "validate": {"write_blocked": None},
     }
-    (folder / "a.status.json").write_text(json.dumps({"at_ms": 90_000, "stages": stages}))
+    (folder / "a.status.json").write_text(
+        json.dumps({"at_ms": 90_000, "stages": stages}), encoding="utf-8"
+    )
     (folder / "old.status.json").write_text(
-        json.dumps({"at_ms": 0, "stages": {"aggregate": stages["store"]}})
+        json.dumps({"at_ms": 0, "stages": {"aggregate": stages["store"]}}), encoding="utf-8"
     )
     assert status_file_blocks(settings, now_ms=100_000) == {"store": ["auth"]}
 

@@ -121,7 +121,7 @@ def test_saved_tokens_are_private_and_round_trip(tmp_path: Path) -> None:
     access = InfluxAccess(url="http://127.0.0.1:8086", org="kotaflow", tokens={PIPELINE: "t"})
     save_access(tmp_path, access)
     assert load_access(tmp_path) == access
-    assert token_file(tmp_path, PIPELINE).read_text().strip() == "t"
+    assert token_file(tmp_path, PIPELINE).read_text(encoding="utf-8").strip() == "t"
     for path in (tokens_path(tmp_path), token_file(tmp_path, PIPELINE)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
