@@ -169,6 +169,7 @@ class Gateway:
         client.on_connect = self._on_local_connect
         client.on_disconnect = self._on_local_disconnect
         client.on_message = self._on_local_message
+        client.on_subscribe = self._on_local_subscribe
         return client
 
     def _connect_local(self) -> None:
@@ -198,6 +199,15 @@ class Gateway:
             flags.session_present,
         )
         client.subscribe([(f, 1) for f in SUBSCRIPTIONS])
+
+    def _on_local_subscribe(
+        self, _c: paho.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("local broker refused device topic subscriptions: %s", refused)
+        else:
+            log.info("subscribed to the device topics on the local broker")
 
     def _on_local_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._ack_lock:
