@@ -10,7 +10,12 @@ import time
 from collections import defaultdict
 
 import pytest
-from conftest import (
+
+from devices.catalogue import load_catalogue
+from devices.registry import load_registry
+from edge.gateway import EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
+from edge.queue import EdgeQueue
+from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
     kecamatan_devices,
@@ -18,11 +23,7 @@ from conftest import (
     publish_readings,
     wait_until,
 )
-
-from devices.catalogue import load_catalogue
-from devices.registry import load_registry
-from edge.gateway import EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
-from edge.queue import EdgeQueue
+from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.services
 
@@ -40,7 +41,7 @@ def distinct(collector: Collector) -> int:
 
 
 def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time(
-    edge_process: EdgeProcess, collector: Collector
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
 ) -> None:
     _, devices = kecamatan_devices()
     edge_process.start()
@@ -51,7 +52,7 @@ def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time
     wait_until(lambda: edge_process.queued() == total, 30, "the edge to queue the backlog")
     assert collector.count() == 0  # the link is down
 
-    edge_process.relay.up()
+    relay.up()
     wait_until(lambda: distinct(collector) == total, 60, "the backlog at the central broker")
     for device, numbers in by_device(collector).items():
         assert numbers == list(range(200)), device  # in order, none twice
@@ -66,7 +67,7 @@ def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time
 
 
 def test_kill_9_of_the_edge_during_the_drain_loses_nothing(
-    edge_process: EdgeProcess, collector: Collector
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
 ) -> None:
     _, devices = kecamatan_devices()
     edge_process.extra_env["KOTAFLOW_EDGE__BACKLOG_RATE_PER_S"] = "400"
@@ -77,7 +78,7 @@ def test_kill_9_of_the_edge_during_the_drain_loses_nothing(
     publish_readings(publisher, devices, 0, per_device)
     wait_until(lambda: edge_process.queued() == total, 60, "the edge to queue the backlog")
 
-    edge_process.relay.up()
+    relay.up()
     wait_until(lambda: collector.count() >= total // 3, 60, "a third of the drain")
     edge_process.kill()
     arrived_before = distinct(collector)
@@ -93,21 +94,21 @@ def test_kill_9_of_the_edge_during_the_drain_loses_nothing(
 
 
 def test_a_hang_style_outage_is_detected_and_nothing_is_lost(
-    edge_process: EdgeProcess, collector: Collector
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
 ) -> None:
     _, devices = kecamatan_devices()
-    edge_process.relay.up()
+    relay.up()
     edge_process.start()
     publisher = local_publisher(edge_process.local_port)
     publish_readings(publisher, devices, 0, 20)
     wait_until(lambda: distinct(collector) == 20 * len(devices), 30, "live readings")
 
-    edge_process.relay.hang()  # packets vanish, no reset: only keepalive notices
+    relay.hang()  # packets vanish, no reset: only keepalive notices
     publish_readings(publisher, devices, 20, 100)
     time.sleep(12)  # > 1.5 x keepalive (5 s): the edge gave the connection up
     assert distinct(collector) == 20 * len(devices)
-    edge_process.relay.down()  # the hung connections die as a NAT timeout would end them
-    edge_process.relay.up()
+    relay.down()  # the hung connections die as a NAT timeout would end them
+    relay.up()
     wait_until(lambda: distinct(collector) == 120 * len(devices), 60, "the rest after the hang")
     for device, numbers in by_device(collector).items():
         assert sorted(set(numbers)) == list(range(120)), device
@@ -117,12 +118,12 @@ def test_a_hang_style_outage_is_detected_and_nothing_is_lost(
 
 
 def test_a_message_the_central_acl_refuses_is_kept_aside_and_the_rest_flow(
-    edge_process: EdgeProcess, collector: Collector
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
 ) -> None:
     kecamatan, devices = kecamatan_devices()
     registry = load_registry(load_catalogue())
     stranger = next(d.id for d in registry if d.kecamatan != kecamatan and d.dev_eui is None)
-    edge_process.relay.up()
+    relay.up()
     edge_process.start()
     publisher = local_publisher(edge_process.local_port)
     publish_readings(publisher, [stranger], 0, 1)
