@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import httpx
 import paho.mqtt.client as paho
 
 from deploy.local import stack
-from deploy.local.mosquitto import Mosquitto, mosquitto_binary
+from deploy.local.mosquitto import Mosquitto, built_binary
 from devices.catalogue import load_catalogue
 from devices.credentials import edge_account
 from devices.registry import PACKAGED_REGISTRY, load_registry
@@ -83,9 +84,10 @@ def central_broker(tmp_path: Path) -> Iterator[Settings]:
 def local_broker(tmp_path: Path) -> Iterator[int]:
     """The gateway's own Mosquitto (anonymous on loopback, like a fresh Debian install),
     sized to keep the edge's session while it is away; yields its port."""
-    binary = mosquitto_binary()
+    built = built_binary(Settings())
+    binary = str(built) if built.is_file() else shutil.which("mosquitto", path="/usr/sbin")
     if binary is None:
-        raise RuntimeError("no mosquitto binary")
+        raise RuntimeError("no mosquitto binary: `kotaflow stack up` builds one")
     port = free_port()
     conf = tmp_path / "local.conf"
     conf.write_text(
