@@ -245,17 +245,38 @@ class Gateway:
                 break
         if not burst:
             return
+        fitting = self._fitting(burst)
         try:
-            self._queue.append([m for *_, m in burst])
-        except QueueFullError as err:
-            log.error("%s: pausing the local intake; the local broker keeps the messages", err)
-            self._pause_intake()
-            return
-        self.metrics.received.inc(len(burst))
+            self._queue.append([m for *_, m in fitting])
+        except QueueFullError as err:  # cannot happen after _fitting; stay safe regardless
+            log.error("%s", err)
+            fitting = []
+        self.metrics.received.inc(len(fitting))
         with self._ack_lock:
-            for generation, mid, qos, _ in burst:
+            for generation, mid, qos, _ in fitting:
                 if qos > 0 and generation == self._generation:
                     self._local.ack(mid, qos)
+        if len(fitting) < len(burst):
+            log.error(
+                "edge queue %s full (%d of %d bytes): pausing the local intake; the local "
+                "broker keeps the %d messages not stored",
+                self._queue.path,
+                self._queue.bytes,
+                self._queue.budget_bytes,
+                len(burst) - len(fitting),
+            )
+            self._pause_intake()
+
+    def _fitting(
+        self, burst: list[tuple[int, int, int, Incoming]]
+    ) -> list[tuple[int, int, int, Incoming]]:
+        """The longest prefix of ``burst`` the budget has room for (acks stay in order)."""
+        room = self._queue.budget_bytes - self._queue.bytes
+        for n, (*_, message) in enumerate(burst):
+            room -= message.size()
+            if room < 0:
+                return burst[:n]
+        return burst
 
     def _pause_intake(self) -> None:
         self._intake_paused = True

@@ -142,3 +142,26 @@ def test_a_message_the_central_acl_refuses_is_kept_aside_and_the_rest_flow(
     wait_until(lambda: refused() == 1 and edge_process.queued() == 0, 15, "the refusal")
     assert stranger not in by_device(collector)
     publisher.loop_stop()
+
+
+def test_a_full_budget_leaves_the_rest_with_the_local_broker_until_there_is_room(
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
+) -> None:
+    _, devices = kecamatan_devices()
+    edge_process.extra_env["KOTAFLOW_EDGE__BUDGET_BYTES"] = str(1 << 16)  # ~500 messages
+    edge_process.start()
+    publisher = local_publisher(edge_process.local_port)
+    publish_readings(publisher, devices, 0, 125)
+    total = 125 * len(devices)
+    wait_until(lambda: "pausing the local intake" in edge_process.log_text(), 30, "a full queue")
+    time.sleep(1)  # paused: nothing more is taken while the link is down
+    queued = edge_process.queued()
+    assert 0 < queued < total
+    assert "resuming" not in edge_process.log_text()  # not before the queue has room
+
+    relay.up()
+    wait_until(lambda: distinct(collector) == total, 90, "everything, the rest after resuming")
+    for device, numbers in by_device(collector).items():
+        assert sorted(set(numbers)) == list(range(125)), device
+    assert "resuming" in edge_process.log_text()
+    publisher.loop_stop()
