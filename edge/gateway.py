@@ -13,9 +13,10 @@ with backoff) and one loop thread that alone touches the queue file:
 * **Central side**: QoS 1 publishes with the same topic, payload, content type and user
   properties, plus :data:`EDGE_RX_PROPERTY` (the edge's receive time, ms since the epoch)
   and :data:`EDGE_NAME_PROPERTY`. The bridge keeps user properties as ``kf.up.<name>``
-  headers on ``kotaflow.raw`` (kotaflow/wire/raw.py), so the validate stage can take the
-  edge time for a payload without its own. A row is deleted only after its PUBACK; a
-  PUBACK with a failure reason moves it to the queue's ``refused`` table (logged, counted).
+  headers on ``kotaflow.raw`` (kotaflow/wire/raw.py), and the validate stage takes the
+  edge time as the "now" of decoding (``RawEnvelope.taken_ms``): a payload without its own
+  time keeps the time it was taken. A row is deleted only after its PUBACK; a PUBACK
+  with a failure reason moves it to the queue's ``refused`` table (logged, counted).
   Unacked publishes are resent by paho after a reconnect; after a restart everything still
   in the file is sent again: at most duplicates.
 * **Live first**: on every (re)connect everything already queued is *backlog*
@@ -48,14 +49,10 @@ from edge.metrics import EdgeMetrics
 from edge.queue import EdgeQueue, Incoming, Level, Queued, QueueFullError
 from kotaflow.mqtt import MqttAccess
 from kotaflow.settings import EdgeSettings
+from kotaflow.wire.raw import EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
 
 log = logging.getLogger("kotaflow.edge")
 
-EDGE_RX_PROPERTY = "edge_rx_ms"
-"""MQTT 5 user property: when the edge received the message (ms since the Unix epoch, UTC);
-on ``kotaflow.raw`` it is the header ``kf.up.edge_rx_ms``."""
-EDGE_NAME_PROPERTY = "edge"
-"""MQTT 5 user property: the edge's name (``edge.name``); header ``kf.up.edge``."""
 DELETE_EVERY_S = 0.5
 """Confirmed rows are deleted in one transaction at most this often (SD-card writes)."""
 STATS_EVERY_S = 1.0

@@ -13,8 +13,9 @@ import pytest
 
 from devices.catalogue import load_catalogue
 from devices.registry import load_registry
-from edge.gateway import DELETE_EVERY_S, EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
+from edge.gateway import DELETE_EVERY_S
 from edge.queue import EdgeQueue
+from kotaflow.wire.raw import EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from edge.gateway import EDGE_RX_PROPERTY
+from kotaflow.wire.raw import EDGE_RX_PROPERTY
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
