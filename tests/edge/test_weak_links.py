@@ -22,6 +22,9 @@ pytestmark = pytest.mark.services
 
 KBIT16 = 2
 """16 kbit/s in Toxiproxy's bandwidth unit (KB/s)."""
+LIVE_DELAY_BOUND_S = 10.0
+"""The bound docs/edge.md states for live data while a backlog drains over 16 kbit/s with
+``backlog_rate_per_s`` below the link's rate (publish to arrival, loaded test machine)."""
 
 
 def numbers_by_device(collector: Collector) -> dict[str, list[int]]:
@@ -61,17 +64,17 @@ def test_a_16_kbit_link_drains_the_backlog_while_live_readings_stay_prompt(
         return all(1000 in numbers_by_device(collector).get(d, []) for d in live)
 
     wait_until(live_arrived, 30, "live readings during the drain")
-    delays = [
-        time.time() * 1000 - sent_ms
-        for _t, payload, props in collector.got
-        if payload["n"] == 1000 and int(props[EDGE_RX_PROPERTY]) >= sent_ms
-    ]
+    delays_s = [(collector.first_ms[(d, 1000)] - sent_ms) / 1000 for d in devices]
+    print(f"live delay during a 16 kbit/s drain: max {max(delays_s):.1f} s")
+    assert max(delays_s) < LIVE_DELAY_BOUND_S
+    assert all(
+        int(props[EDGE_RX_PROPERTY]) >= sent_ms for _t, p, props in collector.got if p["n"] == 1000
+    )
     assert distinct(collector) < backlog + len(devices)  # live overtook part of the backlog
     wait_until(lambda: distinct(collector) == backlog + len(devices), 120, "the whole backlog")
     for device, numbers in numbers_by_device(collector).items():
         older = [n for n in numbers if n < 1000]
         assert older == sorted(set(older)), device  # the backlog in order, once
-    assert delays
     publisher.loop_stop()
 
 

@@ -197,6 +197,8 @@ class Collector:
 
     got: list[tuple[str, dict[str, object], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    first_ms: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(device, n) -> when it first arrived, ms since the epoch."""
 
     def count(self) -> int:
         with self.lock:
@@ -212,8 +214,11 @@ def central_reader(central: Settings) -> Iterator[Collector]:
 
     def on_message(_c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         props = dict(getattr(msg.properties, "UserProperty", None) or [])
+        payload = json.loads(msg.payload)
         with found.lock:
-            found.got.append((msg.topic, json.loads(msg.payload), props))
+            found.got.append((msg.topic, payload, props))
+            key = (str(payload.get("d")), int(payload.get("n", -1)))
+            found.first_ms.setdefault(key, int(time.time() * 1000))
 
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
