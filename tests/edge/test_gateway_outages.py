@@ -6,6 +6,7 @@ ACL generated from the registry), so the edge logs in with its kecamatan's own a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
@@ -165,4 +166,27 @@ def test_a_full_budget_leaves_the_rest_with_the_local_broker_until_there_is_room
     for device, numbers in by_device(collector).items():
         assert sorted(set(numbers)) == list(range(125)), device
     assert "resuming" in edge_process.log_text()
+    publisher.loop_stop()
+
+
+def test_kill_9_of_the_edge_while_devices_publish_loses_nothing(
+    edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
+) -> None:
+    _, devices = kecamatan_devices()
+    edge_process.start()
+    publisher = local_publisher(edge_process.local_port)
+    per_device = 250
+    total = per_device * len(devices)
+    publishing = threading.Thread(
+        target=publish_readings, args=(publisher, devices, 0, per_device), daemon=True
+    )
+    publishing.start()
+    wait_until(lambda: edge_process.queued() > total // 4, 30, "intake under way")
+    edge_process.kill()  # between commits, acks and arrivals: wherever it was
+    publishing.join(60)
+    edge_process.start()  # the local broker redelivers what was not acked
+    relay.up()
+    wait_until(lambda: distinct(collector) == total, 90, "every reading")
+    for device, numbers in by_device(collector).items():
+        assert sorted(set(numbers)) == list(range(per_device)), device
     publisher.loop_stop()
