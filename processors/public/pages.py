@@ -50,7 +50,7 @@ def _badge(state: DeviceState, lang: Lang) -> str:
 def _details(state: DeviceState, now: datetime, lang: Lang) -> str:
     if state.silent:
         if state.last_seen is None:
-            return escape(w.NO_DATA(lang))
+            return ""  # the badge says it
         return escape(w.NO_DATA_SINCE(lang).format(time=w.clock(state.last_seen, now, lang)))
     parts = []
     if state.rain_today_mm is not None:
@@ -66,10 +66,9 @@ def _details(state: DeviceState, now: datetime, lang: Lang) -> str:
 
 def _device_line(state: DeviceState, now: datetime, lang: Lang, with_kecamatan: bool) -> str:
     where = f" <small>{escape(state.device.kecamatan)}</small>" if with_kecamatan else ""
-    return (
-        f"<li><b>{escape(state.device.name)}</b>{where} {_badge(state, lang)}"
-        f'<br><span class="d">{_details(state, now, lang)}</span></li>'
-    )
+    details = _details(state, now, lang)
+    line = f'<br><span class="d">{details}</span>' if details else ""
+    return f"<li><b>{escape(state.device.name)}</b>{where} {_badge(state, lang)}{line}</li>"
 
 
 def _sections(states: tuple[DeviceState, ...], now: datetime, lang: Lang, wide: bool) -> str:

@@ -35,13 +35,14 @@ METRICS = MappingProxyType(
 )
 SECTIONS = MappingProxyType(
     {
-        "air_quality": Text("Kualitas udara (ISPU)", "Air quality (ISPU)"),
-        "rain_gauge": Text("Hujan hari ini (BMKG)", "Rain today (BMKG)"),
-        "weather": Text("Cuaca", "Weather"),
         "river_level": Text("Tinggi muka air sungai", "River levels"),
+        "rain_gauge": Text("Hujan hari ini (BMKG)", "Rain today (BMKG)"),
+        "air_quality": Text("Kualitas udara (ISPU)", "Air quality (ISPU)"),
+        "weather": Text("Cuaca", "Weather"),
         "noise": Text("Kebisingan", "Noise"),
     }
 )
+"""Page sections in the order a resident in a flood needs them: hazards first."""
 SHOWN = MappingProxyType(
     {
         "air_quality": ("pm25", "pm10"),
