@@ -1,0 +1,78 @@
+"""Load on ``kotaflow public`` from loopback: requests/s, p99, and InfluxDB queries meanwhile.
+
+Runs the service in this process (reading the local stack's buckets with the read-only
+token, so nothing is written) with the rate limit lifted, and ``wrk`` (Debian's package)
+against the regency page with gzip for a bounded time. The point: however many requests,
+InfluxDB sees only the scheduled refreshes (two queries each).
+
+Example: uv run python -m benchmarks.public_bench --seconds 10 --connections 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import time
+
+from kotaflow.settings import load_settings
+from processors.public.refresh import InfluxReader
+from processors.public.service import PublicOptions, running
+
+
+def _p99_ms(report: str) -> float | None:
+    found = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", report, re.MULTILINE)
+    if found is None:
+        return None
+    return float(found[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found[2]]
+
+
+async def bench(seconds: int, connections: int, path: str, interval_s: float) -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    options = PublicOptions(port=0, interval_s=interval_s, rate_per_s=1e9, burst=1e9)
+    async with running(load_settings(), options) as (url, keeper):
+        reader = keeper.reader
+        assert isinstance(reader, InfluxReader)
+        before, started = reader.queries, time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            wrk,
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "5s",
+            "-H",
+            "Accept-Encoding: gzip",
+            f"{url}{path}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 30)
+        elapsed = time.monotonic() - started
+        queries = reader.queries - before
+    report = out.decode()
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", report)
+    print(report)
+    print(
+        f"public bench: {path} {seconds}s, {connections} connections: "
+        f"{float(rate[1]) if rate else float('nan'):.0f} requests/s, p99 {_p99_ms(report)} ms, "
+        f"InfluxDB queries during the run: {queries} "
+        f"(refresh every {interval_s:g} s over {elapsed:.1f} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--interval", type=float, default=30.0)
+    args = parser.parse_args()
+    asyncio.run(bench(args.seconds, args.connections, args.path, args.interval))
+
+
+if __name__ == "__main__":
+    main()
