@@ -20,6 +20,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from kotaflow.settings import Settings
 from processors.public import queries
+from processors.public.publicity import PublicDevice
 from processors.public.snapshot import PublicContext, Snapshot, build_snapshot
 from processors.runtime.influx_token import READ_ROLE, TokenSource
 
@@ -70,6 +71,7 @@ class Keeper:
     _rollups: dict[tuple[str, str, str], tuple[float, list[dict[str, Any]]]] = field(
         default_factory=dict
     )
+    _locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def refresh(self, now: datetime | None = None) -> bool:
         """Read InfluxDB once; whether a new snapshot is in place."""
@@ -95,17 +97,26 @@ class Keeper:
         return True
 
     async def run(self) -> None:
-        """Refresh every ``interval_s`` until cancelled."""
+        """Refresh every ``interval_s`` until cancelled (the first after one interval: the
+        caller reads once before serving)."""
+        due = time.monotonic()
         while True:
-            started = time.monotonic()
+            due += self.interval_s
+            await asyncio.sleep(max(1.0, due - time.monotonic()))
             await self.refresh()
-            await asyncio.sleep(max(1.0, self.interval_s - (time.monotonic() - started)))
 
     async def rollups(self, device_id: str, metric: str, window: str) -> list[dict[str, Any]]:
         """Rollup rows of a public device's metric, at most ``interval_s`` old; the cached
         ones (possibly older) if InfluxDB does not answer, else the error."""
         spec = next(p for p in self.public.devices if p.device.id == device_id)
         key = (device_id, metric, window)
+        async with self._locks.setdefault(key, asyncio.Lock()):  # one query per key at a time
+            return await self._rollups_of(spec, key)
+
+    async def _rollups_of(
+        self, spec: PublicDevice, key: tuple[str, str, str]
+    ) -> list[dict[str, Any]]:
+        _, metric, window = key
         cached = self._rollups.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.interval_s:
             return cached[1]
