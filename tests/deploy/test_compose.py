@@ -38,6 +38,7 @@ KOTAFLOW_SERVICES = {
     "bridge",
     "process",
     "alert",
+    "public",
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
@@ -46,7 +47,16 @@ KOTAFLOW_SERVICES = {
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
 SCRAM_SECRET = "kafka_scram_password"
-LONG_RUNNING = {"mosquitto", "kafka", "influxdb", "bridge", "process", "alert", "grafana"}
+LONG_RUNNING = {
+    "mosquitto",
+    "kafka",
+    "influxdb",
+    "bridge",
+    "process",
+    "alert",
+    "public",
+    "grafana",
+}
 
 
 @pytest.fixture(scope="module")
