@@ -97,6 +97,17 @@ def current(snapshot: Snapshot, *, stale: bool) -> dict[str, Any]:
         "data_time": _iso(snapshot.data_at),
         "stale": stale,
         "licence": licence(snapshot.regency),
+        "warnings": [
+            {
+                "rule": a.rule,
+                "title": {"id": a.title.id, "en": a.title.en},
+                "level": a.level,
+                "device": a.device.id,
+                "kecamatan": a.device.kecamatan,
+                "since": _iso(a.since),
+            }
+            for a in snapshot.warnings
+        ],
         "devices": [
             {
                 "device": s.device.id,

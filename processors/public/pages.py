@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from deploy.grafana.i18n import Lang, Text
 from processors.public import wording as w
-from processors.public.snapshot import DeviceState, Snapshot
+from processors.public.snapshot import ActiveWarning, DeviceState, Snapshot
 
 COLOURS = MappingProxyType(
     {
@@ -71,6 +71,24 @@ def _device_line(state: DeviceState, now: datetime, lang: Lang, with_kecamatan: 
     return f"<li><b>{escape(state.device.name)}</b>{where} {_badge(state, lang)}{line}</li>"
 
 
+def _warnings(warnings: tuple[ActiveWarning, ...], now: datetime, lang: Lang) -> str:
+    """Active public warnings first on every page (their absence said too)."""
+    if not warnings:
+        return f"<h2>{escape(w.WARNINGS(lang))}</h2><p>{escape(w.NO_WARNINGS(lang))}</p>"
+    lines = []
+    for warning in warnings:
+        text_colour = ";color:#000" if warning.colour in DARK_TEXT else ""
+        since = w.WARNING_SINCE(lang).format(time=w.clock(warning.since, now, lang))
+        lines.append(
+            f'<li><span class="s" style="background:{COLOURS.get(warning.colour, "#ef6c00")}'
+            f'{text_colour}">{escape(w.level_word(Text(warning.level, warning.level), lang))}'
+            f"</span> <b>{escape(warning.title(lang))}</b><br>"
+            f'<span class="d">{escape(warning.device.name)}, {escape(warning.device.kecamatan)}'
+            f" · {escape(since)}</span></li>"
+        )
+    return f"<h2>{escape(w.WARNINGS(lang))}</h2><ul>{''.join(lines)}</ul>"
+
+
 def _sections(states: tuple[DeviceState, ...], now: datetime, lang: Lang, wide: bool) -> str:
     out = []
     for device_type, title in w.SECTIONS.items():
@@ -126,7 +144,8 @@ def regency_page(snapshot: Snapshot | None, now: datetime, lang: Lang, stale: bo
             for k in snapshot.kecamatan
         )
         body = (
-            _sections(snapshot.devices, now, lang, wide=True)
+            _warnings(snapshot.warnings, now, lang)
+            + _sections(snapshot.devices, now, lang, wide=True)
             + f"<h2>{escape(w.KECAMATAN(lang))}</h2><ul>{links}</ul>"
         )
     return _page(snapshot, title, body, "/", now, lang, stale)
@@ -138,5 +157,7 @@ def kecamatan_page(
     title = f"{w.KECAMATAN(Lang.ID)} {kecamatan}"
     if lang is Lang.EN:
         title = f"{kecamatan} district"
-    body = _sections(snapshot.in_kecamatan(kecamatan), now, lang, wide=False)
+    body = _warnings(snapshot.warnings_in(kecamatan), now, lang) + _sections(
+        snapshot.in_kecamatan(kecamatan), now, lang, wide=False
+    )
     return _page(snapshot, title, body, f"/kecamatan/{w.slug(kecamatan)}", now, lang, stale)

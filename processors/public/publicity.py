@@ -3,6 +3,10 @@
 Default: environment and hazard data are public, infrastructure (water meters, streetlights)
 is not; a device's ``public`` flag in the registry overrides its type. Device health
 (battery) is never published. Disabled devices are left out.
+
+Alert rules: a rule is public when it has a ``hazard`` label (floods, rain, air), unless its
+``public`` label says ``"false"`` (or ``"true"`` for one without); device-health rules
+(silence, battery) have none and stay internal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from devices.catalogue import Metric
 from devices.fleet import Fleet
 from devices.registry import Device
+from processors.alerting.model import Rule, RuleKind, RuleSet
 
 PUBLIC_TYPES = frozenset({"air_quality", "weather", "rain_gauge", "river_level", "noise"})
 PRIVATE_METRICS = frozenset({"battery"})
@@ -41,3 +46,14 @@ def public_devices(fleet: Fleet) -> tuple[PublicDevice, ...]:
         for device in fleet.registry
         if is_public(device)
     )
+
+
+def is_public_rule(rule: Rule) -> bool:
+    if rule.kind is RuleKind.NODATA:
+        return False
+    marked = rule.labels.get("public")
+    return marked.lower() == "true" if marked is not None else "hazard" in rule.labels
+
+
+def public_rules(rules: RuleSet) -> dict[str, Rule]:
+    return {rule.name: rule for rule in rules.rules if is_public_rule(rule)}

@@ -1,4 +1,4 @@
-"""The Flux the public service runs: two queries per refresh, one per rollup cache miss.
+"""The Flux the public service runs: three queries per refresh, one per rollup cache miss.
 
 Every query names the public devices (and metrics) explicitly, so a private device's data
 cannot reach the service even by mistake in a later step.
@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from deploy.grafana.flux import any_of
+from deploy.grafana.flux import alerts_latest, any_of
 from processors.alerting.templates import WITA
 from processors.public.publicity import PublicDevice
 from processors.runtime.influx import flux_string
@@ -78,6 +78,27 @@ def rollups_flux(bucket: str, device: PublicDevice, metric: str, window: str) ->
         '  |> keep(columns: ["_time", "count", "mean", "min", "max", "sum", "last"])\n'
         '  |> sort(columns: ["_time"])'
     )
+
+
+def alerts_flux(
+    bucket: str, measurement: str, devices: Collection[PublicDevice], rules: Collection[str]
+) -> str:
+    """The firing alerts (latest event per rule and device, as the dashboards read them) of
+    the public rules on the public devices."""
+    if not rules or not devices:
+        return ""
+    return (
+        alerts_latest(bucket, measurement, firing_only=True)
+        + f"\n  |> filter(fn: (r) => {any_of('rule', sorted(rules))}"
+        f" and {any_of('device', [p.device.id for p in devices])})"
+    )
+
+
+def alert_rows(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, str, str, datetime]]:
+    return [
+        (str(r["rule"]), str(r["device"]), str(r.get("level", "")), str(r["severity"]), r["_time"])
+        for r in rows
+    ]
 
 
 def latest_rows(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, float, datetime]]:

@@ -1,7 +1,8 @@
 """The snapshot kept fresh on a schedule, and the rollup cache: all InfluxDB reads.
 
-One refresh = two Flux queries (latest values, today's rain), every ``interval_s`` whatever
-the traffic. A failed refresh keeps the last snapshot (pages then say "data dari HH:MM").
+One refresh = three Flux queries (latest values, today's rain, firing public alerts), every
+``interval_s`` whatever the traffic. A failed refresh keeps the last snapshot (pages then
+say "data dari HH:MM").
 Rollups are read on demand but cached per (device, metric, window) for ``interval_s``;
 only public devices and metrics have a key, so the query rate stays bounded too.
 Reads use the stack's read-only ``grafana`` token (:class:`TokenSource`).
@@ -83,6 +84,11 @@ class Keeper:
             )
             rain_flux = queries.rain_today_flux(self.telemetry_bucket, devices, now)
             rain = await self.reader.rows(rain_flux) if rain_flux else []
+            public = self.public
+            alerts_flux = queries.alerts_flux(
+                public.alerts_bucket, public.alerts_measurement, devices, public.warning_rules
+            )
+            alerts = await self.reader.rows(alerts_flux) if alerts_flux else []
         except Exception as err:  # any failure: keep serving the last snapshot
             self.failing = f"{type(err).__name__}: {err}"[:300]
             log.warning(
@@ -90,7 +96,11 @@ class Keeper:
             )
             return False
         self.snapshot = build_snapshot(
-            self.public, queries.latest_rows(latest), queries.rain_rows(rain), now
+            self.public,
+            queries.latest_rows(latest),
+            queries.rain_rows(rain),
+            now,
+            queries.alert_rows(alerts),
         )
         self.failing = None
         self.version += 1

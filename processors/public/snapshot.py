@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from deploy.grafana import bands
-from deploy.grafana.bands import ISPU_COLOURS, Band, Bands
+from deploy.grafana.bands import ISPU_COLOURS, SEVERITY_COLOURS, Band, Bands
 from deploy.grafana.context import BuildContext
 from deploy.grafana.i18n import Text
 from devices.registry import Device
-from processors.alerting.model import RuleSet
-from processors.public.publicity import PublicDevice, public_devices
+from kotaflow.wire.alerts import Severity
+from processors.alerting.model import Rule, RuleSet
+from processors.public.publicity import PublicDevice, public_devices, public_rules
 
 ISPU_RANK = tuple(ISPU_COLOURS)
 """Baik < Sedang < Tidak Sehat < Sangat Tidak Sehat < Berbahaya."""
@@ -58,6 +59,19 @@ class DeviceState:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveWarning:
+    """A public alert rule firing on a public device (its latest event, not resolved)."""
+
+    rule: str
+    title: Text
+    level: str
+    colour: str
+    device: Device
+    since: datetime
+    """When the alert reached this level (the event's time)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     regency: str
     data_at: datetime
@@ -65,9 +79,14 @@ class Snapshot:
     devices: tuple[DeviceState, ...]
     kecamatan: tuple[str, ...]
     """The kecamatan with at least one public device, in registry order."""
+    warnings: tuple[ActiveWarning, ...] = ()
+    """Most severe first."""
 
     def in_kecamatan(self, name: str) -> tuple[DeviceState, ...]:
         return tuple(s for s in self.devices if s.device.kecamatan == name)
+
+    def warnings_in(self, name: str) -> tuple[ActiveWarning, ...]:
+        return tuple(w for w in self.warnings if w.device.kecamatan == name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +97,10 @@ class PublicContext:
     devices: tuple[PublicDevice, ...]
     rules: RuleSet
     silent_after_s: Mapping[str, int]
+    warning_rules: Mapping[str, Rule]
+    """The public alert rules (:func:`processors.public.publicity.is_public_rule`)."""
+    alerts_bucket: str = "telemetry"
+    alerts_measurement: str = "alerts"
 
     @classmethod
     def of(cls, ctx: BuildContext) -> PublicContext:
@@ -87,6 +110,9 @@ class PublicContext:
             devices,
             ctx.rules,
             {p.device.id: ctx.silent_after_s(p.device.id) for p in devices},
+            public_rules(ctx.rules),
+            ctx.influx.alerts_bucket,
+            ctx.influx.alerts_measurement,
         )
 
 
@@ -133,14 +159,39 @@ def _worst_ispu(rules: RuleSet, values: Mapping[str, float]) -> Verdict | None:
     return worst[1] if worst else None
 
 
+SEVERITY_RANK = tuple(Severity)
+
+
+def active_warnings(
+    public: PublicContext, alerts: Iterable[tuple[str, str, str, str, datetime]]
+) -> tuple[ActiveWarning, ...]:
+    """Firing alerts ``(rule, device, level, severity, since)`` of public rules on public
+    devices (the rest is dropped), most severe and then newest first."""
+    devices = {p.device.id: p.device for p in public.devices}
+    found = []
+    for rule_name, device_id, level, severity, since in alerts:
+        rule, device = public.warning_rules.get(rule_name), devices.get(device_id)
+        if rule is None or device is None:
+            continue
+        grade = next((s for s in Severity if s.value == severity), None)
+        title = Text(rule.title.get("id", rule.name), rule.title.get("en", rule.name))
+        colour = SEVERITY_COLOURS[grade] if grade else "orange"
+        rank = SEVERITY_RANK.index(grade) if grade else 0
+        found.append((rank, since, ActiveWarning(rule_name, title, level, colour, device, since)))
+    found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return tuple(item[2] for item in found)
+
+
 def build_snapshot(
     public: PublicContext,
     latest: Iterable[tuple[str, str, float, datetime]],
     rain_today: Mapping[str, float],
     data_at: datetime,
+    alerts: Iterable[tuple[str, str, str, str, datetime]] = (),
 ) -> Snapshot:
     """Judge ``latest`` rows ``(device, metric, value, time)`` (other devices' and metrics'
-    rows are dropped: only what is public gets in) and today's rain per device."""
+    rows are dropped: only what is public gets in), today's rain per device, and the
+    firing alerts (:func:`active_warnings`)."""
     wanted = {p.device.id: p for p in public.devices}
     readings: dict[str, dict[str, Reading]] = {}
     for device_id, metric, value, at in latest:
@@ -163,4 +214,6 @@ def build_snapshot(
         verdict = None if silent else verdict_of(public.rules, device, values, rain)
         states.append(DeviceState(device, ordered, rain, last_seen, silent, verdict))
     kecamatan = tuple(dict.fromkeys(s.device.kecamatan for s in states))
-    return Snapshot(public.regency, data_at, tuple(states), kecamatan)
+    return Snapshot(
+        public.regency, data_at, tuple(states), kecamatan, active_warnings(public, alerts)
+    )

@@ -51,12 +51,15 @@ async def test_pages_render_in_chromium_with_the_expected_status(
     telemetry, _ = _points(datetime.now(UTC))
     await _write(settings, settings.influxdb.telemetry_bucket, telemetry)
     shots = Path(os.environ.get("KOTAFLOW_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     async with running(settings, PublicOptions(port=0, interval_s=5.0)) as (url, _):
         pages = {
             "regency-id": (f"{url}/", ["Kabupaten Manggarai", "Siaga", "Baik", "Hujan ringan"]),
             "regency-en": (f"{url}/?lang=en", ["Manggarai Regency", "Siaga (standby)"]),
-            "reok-id": (f"{url}/kecamatan/reok", ["Kecamatan Reok", "Siaga", "Tidak ada data"]),
+            "reok-id": (
+                f"{url}/kecamatan/reok",
+                ["Kecamatan Reok", "Peringatan aktif", "Siaga", "Tidak ada data"],
+            ),
         }
         for name, (page, expected) in pages.items():
             dom = (await _chromium("--dump-dom", page)).decode()

@@ -56,6 +56,16 @@ def _points(now: datetime) -> tuple[list[str], list[str]]:
         f"rain=3.25,rain_rate=6.5 {t2}",
         f"water_meter,device=rtg-wm-01,kecamatan=Langke\\ Rembong,type=water_meter flow=5.5 {t2}",
         f"streetlight,device=rtg-sl-01,kecamatan=Langke\\ Rembong,type=streetlight power=90 {t2}",
+        # alert events as the alert stage writes them: a public rule firing on the gauge,
+        # a device-health rule (internal) on it, and one resolved.
+        "alerts,device=reo-rl-02,kecamatan=Reok,rule=tinggi_muka_air,severity=major,"
+        f'status=firing,type=river_level change="fired",level="Siaga",value=262.25 {t2}',
+        "alerts,device=reo-rl-02,kecamatan=Reok,rule=baterai_lemah,severity=info,"
+        f'status=firing,type=river_level change="fired",level="Lemah",value=3.2 {t2}',
+        "alerts,device=itg-rl-01,kecamatan=Satar\\ Mese,rule=tinggi_muka_air,severity=warning,"
+        f'status=firing,type=river_level change="fired",level="Waspada",value=160 {t1}',
+        "alerts,device=itg-rl-01,kecamatan=Satar\\ Mese,rule=tinggi_muka_air,severity=warning,"
+        f'status=resolved,type=river_level change="resolved",level="Waspada",value=130 {t2}',
     ]
     rollups = [
         "river_level,device=reo-rl-02,kecamatan=Reok,metric=water_level,type=river_level,"
@@ -82,6 +92,7 @@ async def _held(settings: Settings) -> dict[tuple[str, str], float]:
     """What InfluxDB holds now: the last value per device and field (read independently)."""
     flux = (
         f'from(bucket: "{settings.influxdb.telemetry_bucket}") |> range(start: -1d)'
+        ' |> filter(fn: (r) => r._measurement != "alerts")'
         ' |> last() |> keep(columns: ["device", "_field", "_value"])'
     )
     async with InfluxSink(settings) as influx:
@@ -116,6 +127,8 @@ async def test_api_equals_influxdb_and_private_devices_never_appear(
         assert devices["rtg-rg-01"]["rain_today_mm"] == 5.75
         assert devices["rtg-aq-01"]["status"]["id"] == "Baik"
         assert devices["gwo-rl-01"]["silent"] is True  # no point written: silent
+        warnings = [(w["rule"], w["device"], w["level"]) for w in current["warnings"]]
+        assert warnings == [("tinggi_muka_air", "reo-rl-02", "Siaga")]  # not battery, not resolved
 
         bodies: dict[str, str] = {}
         for path in (
@@ -142,6 +155,9 @@ async def test_api_equals_influxdb_and_private_devices_never_appear(
         for private in ("/api/v1/rollups/rtg-wm-01/flow", "/api/v1/rollups/reo-rl-02/battery"):
             assert (await http.get(private)).status_code == 404
         assert ">Siaga<" in bodies["/kecamatan/reok"]
+        assert "Peringatan aktif" in bodies["/kecamatan/reok"]
+        assert "Tinggi muka air sungai</b>" in bodies["/kecamatan/reok"]
+        assert "Lemah" not in bodies["/kecamatan/reok"]
 
         first = await http.get("/", headers={"Accept-Encoding": "gzip"})
         assert first.headers["Content-Encoding"] == "gzip"
@@ -154,7 +170,7 @@ async def test_api_equals_influxdb_and_private_devices_never_appear(
         for _ in range(20):  # visitors never cause a query: only the scheduled refreshes
             await http.get("/api/v1/current")
         refreshes = 1 + int((time.monotonic() - started) / options.interval_s)
-        assert reader.queries - queries_before <= 2 * refreshes
+        assert reader.queries - queries_before <= 3 * refreshes
 
         dead = settings.influxdb.model_copy(update={"url": f"http://127.0.0.1:{_closed_port()}"})
         keeper.reader = InfluxReader(settings.model_copy(update={"influxdb": dead}), 2.0)

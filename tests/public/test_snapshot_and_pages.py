@@ -13,7 +13,7 @@ from deploy.grafana.i18n import Lang
 from processors.public import opendata, pages
 from processors.public.publicity import PRIVATE_METRICS, is_public
 from processors.public.ratelimit import RateLimit
-from processors.public.snapshot import DeviceState, PublicContext
+from processors.public.snapshot import DeviceState, PublicContext, build_snapshot
 from tests.public.conftest import NOW, snapshot_of
 
 PRIVATE = ("rtg-wm-01", "rtg-sl-01", "rjg-wm-01", "reo-sl-01")
@@ -187,3 +187,33 @@ def test_rate_limit_allows_a_burst_then_the_rate() -> None:
     assert limit.allow("a", 0.0) > 0
     assert limit.allow("b", 0.0) == 0.0  # another client is not held back
     assert limit.allow("a", 0.5) == 0.0  # one token back after 1/rate s
+
+
+def test_active_public_warnings_lead_the_pages(public: PublicContext) -> None:
+    since = NOW - timedelta(minutes=30)
+    alerts = [
+        ("tinggi_muka_air", "reo-rl-02", "Siaga", "major", since),
+        ("ispu_pm25", "rtg-aq-01", "Tidak Sehat", "warning", since),
+        ("baterai_lemah", "reo-rl-02", "Lemah", "info", since),  # device health: internal
+        ("perangkat_senyap", "reo-rl-02", "Senyap", "warning", since),  # no-data: internal
+        ("tinggi_muka_air", "rtg-wm-01", "Siaga", "major", since),  # a private device
+    ]
+    base = snapshot_of(public, {})
+    snapshot = build_snapshot(public, [], {}, NOW, alerts)
+    assert [(a.rule, a.device.id) for a in snapshot.warnings] == [
+        ("tinggi_muka_air", "reo-rl-02"),  # most severe first
+        ("ispu_pm25", "rtg-aq-01"),
+    ]
+    reok = pages.kecamatan_page(snapshot, "Reok", NOW, Lang.ID, stale=False)
+    assert "Peringatan aktif" in reok
+    assert "Tinggi muka air sungai" in reok
+    assert "sejak 13.30 WITA" in reok
+    assert "Kualitas udara PM2.5" not in reok  # Langke Rembong's warning stays there
+    english = pages.kecamatan_page(snapshot, "Reok", NOW, Lang.EN, stale=False)
+    assert "River level" in english
+    assert "Siaga (standby)" in english
+    for body in (reok, json.dumps(opendata.current(snapshot, stale=False))):
+        assert "Lemah" not in body
+        assert "Senyap" not in body
+        assert "rtg-wm-01" not in body
+    assert "Tidak ada peringatan aktif" in pages.regency_page(base, NOW, Lang.ID, stale=False)
