@@ -5,7 +5,7 @@ token, so nothing is written) with the rate limit lifted, and ``wrk`` (Debian's 
 against the regency page with gzip for a bounded time. The point: however many requests,
 InfluxDB sees only the scheduled refreshes (two queries each).
 
-Example: uv run python -m benchmarks.public_bench --seconds 10 --connections 50
+Example: kotaflow bench public   (or: uv run python -m benchmarks.public_bench --seconds 10)
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import asyncio
 import re
 import shutil
 import time
+from dataclasses import dataclass
 
-from kotaflow.settings import load_settings
+from benchmarks.report import Figure, ScenarioResult
+from kotaflow.settings import Settings, load_settings
 from processors.public.refresh import InfluxReader
 from processors.public.service import PublicOptions, running
 
@@ -28,12 +30,35 @@ def _p99_ms(report: str) -> float | None:
     return float(found[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found[2]]
 
 
-async def bench(seconds: int, connections: int, path: str, interval_s: float) -> None:
+@dataclass(frozen=True, slots=True)
+class LoadRun:
+    path: str
+    seconds: int
+    connections: int
+    requests_per_s: float
+    p99_ms: float | None
+    queries: int
+    interval_s: float
+    elapsed_s: float
+    report: str
+
+    def line(self) -> str:
+        return (
+            f"public bench: {self.path} {self.seconds}s, {self.connections} connections: "
+            f"{self.requests_per_s:.0f} requests/s, p99 {self.p99_ms} ms, "
+            f"InfluxDB queries during the run: {self.queries} "
+            f"(refresh every {self.interval_s:g} s over {self.elapsed_s:.1f} s)"
+        )
+
+
+async def measure(
+    settings: Settings, seconds: int, connections: int, path: str, interval_s: float
+) -> LoadRun:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     options = PublicOptions(port=0, interval_s=interval_s, rate_per_s=1e9, burst=1e9)
-    async with running(load_settings(), options) as (url, keeper):
+    async with running(settings, options) as (url, keeper):
         reader = keeper.reader
         assert isinstance(reader, InfluxReader)
         before, started = reader.queries, time.monotonic()
@@ -55,13 +80,40 @@ async def bench(seconds: int, connections: int, path: str, interval_s: float) ->
         queries = reader.queries - before
     report = out.decode()
     rate = re.search(r"Requests/sec:\s+([\d.]+)", report)
-    print(report)
-    print(
-        f"public bench: {path} {seconds}s, {connections} connections: "
-        f"{float(rate[1]) if rate else float('nan'):.0f} requests/s, p99 {_p99_ms(report)} ms, "
-        f"InfluxDB queries during the run: {queries} "
-        f"(refresh every {interval_s:g} s over {elapsed:.1f} s)"
+    return LoadRun(
+        path,
+        seconds,
+        connections,
+        float(rate[1]) if rate else float("nan"),
+        _p99_ms(report),
+        queries,
+        interval_s,
+        elapsed,
+        report,
     )
+
+
+async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
+    """The ``public`` scenario of ``kotaflow bench``: 5 s (quick) or 10 s of wrk on ``/``."""
+    seconds, interval = (5, 5.0) if quick else (10, 5.0)
+    run = await measure(settings, seconds, 50, "/", interval)
+    return ScenarioResult(
+        "public",
+        quick,
+        {"path": "/ (gzip)", "seconds": seconds, "connections": 50, "refresh_s": interval},
+        throughput=[Figure("regency page", run.requests_per_s, "requests/s")],
+        notes=[
+            f"p99 {run.p99_ms} ms (wrk --latency)",
+            f"InfluxDB queries during the run: {run.queries} "
+            f"(3 per refresh, every {interval:g} s, whatever the traffic)",
+        ],
+    )
+
+
+async def bench(seconds: int, connections: int, path: str, interval_s: float) -> None:
+    run = await measure(load_settings(), seconds, connections, path, interval_s)
+    print(run.report)
+    print(run.line())
 
 
 def main() -> None:
