@@ -1,4 +1,8 @@
-"""``kotaflow public``: the residents' status pages and open-data API (read-only)."""
+"""``kotaflow public``: the residents' status pages and open-data API (read-only).
+
+Defaults come from the ``public:`` settings (``KOTAFLOW_PUBLIC__PORT`` etc.); an option
+given here wins.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,33 @@ from kotaflow.context import settings_of
 def public(
     ctx: typer.Context,
     host: Annotated[
-        str, typer.Option(envvar="KOTAFLOW_PUBLIC_HOST", help="Listen address.")
-    ] = "127.0.0.1",
+        str | None, typer.Option(help="Listen address (default: public.host, 127.0.0.1).")
+    ] = None,
     port: Annotated[
-        int, typer.Option(envvar="KOTAFLOW_PUBLIC_PORT", help="Listen port (0: any free one).")
-    ] = 8090,
+        int | None,
+        typer.Option(help="Listen port, 0 for any free one (default: public.port, 8090)."),
+    ] = None,
     interval: Annotated[
-        float,
-        typer.Option(envvar="KOTAFLOW_PUBLIC_INTERVAL", help="Seconds between InfluxDB refreshes."),
-    ] = 30.0,
-    rate: Annotated[float, typer.Option(help="Requests per second allowed per client.")] = 5.0,
+        float | None,
+        typer.Option(help="Seconds between InfluxDB reads (default: public.refresh_s, 30)."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests/s allowed per client (default: public.rate_per_s, 5)."),
+    ] = None,
     burst: Annotated[
-        float, typer.Option(help="Requests a client may burst before the rate applies.")
-    ] = 30.0,
+        float | None,
+        typer.Option(help="Burst per client before the rate (default: public.burst, 30)."),
+    ] = None,
     trust_forwarded: Annotated[
-        bool,
-        typer.Option(help="Rate-limit by X-Forwarded-For (only behind our own TLS proxy)."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--trust-forwarded/--no-trust-forwarded",
+            help="Rate-limit by X-Forwarded-For: only behind our own TLS proxy "
+            "[public.trust_forwarded: no].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the public status pages and open-data API, reading InfluxDB read-only.
 
@@ -38,7 +52,9 @@ def public(
     """
     from processors.public.service import PublicOptions, serve
 
-    options = PublicOptions(
+    settings = settings_of(ctx)
+    options = PublicOptions.of(
+        settings.public,
         host=host,
         port=port,
         interval_s=interval,
@@ -47,4 +63,4 @@ def public(
         trust_forwarded=trust_forwarded,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings_of(ctx), options))
+        asyncio.run(serve(settings, options))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
 from deploy.grafana.context import load_context
-from kotaflow.settings import Settings
+from kotaflow.settings import PublicSettings, Settings
 from processors.public.ratelimit import RateLimit
 from processors.public.refresh import InfluxReader, Keeper
 from processors.public.server import build_app
@@ -27,6 +28,19 @@ class PublicOptions:
     rate_per_s: float = 5.0
     burst: float = 30.0
     trust_forwarded: bool = False
+
+    @classmethod
+    def of(cls, settings: PublicSettings, **overrides: Any) -> PublicOptions:
+        """The ``public:`` settings, with the options given on the command line."""
+        configured = cls(
+            host=settings.host,
+            port=settings.port,
+            interval_s=settings.refresh_s,
+            rate_per_s=settings.rate_per_s,
+            burst=settings.burst,
+            trust_forwarded=settings.trust_forwarded,
+        )
+        return replace(configured, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @contextlib.asynccontextmanager
