@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from deploy.grafana.context import load_context
 from kotaflow.settings import Settings
 from processors.public.snapshot import PublicContext, Snapshot, build_snapshot
+from tests.conftest import ScratchLedger
 
 NOW = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
 """14.00 WITA."""
@@ -18,6 +21,19 @@ NOW = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def public() -> PublicContext:
     return PublicContext.of(load_context(Settings()))
+
+
+@pytest.fixture
+def public_influx(
+    stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path
+) -> Iterator[Settings]:
+    """Scratch buckets, each role with its own token on them (the service: ``grafana``)."""
+    tag = uuid.uuid4().hex[:8]
+    mine = scratch_ledger.scratch(stack, tag, role_tokens=tmp_path / "tokens")
+    try:
+        yield mine
+    finally:
+        scratch_ledger.drop(stack, tag)
 
 
 def snapshot_of(

@@ -18,10 +18,9 @@ import pytest
 
 from kotaflow.settings import Settings
 from processors.public.service import PublicOptions, running
-from tests.public.test_public_service import _points, _write, public_influx
+from tests.public.helpers import sample_points, write_lines
 
 pytestmark = pytest.mark.services
-__all__ = ["public_influx"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -48,8 +47,8 @@ async def test_pages_render_in_chromium_with_the_expected_status(
     public_influx: Settings, tmp_path: Path
 ) -> None:
     settings = public_influx
-    telemetry, _ = _points(datetime.now(UTC))
-    await _write(settings, settings.influxdb.telemetry_bucket, telemetry)
+    telemetry, _ = sample_points(datetime.now(UTC))
+    await write_lines(settings, settings.influxdb.telemetry_bucket, telemetry)
     shots = Path(os.environ.get("KOTAFLOW_SCREENSHOTS", tmp_path))
     await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     async with running(settings, PublicOptions(port=0, interval_s=5.0)) as (url, _):

@@ -20,7 +20,7 @@ from deploy.local import stack as local_stack
 from deploy.local.influxdb import PIPELINE, InfluxDB, load_access
 from kotaflow.settings import Settings
 from processors.public.service import PublicOptions, running
-from tests.public.test_public_service import _points
+from tests.public.helpers import sample_points
 
 pytestmark = pytest.mark.services
 log = logging.getLogger("tests.public")
@@ -58,7 +58,7 @@ async def test_page_keeps_the_last_data_and_says_its_age_when_influxdb_stops(
     settings = private_influx
     access = load_access(settings.stack.state_dir)
     assert access is not None
-    telemetry, _ = _points(datetime.now(UTC))
+    telemetry, _ = sample_points(datetime.now(UTC))
     async with httpx.AsyncClient(base_url=settings.influxdb.url, timeout=30) as http:
         written = await http.post(
             "/api/v2/write",
