@@ -5,7 +5,7 @@ One refresh = three Flux queries (latest values, today's rain, firing public ale
 say "data dari HH:MM").
 Rollups are read on demand but cached per (device, metric, window) for ``interval_s``;
 only public devices and metrics have a key, so the query rate stays bounded too.
-Reads use the stack's read-only ``grafana`` token (:class:`TokenSource`).
+Reads use a read-only token: ``public``, else ``grafana`` (:class:`TokenSource`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from kotaflow.settings import Settings
 from processors.public import queries
 from processors.public.publicity import PublicDevice
 from processors.public.snapshot import PublicContext, Snapshot, build_snapshot
-from processors.runtime.influx_token import READ_ROLE, TokenSource
+from processors.runtime.influx_token import PUBLIC_ROLE, READ_ROLE, TokenSource
 
 log = logging.getLogger("kotaflow.public")
 
@@ -33,11 +33,12 @@ class FluxReader(Protocol):
 
 
 class InfluxReader:
-    """A read-only InfluxDB client (the ``grafana`` token); counts the queries it sends."""
+    """A read-only InfluxDB client (the ``public`` token, else ``grafana``'s); counts the
+    queries it sends."""
 
     def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
         self.settings = settings
-        self.source = TokenSource(settings, READ_ROLE)
+        self.source = TokenSource(settings, PUBLIC_ROLE, fallback=READ_ROLE)
         self.client = InfluxDBClientAsync(
             url=settings.influxdb.url,
             token=self.source.read(),

@@ -132,3 +132,38 @@ def test_add_asks_for_what_the_flags_do_not_give(registry: Path, tmp_path: Path)
     device = load_fleet(registry_file=registry).device("rtg-wx-79")
     assert device is not None
     assert (device.type, device.kecamatan, device.elevation_m) == ("weather", "Ruteng", 1160)
+
+
+def test_add_and_import_name_a_missing_registry_file_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no-such-registry.yaml"
+    added = kotaflow(
+        "devices", "add", "rtg-wx-80", "--type", "weather", "--name", "x",
+        "--kecamatan", "Ruteng", "--latitude", "-8.61", "--longitude", "120.46",
+        "--elevation-m", "1160", "--registry", str(missing),
+    )  # fmt: skip
+    source = write_csv(tmp_path / "new.csv", [{**GOOD, "id": "imp-x"}])
+    imported = kotaflow("devices", "import", str(source), "--registry", str(missing))
+    for result in (added, imported):
+        assert result.exit_code == 1
+        assert "no-such-registry.yaml" in result.output
+        assert "cannot read" in result.output
+    assert not missing.exists()
+
+
+def test_adding_a_registered_device_again_prints_its_password(
+    registry: Path, tmp_path: Path
+) -> None:
+    args = (
+        "devices", "add", "rtg-wx-81", "--type", "weather", "--name", "Pasar Baru",
+        "--kecamatan", "Ruteng", "--latitude", "-8.61", "--longitude", "120.46",
+        "--elevation-m", "1160", "--install-date", "2026-12-01", "--registry", str(registry),
+        "--credentials-dir", str(tmp_path / "broker"), "--json",
+    )  # fmt: skip
+    first = json.loads(kotaflow(*args).stdout)
+    again = kotaflow(*args)
+    assert again.exit_code == 0, again.output
+    connection = json.loads(again.stdout)
+    assert connection["result"] == "unchanged"
+    assert connection["password"] == first["password"]

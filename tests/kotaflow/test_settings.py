@@ -33,6 +33,20 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert s.kafka.topics.raw == "city.raw"
 
 
+def test_an_empty_environment_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "k.yaml"
+    config.write_text(f"registry_file: {tmp_path / 'registry.yaml'}\nmqtt:\n  port: 1884\n")
+    monkeypatch.setenv("KOTAFLOW_REGISTRY_FILE", "")
+    monkeypatch.setenv("KOTAFLOW_MQTT__PORT", "")
+    s = load_settings(config)
+    assert s.registry_file == tmp_path / "registry.yaml"  # not Path(".")
+    assert s.mqtt.port == 1884
+    monkeypatch.delenv("KOTAFLOW_CONFIG", raising=False)
+    assert load_settings().registry_file is None
+
+
 def test_bad_env_value_names_field_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOTAFLOW_MQTT__PORT", "70000")
     with pytest.raises(

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.influxdb.reconcile import PIPELINE
 from deploy.local import stack as local_stack
-from deploy.local.influxdb import PIPELINE, InfluxDB, load_access
+from deploy.local.influxdb import InfluxDB, load_access
 from kotaflow.settings import Settings
 from processors.public.service import PublicOptions, running
 from tests.public.helpers import sample_points

@@ -22,22 +22,25 @@ import pytest
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
-from deploy.local.influxdb import (
+from deploy.influxdb.reconcile import (
     AGGREGATE,
     ALERT,
     GRAFANA,
     HEALTH,
-    OPERATOR,
     PIPELINE,
-    RETENTION,
+    PUBLIC,
     STORE,
+    plan_of,
+    stage_rights,
+)
+from deploy.local.influxdb import (
+    OPERATOR,
     VERSION,
     InfluxAccess,
     InfluxDB,
     bind_address,
     load_access,
     save_access,
-    stage_rights,
     token_file,
     tokens_path,
 )
@@ -138,19 +141,31 @@ def test_setup_saves_org_buckets_and_a_private_token_per_role(
 ) -> None:
     assert access.org == stack.influxdb.org
     assert set(access.buckets) == {stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket}
-    assert set(access.tokens) == {OPERATOR, PIPELINE, GRAFANA, STORE, AGGREGATE, ALERT, HEALTH}
+    assert set(access.tokens) == {
+        OPERATOR,
+        PIPELINE,
+        GRAFANA,
+        STORE,
+        AGGREGATE,
+        ALERT,
+        HEALTH,
+        PUBLIC,
+    }
     state_dir = stack.stack.state_dir
     for path in [tokens_path(state_dir), *(token_file(state_dir, r) for r in access.tokens)]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 @pytest.mark.services
-def test_buckets_keep_data_for_their_configured_retention(access: InfluxAccess) -> None:
+def test_buckets_keep_data_for_their_configured_retention(
+    stack: Settings, access: InfluxAccess
+) -> None:
+    retention = plan_of(stack).retention_s  # influxdb.*_retention_days
     headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
     for name, bucket_id in access.buckets.items():
         body = httpx.get(f"{access.url}/api/v2/buckets/{bucket_id}", headers=headers).json()
         seconds = sum(rule["everySeconds"] for rule in body["retentionRules"])
-        assert seconds == int(RETENTION[name].total_seconds()), name
+        assert seconds == retention[name], name
 
 
 @pytest.mark.services
@@ -240,7 +255,7 @@ def _granted(access: InfluxAccess, token: str) -> set[tuple[str, str]]:
 
 
 @pytest.mark.services
-@pytest.mark.parametrize("role", [STORE, AGGREGATE, ALERT, HEALTH, PIPELINE, GRAFANA])
+@pytest.mark.parametrize("role", [STORE, AGGREGATE, ALERT, HEALTH, PIPELINE, GRAFANA, PUBLIC])
 def test_each_role_holds_exactly_its_rights(
     stack: Settings, access: InfluxAccess, role: str
 ) -> None:
@@ -257,6 +272,7 @@ async def test_store_token_cannot_write_rollups_and_aggregate_token_cannot_write
     assert await _refused_write_status(access, access.token(AGGREGATE), telemetry) == 403
     assert await _refused_write_status(access, access.token(ALERT), rollups) == 403
     assert await _refused_write_status(access, access.token(HEALTH), telemetry) == 403
+    assert await _refused_write_status(access, access.token(PUBLIC), telemetry) == 403
 
 
 @pytest.mark.services
