@@ -363,6 +363,21 @@ class GrafanaSettings(_Section):
         return value
 
 
+class PublicSettings(_Section):
+    """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
+
+    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
+    refresh_s: float = Field(
+        30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
+    )
+    rate_per_s: float = Field(5.0, gt=0, description="requests per second allowed per client")
+    burst: float = Field(30.0, ge=1, description="requests a client may burst before the rate")
+    trust_forwarded: bool = Field(
+        False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
+    )
+
+
 class Settings(BaseSettings):
     """All of kotaflow's configuration. Sections mirror the data flow."""
 
@@ -384,6 +399,7 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    public: PublicSettings = PublicSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
