@@ -66,6 +66,8 @@ class Part:
     """Its Prometheus endpoint on 127.0.0.1 (None: it has none)."""
     env: dict[str, str] = field(default_factory=dict)
     """Settings for it alone (``KOTAFLOW_*``), e.g. its metrics port."""
+    url: str | None = None
+    """Where people open it (the public pages), printed at start."""
     started_at: float = 0.0
     up: bool = False
     """Its metrics endpoint has answered (it finished starting)."""
@@ -97,6 +99,7 @@ def pipeline_parts(available: set[str], rate: float, faults: str) -> list[Part]:
     """The processes to start, in data-flow order, limited to the parts that exist; each
     with its own free Prometheus port."""
     bridge_port, process_port, alert_port = free_port(), free_port(), free_port()
+    public_port = free_port()
     wanted = [
         Part(
             "bridge",
@@ -117,6 +120,11 @@ def pipeline_parts(available: set[str], rate: float, faults: str) -> list[Part]:
             env={"KOTAFLOW_METRICS_PORT": str(alert_port)},
         ),
         Part("simulate", ["simulate", "--rate", f"{rate:g}", "--faults", faults]),
+        Part(
+            "public",
+            ["public", "--port", str(public_port)],
+            url=f"http://127.0.0.1:{public_port}/",
+        ),
     ]
     return [part for part in wanted if part.argv[0] in available]
 
@@ -409,6 +417,7 @@ def run_pipeline(
                 start(part, config, log_dir)
                 assert part.proc is not None
                 where = f", metrics 127.0.0.1:{part.metrics_port}" if part.metrics_port else ""
+                where += f", open {part.url}" if part.url else ""
                 console.print(f"started {part.name} (pid {part.proc.pid}{where}, log {part.log})")
             asyncio.run(watch(settings, parts, duration))
         finally:

@@ -22,6 +22,7 @@ from deploy.influxdb.reconcile import (
     GRAFANA,
     HEALTH,
     PRODUCTION_ROLES,
+    PUBLIC,
     STORE,
 )
 from deploy.local.kafka_topics import TopicsOutcome
@@ -45,6 +46,7 @@ KOTAFLOW_SERVICES = {
     "bridge",
     "process",
     "alert",
+    "public",
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
@@ -55,7 +57,16 @@ KOTAFLOW_SERVICES = {
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
 SCRAM_SECRET = "kafka_scram_password"
-LONG_RUNNING = {"mosquitto", "kafka", "influxdb", "bridge", "process", "alert", "grafana"}
+LONG_RUNNING = {
+    "mosquitto",
+    "kafka",
+    "influxdb",
+    "bridge",
+    "process",
+    "alert",
+    "public",
+    "grafana",
+}
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +227,7 @@ def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[s
     argv = shlex.split(_kotaflow_step(script))
     assert argv[:3] == ["kotaflow", "influxdb", "setup"]
     assert "--role" not in argv  # the default roles:
-    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA, PUBLIC}
     assert argv[argv.index("--tokens-dir") + 1] == folder
     assert _mounts(job)[folder] == "influx-tokens"
     assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"

@@ -220,4 +220,9 @@ def test_a_recreated_bucket_leaves_its_tokens_reported_as_drifted(
     again = _setup(stack, scratch_org, tmp_path)
     assert "influxdb: created bucket rollups (retention 730 days)" in again
     drifted = sorted(line.split(":")[1].strip() for line in again if "drifted" in line)
-    assert drifted == ["drifted aggregate token", "drifted grafana token", "drifted health token"]
+    assert drifted == [
+        "drifted aggregate token",
+        "drifted grafana token",
+        "drifted health token",
+        "drifted public token",
+    ]
