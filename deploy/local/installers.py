@@ -91,3 +91,16 @@ def _apt_progress(line: str) -> str | None:
     if line.startswith(("Get:", "Setting up ")):
         return f"apt: {line}"
     return None
+
+
+def ensure_chromium(state_dir: Path, report: Report) -> str:
+    """The headless browser the page tests drive: Debian's ``chromium``, installed once if
+    missing (the log goes to ``<state>/chromium-install.log``); returns its path."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        apt_install(["chromium"], report, state_dir / "chromium-install.log")
+        found = shutil.which("chromium")
+    if found is None:
+        raise ServiceError("chromium: installed, but no `chromium` on PATH")
+    return found

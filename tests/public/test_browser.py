@@ -9,25 +9,30 @@ look at.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from deploy.local.installers import ensure_chromium
 from kotaflow.settings import Settings
 from processors.public.service import PublicOptions, running
 from tests.public.helpers import sample_points, write_lines
 
 pytestmark = pytest.mark.services
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@functools.cache
+def _browser() -> str:
+    """Debian's chromium, installed on first use like the stack's other parts."""
+    return ensure_chromium(Settings().stack.state_dir, print)
 
 
 async def _chromium(*args: str) -> bytes:
-    assert CHROMIUM, "apt-get install -y chromium"
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
+        _browser(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
