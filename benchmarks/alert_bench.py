@@ -1,6 +1,6 @@
 """Alert latency: from the MQTT publish that crosses a threshold to the notification received.
 
-Runs the isolated pipeline of :mod:`processors.alerting.e2e` on the running local stack
+Runs the isolated pipeline of :mod:`tests.support.alerting_pipeline` on the running local stack
 (``kotaflow stack up`` first): ``kotaflow bridge``, ``kotaflow process --stage validate`` and
 ``kotaflow alert`` as processes, a webhook receiver on loopback. A simulated river gauge then
 alternates 262 cm (crosses Siaga at 250: a "fired" notification) and 230 cm (below the clear
@@ -31,7 +31,7 @@ from aiohttp import web
 from benchmarks.procstats import ProcessCost, cost_of
 from benchmarks.report import Latency, ScenarioResult
 from kotaflow.settings import Settings
-from processors.alerting.e2e import pipeline
+from tests.support.alerting_pipeline import pipeline
 
 QUICK_SAMPLES, FULL_SAMPLES = 10, 60
 

@@ -65,10 +65,10 @@ from devices.simulator.manifest import payload_hash, read_manifest
 from devices.simulator.options import FormatChoice, SimulationOptions
 from devices.simulator.runner import run_simulation
 from devices.simulator.stream import DUPLICATE, OK
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings, load_settings
-from processors.testing import isolated
+from kotaflow.wire.deadletter import DeadLetter
+from tests.support.isolated_kafka import isolated
 
 RATE = 2_000.0
 QUICK_DURATION_S, FULL_DURATION_S = 15.0, 60.0

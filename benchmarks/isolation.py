@@ -1,6 +1,6 @@
 """Keeping a benchmark's data to itself on the shared local stack.
 
-Kafka topics and consumer groups come from :func:`processors.testing.isolated`; this adds
+Kafka topics and consumer groups come from :func:`tests.support.isolated_kafka.isolated`; this adds
 the InfluxDB side: two scratch buckets (telemetry, rollups) created with the local stack's
 operator token and deleted afterwards, so a benchmark's points never mix with anyone's
 ``telemetry``/``rollups`` and queries on them see only its own. It also writes settings to

@@ -38,12 +38,12 @@ from benchmarks.isolation import scratch_buckets
 from benchmarks.procstats import ProcessCost, own_cost
 from benchmarks.report import Figure, ScenarioResult, Target
 from devices.fleet import Fleet, load_fleet
-from devices.topics import DeviceKeyKind, PayloadFormat, device_topic
-from ingest.envelope import RawEnvelope
+from devices.topics import device_topic
 from kotaflow.settings import Settings, load_settings
-from processors.health import Health
+from kotaflow.wire.raw import DeviceKeyKind, PayloadFormat, RawEnvelope
 from processors.runner import StageName, run_stages
-from processors.testing import isolated, produce_all, stage_topics
+from processors.runtime.health import Health
+from tests.support.isolated_kafka import isolated, produce_all, stage_topics
 
 PARTITIONS = 6
 QUICK_MESSAGES, FULL_MESSAGES = 40_000, 200_000

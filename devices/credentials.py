@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.registry import Registry
-from devices.topics import SUBSCRIPTIONS, PayloadFormat, device_topic
+from devices.topics import SUBSCRIPTIONS, device_topic
 from kotaflow.mqtt import Account, credentials_json, read_credentials
 from kotaflow.secretfiles import write_private, write_private_if_changed
+from kotaflow.wire.raw import PayloadFormat
 
 CREDENTIALS_FILE = "credentials.json"
 PASSWD_FILE = "passwd"

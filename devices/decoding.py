@@ -39,9 +39,11 @@ import orjson
 
 from devices.catalogue import DeviceType, Metric
 from devices.fleet import Fleet
-from devices.reading import Reading, Reason, Rejection, new_reading
+from devices.reading import Reading, Rejection, new_reading
 from devices.registry import Device
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 RECEIVE_TIME = "receive_time"
 """Flag: the device sent no time, the reading carries the bridge's receive time."""

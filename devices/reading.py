@@ -11,33 +11,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import NamedTuple
 
-
-class Reason(StrEnum):
-    """Stable, machine-readable rejection reasons. Never rename one: dashboards count them."""
-
-    NOT_JSON = "not_json"
-    BAD_SHAPE = "bad_shape"
-    BAD_TYPE = "bad_type"
-    UNKNOWN_METRIC = "unknown_metric"
-    BAD_UNIT = "bad_unit"
-    NOT_FINITE = "not_finite"
-    OUT_OF_RANGE = "out_of_range"
-    TIME_IN_FUTURE = "time_in_future"
-    TIME_TOO_OLD = "time_too_old"
-    UNKNOWN_DEVICE = "unknown_device"
-    DEVICE_DISABLED = "device_disabled"
-    DEVICE_MISMATCH = "device_mismatch"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    MUST_UNDERSTAND = "must_understand"
-    OVERSIZE = "oversize"
-    UNKNOWN_TOPIC = "unknown_topic"
-    RATE_LIMITED = "rate_limited"
-    BAD_ENVELOPE = "bad_envelope"
-    BAD_TIME = "bad_time"
-    """A timestamp that cannot be read (not epoch ms / RFC 3339, no UTC offset, ...)."""
+from kotaflow.wire.reasons import Reason
 
 
 class Reading(NamedTuple):

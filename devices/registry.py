@@ -38,7 +38,7 @@ from devices.sourcefile import (
     pydantic_problems,
     read_yaml,
 )
-from devices.topics import DeviceKeyKind
+from kotaflow.wire.raw import DeviceKeyKind
 
 PACKAGED_REGISTRY = Path(__file__).with_name("registry.yaml")
 

@@ -9,22 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class PayloadFormat(StrEnum):
-    NATIVE_JSON = "native-json"
-    SENML_JSON = "senml-json"
-    CHIRPSTACK_V4 = "chirpstack-v4"
-    TTS_V3 = "tts-v3"
-
-
-class DeviceKeyKind(StrEnum):
-    """How the topic names its device: our own id, a LoRaWAN DevEUI or a network-server id."""
-
-    DEVICE_ID = "device_id"
-    DEV_EUI = "dev_eui"
-    NS_DEVICE_ID = "ns_device_id"
+from kotaflow.wire.raw import DeviceKeyKind, PayloadFormat
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ with one write.
 
 The usual message (a known device's topic, no MQTT 5 properties, not retained) takes a
 short path: its headers are the topic's cached leading headers plus the burst's receive
-time and the QoS. Everything else goes through :class:`~ingest.envelope.RawEnvelope` or
-:class:`~kotaflow.deadletter.DeadLetter`; a unit test pins that both paths give the same
+time and the QoS. Everything else goes through :class:`~kotaflow.wire.raw.RawEnvelope` or
+:class:`~kotaflow.wire.deadletter.DeadLetter`; a unit test pins that both paths give the same
 record.
 
 Failure and recovery:
@@ -48,11 +48,9 @@ from typing import cast
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from devices.reading import Reason
 from ingest.acks import AckWindow
 from ingest.batcher import KafkaBatcher, Lane
 from ingest.edge import EdgePolicy, Route
-from ingest.envelope import plain_tails
 from ingest.fastpaho import Arrival
 from ingest.metrics import BridgeMetrics
 from ingest.mqtt import MqttIntake, inbound_of
@@ -61,6 +59,8 @@ from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.kafka import client_options
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
+from kotaflow.wire.raw import plain_tails
+from kotaflow.wire.reasons import Reason
 
 log = logging.getLogger("kotaflow.bridge")
 

@@ -5,7 +5,7 @@ Decided here, at the edge, before anything reaches Kafka's raw topic:
 - a payload larger than ``max_payload_bytes`` -> ``oversize``;
 - a topic that matches no device pattern (``devices.topics.match_topic``) -> ``unknown_topic``;
 - a device over its token bucket (:mod:`ingest.ratelimit`) -> ``rate_limited``;
-- anything else -> a :class:`~ingest.envelope.RawEnvelope` with the payload untouched.
+- anything else -> a :class:`~kotaflow.wire.raw.RawEnvelope` with the payload untouched.
 
 Dead letters keep the whole payload and the MQTT topic so they can be replayed. Pure logic,
 no I/O: the caller passes the clock readings. Topic lookups (and the record headers that
@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from devices.reading import Reason
 from devices.topics import TopicMatch, match_topic
-from ingest.envelope import Headers, RawEnvelope, topic_headers
 from ingest.ratelimit import DeviceRateLimiter
-from kotaflow.deadletter import DeadLetter
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.raw import Headers, RawEnvelope, topic_headers
+from kotaflow.wire.reasons import Reason
 
 STAGE = "bridge"
 

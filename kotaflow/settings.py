@@ -23,7 +23,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from processors.alerting.config import AlertingSettings
+from kotaflow.alerting_settings import AlertingSettings
 
 ENV_PREFIX = "KOTAFLOW_"
 ENV_NESTED_DELIMITER = "__"

@@ -29,8 +29,8 @@ def process(
     Example: kotaflow process --stage validate --stage store
     """
     from kotaflow.kafka import KafkaAccessError
-    from processors.influx import InfluxConfigError
     from processors.runner import StageName, run_stages
+    from processors.runtime.influx import InfluxConfigError
 
     try:
         names = [StageName(s) for s in stage or ["all"]]

@@ -1,7 +1,7 @@
 """Run one or more stages in one process, on one asyncio loop, until told to stop.
 
 Each stage gets its own consumer (its own group) in its own task; they share one Kafka
-producer, one InfluxDB client and one :class:`~processors.health.Health`. SIGTERM/SIGINT
+producer, one InfluxDB client and one :class:`~processors.runtime.health.Health`. SIGTERM/SIGINT
 set the stop event: every stage flushes, commits and closes before the process exits.
 If one stage fails, the others are stopped too and the error propagates (exit non-zero;
 a supervisor restarts the process, which resumes from the last commits).
@@ -20,11 +20,11 @@ from enum import StrEnum
 from prometheus_client import start_http_server
 
 from kotaflow.settings import Settings
-from processors.aggregate import AggregateStage
-from processors.health import Health
-from processors.influx import InfluxSink
-from processors.loop import Stage, StageLoop, instance_name
-from processors.output import KafkaOutput
+from processors.aggregate.stage import AggregateStage
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.stage_loop import Stage, StageLoop, instance_name
 from processors.store import StoreStage
 from processors.validate import ValidateStage
 

@@ -27,21 +27,21 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.reading import Reason
 from kotaflow.settings import Settings, StoreSettings
-from processors.health import Health
-from processors.influx import InfluxSink
-from processors.inputs import RecordRef, parse_readings, refused, refused_reading
-from processors.lineprotocol import (
+from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.reasons import Reason
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.lineprotocol import (
     LineProtocolError,
     escape_key,
     format_float,
     series_prefix,
     telemetry_tags,
 )
-from processors.loop import Batch, Offsets
-from processors.output import KafkaOutput
-from processors.record import ValidReading
+from processors.runtime.readings_input import RecordRef, parse_readings, refused, refused_reading
+from processors.runtime.stage_loop import Batch, Offsets
 
 STAGE = "store"
 

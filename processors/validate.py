@@ -45,17 +45,18 @@ from devices.calibration import calibrate
 from devices.decoding import DecodeContext
 from devices.fleet import Fleet, load_fleet
 from devices.formats import decode
-from devices.reading import Reading, Reason, Rejection
+from devices.reading import Reading, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
-from ingest.envelope import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.settings import Settings, ValidateSettings
-from processors.health import Health
-from processors.inputs import refused
-from processors.kafka import append_record
-from processors.loop import Batch, Offsets
-from processors.output import KafkaOutput
-from processors.record import flags_part, record_head
+from kotaflow.wire.raw import EnvelopeError, EnvelopeReader, RawEnvelope
+from kotaflow.wire.readings import flags_part, record_head
+from kotaflow.wire.reasons import Reason
+from processors.runtime.health import Health
+from processors.runtime.kafka_clients import append_record
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.readings_input import refused
+from processors.runtime.stage_loop import Batch, Offsets
 
 STAGE = "validate"
 TOPIC_CACHE_SIZE = 100_000
@@ -75,7 +76,7 @@ class DeviceOut:
 
 
 class ReadingEncoder:
-    """Readings record v2 bytes, equal to ``processors.record.readings_record``.
+    """Readings record v2 bytes, equal to ``kotaflow.wire.readings.readings_record``.
 
     A record is ``head + ts_ms + flags part + values + "}"``: ``head`` is made once per
     device (:meth:`device`), the flags part once per set of flags."""

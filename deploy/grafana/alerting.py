@@ -34,7 +34,7 @@ from deploy.grafana.context import BuildContext
 from deploy.grafana.envref import EnvRef
 from deploy.grafana.jsonable import plain
 from deploy.grafana.query import Flux, datasource_ref
-from processors.alerting.config import (
+from kotaflow.alerting_settings import (
     AlertingSettings,
     EmailReceiver,
     Receiver,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from deploy.grafana.i18n import Lang, Text
-from processors.alerting.model import Direction, Rule, RuleKind, RuleSet, Severity, SignalKind
+from kotaflow.wire.alerts import Severity
+from processors.alerting.model import Direction, Rule, RuleKind, RuleSet, SignalKind
 
 SEVERITY_COLOURS = MappingProxyType(
     {

@@ -22,7 +22,7 @@ from deploy.grafana.provisioning import GRAFANA_PROVISIONING, render
 from deploy.grafana.querycheck import PanelCheck, check_dashboard, check_rule
 from kotaflow.context import settings_of
 from kotaflow.settings import Settings
-from processors.influx import READ_ROLE, InfluxConfigError, InfluxSink, resolve_token
+from processors.runtime.influx import READ_ROLE, InfluxConfigError, InfluxSink, resolve_token
 
 app = typer.Typer(
     help="Grafana as code: render provisioning files, sync through the API, check queries.\n\n"

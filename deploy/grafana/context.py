@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 
 from deploy.grafana.i18n import Lang
 from devices.fleet import Fleet, load_fleet
+from kotaflow.alerting_settings import AlertingSettings
 from kotaflow.settings import Settings
-from processors.alerting.config import AlertingSettings
 from processors.alerting.model import RuleKind, RuleSet
-from processors.alerting.rules import load_rules
+from processors.alerting.rules import load_rules, rules_file_of
 
 DATASOURCE_UID = "kotaflow-influxdb"
 DATASOURCE_NAME = "kotaflow InfluxDB"
@@ -95,7 +95,7 @@ def load_context(settings: Settings, lang: Lang = Lang.ID) -> BuildContext:
     fleet = load_fleet(settings)
     catalogue = fleet.catalogue
     rules = load_rules(
-        alerting_settings(settings).rules_path(),
+        rules_file_of(alerting_settings(settings)),
         metrics=set(catalogue.metrics),
         types=set(catalogue.types),
     )

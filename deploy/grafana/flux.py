@@ -13,10 +13,10 @@ Schemas read (written by ``processors/``):
 * rollups: measurement = device type; tags ``device``, ``kecamatan``, ``metric``, ``type``,
   ``window`` (``1m``/``1h``/``1d``); fields ``count``, ``min``, ``max``, ``mean``, ``sum``,
   ``last``;
-* alerts (``processors/alerting/events.py``): tags ``device``, ``kecamatan``, ``rule``,
+* alerts (``kotaflow/wire/alerts.py``): tags ``device``, ``kecamatan``, ``rule``,
   ``severity``, ``status``, ``type``; fields ``change``, ``level``, ``text``, ``value``,
   ``threshold``, ``id``;
-* pipeline health (``processors/health.py``): tags ``stage``, ``instance`` (``reason`` on
+* pipeline health (``processors/runtime/health.py``): tags ``stage``, ``instance`` (``reason`` on
   dead-letter counts); cumulative counters ``records_in``, ``records_out``, ``deadletter``,
   gauges ``consumer_lag``, ``write_ms_p50``, ``write_ms_max``.
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from processors.alerting.model import Rule, RuleKind, Scope, SignalKind
-from processors.influx import flux_string
+from processors.runtime.influx import flux_string
 
 TIME_RANGE = "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
 STATUS_LOOKBACK = "-30d"

@@ -25,7 +25,7 @@ from typing import Any
 from deploy.grafana.interpolate import AllValue, QueryWindow, interpolate
 
 Runner = Callable[[str], Awaitable[list[dict[str, Any]]]]
-"""Runs one Flux query and returns its rows (``processors.influx.InfluxSink.query``)."""
+"""Runs one Flux query and returns its rows (``processors.runtime.influx.InfluxSink.query``)."""
 QUERY_TIMEOUT_S = 60.0
 """The sink retries server errors forever (right for the pipeline, not for a check)."""
 

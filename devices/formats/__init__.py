@@ -1,6 +1,6 @@
 """Payload decoders, one module per format, all with the interface of ``devices.decoding``.
 
-``DECODERS`` maps every :class:`~devices.topics.PayloadFormat` to its decoder (a test fails
+``DECODERS`` maps every :class:`~kotaflow.wire.raw.PayloadFormat` to its decoder (a test fails
 if a format has none); :func:`decode` dispatches on the topic match::
 
     from devices.formats import decode
@@ -14,7 +14,8 @@ from types import MappingProxyType
 
 from devices.decoding import DecodeContext, Decoder, DecodeResult
 from devices.formats import chirpstack_v4, native_json, senml_json, tts_v3
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
 
 DECODERS: Mapping[PayloadFormat, Decoder] = MappingProxyType(
     {

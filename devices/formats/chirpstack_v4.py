@@ -20,8 +20,9 @@ from devices.decoding import (
     rejected,
     resolve_device,
 )
-from devices.reading import Reason
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 FORMAT = PayloadFormat.CHIRPSTACK_V4
 V3_FIELDS = ("devEUI", "objectJSON", "applicationID")

@@ -26,8 +26,9 @@ from devices.decoding import (
     parse_json,
     resolve_device,
 )
-from devices.reading import Reason
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 FORMAT = PayloadFormat.NATIVE_JSON
 

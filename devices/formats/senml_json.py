@@ -38,9 +38,10 @@ from devices.decoding import (
     rejected,
     resolve_device,
 )
-from devices.reading import Reason
 from devices.registry import Device
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 FORMAT = PayloadFormat.SENML_JSON
 SENML_VERSION = 10

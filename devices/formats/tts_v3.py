@@ -24,9 +24,10 @@ from devices.decoding import (
     parse_event,
     rejected,
 )
-from devices.reading import Reason
 from devices.registry import Device
-from devices.topics import PayloadFormat, TopicMatch
+from devices.topics import TopicMatch
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 FORMAT = PayloadFormat.TTS_V3
 V2_FIELDS = ("dev_id", "hardware_serial", "payload_fields")

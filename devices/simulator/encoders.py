@@ -29,7 +29,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from devices.registry import Device
-from devices.topics import PayloadFormat, device_topic
+from devices.topics import device_topic
+from kotaflow.wire.raw import PayloadFormat
 
 # Indonesia's LoRaWAN plan is AS923-2.
 _AS923_2_HZ = (921400000, 921600000, 921800000, 922000000, 922200000, 922400000)

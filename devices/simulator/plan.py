@@ -24,7 +24,7 @@ from devices.simulator.faults import silent_devices
 from devices.simulator.noise import key_of, uniform
 from devices.simulator.options import FormatChoice, SimulationOptions
 from devices.simulator.signals import Site
-from devices.topics import PayloadFormat
+from kotaflow.wire.raw import PayloadFormat
 
 _FORMATS: Mapping[FormatChoice, PayloadFormat] = MappingProxyType(
     {

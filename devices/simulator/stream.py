@@ -28,7 +28,7 @@ from typing import NamedTuple
 from devices.calibration import apply_calibration
 from devices.catalogue import Metric
 from devices.fleet import Fleet
-from devices.reading import Reading, Reason
+from devices.reading import Reading
 from devices.registry import Calibration
 from devices.simulator.climate import Climate
 from devices.simulator.encoders import Encoder, Encoders, Frame, Uplink, Value
@@ -37,7 +37,8 @@ from devices.simulator.noise import key_of
 from devices.simulator.options import SimulationOptions
 from devices.simulator.plan import DevicePlan, SimDevice, WireUnit
 from devices.simulator.signals import sample
-from devices.topics import PayloadFormat
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 OK = "ok"
 DUPLICATE = "duplicate"

@@ -23,7 +23,7 @@ from kotaflow.context import settings_of
 from kotaflow.settings import Settings
 from processors.alerting.rules import RulesError, load_rules, parse_duration
 from processors.alerting.silences import Silence
-from processors.alerting.store import AlertStore
+from processors.alerting.state_store import AlertStore
 from processors.alerting.templates import WITA
 
 app = typer.Typer(

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from kotaflow.alerting_settings import Language
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels import Channel, DeliveryError
-from processors.alerting.config import Language
-from processors.alerting.events import AlertEvent
-from processors.alerting.store import AlertStore, OutboxItem
+from processors.alerting.state_store import AlertStore, OutboxItem
 from processors.alerting.templates import render
-from processors.retry import Backoff
+from processors.runtime.retry import Backoff
 
 log = logging.getLogger("kotaflow.alerting.dispatch")
 

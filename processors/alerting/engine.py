@@ -27,11 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.alerting.events import AlertEvent, Change
+from kotaflow.wire.alerts import AlertEvent, Change
+from kotaflow.wire.readings import ValidReading
 from processors.alerting.model import Rule, RuleKind, RuleSet
+from processors.alerting.series import Series
 from processors.alerting.silences import Silence, silenced_by
-from processors.alerting.windows import Series
-from processors.record import ValidReading
 
 StateKey = tuple[str, str]
 """(rule name, device id)."""

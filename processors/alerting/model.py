@@ -14,12 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    MAJOR = "major"
-    CRITICAL = "critical"
+from kotaflow.wire.alerts import Severity
 
 
 class RuleKind(StrEnum):

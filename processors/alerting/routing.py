@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from processors.alerting.config import AlertingSettings
-from processors.alerting.events import AlertEvent
-from processors.alerting.store import INFLUX_DESTINATION, KAFKA_DESTINATION, Outgoing
+from kotaflow.alerting_settings import AlertingSettings
+from kotaflow.wire.alerts import AlertEvent
+from processors.alerting.state_store import INFLUX_DESTINATION, KAFKA_DESTINATION, Outgoing
 
 CONSOLE_DESTINATION = "_console"
 

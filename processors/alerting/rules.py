@@ -58,7 +58,8 @@ from pydantic import (
 )
 
 from devices.sourcefile import FieldPath, Problem, SourceFile, read_yaml
-from processors.alerting.config import Language
+from kotaflow.alerting_settings import AlertingSettings, Language
+from kotaflow.wire.alerts import Severity
 from processors.alerting.model import (
     Direction,
     Level,
@@ -66,10 +67,17 @@ from processors.alerting.model import (
     RuleKind,
     RuleSet,
     Scope,
-    Severity,
     Signal,
     SignalKind,
 )
+
+PACKAGED_RULES = Path(__file__).with_name("rules") / "manggarai.yaml"
+
+
+def rules_file_of(settings: AlertingSettings) -> Path:
+    """The rule file the settings name, else the packaged Manggarai rules."""
+    return settings.rules_file or PACKAGED_RULES
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}

@@ -2,9 +2,10 @@
 
 :func:`build` validates everything once, at start (rule file against the catalogue and the
 configured receivers; no network I/O), and :meth:`AlertService.run` runs two things until
-``stop`` is set: the alerting stage in :class:`processors.loop.StageLoop` (consumer group
-``alerting.group_id`` on ``kotaflow.readings``; scale out by starting more processes, up to
-one per partition, sharing the state file) and the :class:`~.dispatch.Dispatcher`.
+``stop`` is set: the alerting stage in :class:`processors.runtime.stage_loop.StageLoop`
+(consumer group ``alerting.group_id`` on ``kotaflow.readings``; scale out by starting more
+processes, up to one per partition, sharing the state file) and the
+:class:`~.dispatch.Dispatcher`.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import httpx
 
 from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
+from kotaflow.alerting_settings import ConsoleReceiver, Language
 from kotaflow.settings import Settings
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels import build_channel
-from processors.alerting.config import ConsoleReceiver, Language
 from processors.alerting.dispatch import Destination, Dispatcher, ReceiverDestination
 from processors.alerting.engine import Engine
-from processors.alerting.events import AlertEvent
 from processors.alerting.model import RuleSet
 from processors.alerting.routing import CONSOLE_DESTINATION
-from processors.alerting.rules import load_rules
+from processors.alerting.rules import load_rules, rules_file_of
 from processors.alerting.sinks import InfluxAlerts, KafkaSink, alerts_sink, deadletter_sink
 from processors.alerting.stage import AlertStage
-from processors.alerting.store import (
+from processors.alerting.state_store import (
     DEADLETTER_DESTINATION,
     INFLUX_DESTINATION,
     KAFKA_DESTINATION,
@@ -40,9 +41,9 @@ from processors.alerting.store import (
     OutboxItem,
 )
 from processors.alerting.templates import render
-from processors.health import Health
-from processors.loop import StageLoop, instance_name
-from processors.retry import Backoff
+from processors.runtime.health import Health
+from processors.runtime.retry import Backoff
+from processors.runtime.stage_loop import StageLoop, instance_name
 
 log = logging.getLogger("kotaflow.alerting")
 
@@ -59,10 +60,10 @@ def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
         log.warning(
             "device files unusable: rules not checked against them", extra={"err": str(err)}
         )
-        return load_rules(cfg.rules_path(), receivers=set(cfg.receivers) or None), {}
+        return load_rules(rules_file_of(cfg), receivers=set(cfg.receivers) or None), {}
     names = {device.id: device.name for device in fleet.registry}
     rules = load_rules(
-        cfg.rules_path(),
+        rules_file_of(cfg),
         metrics=fleet.catalogue.metrics,
         types=fleet.catalogue.types,
         receivers=set(cfg.receivers) or None,

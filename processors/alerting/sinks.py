@@ -4,11 +4,11 @@ Both are fed from the outbox like any receiver (:mod:`processors.alerting.dispat
 event reaches them at least once even if Kafka or InfluxDB is down when it happens.
 
 * :func:`alerts_sink` produces the event (JSON v1, key = device) with the idempotent
-  producer of :mod:`processors.kafka`, in batches, awaiting every delivery;
+  producer of :mod:`processors.runtime.kafka_clients`, in batches, awaiting every delivery;
   :func:`deadletter_sink` does the same for records the stage could not read.
 * :class:`InfluxAlerts` writes measurement ``alerts`` (tags device, kecamatan, rule,
   severity, status, type; fields change, level, title, text, id, silenced, value,
-  threshold; time = the event's ``at_ms``) through :class:`processors.influx.InfluxSink`,
+  threshold; time = the event's ``at_ms``) through :class:`processors.runtime.influx.InfluxSink`,
   which retries until InfluxDB takes it. The same event written twice overwrites itself.
   Grafana shows the points as annotations (``text`` is the Indonesian message).
 """
@@ -24,17 +24,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from kotaflow.settings import Settings
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels import DeliveryError
-from processors.alerting.events import AlertEvent
-from processors.alerting.store import (
+from processors.alerting.state_store import (
     DEADLETTER_DESTINATION,
     INFLUX_DESTINATION,
     KAFKA_DESTINATION,
     OutboxItem,
 )
-from processors.influx import InfluxConfigError, InfluxSink
-from processors.kafka import make_producer
-from processors.lineprotocol import escape_key, format_float, line, series_prefix
+from processors.runtime.influx import InfluxConfigError, InfluxSink
+from processors.runtime.kafka_clients import make_producer
+from processors.runtime.lineprotocol import escape_key, format_float, line, series_prefix
 
 log = logging.getLogger("kotaflow.alerting.sinks")
 

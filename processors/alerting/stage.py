@@ -1,5 +1,6 @@
 """The alerting stage: ``kotaflow.readings`` in, state and outbox rows out (one SQLite
-transaction per batch), offsets committed by :class:`processors.loop.StageLoop` afterwards.
+transaction per batch), offsets committed by :class:`processors.runtime.stage_loop.StageLoop`
+afterwards.
 
 It plugs into the same consume-process-write-commit loop as the other processors: ``handle``
 feeds readings to the engine; ``flush`` (after every poll) runs the wall-clock tick when due
@@ -18,14 +19,14 @@ from collections.abc import Callable
 
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings, StageConsumer
+from kotaflow.wire.alerts import AlertEvent
+from kotaflow.wire.deadletter import DeadLetter
 from processors.alerting.engine import Engine
-from processors.alerting.events import AlertEvent
 from processors.alerting.routing import route
-from processors.alerting.store import DEADLETTER_DESTINATION, AlertStore, Outgoing
-from processors.inputs import parse_readings
-from processors.loop import Batch, Offsets
+from processors.alerting.state_store import DEADLETTER_DESTINATION, AlertStore, Outgoing
+from processors.runtime.readings_input import parse_readings
+from processors.runtime.stage_loop import Batch, Offsets
 
 log = logging.getLogger("kotaflow.alerting.stage")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from processors.alerting.config import Language
-from processors.alerting.events import AlertEvent, Change
+from kotaflow.alerting_settings import Language
+from kotaflow.wire.alerts import AlertEvent, Change
 
 WITA = ZoneInfo("Asia/Makassar")
 

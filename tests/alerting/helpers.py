@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from kotaflow.wire.readings import ValidReading
 from processors.alerting.model import RuleSet
 from processors.alerting.rules import load_rules
-from processors.record import ValidReading
 
 T0 = 1_764_300_000_000
 """2025-11-28 03:20 UTC = 11:20 WITA."""

@@ -21,17 +21,17 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from deploy.local.kafka_topics import ensure_topics, run_sync
-from devices.reading import Reason
+from kotaflow.alerting_settings import AlertingSettings, EmailReceiver, WebhookReceiver
 from kotaflow.cli import app as cli_app
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.alerting.config import AlertingSettings, EmailReceiver, WebhookReceiver
-from processors.alerting.events import AlertEvent
+from kotaflow.wire.alerts import AlertEvent
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 from processors.alerting.service import AlertService, build
-from processors.alerting.store import AlertStore
-from processors.testing import delete_topics
+from processors.alerting.state_store import AlertStore
 from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
 from tests.alerting.helpers import reading, write_rules
+from tests.support.isolated_kafka import delete_topics
 
 pytestmark = pytest.mark.services
 

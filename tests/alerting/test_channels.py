@@ -11,20 +11,19 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from processors.alerting.channels import DeliveryError, build_channel
-from processors.alerting.config import (
+from kotaflow.alerting_settings import (
     EmailReceiver,
     GatewayReceiver,
     Language,
     TelegramReceiver,
     WebhookReceiver,
 )
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
+from processors.alerting.channels import DeliveryError, build_channel
 from processors.alerting.dispatch import Dispatcher, ReceiverDestination
-from processors.alerting.events import AlertEvent, Change
-from processors.alerting.model import Severity
-from processors.alerting.store import AlertStore, Outgoing
+from processors.alerting.state_store import AlertStore, Outgoing
 from processors.alerting.templates import render
-from processors.retry import Backoff
+from processors.runtime.retry import Backoff
 from tests.alerting.conftest import (
     SMTP_PASSWORD,
     SMTP_USER,

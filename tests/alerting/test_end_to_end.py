@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kotaflow.settings import Settings
-from processors.alerting.e2e import pipeline
 from tests.alerting.conftest import HttpReceiver, await_for
+from tests.support.alerting_pipeline import pipeline
 
 pytestmark = pytest.mark.services
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kotaflow.wire.alerts import AlertEvent, Change
 from processors.alerting.engine import Engine
-from processors.alerting.events import AlertEvent, Change
 from processors.alerting.silences import Silence
 from tests.alerting.helpers import MIN, RIVER_RULES, T0, reading, rules_from
 

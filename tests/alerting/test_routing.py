@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from processors.alerting.config import AlertingSettings, ConsoleReceiver, WebhookReceiver
-from processors.alerting.events import AlertEvent, Change
-from processors.alerting.model import Severity
+from kotaflow.alerting_settings import AlertingSettings, ConsoleReceiver, WebhookReceiver
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.routing import route
 from processors.alerting.sinks import alert_line
 from tests.alerting.helpers import T0

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from devices.catalogue import load_catalogue
-from processors.alerting.config import PACKAGED_RULES
 from processors.alerting.model import Direction, RuleKind, SignalKind
-from processors.alerting.rules import RulesError, load_rules, parse_duration
+from processors.alerting.rules import PACKAGED_RULES, RulesError, load_rules, parse_duration
 from tests.alerting.helpers import write_rules
 
 

@@ -3,9 +3,8 @@ time and the dashboard link."""
 
 from __future__ import annotations
 
-from processors.alerting.config import Language
-from processors.alerting.events import AlertEvent, Change
-from processors.alerting.model import Severity
+from kotaflow.alerting_settings import Language
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.templates import format_time, render
 from tests.alerting.helpers import T0
 

@@ -24,8 +24,8 @@ from benchmarks.report import (
 )
 from benchmarks.scenarios import SCENARIOS, Scenario, UnknownScenarioError, chosen
 from devices.fleet import load_fleet
-from devices.topics import DeviceKeyKind
 from kotaflow.settings import Settings
+from kotaflow.wire.raw import DeviceKeyKind
 
 
 def test_every_scenario_is_registered_in_run_order() -> None:

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from devices.fleet import Fleet
 from devices.registry import Device
-from devices.topics import PayloadFormat, device_topic
+from devices.topics import device_topic
+from kotaflow.wire.raw import PayloadFormat
 
 Values = dict[str, Any]
 BuildFleet = Callable[..., Fleet]

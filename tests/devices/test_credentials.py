@@ -24,9 +24,9 @@ from devices.credentials import (
     write_broker_files,
 )
 from devices.registry import PACKAGED_REGISTRY, Registry, load_registry
-from devices.topics import PayloadFormat
 from kotaflow.cli import app
 from kotaflow.mqtt import Account, read_credentials
+from kotaflow.wire.raw import PayloadFormat
 
 
 def _registry(tmp_path: Path, edit: dict[str, dict[str, object]] | None = None) -> Registry:

@@ -24,9 +24,10 @@ from devices.decoding import (
 )
 from devices.fleet import Fleet
 from devices.formats import DECODERS, decode
-from devices.reading import Reason
 from devices.registry import Device
-from devices.topics import PayloadFormat, match_topic
+from devices.topics import match_topic
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 RX_MS = 1_795_000_000_000  # a fixed receive time, late 2026
 HOUR_MS = 3_600_000

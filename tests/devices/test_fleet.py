@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from devices.fleet import load_fleet
-from devices.topics import DeviceKeyKind
 from kotaflow.settings import Settings
+from kotaflow.wire.raw import DeviceKeyKind
 
 MANGGARAI_KECAMATAN = {
     "Langke Rembong",

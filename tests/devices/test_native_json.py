@@ -10,8 +10,8 @@ import pytest
 from devices.decoding import DecodeContext, DecodeResult
 from devices.fleet import Fleet
 from devices.formats import decode
-from devices.reading import Reason
 from devices.topics import match_topic
+from kotaflow.wire.reasons import Reason
 
 RX_MS = 1_795_000_000_000
 TOPIC = "kotaflow/t-wx-01/telemetry"

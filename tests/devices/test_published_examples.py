@@ -17,8 +17,8 @@ from payload_builders import BuildFleet
 from devices.decoding import RECEIVE_TIME, DecodeContext, DecodeResult
 from devices.fleet import Fleet
 from devices.formats import decode
-from devices.reading import Reason
 from devices.topics import match_topic
+from kotaflow.wire.reasons import Reason
 
 
 def decode_on(topic: str, payload: str | bytes, rx_ms: int, fleet: Fleet) -> DecodeResult:

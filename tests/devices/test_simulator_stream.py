@@ -18,7 +18,6 @@ from devices.calibration import apply_calibration
 from devices.decoding import DecodeContext
 from devices.fleet import Fleet, load_fleet
 from devices.formats import decode
-from devices.reading import Reason
 from devices.simulator.faults import BLOCK, FaultMix, FaultPlan, Kind, Malformation
 from devices.simulator.manifest import (
     ManifestWriter,
@@ -38,7 +37,9 @@ from devices.simulator.stream import (
     SimMessage,
 )
 from devices.simulator.summary import Summary
-from devices.topics import PayloadFormat, match_topic
+from devices.topics import match_topic
+from kotaflow.wire.raw import PayloadFormat
+from kotaflow.wire.reasons import Reason
 
 T0_MS = 1_800_000_000_000  # 2027-01-15 08:00 UTC: wet season, 16:00 in Ruteng
 HEAVY = FaultMix.parse(

@@ -1,10 +1,10 @@
 """A simulated few hours of the regency, as the pipeline would have written it to InfluxDB.
 
 Values come from the device simulator's signal models (``devices.simulator.signals``), the
-lines from the processors' own schema code (``processors.lineprotocol``,
-``processors.rollups``), alert events from the alerting engine run over the same readings
+lines from the processors' own schema code (``processors.runtime.lineprotocol``,
+``processors.aggregate.rollups``), alert events from the alerting engine run over the same readings
 (``processors.alerting.engine``, written with ``processors.alerting.sinks.alert_line``) and
-health points from ``processors.health.Health`` - so the dashboards are proven against the
+health points from ``processors.runtime.health.Health`` - so the dashboards are proven against the
 real schemas, not a copy of them. Two devices misbehave on purpose: one goes silent two
 hours before the end, one never reports at all.
 """
@@ -14,17 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from devices.fleet import Fleet
-from devices.reading import Reason
 from devices.simulator.climate import Climate
 from devices.simulator.signals import Site, sample
+from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.reasons import Reason
+from processors.aggregate.rollups import rollup_line
+from processors.aggregate.windows import Series, aggregate_points, window_start
 from processors.alerting.engine import Engine
 from processors.alerting.model import RuleSet
 from processors.alerting.sinks import alert_line
-from processors.health import Health
-from processors.lineprotocol import escape_key, format_float, line, series_prefix, telemetry_tags
-from processors.record import ValidReading
-from processors.rollups import rollup_line
-from processors.windows import Series, aggregate_points, window_start
+from processors.runtime.health import Health
+from processors.runtime.lineprotocol import (
+    escape_key,
+    format_float,
+    line,
+    series_prefix,
+    telemetry_tags,
+)
 
 SEED = 2026
 HEALTH_STEP_S = 10

@@ -31,7 +31,7 @@ from deploy.grafana.interpolate import QueryWindow, interpolate
 from deploy.grafana.querycheck import PanelCheck
 from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.settings import Settings
-from processors.influx import InfluxSink
+from processors.runtime.influx import InfluxSink
 from tests.grafana.simulated_run import STAGE_RATES, SimulatedRun, simulate
 
 pytestmark = pytest.mark.services

@@ -10,7 +10,7 @@ from bridge_support import BridgeRun, create_topics
 
 from kotaflow.mqtt import wipe_mqtt_session
 from kotaflow.settings import Settings
-from processors.testing import delete_topics
+from tests.support.isolated_kafka import delete_topics
 
 
 @pytest_asyncio.fixture

@@ -16,8 +16,8 @@ from bridge_support import (
     wait_for_log,
 )
 
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from devices.reading import Reason
-from devices.topics import DeviceKeyKind, PayloadFormat
 from ingest.edge import EdgePolicy, Inbound, Route
-from ingest.envelope import (
+from ingest.ratelimit import DeviceRateLimiter
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.raw import (
+    DeviceKeyKind,
     EnvelopeError,
     EnvelopeReader,
+    PayloadFormat,
     RawEnvelope,
     parse_envelope,
     plain_tails,
 )
-from ingest.ratelimit import DeviceRateLimiter
-from kotaflow.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
 
 
 def _policy(rate: float | None = None, burst: int = 1) -> EdgePolicy:

@@ -17,7 +17,7 @@ import yaml
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
-from processors.testing import isolated, stage_topics
+from tests.support.isolated_kafka import isolated, stage_topics
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4

@@ -11,12 +11,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from devices.topics import DeviceKeyKind, PayloadFormat, device_topic
-from ingest.envelope import Headers, RawEnvelope
+from devices.topics import device_topic
 from kotaflow.settings import Settings
-from processors.health import Health
+from kotaflow.wire.raw import DeviceKeyKind, Headers, PayloadFormat, RawEnvelope
 from processors.runner import StageName, run_stages
-from processors.testing import produce_all
+from processors.runtime.health import Health
+from tests.support.isolated_kafka import produce_all
 
 Raw = tuple[bytes, bytes | None, Headers]
 """(key, value, headers) of one record on the raw topic."""

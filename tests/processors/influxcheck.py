@@ -6,9 +6,9 @@ from collections import defaultdict
 from typing import Any
 
 from kotaflow.settings import Settings
-from processors.influx import InfluxSink
-from processors.rollups import to_ms
-from processors.windows import Aggregate, aggregate_points, window_start
+from processors.aggregate.rollups import to_ms
+from processors.aggregate.windows import Aggregate, aggregate_points, window_start
+from processors.runtime.influx import InfluxSink
 
 Point = tuple[str, str, int]
 """(device, metric, ts_ms)"""

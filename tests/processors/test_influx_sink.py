@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from kotaflow.settings import Settings
-from processors.influx import InfluxSink
+from processors.runtime.influx import InfluxSink
 from tests.processors.helpers import now_ms
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
-from devices.reading import Reason
-from processors.inputs import parse_readings
-from processors.record import ValidReading
+from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.reasons import Reason
+from processors.runtime.readings_input import parse_readings
 
 HEAD = b'{"v":2,"device":"d1","type":"air_quality","kecamatan":"Reok",'
 UNITS = b'"units":{"pm25":"ug/m3","pm10":"ug/m3"},"ts_ms":5,"flags":[],'

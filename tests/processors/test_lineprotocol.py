@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.lineprotocol import (
+from kotaflow.wire.readings import ValidReading
+from processors.runtime.lineprotocol import (
     LineProtocolError,
     escape_key,
     escape_measurement,
@@ -12,7 +13,6 @@ from processors.lineprotocol import (
     series_prefix,
     telemetry_tags,
 )
-from processors.record import ValidReading
 from processors.store import LineBuffer
 
 

@@ -21,10 +21,10 @@ import pytest
 
 from devices.fleet import load_fleet
 from kotaflow.settings import Settings
-from processors.influx import InfluxSink
-from processors.rollups import HOUR_MS
+from processors.aggregate.rollups import HOUR_MS
+from processors.aggregate.windows import combine
 from processors.runner import StageName
-from processors.windows import combine
+from processors.runtime.influx import InfluxSink
 from tests.processors.conftest import env_for
 from tests.processors.helpers import (
     Raw,

@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.record.memory_records import MemoryRecords
 
-from processors.kafka import append_record
+from processors.runtime.kafka_clients import append_record
 
 RECORDS = [(f"dev-{i % 3}".encode(), b'{"value":%d}' % i, 1_764_300_000_000 + i) for i in range(50)]
 

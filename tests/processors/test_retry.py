@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.retry import Backoff, parse_retry_after, retryable
+from processors.runtime.retry import Backoff, parse_retry_after, retryable
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kotaflow.settings import load_settings
-from processors.health import Health
-from processors.influx import flux_string
-from processors.rollups import (
+from processors.aggregate.rollups import (
     HOUR_MS,
     combined_aggregates,
     day_of,
@@ -17,7 +15,9 @@ from processors.rollups import (
     points_by_series,
     rollup_line,
 )
-from processors.windows import Aggregate, Series
+from processors.aggregate.windows import Aggregate, Series
+from processors.runtime.health import Health
+from processors.runtime.influx import flux_string
 
 S = Series("rtg-aq-01", "pm25", "air_quality", "Langke Rembong")
 T0 = 1_764_300_000_000

@@ -14,8 +14,8 @@ import pytest
 from benchmarks.e2e_bench import E2ERun, measure
 from devices.simulator.manifest import payload_hash
 from devices.simulator.stream import DUPLICATE, OK
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from devices.fleet import load_fleet
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.record import ValidReading, readings_of, readings_record
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.readings import ValidReading, readings_of, readings_record
 from processors.runner import StageName
 from processors.validate import ReadingEncoder
 from tests.processors.helpers import (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from processors.windows import (
+from processors.aggregate.windows import (
     Added,
     Aggregate,
     Series,

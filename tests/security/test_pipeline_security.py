@@ -36,7 +36,6 @@ from deploy.local.influxdb import load_access
 from deploy.local.kafka import SASL_PORT_OFFSET, broker_address
 from deploy.local.tls import TlsFiles
 from devices.fleet import load_fleet
-from kotaflow.deadletter import DeadLetter
 from kotaflow.kafka import local_sasl_password_file
 from kotaflow.mqtt import (
     Account,
@@ -46,8 +45,9 @@ from kotaflow.mqtt import (
     wipe_mqtt_session,
 )
 from kotaflow.settings import Settings
-from processors.testing import isolated, stage_topics
+from kotaflow.wire.deadletter import DeadLetter
 from tests.processors.helpers import read_topic
+from tests.support.isolated_kafka import isolated, stage_topics
 
 pytestmark = pytest.mark.services
 

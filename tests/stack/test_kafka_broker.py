@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.local.kafka_topics import describe_cluster, ensure_topics, planned_topics
 from kotaflow.settings import Settings
-from processors.testing import delete_topics
+from tests.support.isolated_kafka import delete_topics
 
 log = logging.getLogger(__name__)
 DEADLINE_S = 60.0

@@ -21,7 +21,7 @@ from deploy.local.kafka import SASL_PORT_OFFSET, broker_address
 from deploy.local.tls import ensure_tls
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
-from processors.testing import delete_topics
+from tests.support.isolated_kafka import delete_topics
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

@@ -22,7 +22,7 @@ from deploy.grafana.domains import COUNTERS, DOMAINS, Domain, domain_metrics
 from deploy.grafana.fleetrows import registry_rows
 from deploy.grafana.i18n import Text
 from devices.catalogue import Metric
-from processors.influx import flux_string
+from processors.runtime.influx import flux_string
 
 PanelBuilder = Builder[dm.Panel]
 

@@ -1,7 +1,7 @@
 """Pipeline health: how fast readings flow, what is dead-lettered and why, lag, write latency.
 
 Reads the ``kotaflow_pipeline`` measurement that every processor writes
-(``processors/health.py``): cumulative counters become per-second rates, summed over the
+(``processors/runtime/health.py``): cumulative counters become per-second rates, summed over the
 running instances of each stage.
 """
 

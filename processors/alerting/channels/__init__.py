@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from processors.alerting.channels.base import Channel, DeliveryError
-from processors.alerting.channels.console import ConsoleChannel
-from processors.alerting.channels.gateway import GatewayChannel
-from processors.alerting.channels.smtp import EmailChannel
-from processors.alerting.channels.telegram import TelegramChannel
-from processors.alerting.channels.webhook import WebhookChannel
-from processors.alerting.config import (
+from kotaflow.alerting_settings import (
     ConsoleReceiver,
     EmailReceiver,
     GatewayReceiver,
@@ -24,6 +18,12 @@ from processors.alerting.config import (
     TelegramReceiver,
     WebhookReceiver,
 )
+from processors.alerting.channels.base import Channel, DeliveryError
+from processors.alerting.channels.console import ConsoleChannel
+from processors.alerting.channels.gateway import GatewayChannel
+from processors.alerting.channels.smtp import EmailChannel
+from processors.alerting.channels.telegram import TelegramChannel
+from processors.alerting.channels.webhook import WebhookChannel
 
 __all__ = ["Channel", "DeliveryError", "build_channel"]
 

@@ -7,9 +7,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from processors.alerting.events import AlertEvent
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.templates import Message
-from processors.retry import parse_retry_after, retryable
+from processors.runtime.retry import parse_retry_after, retryable
 
 
 class DeliveryError(Exception):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from processors.alerting.config import ConsoleReceiver
-from processors.alerting.events import AlertEvent
+from kotaflow.alerting_settings import ConsoleReceiver
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.templates import Message
 
 

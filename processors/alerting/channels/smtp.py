@@ -15,9 +15,9 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from kotaflow.alerting_settings import EmailReceiver
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels.base import DeliveryError
-from processors.alerting.config import EmailReceiver
-from processors.alerting.events import AlertEvent
 from processors.alerting.templates import Message
 
 

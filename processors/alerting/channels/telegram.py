@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import httpx
 
+from kotaflow.alerting_settings import TelegramReceiver
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels.base import DeliveryError, post_json
-from processors.alerting.config import TelegramReceiver
-from processors.alerting.events import AlertEvent
 from processors.alerting.templates import Message
 
 MAX_TEXT = 4096

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import httpx
 
+from kotaflow.alerting_settings import WebhookReceiver
+from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels.base import post_json
-from processors.alerting.config import WebhookReceiver
-from processors.alerting.events import AlertEvent
 from processors.alerting.templates import Message
 
 

@@ -10,7 +10,7 @@ Kafka timestamp    the bridge's receive time (CreateTime), the same as ``kf.rx_m
 ``kf.topic``       MQTT topic the message arrived on
 ``kf.device``      device key (same as the Kafka key)
 ``kf.key_kind``    ``device_id`` | ``dev_eui`` | ``ns_device_id``
-``kf.format``      payload format (see ``devices.topics.PayloadFormat``)
+``kf.format``      payload format (:class:`PayloadFormat`)
 ``kf.rx_ms``       bridge receive time, ms since the Unix epoch (UTC), ASCII decimal
 ``kf.qos``         MQTT QoS of the delivery, ``kf.retain`` ``1`` if retained
 ``kf.ct``          MQTT 5 content type, when the device set one
@@ -25,12 +25,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
 
-from devices.topics import DeviceKeyKind, PayloadFormat
-
 ENVELOPE_VERSION = 1
+
+
+class PayloadFormat(StrEnum):
+    NATIVE_JSON = "native-json"
+    SENML_JSON = "senml-json"
+    CHIRPSTACK_V4 = "chirpstack-v4"
+    TTS_V3 = "tts-v3"
+
+
+class DeviceKeyKind(StrEnum):
+    """How the topic names its device: our own id, a LoRaWAN DevEUI or a network-server id."""
+
+    DEVICE_ID = "device_id"
+    DEV_EUI = "dev_eui"
+    NS_DEVICE_ID = "ns_device_id"
+
 
 Headers = list[tuple[str, bytes]]
 

@@ -1,9 +1,10 @@
 """The ``alerting:`` section of kotaflow's settings: rule file, state, receivers.
 
-Kept here, next to the code that uses it, and imported by :mod:`kotaflow.settings` (this
-module must not import kotaflow, to avoid an import cycle). Secrets (SMTP password, bot and
-gateway tokens, webhook header values) are :class:`~pydantic.SecretStr`, so they never show
-in logs or ``repr``; set them from the environment, e.g.
+Part of the foundation, so :mod:`kotaflow.settings` composes it without importing a stage;
+the alerting stage (``processors/alerting/``) and its channels read it from here. Secrets
+(SMTP password, bot and gateway tokens, webhook header values) are
+:class:`~pydantic.SecretStr`, so they never show in logs or ``repr``; set them from the
+environment, e.g.
 ``KOTAFLOW_ALERTING__RECEIVERS__BPBD_MAIL__PASSWORD``.
 
 Example (YAML settings file)::
@@ -26,8 +27,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-
-PACKAGED_RULES = Path(__file__).with_name("rules") / "manggarai.yaml"
 
 
 class Language(StrEnum):
@@ -100,7 +99,9 @@ class AlertingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules_file: Path | None = Field(None, description="default: the packaged Manggarai rules")
+    rules_file: Path | None = Field(
+        None, description="default: the packaged Manggarai rules (processors/alerting/rules/)"
+    )
     state_dir: Path | None = Field(None, description="default: <stack.state_dir>/alerting")
     group_id: str = "kotaflow-alerting"
     tick_s: float = Field(5.0, gt=0, le=300, description="wall-clock tick: no-data, repeats")
@@ -139,9 +140,6 @@ class AlertingSettings(BaseModel):
         except (KeyError, IndexError, ValueError) as err:
             raise ValueError(f"only the {{device}} placeholder is allowed ({err})") from None
         return value
-
-    def rules_path(self) -> Path:
-        return self.rules_file or PACKAGED_RULES
 
     def state_path(self, stack_state_dir: Path) -> Path:
         return (self.state_dir or stack_state_dir / "alerting") / "alerting.sqlite3"

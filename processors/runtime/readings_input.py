@@ -12,9 +12,9 @@ from typing import Any, NamedTuple, Protocol
 
 from aiokafka import ConsumerRecord
 
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
-from processors.record import RecordError, ValidReading, readings_of
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.readings import RecordError, ValidReading, readings_of
+from kotaflow.wire.reasons import Reason
 
 
 class Origin(Protocol):

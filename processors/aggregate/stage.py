@@ -4,7 +4,7 @@ Input
     ``kotaflow.readings`` (readings record v1), consumer group
     ``processing.aggregate.group_id``.
 Output
-    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/rollups.py``):
+    InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/aggregate/rollups.py``):
     ``window=1m`` aggregates (count, min, max, sum, mean, last) of 1-minute event-time
     tumbling windows, after dedup of exact duplicates; ``window=1h`` and ``window=1d``
     recomputed from them. Readings older than ``max_lateness_h`` and records that are not
@@ -13,7 +13,7 @@ Guarantee
     Each rollup equals a recomputation from the raw points, after crashes and rebalances:
     every write replaces a whole window (never increments), and offsets are committed only
     up to the first record of the oldest window not yet written, with the watermark in the
-    commit metadata (design and proof sketch in ``processors/windows.py``). Late readings
+    commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Late readings
     (window already closed) trigger a recomputation of their window from the raw points in
     ``telemetry``, once the store group has committed past them (so the points are there);
     until then they hold the commit back. Hourly/daily rollups of every hour/day a written
@@ -30,16 +30,10 @@ from collections import defaultdict
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from devices.reading import Reason
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import AggregateSettings, Settings
-from processors.health import Health
-from processors.influx import InfluxSink
-from processors.inputs import parse_readings, refused_reading
-from processors.kafka import make_admin
-from processors.loop import Batch, Offsets, instance_name
-from processors.output import KafkaOutput
-from processors.rollups import (
+from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.reasons import Reason
+from processors.aggregate.rollups import (
     DAY_MS,
     HOUR_MS,
     combine_flux,
@@ -50,7 +44,7 @@ from processors.rollups import (
     raw_points_flux,
     rollup_line,
 )
-from processors.windows import (
+from processors.aggregate.windows import (
     Added,
     Series,
     Window,
@@ -59,6 +53,12 @@ from processors.windows import (
     decode_metadata,
     encode_metadata,
 )
+from processors.runtime.health import Health
+from processors.runtime.influx import InfluxSink
+from processors.runtime.kafka_clients import make_admin
+from processors.runtime.kafka_output import KafkaOutput
+from processors.runtime.readings_input import parse_readings, refused_reading
+from processors.runtime.stage_loop import Batch, Offsets, instance_name
 
 log = logging.getLogger("kotaflow.processors.aggregate")
 

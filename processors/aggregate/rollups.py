@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.influx import flux_string
-from processors.lineprotocol import format_float, line, rollup_tags, series_prefix
-from processors.windows import Aggregate, Series
+from processors.aggregate.windows import Aggregate, Series
+from processors.runtime.influx import flux_string
+from processors.runtime.lineprotocol import format_float, line, rollup_tags, series_prefix
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

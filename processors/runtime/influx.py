@@ -35,7 +35,7 @@ from influxdb_client.service.write_service import WriteService
 
 from kotaflow.logs import redact
 from kotaflow.settings import Settings
-from processors.retry import Backoff, parse_retry_after, retryable
+from processors.runtime.retry import Backoff, parse_retry_after, retryable
 
 log = logging.getLogger("kotaflow.processors.influx")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from processors.lineprotocol import format_float, line, series_prefix
+from processors.runtime.lineprotocol import format_float, line, series_prefix
 
 
 @dataclass

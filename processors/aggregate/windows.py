@@ -1,7 +1,7 @@
 """1-minute tumbling windows per device and metric, in event time (pure logic, no I/O).
 
 One :class:`WindowBook` per Kafka partition of ``kotaflow.readings`` holds the partition's
-open windows and its watermark; the aggregate stage (``processors/aggregate.py``) feeds it
+open windows and its watermark; the aggregate stage (``processors/aggregate/stage.py``) feeds it
 records and writes what it hands back.
 
 Event time and closing

@@ -2,7 +2,7 @@
 
 Value (JSON, version 1)::
 
-    {"v": 1, "stage": "bridge" | "validate" | ..., "reason": "<devices.reading.Reason>",
+    {"v": 1, "stage": "bridge" | "validate" | ..., "reason": "<kotaflow.wire.reasons.Reason>",
      "message": "human explanation", "device": "<key or null>", "metric": null | "...",
      "at_ms": <when dead-lettered>, "source": {"mqtt_topic": ..., "kafka_topic": ...,
      "partition": ..., "offset": ...}, "payload_b64": "<original bytes>"}
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from devices.reading import Reason
+from kotaflow.wire.reasons import Reason
 
 DEADLETTER_VERSION = 1
 

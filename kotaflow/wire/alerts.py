@@ -26,9 +26,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from processors.alerting.model import Severity
-
 EVENT_VERSION = 1
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    MAJOR = "major"
+    CRITICAL = "critical"
 
 
 class Change(StrEnum):

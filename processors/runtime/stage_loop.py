@@ -32,8 +32,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.settings import Settings, StageConsumer
-from processors.health import Health
-from processors.kafka import make_consumer
+from processors.runtime.health import Health
+from processors.runtime.kafka_clients import make_consumer
 
 log = logging.getLogger("kotaflow.processors.loop")
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from kotaflow.deadletter import DeadLetter
 from kotaflow.settings import Settings
-from processors.health import Health
-from processors.kafka import make_producer
+from kotaflow.wire.deadletter import DeadLetter
+from processors.runtime.health import Health
+from processors.runtime.kafka_clients import make_producer
 
 
 class KafkaOutput:

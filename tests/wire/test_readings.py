@@ -1,10 +1,10 @@
-"""The readings record (``processors/record.py``): what every consuming stage reads."""
+"""The readings record (``kotaflow/wire/readings.py``): what every consuming stage reads."""
 
 from __future__ import annotations
 
 import pytest
 
-from processors.record import RecordError, ValidReading, readings_of
+from kotaflow.wire.readings import RecordError, ValidReading, readings_of
 
 
 def test_a_reading_alone_is_a_version_2_record_of_one_value() -> None:

@@ -33,8 +33,8 @@ import yaml
 from deploy.local.kafka_topics import ensure_topics, run_sync
 from kotaflow.mqtt import Account, mqtt_access, wipe_mqtt_session
 from kotaflow.settings import Settings, load_settings
-from processors.alerting.store import AlertStore
-from processors.testing import delete_topics
+from processors.alerting.state_store import AlertStore
+from tests.support.isolated_kafka import delete_topics
 
 E2E_RULES = """
 version: 1
