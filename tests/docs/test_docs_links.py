@@ -1,5 +1,6 @@
 """Every relative link in the README and ``docs/`` reaches a file, and its ``#anchor`` a
-heading of that file (GitHub's heading ids), so moving a section cannot strand a reader."""
+heading of that file (GitHub's heading ids), and every repository path the docs name in
+backticks exists, so moving a section or a module cannot strand a reader."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:benchmarks|deploy|devices|ingest|kotaflow|processors|tests)/[\w./@-]*[\w/])"
+)
+MADE_BY_THE_OPERATOR = {
+    "deploy/.env",
+    "deploy/kotaflow.env",
+    "deploy/config/registry.yaml",
+    "deploy/secrets/kafka-scram-password",
+}
+"""Files the deployment guides tell the operator to create."""
 
 
 def heading_ids(path: Path) -> set[str]:
@@ -51,3 +62,16 @@ def test_every_docs_page_is_linked_from_the_index_or_the_readme() -> None:
         (ROOT / "docs" / "README.md").resolve()
     }
     assert not sorted(str(p.relative_to(ROOT)) for p in pages - linked)
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
+def test_repository_paths_named_in_the_docs_exist(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    named = {
+        path
+        for span in re.findall(r"`([^`\n]+)`", FENCE.sub("", text))
+        for path in REPO_PATH.findall(span)
+        if not set(path) & set("<>*{}")
+    }
+    missing = sorted(p for p in named - MADE_BY_THE_OPERATOR if not (ROOT / p).exists())
+    assert not missing, f"{doc.relative_to(ROOT)} names paths that do not exist: {missing}"
