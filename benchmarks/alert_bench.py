@@ -7,8 +7,13 @@ alternates 262 cm (crosses Siaga at 250: a "fired" notification) and 230 cm (bel
 value 240: "resolved"), one publish at a time, each waiting for its notification. Every
 sample is publish time -> the receiver's arrival time, both on this machine's clock.
 
-Usage: ``uv run python -m benchmarks.alert_bench [--samples 60]``, or the ``alert``
-scenario of ``kotaflow bench``.
+Routing and grouping are on (:data:`ROUTED`): two matching routes (``continue``), the Siaga
+route with a :data:`GROUP_WINDOW_S` group window, so a *fired* notification waits out the
+window by design (it collects a storm into one message) and a *resolved* one goes at once;
+the two are reported apart. ``--plain`` runs without routes or grouping, for comparison.
+
+Usage: ``uv run python -m benchmarks.alert_bench [--samples 60] [--plain]``, or the
+``alert`` scenario of ``kotaflow bench``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +41,22 @@ from kotaflow.settings import Settings
 from tests.support.alerting_pipeline import pipeline
 
 QUICK_SAMPLES, FULL_SAMPLES = 10, 60
+GROUP_WINDOW_S = 2
+ROUTED: dict[str, Any] = {
+    "routes": [
+        {
+            "name": "siaga",
+            "match": {"labels": {"team": "bpbd"}, "level": ["Siaga"]},
+            "receivers": ["hook"],
+            "group_window": f"{GROUP_WINDOW_S}s",
+            "escalate_after": "15m",
+            "escalate_to": ["hook"],
+            "continue": True,
+        },
+        {"name": "bpbd", "match": {"labels": {"team": "bpbd"}}, "receivers": ["hook"]},
+    ],
+    "default_route": {"receivers": [], "group_window": 0},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +73,7 @@ class AlertRun:
     ready_s: float
 
 
-async def measure(samples: int) -> AlertRun:
+async def measure(samples: int, alerting: Mapping[str, Any] | None = ROUTED) -> AlertRun:
     arrivals: list[tuple[float, dict[str, object]]] = []
 
     async def receive(request: web.Request) -> web.Response:
@@ -68,7 +91,8 @@ async def measure(samples: int) -> AlertRun:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
-            with pipeline(Path(tmp), f"http://127.0.0.1:{port}/hook") as run:
+            hook = f"http://127.0.0.1:{port}/hook"
+            with pipeline(Path(tmp), hook, alerting=alerting) as run:
                 ready_s = time.monotonic() - started
                 print(f"pipeline ready in {ready_s:.1f}s", file=sys.stderr)
                 for i in range(samples):
@@ -96,12 +120,17 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
     return ScenarioResult(
         "alert",
         quick,
-        {"samples": samples, "rule": "threshold, river level Siaga at 250 cm"},
+        {
+            "samples": samples,
+            "rule": "threshold, river level Siaga at 250 cm",
+            "routing": f"2 routes (continue), fired grouped in a {GROUP_WINDOW_S} s window",
+        },
         latency=Latency.of("MQTT publish -> webhook received", run.latencies_ms),
         processes=run.processes,
         notes=[
             f"{run.changes.count('fired')} fired, {run.changes.count('resolved')} resolved; "
             f"pipeline ready in {run.ready_s:.0f} s (CPU figures include start-up)",
+            *_by_change(run),
             f"publish -> queued in the outbox p50 {statistics.median(run.upstream_ms):.0f} ms; "
             f"queued -> delivered p50 {statistics.median(run.outbox_ms):.0f} ms",
         ],
@@ -125,8 +154,22 @@ def _split(state_file: Path) -> tuple[list[float], list[float]]:
     return upstream, [done - created for _, created, done in rows]
 
 
-def main(samples: int) -> int:
-    run = asyncio.run(measure(samples))
+def _by_change(run: AlertRun) -> list[str]:
+    """p50/p99 of fired (grouped: includes the window) and resolved (sent at once) apart."""
+    lines = []
+    for change in ("fired", "resolved"):
+        found = [ms for ms, c in zip(run.latencies_ms, run.changes, strict=True) if c == change]
+        lat = Latency.of(change, found)
+        if lat is not None:
+            lines.append(f"{change}: p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms")
+    return lines
+
+
+def main(samples: int, plain: bool) -> int:
+    run = asyncio.run(measure(samples, None if plain else ROUTED))
+    print("routing and grouping " + ("off" if plain else f"on ({GROUP_WINDOW_S} s window)"))
+    for text in _by_change(run):
+        print(f"  {text}")
     lat = Latency.of("publish -> notification", run.latencies_ms)
     assert lat is not None
     print(f"samples: {lat.samples} ({run.changes.count('fired')} fired, "
@@ -144,4 +187,6 @@ def main(samples: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=FULL_SAMPLES)
-    sys.exit(main(parser.parse_args().samples))
+    parser.add_argument("--plain", action="store_true", help="no routes, no grouping")
+    args = parser.parse_args()
+    sys.exit(main(args.samples, args.plain))

@@ -2,7 +2,8 @@
 
 ``devices/registry.yaml`` (or ``settings.registry_file``) lists device instances: id, type
 (from the catalogue), name, kecamatan, position, install date, per-metric calibration,
-optional LoRaWAN DevEUI and The Things Stack device id, and an ``enabled`` flag.
+optional LoRaWAN DevEUI and The Things Stack device id, an ``enabled`` flag, and optional
+``alert_levels`` (its own thresholds for an alert rule, checked by ``processors.alerting``).
 
 Loading validates each device on its own (so one bad entry does not hide the others),
 then checks what needs the whole file or the catalogue: unique ids, DevEUIs and TTS ids,
@@ -75,6 +76,10 @@ class Device(BaseModel):
     dev_eui: str | None = None
     tts_device_id: str | None = Field(None, pattern=TTS_ID_PATTERN)
     enabled: bool = True
+    alert_levels: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="alert rule -> this device's own levels (checked by the alert rules)",
+    )
 
     @field_validator("dev_eui", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ environment, e.g.
 Example (YAML settings file)::
 
     alerting:
-      dashboard_url: "https://grafana.manggaraikab.go.id/d/kotaflow-device?var-device={device}"
+      dashboard_url: "https://grafana.manggaraikab.go.id/d/kotaflow-device/device?var-device={device}"
       receivers:
         bpbd-mail: {kind: email, host: smtp.example.id, port: 587, username: kotaflow,
                     sender: kotaflow@example.id, to: [pusdalops@example.id], language: id}
@@ -18,6 +18,11 @@ Example (YAML settings file)::
         bpbd-telegram: {kind: telegram, chat_id: "-100123", language: id}
         camat-wa: {kind: gateway, channel: whatsapp, url: "https://wa.example.id/send",
                    to: ["+6281234567890"], language: id}
+      routes:                      # kotaflow.alert_routes
+        - {match: {labels: {team: bpbd}, level: [Awas]}, receivers: [camat-wa, bpbd-telegram],
+           escalate_after: 15m, escalate_to: [bpbd-mail]}
+        - {match: {labels: {team: bpbd}}, receivers: [bpbd-telegram]}
+      default_route: {receivers: [ops-hook]}
 """
 
 from __future__ import annotations
@@ -26,7 +31,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from kotaflow.alert_routes import DefaultRoute, Route
+
+DASHBOARD_URL_EXAMPLE = "https://grafana.example.id/d/kotaflow-device/device?var-device={device}"
+"""The device dashboard of ``kotaflow grafana render``, on a Grafana the staff can reach."""
 
 
 class Language(StrEnum):
@@ -107,9 +117,10 @@ class AlertingSettings(BaseModel):
     tick_s: float = Field(5.0, gt=0, le=300, description="wall-clock tick: no-data, repeats")
     max_records: int = Field(2000, ge=1, description="readings per getmany() call")
     poll_timeout_ms: int = Field(100, ge=1, le=60_000)
-    dashboard_url: str = Field(
-        "http://127.0.0.1:3000/d/kotaflow-device/device?var-device={device}",
-        description="link in every message; {device} is replaced by the device id",
+    dashboard_url: str | None = Field(
+        None,
+        description=f"link in every message, e.g. {DASHBOARD_URL_EXAMPLE}; unset: messages "
+        "carry no link (start warns)",
     )
     notify_max_age_s: float = Field(
         900.0, gt=0, description="older level changes (a replayed backlog) are not notified"
@@ -121,8 +132,28 @@ class AlertingSettings(BaseModel):
     default_receivers: list[str] = Field(
         default_factory=list, description="for rules naming none; empty: every receiver"
     )
+    routes: list[Route] = Field([], description="tried in order (kotaflow.alert_routes)")
+    default_route: DefaultRoute = DefaultRoute()
     retry_initial_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    ack_secret: SecretStr | None = Field(
+        None, description="signs acknowledge links; unset: acknowledge with 'kotaflow alerts ack'"
+    )
+    ack_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="public address of the acknowledge endpoint, e.g. https://alert.example.id/ack",
+    )
+    ack_host: str = Field("127.0.0.1", description="where the acknowledge endpoint listens")
+    ack_port: int = Field(0, ge=0, le=65535, description="acknowledge endpoint; 0 off")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus for the alert stage; 0 off"
+    )
+    grafana_notifications: bool = Field(
+        False,
+        description="let Grafana's mirrored alert rules notify staff too (contact points); "
+        "off: the alerting stage is the one source of notifications",
+    )
 
     @field_validator("receivers")
     @classmethod
@@ -132,9 +163,28 @@ class AlertingSettings(BaseModel):
                 raise ValueError(f"receiver name {name!r}: no spaces, must not start with '_'")
         return value
 
+    @model_validator(mode="after")
+    def _known_receivers(self) -> AlertingSettings:
+        """Routes and defaults may name only configured receivers (typos page nobody)."""
+        if not self.receivers:
+            return self
+        named = [("default_receivers", n) for n in self.default_receivers]
+        named += [("default_route.receivers", n) for n in self.default_route.receivers or []]
+        named += [("default_route.escalate_to", n) for n in self.default_route.escalate_to]
+        for index, found in enumerate(self.routes):
+            named += [(f"routes[{index}].receivers", n) for n in found.receivers]
+            named += [(f"routes[{index}].escalate_to", n) for n in found.escalate_to]
+        unknown = [f"{where}: {name!r}" for where, name in named if name not in self.receivers]
+        if unknown:
+            known = ", ".join(sorted(self.receivers))
+            raise ValueError(f"unknown receiver(s) {'; '.join(unknown)} (configured: {known})")
+        return self
+
     @field_validator("dashboard_url")
     @classmethod
-    def _dashboard_placeholder(cls, value: str) -> str:
+    def _dashboard_placeholder(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             value.format(device="x")
         except (KeyError, IndexError, ValueError) as err:

@@ -1,8 +1,12 @@
-"""Grafana alert rules, contact points and notification policy mirroring kotaflow's alerting.
+"""Grafana alert rules mirroring kotaflow's alerting; contact points only when asked for.
 
-``processors/alerting`` evaluates the rule file on the stream and notifies; Grafana gets
-the same rules so operators see them in its alerting UI, with history and silences, and can
-route them further. Each kotaflow rule becomes one Grafana rule group, each of its levels
+``processors/alerting`` evaluates the rule file on the stream and notifies: it is the one
+source of notifications. Grafana gets the same rules so operators see them in its alerting
+UI, with history and silences, and nothing more: by default no contact point of ours exists
+(the provisioning files delete any we made before and reset the notification policy to
+Grafana's own default), so a deployment with both never tells staff twice. With
+``alerting.grafana_notifications: true`` the operator turns Grafana's notifications on
+explicitly, and then: Each kotaflow rule becomes one Grafana rule group, each of its levels
 (Waspada, Siaga, Awas...) one rule: A = the rule's Flux signal per device
 (:func:`deploy.grafana.flux.rule_signal`), B = its last value, C = the level's threshold,
 with the level's clear value as Grafana's recovery threshold (hysteresis) and its ``for``.
@@ -21,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from grafana_foundation_sdk.builders import alerting as ab
@@ -41,7 +46,7 @@ from kotaflow.alerting_settings import (
     TelegramReceiver,
     WebhookReceiver,
 )
-from processors.alerting.model import Direction, Level, Rule, RuleKind
+from processors.alerting.model import Direction, Level, Rule, RuleKind, Scope
 
 FOLDER_UID = "kotaflow-alerts"
 EVALUATE_EVERY_S = 60
@@ -65,22 +70,31 @@ class AlertingObjects:
     """Rule groups: ``{"title", "folderUid", "interval", "rules": [rule, ...]}``."""
     contact_points: list[dict[str, Any]]
     policy: dict[str, Any]
+    """Empty when Grafana does not notify (the default)."""
     skipped: list[str]
     """Receivers with no Grafana counterpart, with the reason."""
+    retired_contact_uids: list[str] = field(default_factory=list)
+    """Contact points we would make if notifying: deleted from Grafana while we are not."""
+
+    @property
+    def notifies(self) -> bool:
+        return bool(self.contact_points)
 
 
 def build_alerting(ctx: BuildContext, settings: AlertingSettings) -> AlertingObjects:
+    groups = [
+        plain(rule_group(ctx, mirror, name))
+        for rule in ctx.rules.rules
+        for name, mirror in mirrored(rule)
+    ]
     contact_points, skipped = contact_points_of(settings)
+    title = i18n.ALERT_FOLDER(ctx.lang)
+    if not settings.grafana_notifications:
+        uids = [str(point["uid"]) for point in contact_points]
+        return AlertingObjects(FOLDER_UID, title, groups, [], {}, [], uids)
     names = [cp["name"] for cp in contact_points]
-    groups = [plain(rule_group(ctx, rule)) for rule in ctx.rules.rules]
-    return AlertingObjects(
-        folder_uid=FOLDER_UID,
-        folder_title=i18n.ALERT_FOLDER(ctx.lang),
-        groups=groups,
-        contact_points=contact_points,
-        policy=policy(ctx, settings, names),
-        skipped=skipped,
-    )
+    tree = policy(ctx, settings, names)
+    return AlertingObjects(FOLDER_UID, title, groups, contact_points, tree, skipped)
 
 
 def rule_uid(rule_name: str, index: int) -> str:
@@ -93,14 +107,31 @@ def rule_uid(rule_name: str, index: int) -> str:
     return f"kf-{rule_name[:keep]}-{digest}-{index}"
 
 
-def rule_group(ctx: BuildContext, rule: Rule) -> ab.RuleGroup:
-    rules = [level_rule(ctx, rule, index, level) for index, level in enumerate(rule.levels)]
-    return (
-        ab.RuleGroup(rule.name).folder_uid(FOLDER_UID).interval(EVALUATE_EVERY_S).rules(list(rules))
-    )
+def mirrored(rule: Rule) -> list[tuple[str, Rule]]:
+    """(group name, rule) for Grafana: a rule, and one per device with its own levels (the
+    rule's group leaves those devices out, so Grafana shows each device at its own values)."""
+    if not rule.device_levels:
+        return [(rule.name, rule)]
+    own = frozenset(rule.device_levels)
+    scope = replace(rule.scope, exclude_devices=rule.scope.exclude_devices | own)
+    found = [(rule.name, replace(rule, scope=scope, device_levels=MappingProxyType({})))]
+    for device, levels in sorted(rule.device_levels.items()):
+        alone = Scope(types=rule.scope.types, devices=frozenset({device}))
+        mirror = replace(rule, scope=alone, levels=levels, device_levels=MappingProxyType({}))
+        found.append((f"{rule.name}-{device}", mirror))
+    return found
 
 
-def level_rule(ctx: BuildContext, rule: Rule, index: int, level: Level) -> ab.Rule:
+def rule_group(ctx: BuildContext, rule: Rule, group: str | None = None) -> ab.RuleGroup:
+    name = group or rule.name
+    rules = [level_rule(ctx, rule, index, level, name) for index, level in enumerate(rule.levels)]
+    return ab.RuleGroup(name).folder_uid(FOLDER_UID).interval(EVALUATE_EVERY_S).rules(list(rules))
+
+
+def level_rule(
+    ctx: BuildContext, rule: Rule, index: int, level: Level, group: str | None = None
+) -> ab.Rule:
+    group = group or rule.name
     lookback = _lookback_s(rule)
     signal = (
         ab.Query("A")
@@ -137,11 +168,13 @@ def level_rule(ctx: BuildContext, rule: Rule, index: int, level: Level) -> ab.Ru
         )
     )
     title = f"{rule.title.get('id', rule.name)}: {level.name}"
+    if group != rule.name:
+        title += f" ({', '.join(sorted(rule.scope.devices))})"
     return (
         ab.Rule(title)
-        .uid(rule_uid(rule.name, index))
+        .uid(rule_uid(group, index))
         .folder_uid(FOLDER_UID)
-        .rule_group(rule.name)
+        .rule_group(group)
         .org_id(1)
         .queries([signal, last, threshold])
         .condition("C")

@@ -1,7 +1,8 @@
 """Threshold bands drawn on panels: ISPU, BMKG rain classes, river levels, noise limits.
 
 Where an alert rule covers a metric, the rule's levels *are* the upper bands (so a panel
-turns red exactly when the alert fires) and only the milder, never-alerted classes are
+turns red exactly when the alert fires; a gauge with its own ``alert_levels`` in the registry
+gets its own bands) and only the milder, never-alerted classes are
 written here: ISPU Baik / Sedang, BMKG hujan ringan / sedang (daily). Noise has no alert
 rule; its bands are the Indonesian ambient noise limits.
 
@@ -119,12 +120,13 @@ def rule_for(
     return None
 
 
-def from_rule(rule: Rule, lower: Sequence[Band] = ()) -> Bands:
-    """The rule's levels as bands above ``lower`` (or above a green "Normal")."""
+def from_rule(rule: Rule, lower: Sequence[Band] = (), device: str | None = None) -> Bands:
+    """The rule's levels (``device``'s own where the registry gives it some) as bands above
+    ``lower`` (or above a green "Normal")."""
     base = list(lower) or [Band(None, "green", NORMAL)]
     levels = [
         Band(level.trigger, SEVERITY_COLOURS[level.severity], Text(level.name, level.name))
-        for level in rule.levels
+        for level in (rule.levels if device is None else rule.levels_for(device))
     ]
     title = Text(rule.title.get("id", rule.name), rule.title.get("en", rule.name))
     if rule.direction is Direction.BELOW:
@@ -176,7 +178,7 @@ def for_metric(
     if metric in ("laeq", "lamax"):
         return NOISE
     rule = rule_for(rules, metric, types, kind=RuleKind.THRESHOLD, device=device)
-    return from_rule(rule) if rule is not None else None
+    return from_rule(rule, device=device) if rule is not None else None
 
 
 def for_value(

@@ -14,7 +14,7 @@ from devices.fleet import Fleet, load_fleet
 from kotaflow.alerting_settings import AlertingSettings
 from kotaflow.settings import Settings
 from processors.alerting.model import RuleKind, RuleSet
-from processors.alerting.rules import load_rules, rules_file_of
+from processors.alerting.rules import load_rules, rules_file_of, with_device_levels
 
 DATASOURCE_UID = "kotaflow-influxdb"
 DATASOURCE_NAME = "kotaflow InfluxDB"
@@ -99,4 +99,5 @@ def load_context(settings: Settings, lang: Lang = Lang.ID) -> BuildContext:
         metrics=set(catalogue.metrics),
         types=set(catalogue.types),
     )
+    rules = with_device_levels(rules, fleet.registry)
     return BuildContext(lang, fleet, rules, InfluxNames.from_settings(settings))

@@ -108,6 +108,12 @@ def rules_file(bundle: Bundle) -> dict[str, Any]:
 
 
 def contact_points_file(bundle: Bundle) -> dict[str, Any]:
+    if not bundle.alerting.notifies:  # one source of notifications: remove ours, add none
+        retired = bundle.alerting.retired_contact_uids
+        return {
+            "apiVersion": 1,
+            "deleteContactPoints": [{"orgId": ORG_ID, "uid": uid} for uid in retired],
+        }
     return {
         "apiVersion": 1,
         "contactPoints": [
@@ -129,6 +135,8 @@ def contact_points_file(bundle: Bundle) -> dict[str, Any]:
 
 
 def policies_file(bundle: Bundle) -> dict[str, Any]:
+    if not bundle.alerting.notifies:
+        return {"apiVersion": 1, "resetPolicies": [ORG_ID]}
     return {"apiVersion": 1, "policies": [{"orgId": ORG_ID, **bundle.alerting.policy}]}
 
 

@@ -104,9 +104,10 @@ def desired_objects(bundle: Bundle) -> list[Desired]:
         }
         key = f"{alerting.folder_uid}/{group['title']}"
         objects.append(Desired(Kind.RULE_GROUP, key, group["title"], body, body))
-    objects.append(
-        Desired(Kind.POLICY, "tree", "kotaflow routes", alerting.policy, alerting.policy)
-    )
+    if alerting.policy:  # empty: Grafana does not notify (alerting.grafana_notifications)
+        objects.append(
+            Desired(Kind.POLICY, "tree", "kotaflow routes", alerting.policy, alerting.policy)
+        )
     return objects
 
 

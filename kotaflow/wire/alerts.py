@@ -11,8 +11,8 @@ On ``kotaflow.alerts`` (JSON, version 1, key = device id)::
 
 In InfluxDB: measurement ``alerts`` (settings), tags ``device, kecamatan, rule, severity,
 status, type``, fields ``change, level, text, value, threshold, id``, timestamp ``at_ms``;
-Grafana shows these as annotations. Reminders (``change = "reminder"``) are notifications
-only: they are neither published nor written.
+Grafana shows these as annotations. Reminders (``change = "reminder"``) and escalations
+(``"unacknowledged"``) are notifications only: they are neither published nor written.
 
 ``id`` is unique per rule and device (a per-alert sequence number that is persisted with the
 state), so the outbox recognises a replayed event and never sends it twice.
@@ -42,6 +42,8 @@ class Change(StrEnum):
     DEESCALATED = "deescalated"
     RESOLVED = "resolved"
     REMINDER = "reminder"
+    UNACKED = "unacknowledged"
+    """An escalation: the alert has fired this long and nobody acknowledged it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,12 @@ class AlertEvent:
     @property
     def published(self) -> bool:
         """Whether this event goes to ``kotaflow.alerts`` and InfluxDB (reminders do not)."""
-        return self.change is not Change.REMINDER
+        return self.change not in (Change.REMINDER, Change.UNACKED)
+
+    @property
+    def alert_id(self) -> str:
+        """What ``kotaflow alerts ack`` takes: ``<rule>/<device>``."""
+        return f"{self.rule}/{self.device}"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,11 @@ Layout (pure logic apart from I/O):
   compiled rules; :mod:`.series` - sliding windows; :mod:`.engine` - the state machine;
   :mod:`.silences` - silences and maintenance windows; :mod:`.templates` - messages in
   Bahasa Indonesia and English;
-* :mod:`.state_store` - SQLite state, outbox and silences; :mod:`.channels` - one module per
-  receiver kind; :mod:`.dispatch` - outbox workers; :mod:`.service` - the Kafka consumer;
-  :mod:`.cli` - ``kotaflow alert`` and ``kotaflow alerts ...``.
+* :mod:`.routing` - routes (who hears of what, when; settings in
+  :mod:`kotaflow.alert_routes`), grouping and escalation; :mod:`.acks` - acknowledgements;
+  :mod:`.checks` - configuration cross-checks;
+* :mod:`.state_store` - SQLite state, outbox, silences and acknowledgements; :mod:`.channels` -
+  one module per receiver kind; :mod:`.dispatch` - outbox workers; :mod:`.acklink` - signed
+  acknowledge links and their endpoint; :mod:`.metrics` - Prometheus; :mod:`.service` - the
+  Kafka consumer; :mod:`.cli` - ``kotaflow alert`` and ``kotaflow alerts ...``.
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import time
 import uuid
 from datetime import datetime
@@ -21,9 +22,20 @@ from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
 from kotaflow.settings import Settings
-from processors.alerting.rules import RulesError, load_rules, parse_duration
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
+from processors.alerting.acks import parse_alert_id
+from processors.alerting.checks import ConfigProblemsError, all_problems, silence_problems
+from processors.alerting.model import RuleSet
+from processors.alerting.routing import plans
+from processors.alerting.rules import (
+    RulesError,
+    load_rules,
+    parse_duration,
+    rules_file_of,
+    with_device_levels,
+)
 from processors.alerting.silences import Silence
-from processors.alerting.state_store import AlertStore
+from processors.alerting.state_store import AlertStore, NotFiringError
 from processors.alerting.templates import WITA
 
 app = typer.Typer(
@@ -36,6 +48,12 @@ silence_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(silence_app, name="silence")
+routes_app = typer.Typer(
+    help="Notification routes (alerting.routes in the settings).\n\n"
+    "Example: kotaflow alerts routes test --rule tinggi_muka_air --level Awas --kecamatan Reok",
+    no_args_is_help=True,
+)
+app.add_typer(routes_app, name="routes")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -54,6 +72,9 @@ def alert(ctx: typer.Context) -> None:
     except RulesError as problem:
         err.print(f"[red]invalid rules[/red]\n{problem}")
         raise typer.Exit(2) from None
+    except ConfigProblemsError as problem:
+        err.print(f"[red]invalid alerting configuration[/red]\n{problem}")
+        raise typer.Exit(2) from None
     except KafkaAccessError as problem:
         err.print(f"[red]error:[/red] {problem}")
         raise typer.Exit(2) from None
@@ -66,10 +87,15 @@ def check(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Rule file to validate.")],
 ) -> None:
-    """Validate a rule file (schema, level order, catalogue, receivers); exit 1 if invalid.
+    """Validate a rule file, the devices' own levels, routes and receivers; exit 1 if invalid.
+
+    Checks the schema, level order, catalogue, receivers and their secrets, routes that
+    match nothing, unknown kecamatan and devices in scopes.
 
     Example: kotaflow alerts check processors/alerting/rules/manggarai.yaml
     """
+    from processors.alerting.service import known_of
+
     settings = settings_of(ctx)
     receivers = set(settings.alerting.receivers) or None
     try:
@@ -80,6 +106,7 @@ def check(
             types=fleet.catalogue.types,
             receivers=receivers,
         )
+        rules = with_device_levels(rules, fleet.registry)
     except RulesError as problem:
         for line in problem.problems:
             err.print(str(line))
@@ -90,33 +117,165 @@ def check(
         raise typer.Exit(2) from None
     for rule in rules.rules:
         levels = " < ".join(level.name for level in rule.levels)
-        out.print(f"{rule.name:24} {rule.kind.value:9} {rule.metric or '*':12} {levels}")
-    out.print(f"[green]{file}: {len(rules.rules)} rules OK[/green]")
+        own = f" (+{len(rule.device_levels)} devices with their own)" if rule.device_levels else ""
+        out.print(f"{rule.name:24} {rule.kind.value:9} {rule.metric or '*':12} {levels}{own}")
+    found = all_problems(settings.alerting, rules, known_of(fleet))
+    if settings.alerting.dashboard_url is None:
+        err.print("[yellow]alerting.dashboard_url is not set: messages carry no link[/yellow]")
+    if found:
+        for text in found:
+            err.print(text, markup=False)
+        err.print(f"[red]{len(found)} problem(s) in the alerting settings[/red]")
+        raise typer.Exit(1)
+    routes = len(settings.alerting.routes)
+    out.print(f"[green]{file}: {len(rules.rules)} rules OK, {routes} route(s) OK[/green]")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
-    """Alerts firing now (from the evaluator's saved state). Example: kotaflow alerts status"""
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Alerts firing now (from the evaluator's saved state), with who acknowledged them.
+
+    Example: kotaflow alerts status --json
+    """
     store = _store(settings_of(ctx))
-    table = Table(title="firing alerts")
-    for column in ("rule", "device", "level", "value", "since (WITA)", "notified"):
-        table.add_column(column)
+    acks = store.acks()
+    rows = []
     for rule, device, state in store.firing():
-        since = _wita(state["started_ms"]) if state.get("started_ms") else "-"
-        notified = "yes" if state.get("notified_level") else "no"
-        table.add_row(rule, device, state["level"], f"{state['value']:g}", since, notified)
+        ack = acks.get((rule, device))
+        current = ack is not None and ack.started_ms == state["started_ms"]
+        rows.append(
+            {
+                "id": f"{rule}/{device}",
+                "rule": rule,
+                "device": device,
+                "level": state["level"],
+                "value": state["value"],
+                "started_ms": state["started_ms"],
+                "notified": state.get("notified_level") is not None,
+                "acked_by": ack.by if ack is not None and current else None,
+                "acked_ms": ack.at_ms if ack is not None and current else None,
+                "acked_level": ack.level if ack is not None and current else None,
+                "ack_note": ack.note if ack is not None and current else None,
+            }
+        )
+    if as_json:
+        out.print(json.dumps({"firing": rows}, ensure_ascii=False), markup=False)
+        return
+    table = Table(title="firing alerts")
+    for column in ("id", "level", "value", "since (WITA)", "notified", "acknowledged"):
+        table.add_column(column)
+    for row in rows:
+        since = _wita(row["started_ms"]) if row["started_ms"] else "-"
+        acked = "-"
+        if row["acked_by"]:
+            acked = f"{row['acked_by']} {_wita(row['acked_ms'])} ({row['acked_level']})"
+        notified = "yes" if row["notified"] else "no"
+        table.add_row(row["id"], row["level"], f"{row['value']:g}", since, notified, acked)
     out.print(table)
 
 
 @app.command()
-def outbox(ctx: typer.Context) -> None:
+def outbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Messages per destination and status, with the last error. Example: kotaflow alerts outbox"""
+    rows = _store(settings_of(ctx)).outbox_summary()
+    if as_json:
+        found = [
+            {"destination": d, "status": s, "count": n, "last_error": e} for d, s, n, e in rows
+        ]
+        out.print(json.dumps({"outbox": found}, ensure_ascii=False), markup=False)
+        return
     table = Table(title="alert outbox")
     for column in ("destination", "status", "count", "last error"):
         table.add_column(column)
-    for destination, state, count, error in _store(settings_of(ctx)).outbox_summary():
+    for destination, state, count, error in rows:
         table.add_row(destination, state, str(count), error or "")
     out.print(table)
+
+
+@app.command()
+def ack(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="<rule>/<device>, as 'alerts status' shows.")],
+    note: Annotated[str, typer.Option("--message", "-m", help="What is being done.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: login name).")] = None,
+) -> None:
+    """Acknowledge a firing alert: reminders and escalation stop until its level rises.
+
+    Example: kotaflow alerts ack tinggi_muka_air/reo-rl-01 -m 'tim TRC menuju lokasi'
+    """
+    try:
+        rule, device = parse_alert_id(alert_id)
+        done = _store(settings_of(ctx)).acknowledge(
+            rule, device, by or _login(), note, int(time.time() * 1000)
+        )
+    except (ValueError, NotFiringError) as problem:
+        err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{rule}/{device} acknowledged at {done.level} by {done.by} ({_wita(done.at_ms)})")
+
+
+@routes_app.command("test")
+def routes_test(
+    ctx: typer.Context,
+    rule: Annotated[str, typer.Option(help="Rule name (its labels are used).")],
+    level: Annotated[
+        str | None, typer.Option(help="Level name (default: the rule's first).")
+    ] = None,
+    kecamatan: Annotated[str, typer.Option(help="Kecamatan of the device.")] = "",
+    severity: Annotated[str | None, typer.Option(help="Override the level's severity.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="Extra or overriding label, key=value.")
+    ] = None,
+    at: Annotated[str | None, typer.Option(help="When (WITA), e.g. '2026-12-01 22:00'.")] = None,
+) -> None:
+    """Show which routes and receivers an alert would reach (and whom it escalates to).
+
+    Example: kotaflow alerts routes test --rule tinggi_muka_air --level Awas --kecamatan Reok
+    """
+    settings = settings_of(ctx)
+    rules = _rules(settings)
+    found = rules.by_name(rule)
+    if found is None:
+        err.print(f"[red]no rule {rule!r} in {rules.source}[/red]")
+        raise typer.Exit(2)
+    levels = {lv.name: lv for lv in found.levels}
+    for own in found.device_levels.values():
+        levels |= {lv.name: lv for lv in own}
+    chosen = levels.get(level or found.levels[0].name)
+    if chosen is None:
+        err.print(f"[red]rule {rule!r} has no level {level!r} (has: {', '.join(levels)})[/red]")
+        raise typer.Exit(2)
+    labels = dict(found.labels)
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]--label {item!r}: expected key=value[/red]")
+            raise typer.Exit(2)
+        labels[key] = value
+    try:
+        now_ms = _parse_time(at) if at else int(time.time() * 1000)
+    except ValueError as problem:
+        err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2) from None
+    event = AlertEvent(
+        id=f"{rule}/test/0", rule=rule, device="test", type="", kecamatan=kecamatan,
+        metric=found.metric, unit="", change=Change.FIRED, level=chosen.name,
+        previous_level=None, severity=Severity(severity) if severity else chosen.severity,
+        value=None, threshold=None, at_ms=now_ms, started_ms=now_ms, labels=labels,
+        receivers=found.receivers, notify=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    for plan in plans(event, settings.alerting, now_ms):
+        extra = f", group {plan.group_window_ms // 1000}s" if plan.group_window_ms else ""
+        if plan.escalate_after_ms is not None and plan.escalate_to:
+            minutes = plan.escalate_after_ms / 60000
+            extra += f", unacknowledged {minutes:g} min -> {', '.join(plan.escalate_to)}"
+        out.print(f"{plan.name}: {', '.join(plan.receivers) or '(nobody)'}{extra}")
+        seen += [r for r in plan.receivers if r not in seen]
+    out.print(f"receivers: {', '.join(seen) or '(nobody)'}")
 
 
 @silence_app.command("add")
@@ -133,8 +292,14 @@ def silence_add(
     end: Annotated[str | None, typer.Option(help="End (WITA); or use --duration.")] = None,
     duration: Annotated[str | None, typer.Option(help="Length, e.g. 2h, 1d.")] = None,
     by: Annotated[str | None, typer.Option(help="Who (default: login name).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Accept names the registry does not know (a new device).")
+    ] = False,
 ) -> None:
     """Silence matching alerts now, or a maintenance window later (with --start).
+
+    A kecamatan, device, type or rule that does not exist is refused (with a suggestion):
+    such a silence would silence nothing.
 
     Example: kotaflow alerts silence add --kecamatan Reok --start '2026-12-01 08:00'
     --duration 4h -m 'perbaikan jembatan Wae Pesi'
@@ -142,6 +307,9 @@ def silence_add(
     if not any((rule, device, kecamatan, type_)):
         err.print("[red]give at least one of --rule, --device, --kecamatan, --type[/red]")
         raise typer.Exit(2)
+    settings = settings_of(ctx)
+    if not force:
+        _check_silence(settings, rule=rule, device=device, kecamatan=kecamatan, type_=type_)
     if (end is None) == (duration is None):
         err.print("[red]give exactly one of --end or --duration[/red]")
         raise typer.Exit(2)
@@ -171,7 +339,7 @@ def silence_add(
         kecamatan=kecamatan,
         type=type_,
     )
-    _store(settings_of(ctx)).add_silence(silence)
+    _store(settings).add_silence(silence)
     out.print(
         f"silence {silence.id} {silence.matchers()} from {_wita(starts_ms)} until {_wita(ends_ms)}"
     )
@@ -215,6 +383,45 @@ def silence_expire(
         err.print(f"[red]no single silence matches {silence_id!r}[/red]")
         raise typer.Exit(1)
     out.print(f"silence {expired.id} expired at {_wita(expired.ends_ms)}")
+
+
+def _rules(settings: Settings) -> RuleSet:
+    try:
+        fleet = load_fleet(settings)
+        rules = load_rules(rules_file_of(settings.alerting))
+        return with_device_levels(rules, fleet.registry)
+    except (RulesError, DeviceFileError) as problem:
+        err.print(f"[red]cannot load the rules[/red]\n{problem}")
+        raise typer.Exit(2) from None
+
+
+def _check_silence(
+    settings: Settings,
+    *,
+    rule: str | None,
+    device: str | None,
+    kecamatan: str | None,
+    type_: str | None,
+) -> None:
+    """Refuse a silence naming what does not exist: it would silence nothing."""
+    from processors.alerting.service import known_of
+
+    try:
+        fleet = load_fleet(settings)
+    except DeviceFileError as problem:
+        err.print(f"[red]device files invalid, cannot check the silence[/red]\n{problem}")
+        raise typer.Exit(2) from None
+    try:
+        rules: RuleSet | None = load_rules(rules_file_of(settings.alerting))
+    except RulesError:
+        rules = None
+    problems = silence_problems(
+        known_of(fleet), rules, rule=rule, device=device, kecamatan=kecamatan, type_=type_
+    )
+    if problems:
+        for line in problems:
+            err.print(f"[red]{line}[/red]")
+        raise typer.Exit(2)
 
 
 def _store(settings: Settings) -> AlertStore:

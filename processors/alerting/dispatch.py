@@ -24,8 +24,9 @@ from typing import Protocol
 from kotaflow.alerting_settings import Language
 from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.channels import Channel, DeliveryError
+from processors.alerting.metrics import AlertMetrics
 from processors.alerting.state_store import AlertStore, OutboxItem
-from processors.alerting.templates import render
+from processors.alerting.templates import AckLink, render_group
 from processors.runtime.retry import Backoff
 
 log = logging.getLogger("kotaflow.alerting.dispatch")
@@ -43,7 +44,9 @@ class Destination(Protocol):
 
 
 class ReceiverDestination:
-    """A notification receiver: renders the event in the receiver's language, then sends."""
+    """A notification receiver: renders the event in the receiver's language, then sends.
+
+    Its batch is one message: a single event, or a group (a storm) rendered as one."""
 
     batch_size = 1
 
@@ -53,20 +56,24 @@ class ReceiverDestination:
         channel: Channel,
         language: Language,
         device_names: Mapping[str, str],
-        dashboard_url: str,
+        dashboard_url: str | None,
+        ack_link: AckLink | None = None,
     ) -> None:
         self.name = name
         self._channel = channel
         self._language = language
         self._names = device_names
         self._dashboard_url = dashboard_url
+        self._ack_link = ack_link
 
     async def deliver(self, items: Sequence[OutboxItem]) -> None:
-        for item in items:
-            event = AlertEvent.from_json(item.payload)
-            name = self._names.get(event.device, event.device)
-            message = render(event, self._language, name, self._dashboard_url)
-            await self._channel.send(event, message)
+        events = [AlertEvent.from_json(item.payload) for item in items]
+        if not events:
+            return
+        message = render_group(
+            events, self._language, self._names, self._dashboard_url, self._ack_link
+        )
+        await self._channel.send(events[0], message, events if len(events) > 1 else ())
 
 
 class Dispatcher:
@@ -78,6 +85,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         on_delivered: Callable[[Destination, Sequence[OutboxItem], int], None] | None = None,
         owned: Callable[[], set[int] | None] = lambda: None,
+        metrics: AlertMetrics | None = None,
     ) -> None:
         self._store = store
         self._destinations = list(destinations)
@@ -86,6 +94,7 @@ class Dispatcher:
         self._wakeups = {d.name: asyncio.Event() for d in self._destinations}
         self._on_delivered = on_delivered
         self._owned = owned
+        self._metrics = metrics or AlertMetrics()
 
     def wake(self) -> None:
         """New messages were queued: look now instead of at the next idle poll."""
@@ -101,10 +110,14 @@ class Dispatcher:
         wakeup = self._wakeups[destination.name]
         while not stop.is_set():
             wakeup.clear()
-            items = self._store.next_batch(destination.name, destination.batch_size, self._owned())
             now_ms = int(self._clock() * 1000)
+            items = self._store.next_batch(
+                destination.name, destination.batch_size, self._owned(), now_ms
+            )
             if not items:
-                await _wait_any(wakeup, stop, IDLE_POLL_S)
+                held = self._store.next_hold_ms(destination.name, now_ms)
+                wait_s = IDLE_POLL_S if held is None else (held - now_ms) / 1000
+                await _wait_any(wakeup, stop, min(IDLE_POLL_S, wait_s))
                 continue
             if items[0].next_ms > now_ms:
                 await _wait_any(None, stop, (items[0].next_ms - now_ms) / 1000)
@@ -129,6 +142,7 @@ class Dispatcher:
                 )
                 for item in items:
                     self._store.failed(item.id, now_ms, str(err))
+                self._metrics.notified(destination.name, "failed", len(items))
                 return
             self._retry(destination, head, str(err), err.retry_after_s, now_ms)
             return
@@ -138,6 +152,7 @@ class Dispatcher:
             return
         done_ms = int(self._clock() * 1000)
         self._store.delivered([item.id for item in items], done_ms)
+        self._metrics.notified(destination.name, "sent", len(items))
         if self._on_delivered is not None:
             self._on_delivered(destination, items, done_ms)
 
@@ -149,6 +164,7 @@ class Dispatcher:
         retry_after_s: float | None,
         now_ms: int,
     ) -> None:
+        self._metrics.notified(destination.name, "retry", 1)
         delay_s = self._backoff.delay(head.attempts + 1, retry_after_s, random.random())
         self._store.retry_later(head.id, now_ms + int(delay_s * 1000), error)
         log.warning(

@@ -23,13 +23,14 @@ and a late reading never moves a state back in time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kotaflow.wire.alerts import AlertEvent, Change
 from kotaflow.wire.readings import ValidReading
-from processors.alerting.model import Rule, RuleKind, RuleSet
+from processors.alerting.acks import Ack, acknowledged
+from processors.alerting.model import Level, Rule, RuleKind, RuleSet
 from processors.alerting.series import Series
 from processors.alerting.silences import Silence, silenced_by
 
@@ -76,12 +77,14 @@ class AlertState:
     notified_level: int | None = None
     notified_ms: int | None = None
     seq: int = 0
+    level_since_ms: int | None = None
+    """When the current level began (escalation delays count from here)."""
 
-    def to_json(self, rule: Rule) -> dict[str, Any]:
+    def to_json(self, levels: Sequence[Level]) -> dict[str, Any]:
         """Levels are saved by name, so reordering a rule's levels cannot confuse a restart."""
 
         def name(index: int | None) -> str | None:
-            return None if index is None else rule.levels[index].name
+            return None if index is None else levels[index].name
 
         return {
             "level": name(self.level),
@@ -93,11 +96,12 @@ class AlertState:
             "notified_level": name(self.notified_level),
             "notified_ms": self.notified_ms,
             "seq": self.seq,
+            "level_since_ms": self.level_since_ms,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], rule: Rule) -> AlertState:
-        names = [level.name for level in rule.levels]
+    def from_json(cls, data: dict[str, Any], levels: Sequence[Level]) -> AlertState:
+        names = [level.name for level in levels]
 
         def index(name: str | None) -> int | None:
             return names.index(name) if name in names else None
@@ -112,6 +116,7 @@ class AlertState:
             notified_level=index(data["notified_level"]),
             notified_ms=data["notified_ms"],
             seq=data["seq"],
+            level_since_ms=data.get("level_since_ms", data["started_ms"]),
         )
         if state.pending is None:
             state.pending_since_ms = None
@@ -175,8 +180,14 @@ class Engine:
             events += self._advance(rule, reading.device, state, newest_ts, now_ms, silences)
         return events
 
-    def tick(self, now_ms: int, silences: Sequence[Silence]) -> list[AlertEvent]:
-        """Wall-clock tick: pending ``for`` durations, no-data, reminders."""
+    def tick(
+        self,
+        now_ms: int,
+        silences: Sequence[Silence],
+        acks: Mapping[StateKey, Ack] | None = None,
+    ) -> list[AlertEvent]:
+        """Wall-clock tick: pending ``for`` durations, no-data, reminders (none for an
+        acknowledged alert until its level rises)."""
         events: list[AlertEvent] = []
         for rule in self.rules.rules:
             if rule.kind is RuleKind.NODATA:
@@ -188,7 +199,36 @@ class Engine:
             if state.pending is not None and found.kind is not RuleKind.NODATA:
                 events += self._advance(found, device, state, now_ms, now_ms, silences)
             if state.level is not None:
-                events += self._remind(found, device, state, now_ms, silences)
+                ack = (acks or {}).get((rule_name, device))
+                events += self._remind(found, device, state, now_ms, silences, ack)
+        return events
+
+    def unacknowledged(
+        self, now_ms: int, silences: Sequence[Silence], acks: Mapping[StateKey, Ack]
+    ) -> list[AlertEvent]:
+        """A snapshot event (``Change.UNACKED``) per firing alert that notified, is not
+        silenced and nobody acknowledged at its level; ``at_ms`` is when the level began.
+        Changes no state: routing decides whether an escalation is due."""
+        events: list[AlertEvent] = []
+        for (rule_name, device), state in self.states.items():
+            rule = self.rules.by_name(rule_name)
+            seen = self.devices.get(device)
+            if rule is None or seen is None or state.level is None:
+                continue
+            if state.notified_level is None or state.started_ms is None:
+                continue
+            levels = rule.levels_for(device)
+            if acknowledged(acks.get((rule_name, device)), state, levels):
+                continue
+            if silenced_by(silences, now_ms, rule.name, device, seen.kecamatan, seen.type):
+                continue
+            since = state.level_since_ms or state.started_ms
+            level, threshold = state.level, levels[state.level].trigger
+            event = self._event(
+                rule, device, state, Change.UNACKED, level, None, since, None, True, threshold
+            )
+            name = levels[state.level].name
+            events.append(replace(event, id=f"{rule_name}/{device}/{state.started_ms}/{name}"))
         return events
 
     # -- persistence hooks -------------------------------------------------------------
@@ -199,7 +239,7 @@ class Engine:
             rule = self.rules.by_name(rule_name)
             state = self.states.get((rule_name, device))
             if rule is not None and state is not None:
-                dirty.states[(rule_name, device)] = state.to_json(rule)
+                dirty.states[(rule_name, device)] = state.to_json(rule.levels_for(device))
         for key in self._dirty_series:
             if key in self.series:
                 dirty.series[key] = self.series[key].to_json()
@@ -224,7 +264,8 @@ class Engine:
         for (rule_name, device), data in states:
             rule = self.rules.by_name(rule_name)
             if rule is not None:
-                self.states[(rule_name, device)] = AlertState.from_json(data, rule)
+                levels = rule.levels_for(device)
+                self.states[(rule_name, device)] = AlertState.from_json(data, levels)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop the devices of partitions this instance no longer owns (after a rebalance)."""
@@ -260,10 +301,10 @@ class Engine:
         self._dirty_states.add(key)
         return state
 
-    def _target(self, rule: Rule, current: int | None, value: float) -> int | None:
+    def _target(self, rule: Rule, device: str, current: int | None, value: float) -> int | None:
         """The level the value belongs to: held levels use clear values, new ones triggers."""
         found: int | None = None
-        for index, level in enumerate(rule.levels):
+        for index, level in enumerate(rule.levels_for(device)):
             held = current is not None and index <= current
             check = level.holds if held else level.reached
             if check(value, rule.direction):
@@ -282,7 +323,7 @@ class Engine:
         if state.value is None:
             return []
         current = state.level
-        target = self._target(rule, current, state.value)
+        target = self._target(rule, device, current, state.value)
         if target is None or (current is not None and target <= current):
             state.pending = state.pending_since_ms = None
             self._dirty_states.add((rule.name, device))
@@ -295,7 +336,7 @@ class Engine:
         self._dirty_states.add((rule.name, device))
         waited = at_ms - state.pending_since_ms
         for index in range(target, -1 if current is None else current, -1):
-            if waited >= rule.levels[index].for_ms:
+            if waited >= rule.levels_for(device)[index].for_ms:
                 if index == target:
                     state.pending = state.pending_since_ms = None
                 return [self._transition(rule, device, state, index, at_ms, now_ms, silences)]
@@ -320,6 +361,7 @@ class Engine:
         else:
             change = Change.ESCALATED if new > previous else Change.DEESCALATED
         state.level = new
+        state.level_since_ms = None if new is None else at_ms
         state.seq += 1
         seen = self.devices[device]
         silence = silenced_by(silences, now_ms, rule.name, device, seen.kecamatan, seen.type)
@@ -332,7 +374,7 @@ class Engine:
                 state.notified_level, state.notified_ms = new, now_ms
         shown = new if new is not None else previous
         assert shown is not None
-        level = rule.levels[shown]
+        level = rule.levels_for(device)[shown]
         threshold = level.trigger if new is not None else level.clear
         event = self._event(
             rule, device, state, change, shown, previous, at_ms, silence, notify, threshold
@@ -343,7 +385,13 @@ class Engine:
         return event
 
     def _remind(
-        self, rule: Rule, device: str, state: AlertState, now_ms: int, silences: Sequence[Silence]
+        self,
+        rule: Rule,
+        device: str,
+        state: AlertState,
+        now_ms: int,
+        silences: Sequence[Silence],
+        ack: Ack | None = None,
     ) -> list[AlertEvent]:
         assert state.level is not None
         seen = self.devices.get(device)
@@ -354,8 +402,10 @@ class Engine:
             return []
         current = self.caught_up is None or seen.partition in self.caught_up
         first = current and (state.notified_level != state.level or state.notified_ms is None)
+        levels = rule.levels_for(device)
         due = (
-            rule.repeat_ms > 0
+            not acknowledged(ack, state, levels)
+            and rule.repeat_ms > 0
             and state.notified_ms is not None
             and now_ms - state.notified_ms >= rule.repeat_ms
         )
@@ -364,7 +414,7 @@ class Engine:
         state.notified_level, state.notified_ms = state.level, now_ms
         state.seq += 1
         self._dirty_states.add((rule.name, device))
-        level, threshold = state.level, rule.levels[state.level].trigger
+        level, threshold = state.level, levels[state.level].trigger
         change = Change.REMINDER
         return [
             self._event(rule, device, state, change, level, None, now_ms, None, True, threshold)
@@ -411,6 +461,7 @@ class Engine:
         threshold: float,
     ) -> AlertEvent:
         seen = self.devices[device]
+        levels = rule.levels_for(device)
         nodata = rule.kind is RuleKind.NODATA
         unit = "min" if nodata else seen.units.get(rule.metric or "", "")
         return AlertEvent(
@@ -422,9 +473,9 @@ class Engine:
             metric=rule.metric,
             unit=unit,
             change=change,
-            level=rule.levels[level].name,
-            previous_level=None if previous is None else rule.levels[previous].name,
-            severity=rule.levels[level].severity,
+            level=levels[level].name,
+            previous_level=None if previous is None else levels[previous].name,
+            severity=levels[level].severity,
             value=state.value,
             threshold=rule.silent_ms / 60_000 if nodata else threshold,
             at_ms=at_ms,

@@ -11,8 +11,9 @@ wall-clock tick when a device has sent nothing for ``silent_ms``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from kotaflow.wire.alerts import Severity
 
@@ -104,6 +105,20 @@ class Rule:
     """Remind while firing this often; 0 never."""
     silent_ms: int = 0
     """No-data rules only: fire after this long without a reading."""
+    device_levels: Mapping[str, tuple[Level, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Device id -> its own levels (the registry's ``alert_levels``), same direction."""
+
+    def levels_for(self, device: str) -> tuple[Level, ...]:
+        return self.device_levels.get(device, self.levels)
+
+    def level_names(self) -> set[str]:
+        """Every level name this rule can report, its own and its devices'."""
+        names = {level.name for level in self.levels}
+        for levels in self.device_levels.values():
+            names |= {level.name for level in levels}
+        return names
 
     def applies(self, device: str, type_: str, kecamatan: str, metric: str) -> bool:
         return (self.metric is None or self.metric == metric) and self.scope.matches(

@@ -41,8 +41,10 @@ Durations are written ``90s``, ``15m``, ``1h``, ``1d`` (or a number of seconds).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -53,11 +55,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
 
-from devices.sourcefile import FieldPath, Problem, SourceFile, read_yaml
+from devices.registry import Registry
+from devices.sourcefile import FieldPath, Problem, SourceFile, pydantic_problems, read_yaml
 from kotaflow.alerting_settings import AlertingSettings, Language
 from kotaflow.wire.alerts import Severity
 from processors.alerting.model import (
@@ -82,6 +86,7 @@ def rules_file_of(settings: AlertingSettings) -> Path:
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_WINDOW = timedelta(days=7)
+log = logging.getLogger("kotaflow.alerting.rules")
 
 
 class RulesError(ValueError):
@@ -201,6 +206,9 @@ class NoDataSpec(_RuleSpec):
 RuleSpec = Annotated[
     ThresholdSpec | RateSpec | AggregateSpec | NoDataSpec, Field(discriminator="kind")
 ]
+
+
+_LEVELS = TypeAdapter(list[LevelSpec])
 
 
 class DefaultsSpec(_Strict):
@@ -327,6 +335,64 @@ def _check_levels(levels: list[LevelSpec], source: SourceFile, at: FieldPath) ->
                 )
             )
     return problems
+
+
+def with_device_levels(rules: RuleSet, registry: Registry) -> RuleSet:
+    """The rule set with each device's own levels (the registry's ``alert_levels``).
+
+    Checked like a rule's levels (mild to severe, hysteresis, unique names) and against the
+    rule (has levels, the same direction); :class:`RulesError` names the registry file and
+    line of every problem. Levels for a rule this rule file lacks are logged and ignored.
+    """
+    wanted = [(index, d) for index, d in enumerate(registry.devices) if d.alert_levels]
+    if not wanted:
+        return rules
+    source = read_yaml(Path(registry.source))
+    problems: list[Problem] = []
+    found: dict[str, dict[str, tuple[Level, ...]]] = {}
+    for index, device in wanted:
+        for rule_name, raw_levels in device.alert_levels.items():
+            at: FieldPath = ("devices", index, "alert_levels", rule_name)
+            rule = rules.by_name(rule_name)
+            if rule is None:  # another rule file (a test's, a department's): not an error
+                log.warning(
+                    "device levels for a rule the rule file does not have: ignored",
+                    extra={
+                        "where": str(source.problem(at, "")).rstrip(": "),
+                        "rules": rules.source,
+                    },
+                )
+                continue
+            if rule.kind is RuleKind.NODATA:
+                problems.append(source.problem(at, f"{rule_name!r} is a no-data rule: no levels"))
+                continue
+            try:
+                specs = _LEVELS.validate_python(raw_levels)
+            except ValidationError as err:
+                problems += pydantic_problems(source, err, at)
+                continue
+            level_problems = _check_levels(specs, source, at) if specs else []
+            if not specs:
+                level_problems.append(source.problem(at, "give at least one level"))
+            compiled = [spec.compile() for spec in specs]
+            if any(direction is not rule.direction for direction, _ in compiled):
+                key = "at_least" if rule.direction is Direction.ABOVE else "at_most"
+                reason = f"rule {rule_name!r} alerts {rule.direction.value}: use {key} levels"
+                level_problems.append(source.problem(at, reason))
+            problems += level_problems
+            if not level_problems:
+                found.setdefault(rule_name, {})[device.id] = tuple(lvl for _, lvl in compiled)
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(
+        tuple(
+            replace(rule, device_levels=MappingProxyType(found[rule.name]))
+            if rule.name in found
+            else rule
+            for rule in rules.rules
+        ),
+        rules.source,
+    )
 
 
 def _compile(spec: RulesFileSpec, source: str) -> RuleSet:

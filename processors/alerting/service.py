@@ -16,21 +16,26 @@ import logging
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
+from aiohttp import web
+from prometheus_client import start_http_server
 
-from devices.fleet import load_fleet
+from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.alerting_settings import ConsoleReceiver, Language
 from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent
+from processors.alerting.acklink import ack_app, link_maker
 from processors.alerting.channels import build_channel
+from processors.alerting.checks import ConfigProblemsError, Known, all_problems
 from processors.alerting.dispatch import Destination, Dispatcher, ReceiverDestination
 from processors.alerting.engine import Engine
+from processors.alerting.metrics import AlertMetrics
 from processors.alerting.model import RuleSet
 from processors.alerting.routing import CONSOLE_DESTINATION
-from processors.alerting.rules import load_rules, rules_file_of
+from processors.alerting.rules import load_rules, rules_file_of, with_device_levels
 from processors.alerting.sinks import InfluxAlerts, KafkaSink, alerts_sink, deadletter_sink
 from processors.alerting.stage import AlertStage
 from processors.alerting.state_store import (
@@ -51,8 +56,17 @@ DELIVERED_KEPT_MS = 7 * 24 * 3600 * 1000
 """Delivered outbox rows are kept a week (``alerts outbox`` shows them), then purged."""
 
 
+def known_of(fleet: Fleet) -> Known:
+    return Known(
+        kecamatan=frozenset(d.kecamatan for d in fleet.registry),
+        devices=frozenset(d.id for d in fleet.registry),
+        types=frozenset(fleet.catalogue.types),
+    )
+
+
 def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
-    """The rule set, cross-checked against the catalogue and receivers; device names."""
+    """The rule set with the devices' own levels, cross-checked against the catalogue, the
+    registry, receivers and routes (:class:`ConfigProblemsError` lists what is wrong); names."""
     cfg = settings.alerting
     try:
         fleet = load_fleet(settings)
@@ -60,7 +74,9 @@ def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
         log.warning(
             "device files unusable: rules not checked against them", extra={"err": str(err)}
         )
-        return load_rules(rules_file_of(cfg), receivers=set(cfg.receivers) or None), {}
+        rules = load_rules(rules_file_of(cfg), receivers=set(cfg.receivers) or None)
+        _raise_problems(all_problems(cfg, rules, None))
+        return rules, {}
     names = {device.id: device.name for device in fleet.registry}
     rules = load_rules(
         rules_file_of(cfg),
@@ -68,7 +84,14 @@ def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
         types=fleet.catalogue.types,
         receivers=set(cfg.receivers) or None,
     )
+    rules = with_device_levels(rules, fleet.registry)
+    _raise_problems(all_problems(cfg, rules, known_of(fleet)))
     return rules, names
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigProblemsError(problems)
 
 
 @dataclass
@@ -80,11 +103,15 @@ class AlertService:
     kafka: list[KafkaSink]
     influx: InfluxAlerts | None
     http: httpx.AsyncClient
+    health: Health = field(default_factory=lambda: Health(instance_name()))
+    metrics: AlertMetrics = field(default_factory=AlertMetrics)
+    """Registered with ``health``'s registry by :func:`build` (one metrics port)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
         self.store.purge_delivered(now_ms - DELIVERED_KEPT_MS)
-        loop = StageLoop(self.stage, self.settings, Health(instance_name()))
+        endpoint = await self._start_ack_endpoint()
+        loop = StageLoop(self.stage, self.settings, self.health)
         evaluator = asyncio.create_task(loop.run(stop), name="alert-evaluator")
         dispatcher = asyncio.create_task(self.dispatcher.run(stop), name="alert-dispatcher")
         try:
@@ -101,6 +128,8 @@ class AlertService:
             for task in (evaluator, dispatcher):
                 task.cancel()
             results = await asyncio.gather(evaluator, dispatcher, return_exceptions=True)
+            if endpoint is not None:
+                await endpoint.cleanup()
             await self.close()
         errors = [
             r
@@ -109,6 +138,16 @@ class AlertService:
         ]
         if errors:
             raise errors[0]
+
+    async def _start_ack_endpoint(self) -> web.AppRunner | None:
+        cfg = self.settings.alerting
+        if not (cfg.ack_port and cfg.ack_secret):
+            return None
+        runner = web.AppRunner(ack_app(self.store, cfg.ack_secret.get_secret_value()))
+        await runner.setup()
+        await web.TCPSite(runner, cfg.ack_host, cfg.ack_port).start()
+        log.info("acknowledge endpoint", extra={"host": cfg.ack_host, "port": cfg.ack_port})
+        return runner
 
     async def close(self) -> None:
         for sink in self.kafka:
@@ -126,6 +165,14 @@ def build(settings: Settings) -> AlertService:
     store = AlertStore(cfg.state_path(settings.stack.state_dir))
     http = httpx.AsyncClient()
 
+    if cfg.dashboard_url is None:
+        log.warning("alerting.dashboard_url is not set: alert messages carry no dashboard link")
+    health = Health(instance_name())
+    metrics = AlertMetrics(health.registry)
+    port = cfg.metrics_port or settings.metrics_port
+    if port:
+        start_http_server(port, registry=health.registry)
+
     def annotate(event: AlertEvent) -> tuple[str, str]:
         message = render(
             event, Language.ID, names.get(event.device, event.device), cfg.dashboard_url
@@ -133,9 +180,15 @@ def build(settings: Settings) -> AlertService:
         return message.title, message.text
 
     receivers = dict(cfg.receivers) or {CONSOLE_DESTINATION: ConsoleReceiver(kind="console")}
+    secret, base = cfg.ack_secret, cfg.ack_url
     destinations: list[Destination] = [
         ReceiverDestination(
-            name, build_channel(receiver, http), receiver.language, names, cfg.dashboard_url
+            name,
+            build_channel(receiver, http),
+            receiver.language,
+            names,
+            cfg.dashboard_url,
+            link_maker(secret.get_secret_value(), base, name) if secret and base else None,
         )
         for name, receiver in receivers.items()
     ]
@@ -148,7 +201,12 @@ def build(settings: Settings) -> AlertService:
     backoff = Backoff(initial_s=cfg.retry_initial_s, max_s=cfg.retry_max_s)
     owned: set[int] = set()
     dispatcher = Dispatcher(
-        store, destinations, backoff, on_delivered=_log_delivered, owned=lambda: set(owned)
+        store,
+        destinations,
+        backoff,
+        on_delivered=_log_delivered,
+        owned=lambda: set(owned),
+        metrics=metrics,
     )
     engine = Engine(
         rules,
@@ -156,11 +214,13 @@ def build(settings: Settings) -> AlertService:
         max_notify_age_ms=int(cfg.notify_max_age_s * 1000),
         caught_up=set(),
     )
-    stage = AlertStage(settings, engine, store, queued=dispatcher.wake)
+    stage = AlertStage(settings, engine, store, queued=dispatcher.wake, metrics=metrics)
     stage.owned = owned  # the dispatcher reads the same set the stage keeps current
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
-    return AlertService(settings, store, stage, dispatcher, kafka, influx, http)
+    return AlertService(
+        settings, store, stage, dispatcher, kafka, influx, http, health=health, metrics=metrics
+    )
 
 
 async def run_alerting(settings: Settings, stop: asyncio.Event | None = None) -> None:

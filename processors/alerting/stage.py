@@ -23,7 +23,8 @@ from kotaflow.settings import Settings, StageConsumer
 from kotaflow.wire.alerts import AlertEvent
 from kotaflow.wire.deadletter import DeadLetter
 from processors.alerting.engine import Engine
-from processors.alerting.routing import route
+from processors.alerting.metrics import AlertMetrics
+from processors.alerting.routing import escalations, route
 from processors.alerting.state_store import DEADLETTER_DESTINATION, AlertStore, Outgoing
 from processors.runtime.readings_input import parse_readings
 from processors.runtime.stage_loop import Batch, Offsets
@@ -41,6 +42,7 @@ class AlertStage:
         store: AlertStore,
         queued: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        metrics: AlertMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._cfg = settings.alerting
@@ -48,6 +50,7 @@ class AlertStage:
         self._store = store
         self._queued = queued
         self._clock = clock
+        self._metrics = metrics or AlertMetrics()
         self._offsets: dict[TopicPartition, int] = {}
         self._events: list[AlertEvent] = []
         self._dead: list[Outgoing] = []
@@ -108,12 +111,18 @@ class AlertStage:
 
     async def flush(self, force: bool = False) -> Offsets:
         now_ms = self._now_ms()
+        escalated: list[Outgoing] = []
         if now_ms - self._last_tick_ms >= self._cfg.tick_s * 1000:
             self._last_tick_ms = now_ms
-            self._events += self._engine.tick(now_ms, self._store.silences())
+            silences, acks = self._store.silences(), self._store.acks()
+            self._events += self._engine.tick(now_ms, silences, acks)
+            unacked = self._engine.unacknowledged(now_ms, silences, acks)
+            escalated = escalations(unacked, self._cfg, now_ms)
+            self._metrics.outbox(self._store.pending(), now_ms)
         dirty = self._engine.take_dirty()
-        outgoing = route(self._events, self._cfg) + self._dead
+        outgoing = route(self._events, self._cfg, now_ms) + escalated + self._dead
         self._dead = []
+        self._metrics.events(self._events)
         if dirty.devices or dirty.series or dirty.states or outgoing:
             devices = (
                 set(dirty.devices) | {d for d, _ in dirty.series} | {d for _, d in dirty.states}
@@ -127,7 +136,7 @@ class AlertStage:
                 extra={
                     "id": event.id,
                     "change": event.change.value,
-                    "level": event.level,
+                    "alert_level": event.level,  # "level" is the log record's own
                     "device": event.device,
                     "notify": event.notify,
                     "silenced_by": event.silenced_by,

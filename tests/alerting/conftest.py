@@ -15,7 +15,9 @@ import ssl
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -178,3 +180,66 @@ async def http_receiver() -> AsyncIterator[HttpReceiver]:
         yield receiver
     finally:
         await runner.cleanup()
+
+
+def mail_receiver(server: SmtpServer) -> Any:
+    """An e-mail receiver for ``server`` (STARTTLS with its CA, AUTH)."""
+    from pydantic import SecretStr
+
+    from kotaflow.alerting_settings import EmailReceiver
+
+    return EmailReceiver(
+        kind="email",
+        host=server.host,
+        port=server.port,
+        username=SMTP_USER,
+        password=SecretStr(SMTP_PASSWORD),
+        sender="kotaflow@manggaraikab.test",
+        to=["pusdalops@bpbd.test"],
+        ca_file=server.ca_file,
+    )
+
+
+def own_topics(stack: Any, prefix: str) -> tuple[Any, dict[str, int]]:
+    """Fresh readings/alerts/dead-letter topics for one test (created): (topics, to delete)."""
+    from deploy.local.kafka_topics import ensure_topics
+
+    uid = uuid.uuid4().hex[:10]
+    topics = stack.kafka.topics.model_copy(
+        update={
+            "readings": f"test.{prefix}.readings.{uid}",
+            "alerts": f"test.{prefix}.alerts.{uid}",
+            "deadletter": f"test.{prefix}.deadletter.{uid}",
+        }
+    )
+    wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
+    ensure_topics(stack.kafka, wanted, lambda _: None)
+    return topics, wanted
+
+
+@asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Any]:
+    """The alerting service (:func:`processors.alerting.service.build`) until the block ends."""
+    from processors.alerting.service import build
+
+    service = build(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.stage.ready.wait(), 60)
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+@asynccontextmanager
+async def producer(settings: Any) -> AsyncIterator[Any]:
+    from aiokafka import AIOKafkaProducer
+
+    client = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()

@@ -8,28 +8,33 @@ lives in ``test_end_to_end.py``.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from deploy.local.kafka_topics import ensure_topics, run_sync
-from kotaflow.alerting_settings import AlertingSettings, EmailReceiver, WebhookReceiver
+from deploy.local.kafka_topics import run_sync
+from kotaflow.alert_routes import DefaultRoute
+from kotaflow.alerting_settings import AlertingSettings, WebhookReceiver
 from kotaflow.cli import app as cli_app
 from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.reasons import Reason
-from processors.alerting.service import AlertService, build
 from processors.alerting.state_store import AlertStore
-from tests.alerting.conftest import SMTP_PASSWORD, SMTP_USER, HttpReceiver, SmtpServer, await_for
+from tests.alerting.conftest import (
+    HttpReceiver,
+    SmtpServer,
+    await_for,
+    mail_receiver,
+    own_topics,
+    producer,
+    running,
+)
 from tests.alerting.helpers import reading, write_rules
 from tests.support.isolated_kafka import delete_topics
 
@@ -53,16 +58,8 @@ rules:
 def alert_settings(
     stack: Settings, tmp_path: Path, http_receiver: HttpReceiver, smtp_server: SmtpServer
 ) -> Iterator[Settings]:
-    uid = uuid.uuid4().hex[:10]
-    topics = stack.kafka.topics.model_copy(
-        update={
-            "readings": f"test.alert.readings.{uid}",
-            "alerts": f"test.alert.alerts.{uid}",
-            "deadletter": f"test.alert.deadletter.{uid}",
-        }
-    )
-    wanted = {topics.readings: 3, topics.alerts: 1, topics.deadletter: 1}
-    ensure_topics(stack.kafka, wanted, lambda _: None)
+    topics, wanted = own_topics(stack, "alert")
+    uid = topics.readings.rsplit(".", 1)[1]
     alerting = AlertingSettings(
         rules_file=write_rules(tmp_path, RULES),
         state_dir=tmp_path / "state",
@@ -72,18 +69,10 @@ def alert_settings(
         write_influx=False,
         retry_initial_s=0.1,
         retry_max_s=2.0,  # a fresh broker may refuse the first sends: retry soon after
+        default_route=DefaultRoute(group_window=timedelta(0)),  # storms: test_office.py
         receivers={
             "hook": WebhookReceiver(kind="webhook", url=f"{http_receiver.url}/hook"),
-            "mail": EmailReceiver(
-                kind="email",
-                host=smtp_server.host,
-                port=smtp_server.port,
-                username=SMTP_USER,
-                password=SecretStr(SMTP_PASSWORD),
-                sender="kotaflow@manggaraikab.test",
-                to=["pusdalops@bpbd.test"],
-                ca_file=smtp_server.ca_file,
-            ),
+            "mail": mail_receiver(smtp_server),
         },
     )
     kafka = stack.kafka.model_copy(update={"topics": topics})
@@ -91,29 +80,6 @@ def alert_settings(
         yield stack.model_copy(update={"kafka": kafka, "alerting": alerting})
     finally:
         run_sync(delete_topics(stack, wanted))  # the fixture may run inside a test loop
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[AlertService]:
-    service = build(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        await asyncio.wait_for(service.stage.ready.wait(), 60)
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-@asynccontextmanager
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
 
 
 async def level(prod: AIOKafkaProducer, settings: Settings, device: str, cm: float) -> int:
@@ -189,7 +155,18 @@ async def test_silenced_alert_is_not_sent_until_the_silence_is_expired(
     cli = CliRunner()
     added = cli.invoke(
         cli_app,
-        ["alerts", "silence", "add", "--device", "rtg-rl-t*", "--duration", "2h", "-m", "uji"],
+        [
+            "alerts",
+            "silence",
+            "add",
+            "--device",
+            "rtg-rl-t*",
+            "--duration",
+            "2h",
+            "-m",
+            "uji",
+            "--force",
+        ],  # test devices are not in the registry
     )
     assert added.exit_code == 0, added.output
     silence_id = added.output.split()[1]

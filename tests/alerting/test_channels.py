@@ -21,6 +21,7 @@ from kotaflow.alerting_settings import (
 from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.channels import DeliveryError, build_channel
 from processors.alerting.dispatch import Dispatcher, ReceiverDestination
+from processors.alerting.metrics import AlertMetrics
 from processors.alerting.state_store import AlertStore, Outgoing
 from processors.alerting.templates import render
 from processors.runtime.retry import Backoff
@@ -142,7 +143,10 @@ async def test_down_receiver_is_retried_and_does_not_block_others(
             "mail", build_channel(_email(smtp_server), http), Language.ID, {}, DASH
         ),
     ]
-    dispatcher = Dispatcher(store, destinations, Backoff(initial_s=0.05, max_s=0.2, jitter=0))
+    metrics = AlertMetrics()
+    dispatcher = Dispatcher(
+        store, destinations, Backoff(initial_s=0.05, max_s=0.2, jitter=0), metrics=metrics
+    )
     http_receiver.failing = True
     events = [_event(1), _event(2, Change.RESOLVED)]
     outgoing = [Outgoing(d, e.id, e.to_json()) for e in events for d in ("hook", "mail")]
@@ -164,6 +168,12 @@ async def test_down_receiver_is_retried_and_does_not_block_others(
         await http.aclose()
     summary = {(d, s): n for d, s, n, _ in store.outbox_summary()}
     assert summary == {("hook", "sent"): 2, ("mail", "sent"): 2}
+    sent = "kotaflow_alert_notifications_total"
+    assert metrics.value(sent, {"receiver": "hook", "outcome": "sent"}) == 2
+    assert metrics.value(sent, {"receiver": "mail", "outcome": "sent"}) == 2
+    assert metrics.value(sent, {"receiver": "hook", "outcome": "retry"}) >= 3
+    metrics.outbox(store.pending(), T0)
+    assert metrics.value("kotaflow_alert_outbox_pending", {"destination": "hook"}) == 0
 
 
 @pytest.mark.asyncio

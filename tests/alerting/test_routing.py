@@ -25,7 +25,7 @@ def _hook(name: str) -> WebhookReceiver:
 
 
 def test_without_receivers_notifications_go_to_the_terminal() -> None:
-    out = route([_event()], AlertingSettings())
+    out = route([_event()], AlertingSettings(), T0)
     assert [o.destination for o in out] == ["_kafka", "_influxdb", "_console"]
 
 
@@ -35,11 +35,11 @@ def test_rule_receivers_then_defaults_then_all() -> None:
         default_receivers=["b"],
         write_influx=False,
     )
-    assert [o.destination for o in route([_event(receivers=("a",))], cfg)] == ["_kafka", "a"]
-    assert [o.destination for o in route([_event()], cfg)] == ["_kafka", "b"]
-    silenced = route([_event(notify=False)], cfg)
+    assert [o.destination for o in route([_event(receivers=("a",))], cfg, T0)] == ["_kafka", "a"]
+    assert [o.destination for o in route([_event()], cfg, T0)] == ["_kafka", "b"]
+    silenced = route([_event(notify=False)], cfg, T0)
     assert [o.destination for o in silenced] == ["_kafka"]
-    reminder = route([_event(Change.REMINDER)], cfg)
+    reminder = route([_event(Change.REMINDER)], cfg, T0)
     assert [o.destination for o in reminder] == ["b"]
 
 

@@ -27,8 +27,8 @@ SECRETS = {
     "KOTAFLOW_INFLUX_ADMIN_PASSWORD": "admin-password",
     "KOTAFLOW_INFLUX_ADMIN_TOKEN": "admin-token",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password",
-    "KOTAFLOW_GRAFANA_ALERT_EMAIL": "pusdalops@example.id",
 }
+"""Required; KOTAFLOW_GRAFANA_ALERT_EMAIL is not (Grafana notifies only when told to)."""
 KOTAFLOW_SERVICES = {
     "bridge",
     "process",

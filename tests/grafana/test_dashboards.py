@@ -13,6 +13,7 @@ from deploy.grafana.bundle import Bundle
 from deploy.grafana.context import BuildContext, alerting_settings
 from deploy.grafana.domains import uncovered_types
 from deploy.grafana.interpolate import stray_macros
+from kotaflow.alerting_settings import DASHBOARD_URL_EXAMPLE
 from kotaflow.settings import Settings
 
 
@@ -118,9 +119,27 @@ def test_river_gauges_show_the_alert_rule_levels(bundle: Bundle, context: BuildC
         (level.trigger, colour)
         for level, colour in zip(rule.levels, ["yellow", "orange", "red"], strict=True)
     ]
-    assert all(_steps(p) == expected for p in gauges)
-    assert "Waspada" in gauges[0]["description"]
-    assert "Awas" in gauges[0]["description"]
+    own = {d.id for d in rivers if "tinggi_muka_air" in d.alert_levels}
+    assert own == {"reo-rl-01"}  # the packaged registry's gauge with its own four levels
+    common = [p for p in gauges if not any(p["title"].endswith(f" - {d}") for d in own)]
+    assert len(common) == len(gauges) - 1
+    assert all(_steps(p) == expected for p in common)
+    assert "Waspada" in common[0]["description"]
+    assert "Awas" in common[0]["description"]
+
+
+def test_a_gauge_with_its_own_levels_shows_them(bundle: Bundle) -> None:
+    board = _board(bundle, "kotaflow-rivers")
+    (gauge,) = [p for p in _panels(board) if p.get("title", "").endswith(" - reo-rl-01")]
+    assert _steps(gauge) == [
+        (None, "green"),
+        (120.0, "blue"),
+        (180.0, "yellow"),
+        (240.0, "orange"),
+        (300.0, "red"),
+    ]
+    assert "Siaga IV" in gauge["description"]
+    assert "Siaga I" in gauge["description"]
 
 
 def test_pm25_bands_are_the_ispu_categories(bundle: Bundle) -> None:
@@ -149,7 +168,8 @@ def test_the_device_drill_down_is_where_alert_messages_link(
     board = _board(bundle, "kotaflow-device")
     names = [v["name"] for v in board["templating"]["list"]]
     assert names == ["kecamatan", "type", "device", "metric"]
-    link = alerting_settings(settings).dashboard_url
+    link = DASHBOARD_URL_EXAMPLE  # unset by default: no link rather than a wrong one
+    assert alerting_settings(settings).dashboard_url is None
     assert f"/d/{board['uid']}/" in link
     assert "var-device={device}" in link
     repeated = [p for p in _panels(board) if p.get("repeat")]

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.grafana.bundle import Bundle
+from deploy.grafana.bundle import Bundle, build_bundle
 from deploy.grafana.provisioning import GRAFANA_PROVISIONING, Rendered, render
+from kotaflow.alerting_settings import EmailReceiver, TelegramReceiver, WebhookReceiver
+from kotaflow.settings import Settings
 from tests.grafana import grafana_format as fmt
 
 ENV = {
@@ -43,7 +45,17 @@ def test_render_writes_every_file_and_names_the_environment_grafana_needs(
         "alerting/kotaflow-policies.yaml",
     ):
         assert (out / relative).is_file()
+    assert done.env == {"KOTAFLOW_GRAFANA_INFLUX_TOKEN"}  # Grafana notifies nobody: no e-mail
+
+
+@pytest.fixture(scope="module")
+def notifying(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rendered with ``alerting.grafana_notifications: true`` (the operator's explicit choice)."""
+    on = settings.alerting.model_copy(update={"grafana_notifications": True})
+    out = tmp_path_factory.mktemp("notifying")
+    done = render(build_bundle(settings.model_copy(update={"alerting": on})), out)
     assert done.env == set(ENV)
+    return out
 
 
 def test_datasource_is_influxdb_flux_with_the_token_from_the_environment(out: Path) -> None:
@@ -107,7 +119,17 @@ def test_alert_rule_groups_follow_the_file_format(out: Path) -> None:
 def test_alert_rules_mirror_every_level_of_the_alert_rule_file(out: Path, context: Any) -> None:
     data = _load(out, "alerting/kotaflow-rules.yaml")
     groups = {g["name"]: g for g in data["groups"]}
-    assert set(groups) == {rule.name for rule in context.rules.rules}
+    assert set(groups) == {rule.name for rule in context.rules.rules} | {
+        "tinggi_muka_air-reo-rl-01"  # the gauge with its own levels, left out of the rule's
+    }
+    own = groups["tinggi_muka_air-reo-rl-01"]["rules"]
+    assert [r["labels"]["level"] for r in own] == ["Siaga IV", "Siaga III", "Siaga II", "Siaga I"]
+    assert {r["labels"]["kotaflow_rule"] for r in own} == {"tinggi_muka_air"}
+    query = next(d for d in own[0]["data"] if d["refId"] == "A")["model"]["query"]
+    assert 'r.device == "reo-rl-01"' in query
+    shared = groups["tinggi_muka_air"]["rules"][0]
+    query = next(d for d in shared["data"] if d["refId"] == "A")["model"]["query"]
+    assert 'r.device != "reo-rl-01"' in query
     river = groups["tinggi_muka_air"]["rules"]
     assert [r["labels"]["level"] for r in river] == ["Waspada", "Siaga", "Awas"]
     siaga = river[1]
@@ -133,7 +155,8 @@ def test_literal_dollars_are_escaped_so_grafana_expands_them_back(
             assert rule["data"] == original["data"]
 
 
-def test_contact_points_and_policies_follow_the_file_format(out: Path) -> None:
+def test_contact_points_and_policies_follow_the_file_format(notifying: Path) -> None:
+    out = notifying
     points = _load(out, "alerting/kotaflow-contact-points.yaml")
     assert fmt.unknown(points, fmt.CONTACT_ROOT) == set()
     names = set()
@@ -174,3 +197,39 @@ def test_a_dashboard_no_longer_generated_is_removed(bundle: Bundle, tmp_path: Pa
     done = render(bundle, tmp_path)
     assert not stale.exists()
     assert stale in done.removed
+
+
+def test_grafana_notifies_no_staff_by_default_so_each_alert_reaches_them_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The compose deployment runs both the alert service and Grafana with these files: with
+    receivers configured, Grafana gets the rules (to view and silence) but no contact point
+    reaching anyone, its earlier ones deleted and its policy reset; the alert service is
+    the only notifier in the compose file."""
+    receivers = {
+        "bpbd-mail": EmailReceiver(
+            kind="email", host="smtp.x.id", sender="k@x.id", to=["pusdalops@bpbd.x.id"]
+        ),
+        "ops-hook": WebhookReceiver(kind="webhook", url="https://ops.x.id/hook"),
+        "bpbd-tg": TelegramReceiver(kind="telegram", chat_id="-100123"),
+    }
+    alerting = settings.alerting.model_copy(update={"receivers": receivers})
+    done = render(build_bundle(settings.model_copy(update={"alerting": alerting})), tmp_path)
+    rules = _load(tmp_path, "alerting/kotaflow-rules.yaml")
+    assert rules["groups"]  # still visible in Grafana
+    points = _load(tmp_path, "alerting/kotaflow-contact-points.yaml")
+    assert fmt.unknown(points, fmt.CONTACT_ROOT) == set()
+    assert "contactPoints" not in points
+    deleted = {item["uid"] for item in points["deleteContactPoints"]}
+    assert deleted == {"kf-bpbd-mail", "kf-ops-hook", "kf-bpbd-tg"}
+    policies = _load(tmp_path, "alerting/kotaflow-policies.yaml")
+    assert fmt.unknown(policies, fmt.POLICIES_ROOT) == set()
+    assert policies == {"apiVersion": 1, "resetPolicies": [1]}
+    text = "".join(path.read_text() for path in done.files if "alerting" in path.parts)
+    for secret_or_address in ("pusdalops@bpbd.x.id", "https://ops.x.id/hook", "-100123"):
+        assert secret_or_address not in text
+    compose = yaml.safe_load(Path("deploy/compose.yaml").read_text())
+    notifiers = [
+        name for name, svc in compose["services"].items() if svc.get("command") == ["alert"]
+    ]
+    assert notifiers == ["alert"]

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ rules:
     scope: {types: [river_level]}
     levels:
       - {name: Siaga, at_least: 250, clear_below: 240, severity: major}
+    labels: {team: bpbd}
     repeat: 1d
 """
 
@@ -85,7 +86,13 @@ class Pipeline:
                 raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}\n{logs}")
 
 
-def _config(base: Settings, folder: Path, webhook_url: str, device: str) -> dict[str, Any]:
+def _config(
+    base: Settings,
+    folder: Path,
+    webhook_url: str,
+    device: str,
+    alerting: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     uid = folder.name
     registry = folder / "registry.yaml"
     registry.write_text(
@@ -146,18 +153,28 @@ def _config(base: Settings, folder: Path, webhook_url: str, device: str) -> dict
             "write_influx": False,
             "retry_initial_s": 0.1,
             "receivers": {"hook": {"kind": "webhook", "url": webhook_url, "language": "id"}},
+            "default_route": {"group_window": 0},
+            **(alerting or {}),
         },
     }
 
 
 @contextmanager
-def pipeline(root: Path, webhook_url: str, ready_timeout_s: float = 120.0) -> Iterator[Pipeline]:
-    """Start bridge, validate and alert for a fresh device; yield once a reading gets through."""
+def pipeline(
+    root: Path,
+    webhook_url: str,
+    ready_timeout_s: float = 120.0,
+    alerting: Mapping[str, Any] | None = None,
+) -> Iterator[Pipeline]:
+    """Start bridge, validate and alert for a fresh device; yield once a reading gets through.
+
+    ``alerting`` overrides settings of the alert stage (routes, ``default_route``: grouping
+    is off unless given)."""
     base = load_settings()
     folder = root / uuid.uuid4().hex[:10]
     folder.mkdir(parents=True)
     device = f"e2e-rl-{folder.name}"
-    config = _config(base, folder, webhook_url, device)
+    config = _config(base, folder, webhook_url, device, alerting)
     config_file = folder / "kotaflow.yaml"
     config_file.write_text(yaml.safe_dump(config))
     settings = load_settings(config_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -24,8 +25,11 @@ class DeliveryError(Exception):
 
 
 class Channel(Protocol):
-    async def send(self, event: AlertEvent, message: Message) -> None:
-        """Deliver once, or raise :class:`DeliveryError`."""
+    async def send(
+        self, event: AlertEvent, message: Message, group: Sequence[AlertEvent] = ()
+    ) -> None:
+        """Deliver once, or raise :class:`DeliveryError`. ``group``: every event of a
+        grouped message (``message`` already lists them), empty for a single event."""
 
 
 async def post_json(

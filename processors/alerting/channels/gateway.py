@@ -8,6 +8,8 @@ take this shape; ``event_id`` lets the gateway drop a retried duplicate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx
 
 from kotaflow.alerting_settings import GatewayReceiver
@@ -24,7 +26,9 @@ class GatewayChannel:
         self._receiver = receiver
         self._http = http
 
-    async def send(self, event: AlertEvent, message: Message) -> None:
+    async def send(
+        self, event: AlertEvent, message: Message, group: Sequence[AlertEvent] = ()
+    ) -> None:
         text = f"{message.title}\n{message.text}"
         if self._receiver.channel == "sms":
             text = text[:SMS_LIMIT]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -25,7 +26,9 @@ class EmailChannel:
     def __init__(self, receiver: EmailReceiver) -> None:
         self._receiver = receiver
 
-    async def send(self, event: AlertEvent, message: Message) -> None:
+    async def send(
+        self, event: AlertEvent, message: Message, group: Sequence[AlertEvent] = ()
+    ) -> None:
         mail = EmailMessage()
         mail["Subject"] = message.title
         mail["From"] = self._receiver.sender

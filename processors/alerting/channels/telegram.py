@@ -1,11 +1,16 @@
 """Telegram receiver: the Bot API's ``sendMessage`` (plain text, no link previews).
 
-``POST {base_url}/bot{token}/sendMessage`` with ``{"chat_id", "text"}``. ``base_url`` is
-configurable so a proxy (or a loopback receiver in tests) can stand in for the real API.
+``POST {base_url}/bot{token}/sendMessage`` with ``{"chat_id", "text"}`` and, when
+acknowledge links are configured, an inline keyboard with one URL button that opens it.
+``base_url`` is configurable so a proxy (or a loopback receiver in tests) can stand in for
+the real API.
 Telegram answers 429 with ``parameters.retry_after`` when flooded; that wait is honoured.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -23,14 +28,19 @@ class TelegramChannel:
         self._receiver = receiver
         self._http = http
 
-    async def send(self, event: AlertEvent, message: Message) -> None:
+    async def send(
+        self, event: AlertEvent, message: Message, group: Sequence[AlertEvent] = ()
+    ) -> None:
         token = self._receiver.token.get_secret_value()
         url = f"{self._receiver.base_url.rstrip('/')}/bot{token}/sendMessage"
-        body = {
+        body: dict[str, Any] = {
             "chat_id": self._receiver.chat_id,
             "text": f"{message.title}\n\n{message.text}"[:MAX_TEXT],
             "disable_web_page_preview": True,
         }
+        if message.ack_url:  # an inline button opening the signed acknowledge link
+            label = "Tangani" if self._receiver.language.value == "id" else "Acknowledge"
+            body["reply_markup"] = {"inline_keyboard": [[{"text": label, "url": message.ack_url}]]}
         try:
             await post_json(self._http, url, body, {}, self._receiver.timeout_s, "telegram")
         except DeliveryError as err:
