@@ -126,14 +126,18 @@ the translated payload: one C pass, ~6x cheaper than the regular expression ``\\
 
 
 def parse_json(payload: bytes, limits: DecodeLimits, device_key: str) -> Any | DecodeResult:
-    """The parsed payload, or a rejection (oversize, not UTF-8 JSON).
+    """The parsed payload, or a rejection (oversize, not UTF-8, not JSON).
 
     ``NaN``/``Infinity`` tokens parse to non-finite floats on purpose: they are then
     rejected one value at a time (``not_finite``) instead of losing the whole pack.
 
-    orjson (~5x faster) reads what it can read the same way as ``json``: strict RFC 8259
-    with numbers up to 64 bits. Everything else (NaN tokens, huge numbers, a BOM, lone
-    surrogates, broken input) goes to ``json.loads``, which also words the rejections.
+    Text must be strict UTF-8 (RFC 8259 section 8.1), else ``not_utf8``. orjson (~5x
+    faster) already is: it refuses lone surrogates, overlong and truncated sequences and
+    bytes such as 0xFF. It reads what it can read the same way as ``json``: strict RFC 8259
+    with numbers up to 64 bits. Everything else (NaN tokens, huge numbers, a BOM, broken
+    input) goes to ``json.loads``, which also words the rejections; but ``json.loads`` of
+    bytes decodes with ``surrogatepass`` (a lone surrogate ``ED A0 80`` passes) and guesses
+    UTF-16/32, so the fallback decodes strictly itself and hands ``json`` text.
     """
     if len(payload) > limits.max_payload_bytes:
         return rejected(
@@ -145,11 +149,40 @@ def parse_json(payload: bytes, limits: DecodeLimits, device_key: str) -> Any | D
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
-            pass  # not strict JSON, or too deep: json.loads decides and says why
+            pass  # not strict JSON, not UTF-8, or too deep: decided and worded below
     try:
-        return json.loads(payload)
-    except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError
+        text = payload.decode("utf-8-sig")  # strict; a leading BOM is tolerated, as before
+    except UnicodeDecodeError as err:
+        return rejected(
+            Reason.NOT_UTF8, f"payload is not UTF-8 text: {_utf8_fault(err)}", device_key
+        )
+    try:
+        data = json.loads(text)
+    except ValueError as err:  # JSONDecodeError
         return rejected(Reason.NOT_JSON, f"payload is not JSON: {err}", device_key)
+    if "\\u" in text and _holds_lone_surrogate(data):
+        return rejected(
+            Reason.NOT_UTF8,
+            "payload escapes a lone surrogate (e.g. \\ud800): that is no UTF-8 text",
+            device_key,
+        )
+    return data
+
+
+def _utf8_fault(err: UnicodeDecodeError) -> str:
+    """Where, what is wrong (the codec's own words) and the bytes from there on."""
+    near = err.object[err.start : err.start + 4].hex(" ").upper()
+    return f"{err.reason} at offset {err.start} (bytes from there: {near})"
+
+
+def _holds_lone_surrogate(data: Any) -> bool:
+    """Whether a string anywhere in ``data`` (keys too) holds a lone surrogate: UTF-8 cannot
+    encode one. Only the fallback path gets here, and only for text with a ``\\u`` escape."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parse_event(

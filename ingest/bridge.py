@@ -57,6 +57,7 @@ from ingest.mqtt import MqttIntake, inbound_of
 from ingest.producer import make_bridge_producer
 from ingest.ratelimit import DeviceRateLimiter
 from kotaflow.kafka import client_options
+from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 from kotaflow.wire.raw import plain_tails
@@ -308,7 +309,10 @@ class Bridge:
             try:
                 await producer.start()
             except KafkaError as err:
-                log.warning("Kafka unavailable", extra={"error": repr(err), "retry_in_s": delay})
+                log.warning(
+                    "Kafka unavailable",
+                    extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
+                )
                 await self._stop_producer(producer)
                 if await _wait_or_stop(stop, delay):
                     return None

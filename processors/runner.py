@@ -25,6 +25,7 @@ from processors.runtime.health import Health
 from processors.runtime.influx import InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
+from processors.runtime.status_file import StatusFile, remove_dead, status_path
 from processors.store import StoreStage
 from processors.validate import ValidateStage
 
@@ -66,7 +67,7 @@ async def run_stages(
     async with contextlib.AsyncExitStack() as resources:
         influx: InfluxSink | None = None
         if StageName.STORE in names or StageName.AGGREGATE in names:
-            sink = InfluxSink(settings, on_retry=lambda what, _: health.retry("influxdb"))
+            sink = InfluxSink(settings, gauge=health, on_retry=health.retry)
             influx = await resources.enter_async_context(sink)
         stages: list[Stage] = []
         for name in names:
@@ -79,8 +80,10 @@ async def run_stages(
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
-        if influx is not None:
-            tasks.append(asyncio.create_task(_write_health(settings, health, influx, stop)))
+        remove_dead(settings)
+        status = StatusFile(status_path(settings, health.instance), health)
+        health.on_status_change.append(status.write)
+        tasks.append(asyncio.create_task(_report_health(settings, health, influx, status, stop)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -94,21 +97,30 @@ async def run_stages(
             raise errors[0]
 
 
-async def _write_health(
-    settings: Settings, health: Health, influx: InfluxSink, stop: asyncio.Event
+async def _report_health(
+    settings: Settings,
+    health: Health,
+    influx: InfluxSink | None,
+    status: StatusFile,
+    stop: asyncio.Event,
 ) -> None:
-    """Write the health figures to InfluxDB every interval (best effort, never blocks stages)."""
+    """Every interval: the status file, and the health figures to InfluxDB (best effort,
+    never blocks the stages)."""
     cfg = settings.processing.health
     bucket = cfg.bucket or settings.influxdb.rollups_bucket
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), cfg.interval_s)
-        lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
-        if lines:
-            try:
-                await asyncio.wait_for(influx.write(bucket, lines), cfg.interval_s)
-            except TimeoutError:
-                log.warning("health figures not written: InfluxDB is slow or down")
+    try:
+        while not stop.is_set():
+            status.write()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), cfg.interval_s)
+            lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
+            if lines and influx is not None:
+                try:
+                    await asyncio.wait_for(influx.write(bucket, lines, "health"), cfg.interval_s)
+                except TimeoutError:
+                    log.warning("health figures not written: InfluxDB is slow, down or refusing")
+    finally:
+        status.remove()
 
 
 def tune_gc() -> None:

@@ -6,14 +6,16 @@ Output
     InfluxDB bucket ``influxdb.telemetry_bucket``. One measurement per device type; tags
     ``device``, ``kecamatan``, ``type`` (sorted); one float field per metric; timestamp =
     the device's event time in ms. Readings of one device at one instant share a line.
-    Records that are not readings, and lines InfluxDB refuses (400), go to
-    ``kotaflow.deadletter``.
+    Records that are not readings, and lines InfluxDB refuses as invalid (a 400 naming
+    them, a 422 partial write), go to ``kotaflow.deadletter``.
 Guarantee
     At least once into InfluxDB, exactly once in effect: offsets are committed only after
     the write covering them returned 2xx (and dead letters were acked); a replay after a
     crash or rebalance rewrites the same points (same series and timestamp), which
-    overwrites them. While InfluxDB is down or overloaded the stage retries with backoff
-    (honouring ``Retry-After``) and commits nothing, so nothing is lost.
+    overwrites them. While InfluxDB is down, overloaded or refuses the request itself (a
+    revoked token, a deleted bucket: ``processors/runtime/write_block.py``) the stage stalls: it
+    retries with backoff (honouring ``Retry-After``), commits nothing past the first
+    unwritten record, says once a minute what to fix, and resumes by itself.
 Latency
     A full batch (``batch_lines``) is written at once; a partial one after
     ``idle_flush_s`` when the input is caught up, else after ``flush_interval_s``.
@@ -197,7 +199,7 @@ class StoreStage:
         for start in range(0, len(lines), size):
             chunk = lines[start : start + size]
             began = time.perf_counter()
-            bad_lines = await self._influx.write(bucket, chunk)
+            bad_lines = await self._influx.write(bucket, chunk, STAGE)
             self._health.write_latency(STAGE, time.perf_counter() - began)
             self._health.records_out(STAGE, len(chunk) - len(bad_lines))
             if bad_lines:

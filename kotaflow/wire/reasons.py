@@ -34,3 +34,7 @@ class Reason(StrEnum):
     BAD_ENVELOPE = "bad_envelope"
     BAD_TIME = "bad_time"
     """A timestamp that cannot be read (not epoch ms / RFC 3339, no UTC offset, ...)."""
+    NOT_UTF8 = "not_utf8"
+    """Text that is not valid UTF-8 (RFC 3629): a lone surrogate, an overlong or truncated
+    sequence, a byte that never occurs in UTF-8 (0xC0, 0xC1, 0xF5-0xFF), or a JSON escape
+    of a lone surrogate (``\\ud800``), which no UTF-8 text can carry."""

@@ -18,6 +18,8 @@ Guarantee
     ``telemetry``, once the store group has committed past them (so the points are there);
     until then they hold the commit back. Hourly/daily rollups of every hour/day a written
     window touched are recomputed before each commit (every ``rollup_interval_s``).
+    A write or query InfluxDB refuses for a reason that is not the data (token, bucket,
+    outage) stalls the stage as it does store; only lines InfluxDB names are dead-lettered.
 """
 
 from __future__ import annotations
@@ -95,12 +97,18 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        self._admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
-        await self._admin.start()
+        admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
+        try:
+            await admin.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin = admin
 
     async def stop(self) -> None:
         if self._admin is not None:
             await self._admin.close()
+            self._admin = None
         await self._output.stop()
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -205,7 +213,7 @@ class AggregateStage:
         if not lines:
             return
         began = time.perf_counter()
-        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines)
+        refused = await self._influx.write(self._settings.influxdb.rollups_bucket, lines, STAGE)
         self._health.write_latency(STAGE, time.perf_counter() - began)
         self._health.records_out(STAGE, len(lines) - len(refused))
         for bad in refused:  # cannot happen with well-formed floats; never drop silently
@@ -244,7 +252,7 @@ class AggregateStage:
         flux = raw_points_flux(
             self._settings.influxdb.telemetry_bucket, first.type, first.device, start, stop
         )
-        stored = points_by_series(await self._influx.query(flux))
+        stored = points_by_series(await self._influx.query(flux, STAGE))
         lines = []
         for w in windows:
             series_points = stored.get((w.series.metric, w.series.kecamatan, w.series.type), {})
@@ -275,12 +283,12 @@ class AggregateStage:
         offset_ms = int(self._cfg.day_offset_h * HOUR_MS)
         hours, self._dirty_hours = sorted(self._dirty_hours), set()
         for hour in hours:
-            rows = await self._influx.query(combine_flux(bucket, "1m", hour, hour + HOUR_MS))
+            rows = await self._influx.query(combine_flux(bucket, "1m", hour, hour + HOUR_MS), STAGE)
             aggs = combined_aggregates(rows)
             await self._write([rollup_line(s, "1h", hour, a) for s, a in aggs.items()])
             self._dirty_days.add(day_of(hour, offset_ms))
         days, self._dirty_days = sorted(self._dirty_days), set()
         for day in days:
-            rows = await self._influx.query(combine_flux(bucket, "1h", day, day + DAY_MS))
+            rows = await self._influx.query(combine_flux(bucket, "1h", day, day + DAY_MS), STAGE)
             aggs = combined_aggregates(rows)
             await self._write([rollup_line(s, "1d", day, a) for s, a in aggs.items()])

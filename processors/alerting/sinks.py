@@ -126,7 +126,7 @@ class InfluxAlerts:
             for event in (AlertEvent.from_json(item.payload) for item in items)
         ]
         sink = await self._opened()
-        for refused in await sink.write(bucket, lines):
+        for refused in await sink.write(bucket, lines, "alert"):
             log.error("InfluxDB refused an alert line", extra={"line": refused.line[:300]})
 
     async def close(self) -> None:

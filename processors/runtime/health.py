@@ -5,11 +5,18 @@
   ``kotaflow_records_out_total``, ``kotaflow_deadletter_total{reason}``,
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
-  ``kotaflow_pending_corrections``; every series has a ``stage`` label.
+  ``kotaflow_pending_corrections``, ``kotaflow_write_blocked{reason}`` (1 while the
+  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``); every series has a
+  ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
   instance; dashboards take ``derivative()`` for rates.
+
+* :meth:`Health.status`: the same state as a small JSON-able mapping per stage (blocked or
+  not, why, since when, what to fix); ``kotaflow process`` writes it to
+  ``<state>/processors/<instance>.status.json`` every health interval (and at once when a
+  stage stalls or resumes), for ``kotaflow status`` and other tools.
 
 ``records_in`` counts Kafka records consumed (a readings record v2 holds a message's
 readings); ``records_out`` counts what a stage made: readings for validate, points for
@@ -18,8 +25,11 @@ store, rollup rows for aggregate.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -32,6 +42,8 @@ class _Snapshot:
     deadletters: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     write_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    blocked: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    """stage -> (reason, since epoch ms, what to fix) while its writes stall."""
 
 
 class Health:
@@ -65,7 +77,15 @@ class Health:
         self._pending = Gauge(
             "kotaflow_pending_corrections", "Late windows waiting", ["stage"], registry=r
         )
+        self._blocked = Gauge(
+            "kotaflow_write_blocked",
+            "1 while the stage's InfluxDB writes stall (not the data's fault), by reason",
+            ["stage", "reason"],
+            registry=r,
+        )
         self._snap = _Snapshot()
+        self.on_status_change: list[Callable[[], None]] = []
+        """Called when a stage stalls or resumes (the runner rewrites the status file)."""
 
     def records_in(self, stage: str, n: int) -> None:
         self._in.labels(stage).inc(n)
@@ -104,6 +124,41 @@ class Health:
         self._pending.labels(stage).set(n)
         self._snap.counters[(stage, "pending_corrections")] = n
 
+    def write_blocked(self, stage: str, reason: str | None, fix: str = "") -> None:
+        """``stage``'s writes stall for ``reason`` (None: they flow again)."""
+        previous = self._snap.blocked.pop(stage, None)
+        if previous is not None:
+            self._blocked.labels(stage, previous[0]).set(0)
+        if reason is not None:
+            since = previous[1] if previous else time.time_ns() // 1_000_000
+            self._snap.blocked[stage] = (reason, since, fix)
+            self._blocked.labels(stage, reason).set(1)
+        self._snap.counters[(stage, "write_blocked")] = 0 if reason is None else 1
+        for notify in self.on_status_change:
+            notify()
+
+    def blocked(self, stage: str) -> str | None:
+        """Why ``stage``'s writes stall now, or None."""
+        found = self._snap.blocked.get(stage)
+        return found[0] if found else None
+
+    def status(self) -> dict[str, Any]:
+        """Every stage's state for other tools: the status hook of ``kotaflow status``."""
+        snap = self._snap
+        stages = {s for s, _ in snap.counters} | set(snap.blocked)
+        out: dict[str, Any] = {}
+        for stage in sorted(stages):
+            entry: dict[str, Any] = {
+                name: int(v) for (s, name), v in sorted(snap.counters.items()) if s == stage
+            }
+            blocked = snap.blocked.get(stage)
+            entry["write_blocked"] = None
+            if blocked is not None:
+                reason, since_ms, fix = blocked
+                entry["write_blocked"] = {"reason": reason, "since_ms": since_ms, "fix": fix}
+            out[stage] = entry
+        return {"instance": self.instance, "at_ms": time.time_ns() // 1_000_000, "stages": out}
+
     def value(self, stage: str, name: str) -> float:
         """A cumulative figure (``records_in``, ``deadletter``, ...), for tests and views."""
         return self._snap.counters.get((stage, name), 0.0)
@@ -131,6 +186,9 @@ class Health:
             if fields:
                 tags = {"instance": self.instance, "stage": stage}
                 out.append(line(series_prefix(measurement, tags), fields, now_ms))
+        for stage, (reason, _, _) in sorted(snap.blocked.items()):
+            tags = {"instance": self.instance, "reason": reason, "stage": stage}
+            out.append(line(series_prefix(measurement, tags), [("write_blocked", "1i")], now_ms))
         for (stage, reason), v in sorted(snap.deadletters.items()):
             tags = {"instance": self.instance, "reason": reason, "stage": stage}
             out.append(

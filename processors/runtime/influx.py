@@ -5,13 +5,19 @@ module adds what the stages need on top of it:
 
 * :meth:`InfluxSink.write` sends one batch of line protocol, gzip-compressed (level 1 in a
   worker thread: the client's own gzip runs at level 9 on the event loop and costs more than
-  building the lines), and returns only once InfluxDB accepted all of it. It retries
-  429/5xx/no-answer forever with backoff, honouring ``Retry-After``, so an outage stalls
-  the stage (offsets stay uncommitted) instead of losing data.
-* A 400 (a line InfluxDB refuses) or 413 (too large) is not retried as is: the batch is
-  halved until the refused lines are alone; they are returned to the caller, which
-  dead-letters them. Every other line is written.
-* :meth:`InfluxSink.query` runs a Flux query (with the same retries) and returns rows.
+  building the lines), and returns only once InfluxDB accepted all of it.
+* Only an answer that names refused lines (a 400 "unable to parse", a 422 partial write)
+  is about the data: the batch is halved until the refused lines are alone; they are
+  returned to the caller, which dead-letters them. Every other line is written.
+* Every other failure (401/403 token, 404 bucket/org, 413 for one line, 429/5xx, timeout,
+  no answer) stalls the caller: the same write is retried for ever with backoff,
+  honouring ``Retry-After``, and reported through :class:`~processors.runtime.write_block.BlockLog`
+  (one error line a minute saying what to fix, ``kotaflow_write_blocked{stage,reason}``).
+  The token is read again from its source before each retry, so a token rotated in its
+  file (after a 401/403, or for a re-created bucket) is picked up without a restart.
+  A 413 for several lines halves them.
+* :meth:`InfluxSink.query` runs a Flux query and returns rows: for a stage stalled and
+  retried the same way (a 400 is a bad query and raises); for a tool only outages retry.
 
 Create :class:`InfluxSink` inside a coroutine (``async with InfluxSink(...)``).
 """
@@ -20,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import logging
 import random
 import time
@@ -33,52 +38,33 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
-from kotaflow.logs import redact
 from kotaflow.settings import Settings
+from processors.runtime.influx_token import READ_ROLE, WRITE_ROLE, InfluxConfigError, TokenSource
+from processors.runtime.influx_token import resolve_token as resolve_token
 from processors.runtime.retry import Backoff, parse_retry_after, retryable
+from processors.runtime.write_block import (
+    BlockGauge,
+    BlockLog,
+    BlockReason,
+    Target,
+    Verdict,
+    block_reason,
+    judge,
+)
 
 log = logging.getLogger("kotaflow.processors.influx")
 
 T = TypeVar("T")
 
-
-class InfluxConfigError(RuntimeError):
-    """No usable InfluxDB token: the message says where one was looked for."""
-
-
-WRITE_ROLE, READ_ROLE = "pipeline", "grafana"
-"""Roles of the local stack's tokens (``deploy/local/influxdb.py``): the pipeline token may
-write both buckets, the Grafana token read them; the processors use each for what it allows."""
-
-
-def resolve_token(settings: Settings, role: str) -> str:
-    """``influxdb.token`` if set; else ``processing.influx_token_file``; else the local
-    stack's token for ``role`` from ``<state>/influxdb/tokens.json``. A token read from a
-    file is masked in the logs from then on."""
-    if settings.influxdb.token is not None:
-        return settings.influxdb.token.get_secret_value()
-    explicit = settings.processing.influx_token_file
-    if explicit is not None:
-        try:
-            token = explicit.read_text().strip()
-        except OSError as err:
-            raise InfluxConfigError(f"cannot read InfluxDB token file {explicit}: {err}") from None
-        if token:
-            redact(token)
-            return token
-        raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
-    path = settings.stack.state_dir / "influxdb" / "tokens.json"
-    try:
-        found: Any = json.loads(path.read_text()).get("tokens", {}).get(role)
-    except (OSError, ValueError, AttributeError):
-        found = None
-    if isinstance(found, str) and found:
-        redact(found)
-        return found
-    raise InfluxConfigError(
-        f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or "
-        f"processing.influx_token_file, or run `kotaflow stack up` (no {role!r} token in {path})"
-    )
+__all__ = [
+    "READ_ROLE",
+    "WRITE_ROLE",
+    "InfluxConfigError",
+    "InfluxSink",
+    "Refused",
+    "flux_string",
+    "resolve_token",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,56 +89,92 @@ def _status_of(err: BaseException) -> tuple[int | None, str | None, str]:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
+class _Client:
+    """One influxdb-client client and where its token comes from."""
+
+    def __init__(self, settings: Settings, role: str) -> None:
+        self.source = TokenSource(settings, role)
+        self.token = self.source.read()
+        self.client = InfluxDBClientAsync(
+            url=settings.influxdb.url,
+            token=self.token,
+            org=settings.influxdb.org,
+            timeout=int(settings.processing.retry.timeout_s * 1000),
+            enable_gzip=False,
+        )
+
+    def reread_token(self) -> None:
+        """Use the token its source holds now (a rotated token file); keep the old one if
+        the source cannot be read right now."""
+        if not self.source.rereadable:
+            return
+        try:
+            token = self.source.read()
+        except InfluxConfigError as err:
+            log.warning("InfluxDB token not re-read", extra={"why": str(err)})
+            return
+        if token != self.token:
+            self.token = token
+            self.client.api_client.set_default_header("Authorization", f"Token {token}")  # type: ignore[no-untyped-call]
+            log.warning(
+                "InfluxDB token changed in its source: using the new one",
+                extra={"token": self.source.where()},
+            )
+
+
 class InfluxSink:
-    """One InfluxDB client, shared by the stages of a process."""
+    """One InfluxDB client pair (write, read), shared by the stages of a process.
+
+    ``gauge`` (the process's :class:`~processors.runtime.health.Health`) gets the stalls and
+    retries per stage; each call names its stage (``stage=``)."""
 
     def __init__(
         self,
         settings: Settings,
-        on_retry: Callable[[str, str], None] | None = None,
+        gauge: BlockGauge | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._backoff = Backoff.from_settings(settings.processing.retry)
+        self._blocks = BlockLog(gauge)
         self._on_retry = on_retry
         self._sleep = sleep
-        self._writer: InfluxDBClientAsync | None = None
-        self._reader: InfluxDBClientAsync | None = None
+        self._writer: _Client | None = None
+        self._reader: _Client | None = None
         self._writes: WriteService | None = None
 
-    def _connect(self, role: str) -> InfluxDBClientAsync:
-        return InfluxDBClientAsync(
-            url=self._settings.influxdb.url,
-            token=resolve_token(self._settings, role),
-            org=self._settings.influxdb.org,
-            timeout=int(self._settings.processing.retry.timeout_s * 1000),
-            enable_gzip=False,
-        )
-
     async def __aenter__(self) -> InfluxSink:
-        self._writer = self._connect(WRITE_ROLE)
-        self._reader = self._connect(READ_ROLE)
-        self._writes = WriteService(self._writer.api_client)  # type: ignore[no-untyped-call]
+        self._writer = _Client(self._settings, WRITE_ROLE)
+        self._reader = _Client(self._settings, READ_ROLE)
+        self._writes = WriteService(self._writer.client.api_client)  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for client in (self._writer, self._reader):
-            if client is not None:
-                await client.close()  # type: ignore[no-untyped-call]
+        for held in (self._writer, self._reader):
+            if held is not None:
+                await held.client.close()  # type: ignore[no-untyped-call]
         self._writer = self._reader = None
 
-    async def write(self, bucket: str, lines: Sequence[str]) -> list[Refused]:
-        """Write all ``lines`` (ms precision); return the ones InfluxDB refused as invalid."""
+    def blocked(self, stage: str) -> BlockReason | None:
+        """Why ``stage``'s requests stall right now, or None."""
+        return self._blocks.reason(stage)
+
+    async def write(
+        self, bucket: str, lines: Sequence[str], stage: str = "influxdb"
+    ) -> list[Refused]:
+        """Write all ``lines`` (ms precision); return the ones InfluxDB refused as invalid.
+        Does not return while InfluxDB refuses for any other reason (see the module)."""
         if not lines:
             return []
         refused: list[Refused] = []
         pending: list[Sequence[str]] = [lines]
         while pending:
             chunk = pending.pop()
-            status, message = await self._post_with_retries(bucket, chunk)
-            if status is None:
+            verdict, status, message = await self._post_until_judged(bucket, chunk, stage)
+            if verdict is None:
                 continue
-            if len(chunk) == 1:
+            if verdict is Verdict.REFUSED and len(chunk) == 1:
                 refused.append(Refused(chunk[0], status, message))
                 log.warning(
                     "InfluxDB refused a line", extra={"line": chunk[0][:300], "why": message}
@@ -162,14 +184,18 @@ class InfluxSink:
             pending += [chunk[half:], chunk[:half]]
         return refused
 
-    async def _post_with_retries(self, bucket: str, chunk: Sequence[str]) -> tuple[int | None, str]:
-        """POST until accepted (None) or refused for good (status, message)."""
+    async def _post_until_judged(
+        self, bucket: str, chunk: Sequence[str], stage: str
+    ) -> tuple[Verdict | None, int, str]:
+        """POST until accepted (None) or answered about the data or its size."""
         body = await asyncio.to_thread(_gzip, chunk)
         attempt = 0
         while True:
+            writer, writes = self._writer, self._writes
+            assert writer is not None, "use InfluxSink inside `async with`"
+            assert writes is not None
             try:
-                assert self._writes is not None, "use InfluxSink inside `async with`"
-                await self._writes.post_write_async(  # type: ignore[no-untyped-call]
+                await writes.post_write_async(  # type: ignore[no-untyped-call]
                     org=self._settings.influxdb.org,
                     bucket=bucket,
                     body=body,
@@ -177,48 +203,77 @@ class InfluxSink:
                     content_encoding="gzip",
                     content_type="text/plain; charset=utf-8",
                 )
-                return None, ""
             except (ApiException, *_TRANSPORT_ERRORS) as err:
                 status, retry_after, message = _status_of(err)
-                if not retryable(status):
-                    return status if status is not None else 400, message
+                verdict = judge(status, message, len(chunk))
+                if verdict is not Verdict.BLOCKED:
+                    self._blocks.cleared(stage)
+                    return verdict, status or 0, message
                 attempt += 1
-                await self._wait(attempt, retry_after, f"write {bucket}", message)
+                await self._stall(stage, writer, bucket, err, attempt, retry_after)
+                continue
+            self._blocks.cleared(stage)
+            return None, 0, ""
 
-    async def query(self, flux: str) -> list[dict[str, Any]]:
-        """Rows (``record.values``) of a Flux query, retried like writes."""
-        assert self._reader is not None, "use InfluxSink inside `async with`"
+    async def query(self, flux: str, stage: str | None = None) -> list[dict[str, Any]]:
+        """Rows (``record.values``) of a Flux query. A 400 (the query is wrong) raises.
+        For a ``stage``, any other failure stalls and is retried like a write; for a tool
+        (no stage: a dashboard check, a test) only what may pass by itself (no answer,
+        429, 5xx) is retried and the rest raises, so a bad token fails the tool at once."""
         attempt = 0
         while True:
+            reader = self._reader
+            assert reader is not None, "use InfluxSink inside `async with`"
             try:
-                tables = await self._reader.query_api().query(flux, org=self._settings.influxdb.org)
-                return [record.values for table in tables for record in table.records]
+                tables = await reader.client.query_api().query(
+                    flux, org=self._settings.influxdb.org
+                )
             except (ApiException, *_TRANSPORT_ERRORS) as err:
-                status, retry_after, message = _status_of(err)
-                if not retryable(status):
+                status, retry_after, _ = _status_of(err)
+                if status == 400 or (stage is None and not retryable(status)):
                     raise
                 attempt += 1
-                await self._wait(attempt, retry_after, "query", message)
+                await self._stall(stage or "query", reader, None, err, attempt, retry_after)
+                continue
+            if stage is not None:
+                self._blocks.cleared(stage)
+            return [record.values for table in tables for record in table.records]
 
     async def ping(self) -> bool:
         assert self._writer is not None
         try:
-            return bool(await self._writer.ping())
+            return bool(await self._writer.client.ping())
         except _TRANSPORT_ERRORS:
             return False
 
-    async def _wait(self, attempt: int, retry_after: str | None, what: str, message: str) -> None:
+    async def _stall(
+        self,
+        stage: str,
+        client: _Client,
+        bucket: str | None,
+        err: BaseException,
+        attempt: int,
+        retry_after: str | None,
+    ) -> None:
+        """Report the block, wait the backoff, and read the token again if it was refused."""
+        status, _, message = _status_of(err)
+        timed_out = isinstance(err, asyncio.TimeoutError)
+        reason = block_reason(status, message, timed_out)
+        target = Target(
+            url=self._settings.influxdb.url,
+            org=self._settings.influxdb.org,
+            bucket=bucket,
+            token=client.source.where(),
+            token_rereadable=client.source.rereadable,
+        )
+        self._blocks.blocked(stage, reason, message, target)
+        if self._on_retry is not None:
+            self._on_retry(stage)
         delay = self._backoff.delay(
             attempt, parse_retry_after(retry_after, time.time()), random.random()
         )
-        log.warning(
-            "InfluxDB %s failed, retrying",
-            what,
-            extra={"attempt": attempt, "in_s": delay, "why": message},
-        )
-        if self._on_retry is not None:
-            self._on_retry(what, message)
         await self._sleep(delay)
+        client.reread_token()  # cheap, and the fix for 401/403 (and a re-created bucket)
 
 
 def _gzip(lines: Sequence[str]) -> bytes:

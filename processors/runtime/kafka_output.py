@@ -42,10 +42,15 @@ class KafkaOutput:
         self._users += 1
         if self._producer is None:
             cfg = self._settings.processing.validation
-            self._producer = make_producer(
+            producer = make_producer(
                 self._settings, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
             )
-            await self._producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a failed start leaves its connections to close
+                raise
+            self._producer = producer
 
     async def stop(self) -> None:
         self._users -= 1

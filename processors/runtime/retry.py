@@ -1,15 +1,16 @@
-"""When and how long to wait before retrying an InfluxDB request (pure policy, no I/O).
+"""When and how long to wait before retrying a request (pure policy, no I/O).
 
-* Retry: no answer at all (connection refused, timeout), 408, 429 and every 5xx. InfluxDB
-  answers 429/503 when it is overloaded and may say how long to wait in ``Retry-After``.
-* Do not retry: other 4xx. The request itself is wrong; retrying would loop forever, so the
-  caller splits the batch to find and dead-letter the bad lines (400) or halves it (413).
+* :func:`retryable`: whether an HTTP answer may pass by itself: no answer at all
+  (connection refused, timeout), 408, 429 and every 5xx (the alert channels' and the
+  one-shot tools' rule).
+  InfluxDB writes go further (``processors/runtime/write_block.py``): only answers that name
+  refused lines are final; a 401/403/404 is retried too, since an operator can fix it.
 * Delay: exponential from ``initial_s`` by ``multiplier`` up to ``max_s``, with +/- ``jitter``
   so that many processes do not retry in step; a server's ``Retry-After`` (seconds or an
   HTTP date) wins when longer, capped at ``max_retry_after_s``.
 
 Retries never give up on their own: a stage that cannot write keeps its offsets uncommitted
-and waits, which is what keeps data from being lost while InfluxDB is down.
+and waits, which is what keeps data from being lost while InfluxDB is down or refuses us.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ lock held, so the rebalance (which runs while ``getmany`` waits) cannot deadlock
 
 A commit that fails because the group rebalanced is logged and dropped: the new owner
 re-reads from the last commit, which is the at-least-once half of every stage's guarantee.
+
+Kafka unreachable at start (a broker restarting, the stack still coming up) is not an
+error: the stage's clients are made afresh and started again with backoff
+(:data:`START_BACKOFF`), one warning line per attempt, until they connect or the stage is
+told to stop.
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Protocol
 
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings, StageConsumer
 from processors.runtime.health import Health
 from processors.runtime.kafka_clients import make_consumer
+from processors.runtime.retry import Backoff
 
 log = logging.getLogger("kotaflow.processors.loop")
 
@@ -78,6 +86,26 @@ class Stage(Protocol):
         """
 
 
+START_BACKOFF = Backoff(initial_s=1.0, max_s=10.0, multiplier=2.0, jitter=0.1)
+"""Between attempts to reach Kafka at start: 1, 2, 4, 8, then every 10 s."""
+
+
+async def wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep ``delay`` seconds unless ``stop`` is set first; True if it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _quietly(closing: Awaitable[None]) -> None:
+    try:
+        await closing
+    except (KafkaError, OSError) as err:
+        log.debug("closing after a failed start", extra={"error": repr(err)})
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -101,17 +129,46 @@ class StageLoop:
         self.settings = settings
         self.health = health
         self._lock = asyncio.Lock()
-        self._consumer = make_consumer(
-            settings, stage.consumer_settings, f"kotaflow-{stage.name}-{instance_name()}"
-        )
+        self._consumer = self._new_consumer()
         self.owned: set[TopicPartition] = set()
         self._position: dict[TopicPartition, int] = {}
 
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        name = f"kotaflow-{self.stage.name}-{instance_name()}"
+        return make_consumer(self.settings, self.stage.consumer_settings, name)
+
+    async def _start(self, stop: asyncio.Event) -> bool:
+        """Start the stage's clients and the consumer, retrying while Kafka is unreachable;
+        False if told to stop first (then nothing is left open)."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.stage.start()
+                self._consumer.subscribe([self.stage.input_topic], listener=_Listener(self))
+                await self._consumer.start()
+                return True
+            except (KafkaError, OSError) as err:
+                await _quietly(self._consumer.stop())  # a half-started client must not leak
+                await _quietly(self.stage.stop())
+                attempt += 1
+                delay = START_BACKOFF.delay(attempt, rand=random.random())
+                log.warning(
+                    "Kafka unreachable at %s, stage %s not started yet: retrying in %.0f s",
+                    self.settings.kafka.bootstrap_servers,
+                    self.stage.name,
+                    delay,
+                    extra={"stage": self.stage.name, "attempt": attempt, "error": repr(err)}
+                    | ONE_LINE_EACH,
+                )
+                self._consumer = self._new_consumer()
+                await wait_or_stop(stop, delay)
+        await _quietly(self._consumer.stop())
+        return False
+
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.stage.consumer_settings
-        await self.stage.start()
-        self._consumer.subscribe([self.stage.input_topic], listener=_Listener(self))
-        await self._consumer.start()
+        if not await self._start(stop):
+            return
         log.info("stage started", extra={"stage": self.stage.name, "group": cfg.group_id})
         try:
             while not stop.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -72,3 +73,41 @@ def test_short_values_are_not_treated_as_secrets(output: io.StringIO) -> None:
     redact("abc")
     logging.getLogger("kotaflow.test").info("abc stays")
     assert json.loads(output.getvalue())["msg"] == "abc stays"
+
+
+def test_repeated_errors_are_let_through_once_per_interval_with_a_count(
+    output: io.StringIO,
+) -> None:
+    """aiokafka's own logger goes through the same handler: its repeats collapse too."""
+    from kotaflow.logs import REPEAT_INTERVAL_S
+
+    log = logging.getLogger("aiokafka.conn")
+    start = 1_000_000.0
+    for i in range(4500):  # 20 s of connection errors at ~225 lines/s
+        record = log.makeRecord(
+            log.name,
+            logging.ERROR,
+            __file__,
+            1,
+            "Unable connect to node with id %s: %s",
+            (i % 3, "[Errno 111] Connect call failed"),
+            None,
+        )
+        record.created = start + i * 20 / 4500
+        log.handle(record)
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    assert len(lines) == math.ceil(20 / REPEAT_INTERVAL_S)  # 2 lines, not 4,500
+    assert lines[0]["msg"].startswith("Unable connect to node with id 0")
+    assert "repeated" not in lines[0]
+    assert sum(line.get("repeated", 0) for line in lines) + len(lines) <= 4500
+    assert lines[1]["repeated"] > 2000
+
+
+def test_different_messages_and_info_lines_are_never_collapsed(output: io.StringIO) -> None:
+    log = logging.getLogger("kotaflow.test")
+    for _ in range(3):
+        log.info("stage started")
+    log.warning("one thing")
+    log.warning("another thing")
+    logging.getLogger("kotaflow.other").warning("one thing")
+    assert len(output.getvalue().splitlines()) == 6

@@ -253,7 +253,7 @@ async def test_influxdb_unreachable_for_a_while_then_back_loses_nothing(
         down_at = time.monotonic()
         await produce(s, s.kafka.topics.raw, records[half:])
         await wait_for(lambda: health.value("validate", "records_in") >= len(records), 60, "all")
-        await wait_for(lambda: health.value("influxdb", "write_retries") >= 5, 60, "failures")
+        await wait_for(lambda: health.value("store", "write_retries") >= 5, 60, "failures")
         # InfluxDB stays away for the full minute, not just a few retries.
         await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         readings_end = sum((await end_offsets(s, s.kafka.topics.readings)).values())

@@ -142,3 +142,28 @@ async def test_readings_sharing_a_time_go_out_together_and_a_repeat_is_kept(
         [("pm25", 11.0, t - 2000)],
         [("pm25", 12.0, t - 1000)],
     ]
+
+
+@pytest.mark.services
+@pytest.mark.asyncio
+async def test_payload_that_is_not_utf8_is_dead_lettered_not_stored(on_kafka: Settings) -> None:
+    """The issue's case (a lone surrogate ``ED A0 80`` in a JSON string, which the old
+    ``json`` fallback let through) and its kin, through the stage: each a ``not_utf8``
+    dead letter with its original bytes; the good message beside them comes out."""
+    s = on_kafka
+    t = now_ms()
+    bad_payloads = [
+        b'{"pm25": 12.0, "note": "\xed\xa0\x80"}',
+        b'{"pm25": 12.0, "note": "\xc0\xaf"}',
+        b'{"pm25": NaN, "note": "\xe2\x82"}',
+        b'{"pm25": 12.0}\xff',
+    ]
+    bad = [envelope("rtg-aq-01", p, t) for p in bad_payloads]
+    await produce(s, s.kafka.topics.raw, [*bad, native("rtg-aq-01", {"pm25": 10.0}, t, t)])
+    async with running(s, StageName.VALIDATE):
+        readings = await read_topic(s, s.kafka.topics.readings, lambda r: len(r) >= 1)
+        letters = await read_topic(s, s.kafka.topics.deadletter, lambda r: len(r) >= 4)
+    dead = [DeadLetter.from_value(r.value or b"") for r in letters]
+    assert sorted(d.payload for d in dead) == sorted(bad_payloads)
+    assert {d.reason.value for d in dead} == {"not_utf8"}
+    assert [v.metric for r in readings for v in readings_of(r.value or b"")] == ["pm25"]
