@@ -93,6 +93,18 @@ def _grafana() -> None:
     _app.add_typer(grafana_app, name="grafana")
 
 
+def _backup() -> None:
+    from deploy.backup.cli import backup
+
+    _app.command("backup")(backup)
+
+
+def _restore() -> None:
+    from deploy.backup.cli import restore
+
+    _app.command("restore")(restore)
+
+
 def _bench() -> None:
     try:
         from benchmarks.cli import bench
@@ -112,6 +124,8 @@ PARTS: dict[str, Callable[[], None]] = {
     "alert": _alert,
     "alerts": _alerts,
     "grafana": _grafana,
+    "backup": _backup,
+    "restore": _restore,
     "bench": _bench,
 }
 """One line per command group. Each is imported only when its command runs, so a long-lived

@@ -231,6 +231,40 @@ class ProcessingSettings(_Section):
     )
 
 
+OSM_TILES = "osm"
+NO_TILES = "none"
+
+
+class GrafanaSettings(_Section):
+    """The generated dashboards (``kotaflow grafana``): what their maps draw under the devices.
+
+    ``osm`` loads openstreetmap.org tiles in each viewer's browser, so it needs outbound
+    internet; a data centre without it uses its own tile server's URL, or ``none``.
+    """
+
+    map_tiles: str = Field(
+        OSM_TILES,
+        description="osm (openstreetmap.org, needs internet), a tile server URL with {z}, {x} "
+        "and {y}, e.g. https://tiles.example.id/{z}/{x}/{y}.png, or none (a table, no map)",
+    )
+    map_attribution: str = Field(
+        "© OpenStreetMap contributors", description="credit shown on maps from map_tiles' URL"
+    )
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tiles(cls, value: str) -> str:
+        if value in (OSM_TILES, NO_TILES):
+            return value
+        placeholders = all(p in value for p in ("{z}", "{x}", "{y}"))
+        if not value.startswith(("http://", "https://", "/")) or not placeholders:
+            raise ValueError(
+                "expected osm, none, or a tile URL (http(s):// or a path on Grafana's own "
+                "host) with {z}, {x} and {y}"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     """All of kotaflow's configuration. Sections mirror the data flow."""
 
@@ -248,6 +282,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")

@@ -7,12 +7,12 @@ and the same inputs always give byte-identical files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from deploy.grafana.i18n import Lang
 from devices.fleet import Fleet, load_fleet
 from kotaflow.alerting_settings import AlertingSettings
-from kotaflow.settings import Settings
+from kotaflow.settings import GrafanaSettings, Settings
 from processors.alerting.model import RuleKind, RuleSet
 from processors.alerting.rules import load_rules, rules_file_of, with_device_levels
 
@@ -61,6 +61,8 @@ class BuildContext:
     influx: InfluxNames
     datasource_uid: str = DATASOURCE_UID
     timezone: str = TIMEZONE
+    maps: GrafanaSettings = field(default_factory=GrafanaSettings)
+    """Which tiles the map panels load (``grafana.map_tiles``), or none: tables instead."""
 
     def uid(self, name: str) -> str:
         """A dashboard's uid: ``kotaflow-<name>``, plus ``-en`` for the English variant."""
@@ -100,4 +102,5 @@ def load_context(settings: Settings, lang: Lang = Lang.ID) -> BuildContext:
         types=set(catalogue.types),
     )
     rules = with_device_levels(rules, fleet.registry)
-    return BuildContext(lang, fleet, rules, InfluxNames.from_settings(settings))
+    influx = InfluxNames.from_settings(settings)
+    return BuildContext(lang, fleet, rules, influx, maps=settings.grafana)

@@ -33,11 +33,18 @@ from deploy.grafana.bands import Bands
 from deploy.grafana.context import BuildContext
 from deploy.grafana.i18n import Text
 from deploy.grafana.query import Flux, datasource_ref
+from kotaflow.settings import NO_TILES, OSM_TILES
 
 SERIES_NAME = "${__field.labels.device}"
 """Per-device series are named by their device id."""
 DEFAULT_TIME = ("now-24h", "now")
 NAV_TITLE = Text("Dasbor kotaflow", "kotaflow dashboards")
+MAP_TILES = Text("Peta dasar", "Basemap")
+NO_MAP = Text(
+    "Peta dimatikan (grafana.map_tiles: none): posisi perangkat ada di kolom latitude/longitude.",
+    "Maps are off (grafana.map_tiles: none): device positions are in the latitude/longitude "
+    "columns.",
+)
 
 
 class _PanelBuilder(Protocol):
@@ -217,8 +224,27 @@ def device_map(
     description: str = "",
     width: int = 24,
     height: int = 14,
-) -> geomap.Panel:
-    """Markers at each row's ``latitude``/``longitude``, coloured by ``colour_field``."""
+) -> geomap.Panel | table.Panel:
+    """Markers at each row's ``latitude``/``longitude``, coloured by ``colour_field``.
+
+    With ``grafana.map_tiles: none`` the same rows are a table, cells coloured alike: a map
+    without a basemap is dots on grey, and Grafana's default basemap is on the internet.
+    """
+    if ctx.maps.map_tiles == NO_TILES:
+        return data_table(
+            ctx,
+            title,
+            query,
+            description=f"{description} {NO_MAP(ctx.lang)}".strip(),
+            width=width,
+            height=height,
+        ).override_by_name(
+            colour_field,
+            [
+                *_colour_by(colours, mappings),
+                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+            ],
+        )
     markers = (
         common.MapLayerOptions()
         .type("markers")
@@ -248,10 +274,22 @@ def device_map(
         _panel(geomap.Panel(), ctx, title, query, description, (width, height))
         .view(geomap.MapViewConfig().id("fit").all_layers(True).zoom(10))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
-        .basemap(common.MapLayerOptions().type("osm-standard").name("OpenStreetMap"))
+        .basemap(basemap(ctx))
         .layers([markers])
         .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
         .override_by_name(colour_field, _colour_by(colours, mappings))
+    )
+
+
+def basemap(ctx: BuildContext) -> common.MapLayerOptions:
+    """openstreetmap.org's tiles, or a (local) tile server's from ``grafana.map_tiles``."""
+    if ctx.maps.map_tiles == OSM_TILES:
+        return common.MapLayerOptions().type("osm-standard").name("OpenStreetMap")
+    return (
+        common.MapLayerOptions()
+        .type("xyz")
+        .name(MAP_TILES(ctx.lang))
+        .config({"url": ctx.maps.map_tiles, "attribution": ctx.maps.map_attribution})
     )
 
 

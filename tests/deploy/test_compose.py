@@ -37,7 +37,6 @@ KOTAFLOW_SERVICES = {
     "grafana-provisioning",
     "mqtt-credentials",
     "kafka-tls",
-    "mqtt-tls",
 }
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
@@ -116,7 +115,7 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
 
 def test_every_kotaflow_service_runs_a_real_kotaflow_command(compose: dict[str, Any]) -> None:
     runner = CliRunner()
-    for name in KOTAFLOW_SERVICES - {"kafka-topics", "kafka-tls", "mqtt-tls"}:  # python -c jobs
+    for name in KOTAFLOW_SERVICES - {"kafka-topics", "kafka-tls"}:  # python -c jobs
         command = compose["services"][name]["command"]
         if compose["services"][name].get("entrypoint") == ["/bin/sh", "-c"]:
             (script,) = command
@@ -143,36 +142,6 @@ def test_mosquitto_and_the_services_use_the_generated_accounts(compose: dict[str
     assert services["mosquitto"]["depends_on"]["mqtt-credentials"]["condition"] == (
         "service_completed_successfully"
     )
-
-
-def test_devices_reach_mosquitto_only_over_tls_with_the_mqtt_tls_certificate(
-    compose: dict[str, Any],
-) -> None:
-    """The job writes the files tls.py names into the volume; the broker mounts it where
-    mosquitto.conf's TLS listener reads them, may read them (uid 1883), starts after the job;
-    only 8883 is published beyond the host, plain 1883 on its loopback alone."""
-    services = compose["services"]
-    job, broker = services["mqtt-tls"], services["mosquitto"]
-    (script,) = job["command"]
-    state_dir = re.search(r'ensure_tls\(Path\("([^"]+)"\)', script)
-    assert state_dir is not None, script
-    files = TlsFiles.of(Path(state_dir.group(1)))
-    (target,) = [t for t, source in _mounts(job).items() if source == "mqtt-tls"]
-    assert files.ca_cert.parent == Path(target)
-    assert "os.chown(path, 1883, 1883)" in script
-    (certs,) = [t for t, source in _mounts(broker).items() if source == "mqtt-tls"]
-    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
-    assert "listener 8883 0.0.0.0" in conf
-    for key, path in (
-        ("cafile", files.ca_cert),
-        ("certfile", files.server_cert),
-        ("keyfile", files.server_key),
-    ):
-        assert f"{key} {certs}/{path.name}" in conf, key
-    assert broker["depends_on"]["mqtt-tls"]["condition"] == "service_completed_successfully"
-    published = [p.rsplit(":", 1) for p in broker["ports"]]
-    assert ["${MQTT_TLS_PORT:-8883}", "8883"] in published
-    assert all(host.startswith("127.0.0.1:") for host, port in published if port == "1883")
 
 
 def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(

@@ -1,10 +1,9 @@
 """The production Mosquitto config, started for real (Debian's mosquitto), with the accounts
 ``kotaflow devices credentials`` generates from the registry - as the compose file does.
 
-Only the config's container paths and ports are rewritten; the TLS listener gets a
-certificate from deploy/local/tls.py, as the compose job ``mqtt-tls`` makes it. MQTT 5 reason
-codes tell refused connects, subscribes and publishes apart from lost ones, so nothing waits
-for something not to happen.
+Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
+connects, subscribes and publishes apart from lost ones, so nothing waits for something not
+to happen.
 """
 
 from __future__ import annotations
@@ -27,13 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
-from deploy.local.tls import ensure_tls
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.cli import app
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 CREDENTIALS_DIR = "/run/kotaflow-mqtt"
-CERTS_DIR = "/mosquitto/certs"
 DEADLINE_S = 15.0
 NOT_AUTHORIZED = 135
 ACCEPTED = {0, 16}
@@ -50,8 +47,6 @@ def _free_port() -> int:
 class Broker:
     port: int
     passwords: dict[str, str]
-    tls_port: int
-    ca_file: Path
 
 
 @pytest.fixture(scope="module")
@@ -64,31 +59,25 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
     assert made.exit_code == 0, made.output
     passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
-    tls = ensure_tls(work, ["mosquitto"], lambda _: None)
-    port, tls_port = _free_port(), _free_port()
+    port = _free_port()
     conf = CONF.read_text().replace(CREDENTIALS_DIR, str(credentials))
-    conf = conf.replace(f"{CERTS_DIR}/", f"{tls.ca_cert.parent}/")
     conf = conf.replace("/mosquitto/data/", f"{work}/")
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-    conf = conf.replace("listener 8883 0.0.0.0", f"listener {tls_port} 127.0.0.1")
     assert str(credentials) in conf
-    assert f"keyfile {tls.server_key}" in conf
     (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
     log = (work / "broker.log").open("w")
     proc = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + DEADLINE_S
-        for listening in (port, tls_port):
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", listening), timeout=0.5).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log_text = (work / "broker.log").read_text()
-                        pytest.fail(f"mosquitto did not start: {log_text}")
-                    time.sleep(0.1)
-        yield Broker(port, passwords, tls_port, tls.ca_cert)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
+                time.sleep(0.1)
+        yield Broker(port, passwords)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -100,7 +89,6 @@ class Client:
     port: int
     user: str | None
     password: str | None
-    ca_file: Path | None = None
     connack: queue.Queue[int] = field(default_factory=queue.Queue)
     messages: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
     acks: queue.Queue[int] = field(default_factory=queue.Queue)
@@ -114,8 +102,6 @@ class Client:
         )
         if self.user is not None:
             self.mqtt.username_pw_set(self.user, self.password)
-        if self.ca_file is not None:
-            self.mqtt.tls_set(ca_certs=str(self.ca_file))  # verifies chain and host name
         self.mqtt.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(_code(rc))
         self.mqtt.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
         self.mqtt.on_publish = lambda _c, _u, _mid, rc, _p: self.acks.put(_code(rc))
@@ -165,31 +151,6 @@ def _assert_nothing_delivered(client: Client) -> None:
     order, so any message routed to it before this PUBACK has arrived by now."""
     client.publish("kotaflow/sync/none")
     assert client.messages.empty()
-
-
-def test_a_device_publishes_over_tls_verified_against_the_generated_ca(broker: Broker) -> None:
-    device = Client(broker.tls_port, "rtg-aq-01", broker.passwords["rtg-aq-01"], broker.ca_file)
-    try:
-        assert device.connect() == 0
-        assert device.publish("kotaflow/rtg-aq-01/telemetry") in ACCEPTED
-        assert device.publish("kotaflow/rtg-aq-02/telemetry") == NOT_AUTHORIZED
-    finally:
-        device.close()
-
-
-def test_the_tls_listener_answers_no_plain_mqtt(broker: Broker) -> None:
-    """A plain CONNECT on 8883 is a broken TLS handshake to the broker: no CONNACK comes,
-    the connection is closed or reset (or answered with a TLS alert record), so a device
-    that forgot TLS gets no session there."""
-    connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"  # MQTT 3.1.1, empty client id
-    with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=DEADLINE_S) as sock:
-        sock.sendall(connect)
-        try:
-            answer = sock.recv(64)
-        except ConnectionResetError:
-            answer = b""
-    assert not answer.startswith(b"\x20")  # not a CONNACK
-    assert answer == b"" or answer[0] == 0x15  # closed, or a TLS alert
 
 
 def test_anonymous_and_wrong_passwords_are_refused(login: Any) -> None:
