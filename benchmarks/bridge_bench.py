@@ -16,7 +16,7 @@ Method, so the two numbers are comparable:
    (acks=all) already has the record. Its peak RSS is read from /proc.
 
 Messages from other users of the broker that match the filters land in both queues too and
-are counted by both. Topics, sessions and the share group are unique per run and removed.
+are counted by both. Topics, sessions and the lease group are unique per run and removed.
 """
 
 from __future__ import annotations
@@ -174,7 +174,6 @@ async def measure(
         "KOTAFLOW_KAFKA__TOPICS__RAW": raw,
         "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": dead,
         "KOTAFLOW_BRIDGE__CLIENT_ID": bridge_id,
-        "KOTAFLOW_BRIDGE__SHARE_GROUP": f"bench-{rid}",
         "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "900",
         "KOTAFLOW_BRIDGE__METRICS_PORT": str(port),
         "KOTAFLOW_BRIDGE__RATE_PER_S": "1000000",

@@ -17,12 +17,12 @@ def bench(
     scenarios: Annotated[
         list[str] | None,
         typer.Argument(
-            help="bridge | process | e2e | alert (default: all four, in that order).",
+            help="bridge | process | late | e2e | alert (default: all, in that order).",
             show_default=False,
         ),
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Smaller runs: all four in under 2 minutes.")
+        bool, typer.Option("--quick", help="Smaller runs: all of them in a few minutes.")
     ] = False,
     results: Annotated[
         Path, typer.Option("--results", help="Directory for the JSON result files.")
@@ -37,7 +37,7 @@ def bench(
     kotaflow.bench.result/1). Exit code 1 if a scenario failed to run; missed targets are
     reported in the tables, not failures.
 
-    Example: kotaflow bench --quick  (all four in under 2 minutes; or: kotaflow bench e2e)
+    Example: kotaflow bench --quick  (all in a few minutes; or: kotaflow bench e2e)
     """
     from rich.console import Console
 

@@ -268,7 +268,6 @@ async def measure(
         bridge_cfg = buckets.bridge.model_copy(
             update={
                 "client_id": f"bench-e2e-{tag}",
-                "share_group": f"bench-e2e-{tag}",
                 "session_expiry_s": 300,
                 "metrics_port": 0,
                 # 41 devices carrying 2,000 readings/s send ~10 messages/s each: far over

@@ -1,65 +1,29 @@
 """Keeping a benchmark's data to itself on the shared local stack.
 
-Kafka topics and consumer groups come from :func:`tests.support.isolated_kafka.isolated`; this adds
-the InfluxDB side: two scratch buckets (telemetry, rollups) created with the local stack's
-operator token and deleted afterwards, so a benchmark's points never mix with anyone's
-``telemetry``/``rollups`` and queries on them see only its own. It also writes settings to
-a YAML file for the ``kotaflow`` child processes a scenario starts. MQTT sessions are wiped
+Kafka topics and consumer groups come from :func:`tests.support.isolated_kafka.isolated`,
+scratch InfluxDB buckets from :func:`tests.support.scratch_influx.scratch_buckets`
+(re-exported here, shared with the tests), so a benchmark's points never mix with anyone's
+``telemetry``/``rollups`` and queries on them see only its own. This adds writing settings
+to a YAML file for the ``kotaflow`` child processes a scenario starts. MQTT sessions are wiped
 with :func:`kotaflow.mqtt.wipe_mqtt_session` (re-exported here for the scenarios).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from datetime import time as dt_time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from pydantic import SecretStr
 
-from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.mqtt import MqttAccess
 from kotaflow.mqtt import wipe_mqtt_session as wipe_mqtt_session  # the scenarios' import
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
-
-
-@asynccontextmanager
-async def scratch_buckets(settings: Settings, tag: str) -> AsyncIterator[Settings]:
-    """``settings`` writing to fresh buckets ``bench_<tag>_{telemetry,rollups}`` with the
-    operator token (it may also read them); both buckets are deleted on exit."""
-    access = load_access(settings.stack.state_dir)
-    if access is None:
-        raise RuntimeError("no InfluxDB tokens in the stack's state dir: run `kotaflow stack up`")
-    token = access.token(OPERATOR)
-    names = {role: f"bench_{tag}_{role}" for role in ("telemetry", "rollups")}
-    headers = {"Authorization": f"Token {token}"}
-    async with httpx.AsyncClient(
-        base_url=settings.influxdb.url, headers=headers, timeout=30.0
-    ) as http:
-        ids: list[str] = []
-        try:
-            for name in names.values():
-                made = await http.post(
-                    "/api/v2/buckets",
-                    json={"orgID": access.org_id, "name": name, "retentionRules": []},
-                )
-                made.raise_for_status()
-                ids.append(made.json()["id"])
-            influx = settings.influxdb.model_copy(
-                update={
-                    "telemetry_bucket": names["telemetry"],
-                    "rollups_bucket": names["rollups"],
-                    "token": SecretStr(token),
-                }
-            )
-            yield settings.model_copy(update={"influxdb": influx})
-        finally:
-            for bucket_id in ids:
-                await http.delete(f"/api/v2/buckets/{bucket_id}")
+from tests.support.scratch_influx import scratch_buckets as scratch_buckets  # scenarios' import
 
 
 def mosquitto_cli_env(access: MqttAccess, folder: Path) -> dict[str, str]:
@@ -108,4 +72,8 @@ def _plain(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, timedelta):  # alert routes' durations: read back as seconds
+        return value.total_seconds()
+    if isinstance(value, dt_time):  # quiet hours: read back from "HH:MM:SS"
+        return value.isoformat()
     return value

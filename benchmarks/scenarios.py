@@ -31,6 +31,7 @@ class Scenario:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bridge", "benchmarks.bridge_bench", "MQTT -> Kafka next to mosquitto_sub"),
     Scenario("process", "benchmarks.processors_throughput", "Kafka backlog -> InfluxDB"),
+    Scenario("late", "benchmarks.late_bench", "a day of late readings -> corrections"),
     Scenario("e2e", "benchmarks.e2e_bench", "devices -> InfluxDB at 2,000 readings/s"),
     Scenario("alert", "benchmarks.alert_bench", "threshold crossing -> webhook"),
 )

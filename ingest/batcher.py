@@ -16,6 +16,11 @@ wait for a batch that is not full yet. Memory is bounded by the caller, which ho
 ``max_in_flight`` messages (:class:`ingest.mqtt.MqttIntake`).
 
 ``on_done(topic, items, error)`` runs once per batch, with the items in append order.
+
+A record larger than ``max_record_bytes`` (:mod:`ingest.sizes`) is refused at append with
+:class:`RecordTooLargeError`, before it is in any batch: the caller dead-letters it compactly
+and goes on. (aiokafka's empty batch takes a record of any size, and the broker would then
+refuse the whole batch, again on every retry.)
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ Headers = list[tuple[str, bytes]]
 """aiokafka's C batch builder takes a list, nothing else."""
 
 OnDone = Callable[[str, list[T], BaseException | None], None]
+
+
+class RecordTooLargeError(ValueError):
+    """One record is over the bridge's record limit; nothing was appended."""
+
+
+def record_size(key: bytes | None, value: bytes, headers: Headers) -> int:
+    """An upper bound of a record's size in a batch (bytes plus framing)."""
+    size = 32 + len(value) + (len(key) if key else 0)
+    for name, data in headers:
+        size += 8 + len(name) + len(data)
+    return size
 
 
 class Lane(Generic[T]):
@@ -71,7 +88,13 @@ class Lane(Generic[T]):
     def append(
         self, key: bytes | None, value: bytes, headers: Headers, item: T, timestamp_ms: int
     ) -> None:
-        """Add one record (Kafka timestamp ``timestamp_ms``) to the open batch."""
+        """Add one record (Kafka timestamp ``timestamp_ms``) to the open batch; raises
+        :class:`RecordTooLargeError` (nothing appended) for a value over the record limit.
+
+        Only the value is measured here (the hot path); a caller whose headers may be
+        large (MQTT 5 user properties) asks :meth:`KafkaBatcher.check` first."""
+        if len(value) > self._batcher.max_record_bytes:
+            self._batcher.check(key, value, headers)
         if not self.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers):
             if not self.items:  # an empty batch refused it: it can never fit
                 raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
@@ -119,13 +142,27 @@ class Lane(Generic[T]):
 class KafkaBatcher(Generic[T]):
     """Appends records per partition; one ``on_done`` per batch Kafka acknowledged."""
 
-    def __init__(self, producer: AIOKafkaProducer, on_done: OnDone[T], linger_s: float) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        on_done: OnDone[T],
+        linger_s: float,
+        max_record_bytes: int = 1_048_576,
+    ) -> None:
         self.producer = producer
         self.on_done = on_done
         self.linger_s = linger_s
+        self.max_record_bytes = max_record_bytes
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._lanes: dict[tuple[str, int], Lane[T]] = {}
+
+    def check(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Raise :class:`RecordTooLargeError` if this record would be over the limit."""
+        size = record_size(key, value, headers)
+        limit = self.max_record_bytes
+        if size > limit:
+            raise RecordTooLargeError(f"record of {size} bytes > limit {limit} bytes")
 
     async def prepare(self, *topics: str) -> None:
         """Look the topics' partitions up (append needs them and cannot wait)."""

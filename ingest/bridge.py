@@ -7,13 +7,21 @@ session and is redelivered, so a crash or a Kafka outage costs duplicates, never
 Duplicates are counted (``redelivered``) and are harmless downstream (InfluxDB points with
 the device's timestamp overwrite themselves).
 
+One MQTT session per broker, held by one process: every replica uses the same client id
+and plain (not ``$share/``) subscriptions; a lease through Kafka (:mod:`ingest.lease`)
+picks the *active* one, the others stand by and take the session over within seconds when
+the active dies. No device account can take a share of the bridge's messages, and no
+session that no bridge reads holds any (see :mod:`ingest.mqtt`).
+
 Flow, in one asyncio task (the *pump*): paho's network thread appends bursts of messages
 to the inbox (:mod:`ingest.mqtt`, :mod:`ingest.fastpaho`); the pump routes each message at
 the edge (:mod:`ingest.edge`: raw record, or a dead letter for oversize / unknown topic /
-rate limited) and appends the record to its partition's open batch (:mod:`ingest.batcher`),
-without awaiting per message. When Kafka acknowledges a batch, its QoS 1 deliveries
-complete in the ack window (:mod:`ingest.acks`) and the contiguous completed prefix is acked
-with one write.
+rate limited; the session backlog is exempt from the rate limit) and appends the record to
+its partition's open batch (:mod:`ingest.batcher`), without awaiting per message. A record
+the producer would refuse (over :mod:`ingest.sizes`' record limit) becomes a compact dead
+letter instead, acked like any other: no single message can stall the bridge. When Kafka
+acknowledges a batch, its QoS 1 deliveries complete in the ack window (:mod:`ingest.acks`)
+and the contiguous completed prefix is acked with one write.
 
 The usual message (a known device's topic, no MQTT 5 properties, not retained) takes a
 short path: its headers are the topic's cached leading headers plus the burst's receive
@@ -30,8 +38,13 @@ Failure and recovery:
   from the broker (which keeps the unacked messages), throws the producer away, waits with
   exponential backoff, and starts a fresh producer and MQTT connection; the broker then
   redelivers everything that was not acked.
-- SIGTERM/SIGINT: take no new messages, let the in-flight ones reach Kafka and be acked
-  (up to ``drain_timeout_s``), disconnect, flush and stop the producer.
+- SIGTERM/SIGINT, or the lease lost: take no new messages, let the in-flight ones reach
+  Kafka and be acked (up to ``drain_timeout_s``), disconnect, flush and stop the producer;
+  then leave the lease group (SIGTERM: a standby takes over at once) or stand by again.
+
+Refusals: every dead letter has its reason, is counted in
+``kotaflow_bridge_deadlettered_total{reason}`` and summarised in one log line per interval
+(:class:`~ingest.refusals.RefusalLog`), not one per message.
 """
 
 from __future__ import annotations
@@ -48,18 +61,23 @@ from typing import cast
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from devices.catalogue import load_catalogue
 from ingest.acks import AckWindow
-from ingest.batcher import KafkaBatcher, Lane
+from ingest.batcher import KafkaBatcher, Lane, RecordTooLargeError
 from ingest.edge import EdgePolicy, Route
 from ingest.fastpaho import Arrival
+from ingest.lease import BridgeLease
 from ingest.metrics import BridgeMetrics
-from ingest.mqtt import MqttIntake, inbound_of
+from ingest.mqtt import BACKLOG, MARKER, MqttIntake, inbound_of
 from ingest.producer import make_bridge_producer
-from ingest.ratelimit import DeviceRateLimiter
-from kotaflow.kafka import client_options
+from ingest.ratelimit import DeviceRateLimiter, default_burst
+from ingest.refusals import RefusalLog
+from ingest.sizes import SizeLimits, check_topic_sizes
+from kotaflow.kafka import client_options, topic_max_message_bytes
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
+from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.raw import plain_tails
 from kotaflow.wire.reasons import Reason
 
@@ -74,9 +92,9 @@ class _Outcome(enum.Enum):
     KAFKA_FAILED = "kafka_failed"
 
 
-_Item = int | tuple[int, Reason]
+_Item = int | tuple[int, Reason, bytes | None]
 """What the batcher carries per record: the delivery's ack-window sequence number (-1 for
-QoS 0), with the reason for a dead letter."""
+QoS 0), with the reason and device key for a dead letter."""
 
 
 @dataclass(eq=False)
@@ -103,47 +121,116 @@ class Bridge:
         self._raw_topic = settings.kafka.topics.raw
         self._dead_topic = settings.kafka.topics.deadletter
         self.metrics = metrics or BridgeMetrics()
+        self.limits = SizeLimits.of(self._cfg)
+        self.rate_burst = self._cfg.rate_burst or default_burst(
+            self._cfg.device_buffer_s,
+            (t.interval_s for t in load_catalogue(settings.catalogue_file).types.values()),
+        )
         limiter = (
-            DeviceRateLimiter(self._cfg.rate_per_s, self._cfg.rate_burst)
+            DeviceRateLimiter(self._cfg.rate_per_s, self.rate_burst)
             if self._cfg.rate_per_s is not None
             else None
         )
-        self._edge = EdgePolicy(self._cfg.max_payload_bytes, limiter)
+        self._edge = EdgePolicy(self.limits.payload_bytes, limiter)
+        self._refusals = RefusalLog(log)
         self._kafka_servers = settings.kafka.bootstrap_servers
         # Credentials are resolved now, so a missing one stops the bridge at start.
         self._mqtt = mqtt_access(settings, Account.BRIDGE)
-        client_options(settings)
+        self._kafka_options = client_options(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Check the size limits, then be the active bridge whenever the lease says so.
+
+        Raises :class:`~ingest.sizes.SizeLimitError` if Kafka's topics accept less than the
+        bridge may send."""
         stop_metrics = (
             self.metrics.serve(self._cfg.metrics_port) if self._cfg.metrics_port else None
         )
+        lease = BridgeLease(self._settings)
         log.info(
             "bridge starting",
             extra={
                 "client_id": self._cfg.client_id,
-                "share_group": self._cfg.share_group,
+                "lease_group": lease.group_id,
                 "raw_topic": self._raw_topic,
                 "metrics_port": self._cfg.metrics_port,
+                "max_payload_bytes": self.limits.payload_bytes,
+                "rate_per_s": self._cfg.rate_per_s,
+                "rate_burst": self.rate_burst,
             },
         )
-        delay = self._cfg.reconnect_min_s
+        if self._cfg.share_group is not None:
+            log.warning(
+                "bridge.share_group is deprecated and still honoured: subscribing through "
+                f"$share/{self._cfg.share_group}/; a device account subscribed to that filter, "
+                "or a share-group member that is offline, takes messages away from this "
+                "bridge (issue 16). Unset it (null, or KOTAFLOW_BRIDGE__SHARE_GROUP='') and "
+                "run replicas with one client id: the lease picks the active one.",
+                extra={"share_group": self._cfg.share_group},
+            )
+        leave = asyncio.Event()  # set once no MQTT connection is left: then leave the group
+        leasing = asyncio.create_task(lease.run(leave), name="bridge-lease")
         try:
+            if not await self._check_sizes(stop):
+                return
             while not stop.is_set():
-                producer = await self._start_producer(stop)
-                if producer is None:
+                if not await _until_set(lease.held, stop):
                     return
-                outcome = await self._session(producer, stop)
-                if outcome is _Outcome.STOPPED:
-                    return
-                log.warning("recovering from a Kafka failure", extra={"retry_in_s": delay})
-                if await _wait_or_stop(stop, delay):
-                    return
-                delay = min(delay * 2, self._cfg.reconnect_max_s)
+                if not lease.begin_term():
+                    continue
+                self.metrics.lease_held.set(1)
+                ended = asyncio.Event()
+                term_over = asyncio.create_task(_set_when(ended, lease.lost, stop))
+                try:
+                    await self._active(ended)
+                finally:
+                    term_over.cancel()
+                    self.metrics.lease_held.set(0)
+                    lease.released()
         finally:
+            leave.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(leasing, _PRODUCER_STOP_TIMEOUT_S)
             if stop_metrics is not None:
                 stop_metrics()
             log.info("bridge stopped")
+
+    async def _active(self, end: asyncio.Event) -> None:
+        """One term as the active bridge: sessions (recovering from Kafka failures) until
+        ``end`` is set."""
+        delay = self._cfg.reconnect_min_s
+        while not end.is_set():
+            producer = await self._start_producer(end)
+            if producer is None:
+                return
+            outcome = await self._session(producer, end)
+            if outcome is _Outcome.STOPPED:
+                return
+            log.warning("recovering from a Kafka failure", extra={"retry_in_s": delay})
+            if await _wait_or_stop(end, delay):
+                return
+            delay = min(delay * 2, self._cfg.reconnect_max_s)
+
+    async def _check_sizes(self, stop: asyncio.Event) -> bool:
+        """The topics take what the bridge may send (retried while Kafka does not answer);
+        False if stopped first."""
+        topics = [self._raw_topic, self._dead_topic]
+        delay = self._cfg.reconnect_min_s
+        while not stop.is_set():
+            try:
+                found = await topic_max_message_bytes(self._kafka_options, topics)
+            except (KafkaError, OSError) as err:
+                log.warning(
+                    "Kafka unavailable",
+                    extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
+                )
+                if await _wait_or_stop(stop, delay):
+                    return False
+                delay = min(delay * 2, self._cfg.reconnect_max_s)
+                continue
+            check_topic_sizes(self.limits, found)
+            return True
+        return False
 
     # -- one session ------------------------------------------------------------------
 
@@ -153,7 +240,10 @@ class Bridge:
         intake = MqttIntake(self._mqtt, self._cfg, loop, wake.set, self.metrics)
         session = _Session(producer, intake, wake)
         session.batcher = KafkaBatcher(
-            producer, functools.partial(self._on_batch, session), self._cfg.linger_ms / 1000
+            producer,
+            functools.partial(self._on_batch, session),
+            self._cfg.linger_ms / 1000,
+            self.limits.record_bytes,
         )
         self.metrics.track_in_flight(lambda: len(session.window))
         pump = asyncio.create_task(self._pump(session), name="bridge-pump")
@@ -178,7 +268,7 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(pump, stopping, failing, return_exceptions=True)
             await session.batcher.close()
-            abandoned = len(session.window) + sum(len(m) for _, _, m in intake.inbox)
+            abandoned = len(session.window) + sum(len(m) for _, _, m, _ in intake.inbox)
             await asyncio.to_thread(intake.close)
             if abandoned:
                 self.metrics.dropped_unacked.inc(abandoned)
@@ -193,9 +283,9 @@ class Bridge:
             s.wake.clear()
             s.intake.rearm()
             while inbox and not s.failed.is_set():
-                generation, received_at, arrivals = inbox.popleft()
+                generation, received_at, arrivals, kind = inbox.popleft()
                 try:
-                    self._forward(s, generation, received_at, arrivals)
+                    self._forward(s, generation, received_at, arrivals, kind)
                 except KafkaError as err:
                     self._fail(s, err)
                     return
@@ -204,7 +294,12 @@ class Bridge:
                 await asyncio.sleep(0)
 
     def _forward(
-        self, s: _Session, generation: int, received_at: float, arrivals: list[Arrival]
+        self,
+        s: _Session,
+        generation: int,
+        received_at: float,
+        arrivals: list[Arrival],
+        kind: int,
     ) -> None:
         """Route one burst of messages into the open batches (no await: the hot path)."""
         window = s.window
@@ -216,6 +311,13 @@ class Bridge:
         if not arrivals:
             return  # only the news of a new connection
         window.mark_received(received_at)
+        if kind == MARKER:  # the end of the session backlog: acked in order, not forwarded
+            s.intake.release(len(arrivals))
+            self._complete(s, [window.open(a[0]) for a in arrivals if a[1]])
+            return
+        limited = kind != BACKLOG
+        if not limited:
+            self.metrics.backlog_exempt.inc(len(arrivals))
         rx_ms = time.time_ns() // 1_000_000
         tails = plain_tails(rx_ms)
         route_of = self._edge.route
@@ -225,14 +327,17 @@ class Bridge:
             mid, qos, dup, retain, topic, payload, props = arrival
             redelivered += dup
             seq = window.open(mid) if qos else -1
-            route = route_of(topic, len(payload), received_at)
+            route = route_of(topic, len(payload), received_at, limited)
             if type(route) is not Route or retain or props is not None:
                 self._forward_other(s, seq, arrival, route, rx_ms)
                 continue
             lane = lanes.get(route.key)
             if lane is None:
                 lane = lanes[route.key] = s.batcher.lane(self._raw_topic, route.key)
-            lane.append(route.key, payload, route.topic_headers + tails[qos], seq, rx_ms)
+            try:
+                lane.append(route.key, payload, route.topic_headers + tails[qos], seq, rx_ms)
+            except RecordTooLargeError as err:
+                self._dead_letter(s, seq, self._edge.refused(inbound_of(arrival), str(err)), rx_ms)
         self.metrics.received.inc(len(arrivals))
         if redelivered:
             self.metrics.redelivered.inc(redelivered)
@@ -243,14 +348,25 @@ class Bridge:
         """The long path: dead letters, retained messages, MQTT 5 properties."""
         msg = inbound_of(arrival)
         if isinstance(route, Reason):
-            dead = self._edge.dead_letter(msg, route)
-            key = dead.key()
-            lane = s.batcher.lane(self._dead_topic, key)
-            lane.append(key, dead.value(), [], (seq, route), rx_ms)
+            self._dead_letter(s, seq, self._edge.dead_letter(msg, route), rx_ms)
             return
         envelope = self._edge.envelope(msg, route, rx_ms)
+        headers = envelope.headers(route.topic_headers)
+        try:
+            s.batcher.check(route.key, envelope.payload, headers)
+        except RecordTooLargeError as err:
+            self._dead_letter(s, seq, self._edge.refused(msg, str(err)), rx_ms)
+            return
         lane = s.batcher.lane(self._raw_topic, route.key)
-        lane.append(route.key, envelope.payload, envelope.headers(route.topic_headers), seq, rx_ms)
+        lane.append(route.key, envelope.payload, headers, seq, rx_ms)
+
+    def _dead_letter(self, s: _Session, seq: int, dead: DeadLetter, rx_ms: int) -> None:
+        key = dead.key()
+        value = dead.value()
+        if len(value) > self.limits.record_bytes - len(key or b""):
+            value = dead.compact().value()  # compact always fits the record limit
+        lane = s.batcher.lane(self._dead_topic, key)
+        lane.append(key, value, [], (seq, dead.reason, key), rx_ms)
 
     def _on_batch(
         self, s: _Session, topic: str, items: list[_Item], err: BaseException | None
@@ -265,11 +381,18 @@ class Bridge:
             self.metrics.produced.inc(len(items))
         else:
             seqs = []
-            for seq, reason in cast(list[tuple[int, Reason]], items):
+            note = self._refusals.note
+            for seq, reason, key in cast(list[tuple[int, Reason, bytes | None]], items):
                 seqs.append(seq)
                 self.metrics.deadlettered_for(reason).inc()
+                note(reason, key)
+            self._refusals.flush_if_due(time.monotonic())
         if s.failed.is_set():
             return  # recovering: ack nothing more, the broker will redeliver
+        self._complete(s, seqs)
+
+    def _complete(self, s: _Session, seqs: list[int]) -> None:
+        """These deliveries are in Kafka: ack the completed prefix."""
         pubacks, count, oldest = s.window.complete(seqs)
         if count:
             s.intake.ack(pubacks)
@@ -328,6 +451,28 @@ class Bridge:
             await asyncio.wait_for(producer.stop(), _PRODUCER_STOP_TIMEOUT_S)
         except (TimeoutError, KafkaError) as err:
             log.warning("Kafka producer did not stop cleanly", extra={"error": repr(err)})
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+
+
+async def _until_set(wanted: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait until ``wanted`` or ``stop`` is set; True if ``wanted`` was (and not ``stop``)."""
+    await _first_set(wanted, stop)
+    return wanted.is_set() and not stop.is_set()
+
+
+async def _set_when(target: asyncio.Event, *events: asyncio.Event) -> None:
+    """Set ``target`` as soon as any of ``events`` is set."""
+    await _first_set(*events)
+    target.set()
 
 
 async def _wait_or_stop(stop: asyncio.Event, delay: float) -> bool:

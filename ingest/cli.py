@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from ingest.bridge import Bridge
+from ingest.sizes import SizeLimitError
 from kotaflow.context import settings_of
 from kotaflow.kafka import KafkaAccessError
 from kotaflow.logs import setup_logging
-from kotaflow.mqtt import MqttAccessError
+from kotaflow.mqtt import MqttAccessError, wipe_mqtt_session
 
 
 def bridge(
@@ -24,14 +25,34 @@ def bridge(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Prometheus port; 0 turns it off.")
     ] = None,
+    forget_session: Annotated[
+        str | None,
+        typer.Option(
+            "--forget-session",
+            metavar="CLIENT_ID",
+            help="End a stale bridge session (e.g. a client id used once) and exit; "
+            "the broker then queues nothing more for it. Never the running bridge's id.",
+        ),
+    ] = None,
 ) -> None:
     """Carry device messages from Mosquitto to Kafka's raw topic, at least once.
 
-    Run N of these with different client ids to share the load (one shared subscription).
+    Run one or more of these with the same client id (one MQTT session per broker): a
+    lease through Kafka makes one active, the others take over within seconds if it dies.
 
-    Example: kotaflow bridge --client-id kotaflow-bridge-2 --metrics-port 9109
+    Example: kotaflow bridge --metrics-port 9109
+    Example: kotaflow bridge --forget-session kotaflow-bridge-2
     """
     settings = settings_of(ctx)
+    if forget_session is not None:
+        setup_logging(settings.log_level)
+        if forget_session == settings.bridge.client_id:
+            typer.echo(f"error: {forget_session} is this bridge's own session", err=True)
+            raise typer.Exit(2)
+        if not wipe_mqtt_session(settings, forget_session):
+            raise typer.Exit(1)
+        typer.echo(f"session {forget_session} ended")
+        return
     changes: dict[str, object] = {}
     if client_id is not None:
         changes["client_id"] = client_id
@@ -48,7 +69,11 @@ def bridge(
     except (MqttAccessError, KafkaAccessError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    asyncio.run(_run(runner))
+    try:
+        asyncio.run(_run(runner))
+    except SizeLimitError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _run(runner: Bridge) -> None:

@@ -4,10 +4,15 @@ Decided here, at the edge, before anything reaches Kafka's raw topic:
 
 - a payload larger than ``max_payload_bytes`` -> ``oversize``;
 - a topic that matches no device pattern (``devices.topics.match_topic``) -> ``unknown_topic``;
-- a device over its token bucket (:mod:`ingest.ratelimit`) -> ``rate_limited``;
+- a device over its token bucket (:mod:`ingest.ratelimit`) -> ``rate_limited``, unless the
+  caller says the message is exempt (the session backlog, see :mod:`ingest.ratelimit`);
 - anything else -> a :class:`~kotaflow.wire.raw.RawEnvelope` with the payload untouched.
 
-Dead letters keep the whole payload and the MQTT topic so they can be replayed. Pure logic,
+Dead letters keep the whole payload and the MQTT topic so they can be replayed, except an
+oversize one: it keeps a prefix, the full length and the SHA-256
+(:meth:`~kotaflow.wire.deadletter.DeadLetter.compact`), so it always fits in a Kafka record.
+:meth:`EdgePolicy.refused` makes the same compact dead letter for a record the producer
+refused (:mod:`ingest.sizes`). Pure logic,
 no I/O: the caller passes the clock readings. Topic lookups (and the record headers that
 depend only on the topic) are memoised in a bounded table because a fleet reuses a few
 thousand topics millions of times; unknown topics are not memoised, so junk cannot fill it.
@@ -69,9 +74,10 @@ class EdgePolicy:
         self._routes: dict[bytes, Route] = {}
         self._routes_max = topic_cache_size
 
-    def route(self, topic: bytes, size: int, now: float) -> Route | Reason:
+    def route(self, topic: bytes, size: int, now: float, limited: bool = True) -> Route | Reason:
         """Forward (a :class:`Route`) or the dead-letter reason, for a payload of ``size``
-        bytes on ``topic``; ``now`` is monotonic seconds (for the rate limit)."""
+        bytes on ``topic``; ``now`` is monotonic seconds (for the rate limit), ``limited``
+        False exempts the message from the rate limit."""
         route = self._routes.get(topic)
         if route is None:
             route = self._learn(topic)
@@ -79,7 +85,7 @@ class EdgePolicy:
             return Reason.OVERSIZE
         if route is None:
             return Reason.UNKNOWN_TOPIC
-        if self._limiter is not None and not self._limiter.allow(route.device_key, now):
+        if limited and self._limiter is not None and not self._limiter.allow(route.device_key, now):
             return Reason.RATE_LIMITED
         return route
 
@@ -108,21 +114,30 @@ class EdgePolicy:
         )
 
     def dead_letter(self, msg: Inbound, reason: Reason) -> DeadLetter:
-        """The dead letter for ``msg``, refused by :meth:`route` for ``reason``."""
-        route = self._routes.get(msg.topic.encode())
-        device = route.device_key if route is not None else None
+        """The dead letter for ``msg``, refused by :meth:`route` for ``reason`` (compact for
+        ``oversize``)."""
         size = len(msg.payload)
         text = {
             Reason.OVERSIZE: f"payload {size} bytes > limit {self._max_payload}",
             Reason.UNKNOWN_TOPIC: "topic matches no device pattern",
             Reason.RATE_LIMITED: "device over its per-device rate limit",
         }.get(reason, reason.value)
+        dead = self._letter(msg, reason, text)
+        return dead.compact() if reason is Reason.OVERSIZE else dead
+
+    def refused(self, msg: Inbound, error: str) -> DeadLetter:
+        """The compact ``oversize`` dead letter for a message whose record the producer
+        refused (``error`` says why)."""
+        return self._letter(msg, Reason.OVERSIZE, f"record refused: {error}").compact()
+
+    def _letter(self, msg: Inbound, reason: Reason, text: str) -> DeadLetter:
+        route = self._routes.get(msg.topic.encode())
         return DeadLetter(
             stage=STAGE,
             reason=reason,
             message=text,
             payload=msg.payload,
-            device=device,
+            device=route.device_key if route is not None else None,
             source={"mqtt_topic": msg.topic, "qos": msg.qos, "retain": msg.retain},
         )
 

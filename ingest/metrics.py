@@ -13,6 +13,8 @@
                                          burst (one Kafka batch acks many), histogram
 ``kotaflow_bridge_kafka_failures_total`` produce failures that triggered a recovery
 ``kotaflow_bridge_mqtt_connects_total``  MQTT (re)connections
+``kotaflow_bridge_lease_held``           1 while this bridge is the active one (ingest/lease.py)
+``kotaflow_bridge_backlog_exempt_total`` session-backlog messages exempt from the rate limit
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class BridgeMetrics:
         )
         self.mqtt_connects = Counter(
             "kotaflow_bridge_mqtt_connects", "MQTT connections established", registry=r
+        )
+        self.lease_held = Gauge(
+            "kotaflow_bridge_lease_held", "1 while this bridge is the active one", registry=r
+        )
+        self.backlog_exempt = Counter(
+            "kotaflow_bridge_backlog_exempt",
+            "session-backlog messages exempt from the per-device rate limit",
+            registry=r,
         )
         # Pre-create one child per reason so dashboards see zeros, not gaps.
         self._deadlettered_by_reason = {

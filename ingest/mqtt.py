@@ -1,10 +1,26 @@
 """The MQTT side of the bridge: one paho client, its persistent session, and the hand-off.
 
 Session: MQTT 5, a fixed client id, ``clean_start=False`` and a session expiry interval, so
-the broker keeps our subscriptions and every unacked message while we are away. QoS 1
-subscriptions to ``devices.topics.SUBSCRIPTIONS`` (through ``$share/<group>/`` when a share
-group is set: several bridges then split the stream). ``manual_ack=True``: paho never acks
-on its own; the bridge calls :meth:`MqttIntake.ack` once Kafka has the message.
+the broker keeps our subscriptions and every unacked message while we are away. Plain QoS 1
+subscriptions to ``devices.topics.SUBSCRIPTIONS``, made on every connect (retain handling
+1: retained messages only for a new subscription), so the session always has them. No
+``$share/``: a shared subscription's messages are dealt among its members, and a device
+account (granted the SUBSCRIBE although it may read nothing) or a stopped member would take
+its share away. With plain subscriptions every other session only gets copies. Only one
+bridge process holds this session at a time (:mod:`ingest.lease`). The deprecated
+``share_group`` setting still subscribes through ``$share/<group>/``; without it, the
+filters of the old default group are unsubscribed, so a session from before is converted.
+``manual_ack=True``: paho never acks on its own; the bridge calls :meth:`MqttIntake.ack`
+once Kafka has the message.
+
+Session backlog: on a resumed session (``session_present``) the broker first delivers what
+it queued while we were away. To know where that backlog ends, the bridge publishes a
+*marker* (a fresh nonce, QoS 1) to its own topic ``kotaflow-bridge/<client id>/caught-up``
+right after connecting; the broker queues it behind the backlog. Everything before the
+marker is handed over as backlog (exempt from the per-device rate limit, see
+:mod:`ingest.ratelimit`); the marker itself is acked in order and never forwarded. If the
+broker refuses the marker (an ACL without the bridge's marker topic) or it has not come
+after ``BACKLOG_MAX_S``, the exemption ends with a warning.
 
 Threads: paho's network thread (``loop_start``) runs the callbacks and reconnects with
 backoff. The bulk read path (:mod:`ingest.fastpaho`) hands over every ``recv``'s worth of
@@ -27,6 +43,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -48,16 +65,31 @@ log = logging.getLogger("kotaflow.bridge.mqtt")
 
 _SLOT_WAIT_S = 0.25
 
-Received = tuple[int, float, list[Arrival]]
-"""(connection generation, receive time (monotonic), messages); the generation tells the
-bridge which connection (and so which ack window) the messages came on."""
+BACKLOG_MAX_S = 600.0
+"""The longest a session backlog is exempt from the rate limit if its marker never comes
+(the broker queues at most 10^6 messages for us: a minute's drain)."""
+LEGACY_SHARE_GROUP = "kotaflow-bridge"
+"""``bridge.share_group``'s default before issue 16."""
+
+LIVE, BACKLOG, MARKER = 0, 1, 2
+"""What a :data:`Received` burst is: live traffic, session backlog, or our backlog marker."""
+
+Received = tuple[int, float, list[Arrival], int]
+"""(connection generation, receive time (monotonic), messages, LIVE/BACKLOG/MARKER); the
+generation tells the bridge which connection (and so which ack window) they came on."""
 
 
 def subscription_filters(share_group: str | None) -> list[str]:
-    """The topic filters the bridge subscribes to, shared when a group is set."""
+    """The topic filters the bridge subscribes to, shared when a (deprecated) group is set."""
     if share_group is None:
         return list(SUBSCRIPTIONS)
     return [f"$share/{share_group}/{f}" for f in SUBSCRIPTIONS]
+
+
+def marker_topic(client_id: str) -> str:
+    """Where the bridge publishes the marker that ends its session backlog (its ACL allows
+    ``kotaflow-bridge/#``, devices/credentials.py)."""
+    return f"kotaflow-bridge/{client_id}/caught-up"
 
 
 def inbound_of(arrival: Arrival) -> Inbound:
@@ -128,6 +160,11 @@ class MqttIntake:
         self._generation = 0
         self._accepting = True
         self._wake_pending = False
+        self._marker_topic = marker_topic(bridge.client_id)
+        self._marker: tuple[bytes, bytes, int] | None = None
+        """While a backlog is open: (marker topic, its nonce, mid of our marker publish)."""
+        self._backlog_since = 0.0
+        self._backlog_count = 0
         self._client = self._make_client()
 
     # -- control, from the asyncio side -------------------------------------------------
@@ -185,11 +222,52 @@ class MqttIntake:
         self._on_arrivals([arrival], msg.timestamp)
 
     def _on_arrivals(self, arrivals: list[Arrival], received_at: float) -> None:
+        if self._marker is None or not arrivals:
+            self._hand_over(arrivals, received_at, LIVE)
+        else:
+            self._split_backlog(arrivals, received_at)
+
+    def _split_backlog(self, arrivals: list[Arrival], received_at: float) -> None:
+        """Hand a burst over as backlog up to our marker, live traffic after it."""
+        assert self._marker is not None
+        topic, nonce, _ = self._marker
+        start = 0
+        for i, arrival in enumerate(arrivals):
+            if arrival[4] != topic:
+                continue
+            if i > start:
+                self._hand_over(arrivals[start:i], received_at, BACKLOG)
+            self._backlog_count += i - start
+            self._hand_over([arrival], received_at, MARKER)  # acked in order, not forwarded
+            start = i + 1
+            if arrival[5] == nonce:  # ours (an older one is a redelivery: skip it)
+                self._end_backlog("caught up with the session backlog", logging.INFO)
+                if start < len(arrivals):
+                    self._hand_over(arrivals[start:], received_at, LIVE)
+                return
+        if start < len(arrivals):
+            self._backlog_count += len(arrivals) - start
+            self._hand_over(arrivals[start:], received_at, BACKLOG)
+        if received_at - self._backlog_since > BACKLOG_MAX_S:
+            self._end_backlog("backlog marker overdue; rate limits apply again", logging.WARNING)
+
+    def _end_backlog(self, why: str, level: int) -> None:
+        self._marker = None
+        log.log(
+            level,
+            why,
+            extra={
+                "backlog_messages": self._backlog_count,
+                "seconds": round(time.monotonic() - self._backlog_since, 3),
+            },
+        )
+
+    def _hand_over(self, arrivals: list[Arrival], received_at: float, kind: int) -> None:
         if not self._accepting:
             return  # stopping: left unacked, the broker redelivers them
         if arrivals and not self.gate.take(len(arrivals), self._is_accepting):
             return
-        self.inbox.append((self._generation, received_at, arrivals))
+        self.inbox.append((self._generation, received_at, arrivals, kind))
         if not self._wake_pending:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake)
@@ -224,9 +302,37 @@ class MqttIntake:
                 "connection": self._generation,
             },
         )
-        if not flags.session_present:
-            options = SubscribeOptions(qos=1)
-            client.subscribe([(f, options) for f in subscription_filters(self._bridge.share_group)])
+        self._marker = None
+        share_group = self._bridge.share_group
+        # Every connect: a session from before may lack a filter, or hold the old $share ones.
+        options = SubscribeOptions(qos=1, retainHandling=1)
+        filters = subscription_filters(share_group)
+        if share_group is None:
+            filters.append(self._marker_topic)
+        client.subscribe([(f, options) for f in filters])
+        if share_group is None and flags.session_present:
+            client.unsubscribe(subscription_filters(LEGACY_SHARE_GROUP))
+            self._open_backlog(client)
+
+    def _open_backlog(self, client: paho.Client) -> None:
+        """Publish the marker that will come right after the session backlog."""
+        nonce = uuid.uuid4().hex.encode()
+        info = client.publish(self._marker_topic, nonce, qos=1)
+        self._backlog_since = time.monotonic()
+        self._backlog_count = 0
+        self._marker = (self._marker_topic.encode(), nonce, info.mid)
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        marker = self._marker
+        if marker is not None and mid == marker[2] and reason_code.is_failure:
+            self._end_backlog(
+                f"the broker refused the backlog marker ({reason_code}): the session backlog "
+                "is rate-limited like live traffic (ACL lacks kotaflow-bridge/#? `kotaflow "
+                "devices credentials` regenerates it)",
+                logging.WARNING,
+            )
 
     def _on_subscribe(
         self,
@@ -271,5 +377,6 @@ class MqttIntake:
         client.on_message = self._on_message
         client.on_arrivals = self._on_arrivals
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
         return client

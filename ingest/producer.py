@@ -8,6 +8,8 @@
   telemetry message here, a large share of the bridge's budget; zstd reaches the same ratio
   (~6x on JSON) for about 0.4 us. It needs the ``aiokafka[zstd]`` extra (cramjam), which the
   package depends on, so every kotaflow consumer can read it.
+- Size: ``max_request_size`` follows from ``bridge.max_payload_bytes`` (:mod:`ingest.sizes`),
+  like the topics' ``max.message.bytes`` the bridge checks at start.
 - Partitioning: Kafka's default (murmur2 of the key, like the Java client) so a device's
   records stay on one partition whoever produced them; aiokafka computes murmur2 in pure
   Python on every send, so results are memoised per key and partition count.
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from ingest.sizes import SizeLimits
 from kotaflow.kafka import client_options
 from kotaflow.settings import Settings
 
@@ -59,7 +62,7 @@ def make_bridge_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=bridge.linger_ms,
         max_batch_size=bridge.max_batch_bytes,
-        max_request_size=max(bridge.max_batch_bytes, 1_048_576),
+        max_request_size=SizeLimits.of(bridge).request_bytes,
         compression_type=None if bridge.compression == "none" else bridge.compression,
         partitioner=CachedPartitioner(),
         request_timeout_ms=30_000,

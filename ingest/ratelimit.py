@@ -4,12 +4,41 @@ Each device key has its own bucket (``rate`` tokens per second, at most ``burst`
 device's flood never uses up another device's allowance. The bridge dead-letters what a
 bucket refuses (reason ``rate_limited``) instead of forwarding it.
 
+Telling a backlog from a flood (defaults, and why):
+
+- The session backlog is never limited: what the broker queued for the bridge while it was
+  away was published by devices at their own pace, the broker merely held it. The bridge
+  exempts what arrives on a resumed session until it has caught up (ingest/mqtt.py).
+- A device that was offline flushes its own buffer at full speed when it is back. The
+  burst is sized for that: ``device_buffer_s`` (default 24 h) of the catalogue's fastest
+  device type, with a quarter to spare (60 s devices: 1,800 messages), see
+  :func:`default_burst`. A full bucket is what a device that was quiet that long has.
+- The sustained rate (``rate_per_s``, default 5/s) is 300 times a 60 s device's rate: a
+  chatty firmware is fine, a flood is not. A device flooding at 1,000/s gets its burst,
+  then 5/s; the others keep their own buckets, and the bridge forwards ~10^4 messages/s,
+  so the flood's refusals (dead letters are compact and cheap) do not slow anyone else.
+- Bytes are bounded per message by ``max_payload_bytes`` (ingest/sizes.py), so a message
+  budget is a byte budget too: at most rate x max payload per device.
+
 Memory stays bounded: a bucket that has refilled to ``burst`` is indistinguishable from a
 new one, so such buckets are forgotten whenever the table grows past ``max_devices``.
 Pure logic, no I/O, no clock of its own: the caller passes ``now`` (monotonic seconds).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+BURST_SPARE = 1.25
+"""Devices report a little faster than nominal, clocks drift: a quarter to spare."""
+MIN_BURST = 60
+
+
+def default_burst(buffer_s: float, intervals_s: Iterable[float]) -> int:
+    """A bucket that holds ``buffer_s`` of the fastest reporting interval (plus spare)."""
+    fastest = min(intervals_s, default=60.0)
+    return max(MIN_BURST, math.ceil(BURST_SPARE * buffer_s / fastest))
 
 
 class DeviceRateLimiter:

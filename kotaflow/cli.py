@@ -87,6 +87,18 @@ def _alerts() -> None:
     _app.add_typer(alerts_app, name="alerts")
 
 
+def _deadletter() -> None:
+    from processors.deadletters.cli import app as deadletter_app
+
+    _app.add_typer(deadletter_app, name="deadletter")
+
+
+def _status() -> None:
+    from kotaflow.status import status
+
+    _app.command("status")(status)
+
+
 def _grafana() -> None:
     from deploy.grafana.cli import app as grafana_app
 
@@ -123,6 +135,8 @@ PARTS: dict[str, Callable[[], None]] = {
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,
+    "deadletter": _deadletter,
+    "status": _status,
     "grafana": _grafana,
     "backup": _backup,
     "restore": _restore,

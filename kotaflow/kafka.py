@@ -81,3 +81,29 @@ def sasl_password(settings: Settings) -> str:
         raise KafkaAccessError(f"Kafka SASL password file {path} is empty")
     redact(password)
     return password
+
+
+MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+async def topic_max_message_bytes(options: dict[str, Any], topics: list[str]) -> dict[str, int]:
+    """Each existing topic's ``max.message.bytes`` (missing topics are left out): what the
+    broker accepts as one record batch there. ``options``: aiokafka client options."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {MAX_MESSAGE_BYTES: None}) for t in topics]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, int] = {}
+    for response in responses:
+        for error, _, _, name, entries in response.resources:
+            for key, value, *_ in entries if error == 0 else ():
+                if key == MAX_MESSAGE_BYTES and value is not None:
+                    found[name] = int(value)
+    return found

@@ -29,6 +29,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_OWN_KEYS = frozenset({"ts", "level", "logger", "msg", "exc"})
+"""The formatter's own keys: an ``extra`` of the same name is written as ``extra_<name>``."""
 _COLLAPSE = "kotaflow_collapse"
 ONE_LINE_EACH = {_COLLAPSE: False}
 """``extra=`` for a line that is already paced (one per retry attempt): never collapsed."""
@@ -46,9 +48,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update(
-            {k: v for k, v in vars(record).items() if k not in _STANDARD and k != _COLLAPSE}
-        )
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key != _COLLAPSE:
+                # an extra never replaces a key every log tool relies on (``level``, ...)
+                entry[f"extra_{key}" if key in _OWN_KEYS else key] = value
         if record.exc_text:
             entry["exc"] = record.exc_text
         elif record.exc_info:

@@ -55,7 +55,8 @@ class Account(StrEnum):
     """kotaflow's own broker accounts (devices log in as their registry id)."""
 
     BRIDGE = "kotaflow-bridge"
-    """Reads every device topic, through its shared subscription."""
+    """Reads every device topic (plain subscriptions, one session per broker) and writes
+    only its own ``kotaflow-bridge/#`` (the backlog marker, ingest/mqtt.py)."""
     HEALTH = "kotaflow-health"
     """Only connects: the local stack's health check."""
     GATEWAY = "kotaflow-gateway"

@@ -74,6 +74,9 @@ class KafkaTopics(_Section):
     readings: str = "kotaflow.readings"
     deadletter: str = "kotaflow.deadletter"
     alerts: str = "kotaflow.alerts"
+    bridge_lease: str = "kotaflow.bridge-lease"
+    """One partition, no records: its consumer groups elect the active bridge per MQTT
+    session (ingest/lease.py)."""
 
     @field_validator("*")
     @classmethod
@@ -127,21 +130,43 @@ class BridgeSettings(_Section):
     client_id: str = Field(
         "kotaflow-bridge-1",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
-        description="stable MQTT client id: the broker keeps this session's unacked messages",
+        description="the bridge's one MQTT session on this broker: every replica uses the same "
+        "id, a lease through Kafka picks the one that connects (ingest/lease.py)",
     )
     share_group: str | None = Field(
-        "kotaflow-bridge",
+        None,
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
-        description="subscribe through $share/<group>/ so N bridges split the load; null: plain",
+        description="DEPRECATED (issue 16): subscribe through $share/<group>/; a device "
+        "account or a stopped member then takes messages away. null (default): plain",
     )
     session_expiry_s: int = Field(86_400, ge=1, description="broker keeps the session this long")
     receive_maximum: int = Field(10_000, ge=1, le=65_535, description="MQTT 5 unacked cap")
     max_in_flight: int = Field(
         10_000, ge=1, description="local bound on received, unacked messages (x payload size)"
     )
-    max_payload_bytes: int = Field(65_536, ge=1, description="larger payloads are dead-lettered")
+    max_payload_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="the one size limit: the broker refuses bigger publishes, the bridge "
+        "dead-letters them, Kafka's limits follow (ingest/sizes.py)",
+    )
     rate_per_s: float | None = Field(5.0, gt=0, description="per-device sustained rate; null: off")
-    rate_burst: int = Field(60, ge=1, description="per-device burst above the sustained rate")
+    rate_burst: int | None = Field(
+        None,
+        ge=1,
+        description="per-device burst above the sustained rate; null: a device_buffer_s "
+        "backlog of the catalogue's fastest device (ingest/ratelimit.py)",
+    )
+    device_buffer_s: float = Field(
+        86_400.0, gt=0, description="longest outage a device buffers and then flushes at once"
+    )
+    lease_session_timeout_ms: int = Field(
+        8_000,
+        ge=6_000,
+        le=60_000,
+        description="a standby takes over this long after the active bridge dies",
+    )
+    lease_heartbeat_ms: int = Field(1_000, ge=100, le=20_000)
     linger_ms: int = Field(10, ge=0, le=1000)
     max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
     compression: str = Field("zstd", pattern="^(none|gzip|lz4|zstd|snappy)$")
@@ -188,7 +213,12 @@ class StoreSettings(StageConsumer):
 class AggregateSettings(StageConsumer):
     group_id: str = "kotaflow-aggregate"
     grace_s: float = Field(10.0, ge=0, description="a window closes this long after its end")
-    max_lateness_h: float = Field(24.0, gt=0, description="older readings are dead-lettered")
+    max_lateness_h: float | None = Field(
+        None,
+        gt=0,
+        description="unset: every stored reading is aggregated, however late; a number: "
+        "older readings are dead-lettered and their rollups stay below raw (old configs)",
+    )
     flush_interval_s: float = Field(1.0, gt=0)
     wait_for_store: bool = Field(
         True, description="late corrections wait until the store stage has written the points"
@@ -227,7 +257,12 @@ class ProcessingSettings(_Section):
     retry: RetrySettings = RetrySettings()
     health: HealthSettings = HealthSettings()
     influx_token_file: Path | None = Field(
-        None, description="file holding the InfluxDB token when influxdb.token is unset"
+        None, description="file holding one InfluxDB token for every stage (old configs)"
+    )
+    influx_token_dir: Path | None = Field(
+        None,
+        description="directory of <role>.token files (store, aggregate, alert, health; "
+        "pipeline and grafana as fallbacks); default: the local stack's tokens.json",
     )
 
 

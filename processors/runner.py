@@ -1,10 +1,13 @@
 """Run one or more stages in one process, on one asyncio loop, until told to stop.
 
 Each stage gets its own consumer (its own group) in its own task; they share one Kafka
-producer, one InfluxDB client and one :class:`~processors.runtime.health.Health`. SIGTERM/SIGINT
-set the stop event: every stage flushes, commits and closes before the process exits.
-If one stage fails, the others are stopped too and the error propagates (exit non-zero;
-a supervisor restarts the process, which resumes from the last commits).
+producer and one :class:`~processors.runtime.health.Health`. Each stage that touches
+InfluxDB has a client with its own token (``store``, ``aggregate``; the health figures
+``health``), so a stage can do no more in InfluxDB than its job needs
+(``processors/runtime/influx_token.py``). SIGTERM/SIGINT set the stop event: every stage
+flushes, commits and closes before the process exits. If one stage fails, the others are
+stopped too and the error propagates (exit non-zero; a supervisor restarts the process,
+which resumes from the last commits).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from prometheus_client import start_http_server
 from kotaflow.settings import Settings
 from processors.aggregate.stage import AggregateStage
 from processors.runtime.health import Health
-from processors.runtime.influx import InfluxSink
+from processors.runtime.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
 from processors.runtime.status_file import StatusFile, remove_dead, status_path
@@ -65,18 +68,31 @@ async def run_stages(
     output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
     names = chosen(names)
     async with contextlib.AsyncExitStack() as resources:
-        influx: InfluxSink | None = None
-        if StageName.STORE in names or StageName.AGGREGATE in names:
-            sink = InfluxSink(settings, gauge=health, on_retry=health.retry)
-            influx = await resources.enter_async_context(sink)
+        sinks: dict[tuple[str, str], InfluxSink] = {}
+
+        async def influx_for(role: str) -> InfluxSink:
+            """A client with ``role``'s token (least privilege per stage); roles that resolve
+            to the same tokens (one configured token for all) share one."""
+            sink = InfluxSink(settings, gauge=health, on_retry=health.retry, role=role)
+            tokens = sink.tokens()
+            if tokens not in sinks:
+                sinks[tokens] = await resources.enter_async_context(sink)
+            return sinks[tokens]
+
         stages: list[Stage] = []
         for name in names:
             if name is StageName.VALIDATE:
                 stages.append(ValidateStage(settings, health, output))
-            elif name is StageName.STORE and influx is not None:
-                stages.append(StoreStage(settings, health, output, influx))
-            elif name is StageName.AGGREGATE and influx is not None:
-                stages.append(AggregateStage(settings, health, output, influx))
+            elif name is StageName.STORE:
+                stages.append(StoreStage(settings, health, output, await influx_for(STORE_ROLE)))
+            elif name is StageName.AGGREGATE:
+                aggregate_influx = await influx_for(AGGREGATE_ROLE)
+                stages.append(AggregateStage(settings, health, output, aggregate_influx))
+        if signals:
+            _reload_on_hangup([s for s in stages if isinstance(s, ValidateStage)])
+        influx = None
+        if StageName.STORE in names or StageName.AGGREGATE in names:
+            influx = await influx_for(HEALTH_ROLE)  # the health figures' own token
         loops = [StageLoop(stage, settings, health) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
@@ -131,6 +147,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+
+
+def _reload_on_hangup(stages: list[ValidateStage]) -> None:
+    """SIGHUP: re-read the registry and catalogue now (they are also watched)."""
+    if not stages:
+        return
+
+    def hangup() -> None:
+        for stage in stages:
+            stage.request_reload()
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, hangup)
 
 
 def _install_signals(stop: asyncio.Event) -> None:

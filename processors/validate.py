@@ -19,6 +19,10 @@ Guarantee
     repeat readings; store overwrites them and aggregate dedups them, so the effect is
     exactly once. A poison message becomes a dead letter, never a stop.
 
+Registry and catalogue: edits are picked up without a restart (``devices.watch``): the
+files are looked at every few seconds (or at once on SIGHUP) at a flush, validated in full,
+and switched only if valid; a bad edit keeps the files in force and logs why.
+
 Latency: after a poll that did not fill ``max_records`` (the input is caught up) its
 readings are sent at once (the producer lingers ``linger_ms``), not at the next flush;
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
@@ -48,6 +52,7 @@ from devices.formats import decode
 from devices.reading import Reading, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
+from devices.watch import FleetWatcher
 from kotaflow.settings import Settings, ValidateSettings
 from kotaflow.wire.raw import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.wire.readings import flags_part, record_head
@@ -117,6 +122,39 @@ _UNKNOWN: Calibration | None = Calibration()
 """``DeviceOut.calibrations.get(metric, _UNKNOWN)``: the metric is not the device's."""
 
 
+def judge_message(
+    env: RawEnvelope, ctx: DecodeContext, encoder: ReadingEncoder
+) -> tuple[list[Reading], list[Rejection]]:
+    """What this stage would make of ``env`` now: the readings it would send on and what it
+    would refuse (decoder, registry and calibration checks), without sending anything.
+    ``deadletter replay --dry-run`` asks it; the hot path (:meth:`ValidateStage._emit`)
+    makes the same checks inline."""
+    match = match_topic(env.mqtt_topic)
+    if match is None or match.format is not env.format:
+        why = "matches no device topic" if match is None else f"is not {env.format.value}"
+        message = f"MQTT topic {env.mqtt_topic!r} {why}"
+        return [], [Rejection(Reason.UNKNOWN_TOPIC, message, env.device_key)]
+    result = decode(env.payload, match, env.rx_ms, ctx)
+    good: list[Reading] = []
+    refused = list(result.rejections)
+    for reading in result.readings:
+        device = encoder.device(reading.device_id)
+        calibration = (
+            device.calibrations.get(reading.metric, _UNKNOWN) if device is not None else _UNKNOWN
+        )
+        if calibration is _UNKNOWN:
+            message = "device or metric is not in the registry"
+            refused.append(
+                Rejection(Reason.UNKNOWN_DEVICE, message, reading.device_id, reading.metric)
+            )
+        elif calibration is not None and not math.isfinite(calibrate(reading.value, calibration)):
+            message = f"calibration made {reading.metric} non-finite"
+            refused.append(Rejection(Reason.NOT_FINITE, message, reading.device_id, reading.metric))
+        else:
+            good.append(reading)
+    return good, refused
+
+
 class _Partitions:
     """Kafka's default key partitioning (murmur2), cached per key."""
 
@@ -146,9 +184,8 @@ class ValidateStage:
         self._cfg: ValidateSettings = settings.processing.validation
         self._health = health
         self._output = output
-        self._fleet = fleet or load_fleet(settings)
-        self._ctx = DecodeContext(self._fleet)
-        self._encoder = ReadingEncoder(self._fleet)
+        self._watch = FleetWatcher(settings, fleet or load_fleet(settings))
+        self._use(self._watch.fleet)
         self._covered: dict[TopicPartition, int] = {}
         self._partitions: _Partitions | None = None
         self._batches: dict[int, Any] = {}
@@ -157,6 +194,20 @@ class ValidateStage:
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
         self._envelopes = EnvelopeReader(TOPIC_CACHE_SIZE)
+
+    def _use(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+        self._ctx = DecodeContext(fleet)
+        self._encoder = ReadingEncoder(fleet)
+
+    def request_reload(self) -> None:
+        """Re-read the registry and catalogue at the next flush (SIGHUP)."""
+        self._watch.request()
+
+    @property
+    def fleet(self) -> Fleet:
+        """The registry and catalogue in force."""
+        return self._fleet
 
     @property
     def input_topic(self) -> str:
@@ -218,6 +269,13 @@ class ValidateStage:
         self._health.records_out(STAGE, self._produced)
         self._produced = 0
         self._last_flush = time.monotonic()
+        refused = self._watch.refusals
+        reloaded = self._watch.poll()  # between batches: a record is judged by one fleet
+        if reloaded is not None:
+            self._use(reloaded)
+            self._health.fleet_reload(STAGE, accepted=True)
+        elif self._watch.refusals != refused:
+            self._health.fleet_reload(STAGE, accepted=False)
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets
@@ -360,5 +418,6 @@ class ValidateStage:
             metric=rejection.metric,
             payload=env.payload if env is not None else None,
             mqtt_topic=env.mqtt_topic if env is not None else None,
+            rx_ms=env.rx_ms if env is not None else None,
         )
         await self._output.deadletter(STAGE, letter)

@@ -1,12 +1,19 @@
 #!/bin/sh
 # One-shot setup after InfluxDB's first start (compose service `influxdb-tokens`, run in the
-# influxdb image for its `influx` CLI): the rollups bucket, and two least-privilege tokens
-# written to files for the services that need them:
+# influxdb image for its `influx` CLI): the rollups bucket, and one least-privilege token per
+# part, written to files for the services that need them (kotaflow services: uid 10001):
 #
-#   $TOKENS_DIR/pipeline.token  read+write on telemetry and rollups  (kotaflow services, uid 10001)
-#   $TOKENS_DIR/grafana.token   read on telemetry and rollups        (Grafana, uid 472)
+#   $TOKENS_DIR/store.token      write telemetry                    (stage store)
+#   $TOKENS_DIR/aggregate.token  read telemetry, rollups; write rollups  (stage aggregate)
+#   $TOKENS_DIR/alert.token      write telemetry (alert events)     (kotaflow alert)
+#   $TOKENS_DIR/health.token     write rollups (pipeline health)    (every process)
+#   $TOKENS_DIR/grafana.token    read telemetry and rollups         (Grafana, uid 472)
 #
-# The same org, buckets, retention and roles as the local stack (deploy/local/influxdb.py).
+# kotaflow picks <role>.token from processing.influx_token_dir (compose: this directory).
+# The same org, buckets, retention and roles as the local stack (deploy/local/influxdb.py,
+# stage_rights). InfluxDB 2.x has no separate delete right: a write token may also delete
+# in its bucket (docs/security.md). An existing pipeline.token (read+write on both buckets,
+# from before per-stage tokens) is kept for old configs but no longer issued.
 # Idempotent: existing buckets and token files are kept; delete a file to issue a new token.
 set -eu
 : "${INFLUX_HOST:=http://influxdb:8086}"
@@ -49,8 +56,14 @@ token() {  # token FILE UID DESCRIPTION influx-auth-flags...
 mkdir -p "$TOKENS_DIR"
 telemetry_id=$(bucket "$TELEMETRY" 90d)
 rollups_id=$(bucket "$ROLLUPS" 730d)
-token "$TOKENS_DIR/pipeline.token" 10001 "kotaflow pipeline: read+write $TELEMETRY, $ROLLUPS" \
-    --read-bucket "$telemetry_id" --write-bucket "$telemetry_id" \
-    --read-bucket "$rollups_id" --write-bucket "$rollups_id"
+token "$TOKENS_DIR/store.token" 10001 "kotaflow store: write $TELEMETRY" \
+    --write-bucket "$telemetry_id"
+token "$TOKENS_DIR/aggregate.token" 10001 \
+    "kotaflow aggregate: read $TELEMETRY, $ROLLUPS; write $ROLLUPS" \
+    --read-bucket "$telemetry_id" --read-bucket "$rollups_id" --write-bucket "$rollups_id"
+token "$TOKENS_DIR/alert.token" 10001 "kotaflow alert: write $TELEMETRY" \
+    --write-bucket "$telemetry_id"
+token "$TOKENS_DIR/health.token" 10001 "kotaflow health: write $ROLLUPS" \
+    --write-bucket "$rollups_id"
 token "$TOKENS_DIR/grafana.token" 472 "kotaflow grafana: read $TELEMETRY, $ROLLUPS" \
     --read-bucket "$telemetry_id" --read-bucket "$rollups_id"

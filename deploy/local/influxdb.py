@@ -4,9 +4,9 @@ No registry we can reach ships ``influxd``, so :meth:`InfluxDB.install` runs
 ``build_influxdb.sh`` (Go module source + Rust libflux) and caches the binary under
 ``<cache>/influxdb/<version>/``. :meth:`InfluxDB.start` runs it with every file (bolt, sqlite,
 TSM engine, log) under ``<state>/influxdb/`` and then reconciles the setup the pipeline and
-Grafana rely on: org, buckets with retention, and three tokens with the least rights each
-needs. The tokens land in :data:`TOKENS_FILE` (mode 0600) so settings find them without
-copying by hand. Every step is idempotent; nothing here deletes data.
+Grafana rely on: org, buckets with retention, and tokens with the least rights each part
+needs (:func:`stage_rights`). The tokens land in :data:`TOKENS_FILE` (mode 0600) so
+settings find them without copying by hand. Every step is idempotent; nothing here deletes data.
 
 This module touches only its own cache and state directories and the HTTP API of the
 ``influxd`` it started.
@@ -48,7 +48,30 @@ TOKENS_FILE = Path(NAME) / "tokens.json"
 """Where the org, bucket ids and tokens are saved, relative to ``settings.stack.state_dir``."""
 
 OPERATOR, PIPELINE, GRAFANA = "operator", "pipeline", "grafana"
-"""Token roles: all access; write to both buckets; read both buckets."""
+"""Token roles: all access; write to both buckets (the shared token of old configs); read
+both buckets."""
+STORE, AGGREGATE, ALERT, HEALTH = "store", "aggregate", "alert", "health"
+"""Per-stage roles (picked in ``processors/runtime/influx.py``), granted :func:`stage_rights`."""
+
+
+def stage_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:
+    """Role -> ``(action, bucket name)`` rights of each token the local stack issues.
+
+    InfluxDB 2.x has per-bucket read and write rights and nothing finer (no per-measurement
+    right, no separate delete right: write includes ``/api/v2/delete``)."""
+    telemetry, rollups = settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket
+    alerts = settings.alerting.influx_bucket or telemetry
+    health = settings.processing.health.bucket or rollups
+    both = [telemetry, rollups]
+    return {
+        PIPELINE: [("write", b) for b in both],
+        GRAFANA: [("read", b) for b in both],
+        STORE: [("write", telemetry)],
+        AGGREGATE: [("read", telemetry), ("read", rollups), ("write", rollups)],
+        ALERT: [("write", alerts)],
+        HEALTH: [("write", health)],
+    }
+
 
 RETENTION = {"telemetry": timedelta(days=90), "rollups": timedelta(days=730)}
 """Raw readings are kept for a season; rollups long enough for year-over-year dashboards."""
@@ -252,8 +275,11 @@ class _Setup:
                 for name in self.service.buckets
             }
             tokens = dict(access.tokens)
-            tokens[PIPELINE] = self._authorization(http, org_id, PIPELINE, "write", buckets)
-            tokens[GRAFANA] = self._authorization(http, org_id, GRAFANA, "read", buckets)
+            for role, rights in stage_rights(self.service.settings).items():
+                if all(name in buckets for _, name in rights):
+                    tokens[role] = self._authorization(http, org_id, role, rights, buckets)
+                else:
+                    self.report(f"influxdb: no {role} token: its bucket is not one of the stack's")
         done = InfluxAccess(
             url=self.service.url,
             org=self.org,
@@ -315,21 +341,39 @@ class _Setup:
         return str(created["id"])
 
     def _authorization(
-        self, http: httpx.Client, org_id: str, role: str, action: str, buckets: dict[str, str]
+        self,
+        http: httpx.Client,
+        org_id: str,
+        role: str,
+        rights: list[tuple[str, str]],
+        buckets: dict[str, str],
     ) -> str:
-        """The token for ``role`` with ``action`` on exactly ``buckets``; found by description."""
-        description = f"kotaflow {role}: {action} {', '.join(sorted(buckets))}"
+        """The token for ``role`` with exactly ``rights``; found by description, so a token
+        issued before is kept (tokens are only ever added)."""
+        description = f"kotaflow {role}: {_describe(rights)}"
         for auth in _authorizations(http, org_id):
             if auth.get("description") == description and auth.get("status") == "active":
                 return str(auth["token"])
         permissions = [
-            {"action": action, "resource": {"type": "buckets", "id": bucket_id, "orgID": org_id}}
-            for bucket_id in buckets.values()
+            {
+                "action": action,
+                "resource": {"type": "buckets", "id": buckets[name], "orgID": org_id},
+            }
+            for action, name in rights
         ]
         body = {"orgID": org_id, "description": description, "permissions": permissions}
         created = _ok(http.post("/api/v2/authorizations", json=body)).json()
-        self.report(f"influxdb: created {role} token ({action} on {', '.join(sorted(buckets))})")
+        self.report(f"influxdb: created {role} token ({_describe(rights)})")
         return str(created["token"])
+
+
+def _describe(rights: list[tuple[str, str]]) -> str:
+    """``read rollups, telemetry; write rollups``: the rights, as the token's description
+    (the pipeline and Grafana tokens' descriptions are what earlier versions wrote)."""
+    actions: dict[str, list[str]] = {}
+    for action, name in rights:
+        actions.setdefault(action, []).append(name)
+    return "; ".join(f"{a} {', '.join(sorted(names))}" for a, names in sorted(actions.items()))
 
 
 def _buckets(http: httpx.Client, org_id: str) -> dict[str, str]:

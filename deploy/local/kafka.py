@@ -56,6 +56,7 @@ from deploy.local.service import (
     wait_until,
 )
 from deploy.local.tls import TlsFiles, ensure_tls
+from ingest.sizes import SizeLimits
 from kotaflow.kafka import LOCAL_SCRAM_USER, client_options, local_sasl_password_file
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import KafkaSettings, Settings
@@ -142,7 +143,8 @@ class Kafka:
         else:
             self._start_broker(report)
         self._ensure_scram_user(report)
-        ensure_topics(self._kafka, planned_topics(self._kafka), report)
+        limits = SizeLimits.of(self._settings.bridge)
+        ensure_topics(self._kafka, planned_topics(self._kafka), report, limits=limits)
         warm_group_coordinator(self._kafka, self._kafka.topics.raw, report)
 
     def stop(self, report: Report) -> None:

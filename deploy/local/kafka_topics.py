@@ -3,7 +3,13 @@
 The partition plan lives here: ``kotaflow.raw`` and ``kotaflow.readings`` carry every reading
 and are keyed by device, so they get the most partitions (aiokafka keeps one batch in flight
 per partition, and each partition is a unit of consumer parallelism); the dead-letter and
-alert topics are low-volume. One node, so one replica each.
+alert topics are low-volume; the bridge's lease topic has exactly one partition (whoever
+is assigned it is the active bridge, ingest/lease.py). One node, so one replica each.
+
+Sizes: given the bridge's :class:`~ingest.sizes.SizeLimits`, the topics the bridge writes
+(raw, dead letters) are created with the ``max.message.bytes`` that follows from
+``bridge.max_payload_bytes``, and existing ones that accept less are refused with an error
+naming both values (the bridge checks the same at start).
 
 Creation is idempotent: only missing topics are created, and an existing topic with another
 partition count is reported, never changed (that would move devices between partitions).
@@ -25,9 +31,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from deploy.local.service import Report, ServiceError
+from ingest.sizes import SizeLimitError, SizeLimits, check_topic_sizes
+from kotaflow.kafka import MAX_MESSAGE_BYTES, topic_max_message_bytes
 from kotaflow.settings import KafkaSettings
 
-PARTITIONS_BY_ROLE = {"raw": 6, "readings": 6, "deadletter": 3, "alerts": 3}
+PARTITIONS_BY_ROLE = {"raw": 6, "readings": 6, "deadletter": 3, "alerts": 3, "bridge_lease": 1}
 """Partitions per topic role (a field of ``settings.kafka.topics``)."""
 DEFAULT_PARTITIONS = 3
 """For a topic role added to the settings later without an entry above."""
@@ -85,16 +93,31 @@ def ensure_topics(
     wanted: Mapping[str, int],
     report: Report,
     options: Mapping[str, Any] | None = None,
+    limits: SizeLimits | None = None,
 ) -> None:
     """Create the missing topics of ``wanted`` (name -> partitions); raise if Kafka refuses.
 
     ``options``: aiokafka client options, e.g. ``kotaflow.kafka.client_options`` for a SASL_SSL
     login (the compose deployment's topic job); by default the stack's own, :func:`plain_options`.
+    ``limits``: the bridge's size limits; its topics get (or must have) the matching
+    ``max.message.bytes`` (see the module).
     """
+    sized = {kafka.topics.raw, kafka.topics.deadletter} & set(wanted) if limits else set()
+    configs = (
+        {name: {MAX_MESSAGE_BYTES: str(limits.topic_message_bytes)} for name in sized}
+        if limits
+        else {}
+    )
+    options = options or plain_options(kafka)
     try:
-        run_sync(_ensure(options or plain_options(kafka), dict(wanted), report))
+        run_sync(_ensure(options, dict(wanted), report, configs))
+        if limits and sized:
+            found = run_sync(topic_max_message_bytes(dict(options), sorted(sized)))
+            check_topic_sizes(limits, found)
     except (KafkaError, OSError, TimeoutError) as err:
         raise ServiceError(f"kafka: could not create topics: {err!r}") from None
+    except SizeLimitError as err:
+        raise ServiceError(f"kafka: {err}") from None
 
 
 WARMUP_GROUP = "kotaflow-stack-warmup"
@@ -139,11 +162,16 @@ async def _describe(options: Mapping[str, Any], timeout_s: float) -> ClusterView
     )
 
 
-async def _ensure(options: Mapping[str, Any], wanted: dict[str, int], report: Report) -> None:
+async def _ensure(
+    options: Mapping[str, Any],
+    wanted: dict[str, int],
+    report: Report,
+    configs: Mapping[str, dict[str, str]],
+) -> None:
     async with _admin(options, timeout_s=30.0) as admin:
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
         missing = [
-            NewTopic(name, partitions, REPLICATION_FACTOR)
+            NewTopic(name, partitions, REPLICATION_FACTOR, topic_configs=configs.get(name, {}))
             for name, partitions in wanted.items()
             if name not in existing
         ]

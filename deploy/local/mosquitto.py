@@ -53,6 +53,7 @@ from devices.credentials import (
     write_broker_files,
 )
 from devices.fleet import load_fleet
+from devices.registry import Registry
 from devices.sourcefile import DeviceFileError
 from kotaflow.mqtt import (
     Account,
@@ -108,10 +109,7 @@ class Mosquitto:
         running = self._pid()
         if running is not None:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
-            accounts = self._write_accounts()
-            if accounts.changed and self._reads_our_accounts():
-                os.kill(running, signal.SIGHUP)
-                report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
+            self.reload_accounts(report)
             note_config_drift(self.name, self.config_file, self._config_text(), report)
             return
         require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
@@ -186,13 +184,28 @@ class Mosquitto:
             },
         )
 
+    def reload_accounts(
+        self, report: Report, registry: Registry | None = None
+    ) -> CredentialsReport | None:
+        """Accounts and ACL from ``registry`` (default: the settings' registry file); a
+        running broker reloads them (SIGHUP) when they changed. None when the broker is not
+        running (``start`` writes them)."""
+        running = self._pid()
+        if running is None:
+            return None
+        accounts = self._write_accounts(registry)
+        if accounts.changed and self._reads_our_accounts():
+            os.kill(running, signal.SIGHUP)
+            report(f"mosquitto: accounts or ACL changed ({describe(accounts)}); reloaded")
+        return accounts
+
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
 
-    def _write_accounts(self) -> CredentialsReport:
+    def _write_accounts(self, registry: Registry | None = None) -> CredentialsReport:
         """Accounts, password hashes and ACL from the registry, next to the config."""
         try:
-            registry = load_fleet(self._settings).registry
+            registry = registry or load_fleet(self._settings).registry
             return write_broker_files(registry, self._paths.state)
         except DeviceFileError as err:
             problems = "\n".join(str(p) for p in err.problems)
@@ -232,6 +245,7 @@ class Mosquitto:
             ca_file=self._tls.ca_cert,
             cert_file=self._tls.server_cert,
             key_file=self._tls.server_key,
+            message_size_limit=self._settings.bridge.max_payload_bytes,
         )
 
 

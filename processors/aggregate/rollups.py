@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from processors.aggregate.windows import Aggregate, Series
@@ -28,11 +29,18 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
 
-def rollup_line(series: Series, window: str, start_ms: int, agg: Aggregate) -> str:
-    prefix = series_prefix(
+@lru_cache(maxsize=65_536)
+def _rollup_prefix(series: Series, window: str) -> str:
+    """Measurement and escaped tags of a rollup series: the same for every one of its lines
+    (a day of late windows is ~1,440 lines per series, each otherwise escaped anew)."""
+    return series_prefix(
         series.type,
         rollup_tags(series.device, series.type, series.kecamatan, series.metric, window),
     )
+
+
+def rollup_line(series: Series, window: str, start_ms: int, agg: Aggregate) -> str:
+    prefix = _rollup_prefix(series, window)
     fields = [
         ("count", f"{agg.count}i"),
         ("last", format_float(agg.last)),
@@ -69,12 +77,23 @@ def raw_points_flux(bucket: str, type_: str, device: str, start_ms: int, stop_ms
     )
 
 
-def combine_flux(bucket: str, source_window: str, start_ms: int, stop_ms: int) -> str:
-    """Per series, combine the ``source_window`` rollups in [start, stop) (pushed down)."""
+def combine_flux(
+    bucket: str,
+    source_window: str,
+    start_ms: int,
+    stop_ms: int,
+    devices: Iterable[str] | None = None,
+) -> str:
+    """Per series, combine the ``source_window`` rollups in [start, stop) (pushed down),
+    of ``devices`` only when given."""
+    only = ""
+    if devices is not None:
+        either = " or ".join(f"r.device == {flux_string(d)}" for d in devices)
+        only = f" and ({either or 'false'})"
     base = (
         f"from(bucket: {flux_string(bucket)})"
         f" |> range(start: {flux_time(start_ms)}, stop: {flux_time(stop_ms)})"
-        f" |> filter(fn: (r) => r.window == {flux_string(source_window)})"
+        f" |> filter(fn: (r) => r.window == {flux_string(source_window)}{only})"
     )
     return (
         f"base = {base}\n"

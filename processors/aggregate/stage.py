@@ -1,23 +1,43 @@
 """Stage ``aggregate``: 1-minute, hourly and daily rollups per device and metric.
 
 Input
-    ``kotaflow.readings`` (readings record v1), consumer group
+    ``kotaflow.readings`` (readings record v1/v2), consumer group
     ``processing.aggregate.group_id``.
 Output
     InfluxDB bucket ``influxdb.rollups_bucket`` (schema in ``processors/aggregate/rollups.py``):
     ``window=1m`` aggregates (count, min, max, sum, mean, last) of 1-minute event-time
     tumbling windows, after dedup of exact duplicates; ``window=1h`` and ``window=1d``
-    recomputed from them. Readings older than ``max_lateness_h`` and records that are not
-    readings go to ``kotaflow.deadletter``.
+    recomputed from them. Records that are not readings go to ``kotaflow.deadletter``.
 Guarantee
     Each rollup equals a recomputation from the raw points, after crashes and rebalances:
     every write replaces a whole window (never increments), and offsets are committed only
     up to the first record of the oldest window not yet written, with the watermark in the
-    commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Late readings
-    (window already closed) trigger a recomputation of their window from the raw points in
-    ``telemetry``, once the store group has committed past them (so the points are there);
-    until then they hold the commit back. Hourly/daily rollups of every hour/day a written
-    window touched are recomputed before each commit (every ``rollup_interval_s``).
+    commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Hourly/daily
+    rollups of every hour/day a written window touched are recomputed before each commit
+    (every ``rollup_interval_s``), so a commit never covers a stale hour or day.
+Late readings, however late
+    There is no lateness horizon (unless ``max_lateness_h`` is set): validate accepts
+    readings up to 7 days old, the store stores them, and the aggregate corrects their
+    1-minute, hourly and daily windows. A reading whose window has closed opens a
+    *correction* window (memory holds only the late points, not the window's others), which
+    is recomputed from the raw points in ``telemetry`` and overwrites the stored rollup.
+Ordering against the store stage
+    Store and aggregate are separate consumer groups of the same topic, so the raw point of
+    a late reading may not be written yet when the aggregate gets to it. A correction waits
+    until the store group's committed offset on that partition has passed the window's last
+    record (read with the Kafka admin client each flush; the store commits only after
+    InfluxDB accepted the write, so committed means stored). Until then the window stays in
+    memory, holding this stage's commit back, and new late readings of the same window merge
+    into it. If the store group makes no progress, corrections wait (gauge
+    ``kotaflow_pending_corrections``, a warning each minute) and nothing is committed past
+    them: a restart re-reads them. ``wait_for_store: false`` (no store stage in this
+    deployment) recomputes at once from what is stored.
+Cost of corrections
+    Ready corrections of one flush are planned together (``processors/aggregate/corrections.py``):
+    one raw query per device and run of nearby windows, at most
+    :data:`CONCURRENT_QUERIES` at a time; the hours and days they touch are recomputed for
+    the changed devices only. Throughput while a day of late data arrives:
+    ``python -m benchmarks.late_bench`` (quoted in ``docs/``).
     A write or query InfluxDB refuses for a reason that is not the data (token, bucket,
     outage) stalls the stage as it does store; only lines InfluxDB names are dead-lettered.
 """
@@ -28,6 +48,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
@@ -35,6 +57,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from kotaflow.settings import AggregateSettings, Settings
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.reasons import Reason
+from processors.aggregate.corrections import DirtyRollups, RawQuery, plan_queries
 from processors.aggregate.rollups import (
     DAY_MS,
     HOUR_MS,
@@ -54,6 +77,7 @@ from processors.aggregate.windows import (
     aggregate_points,
     decode_metadata,
     encode_metadata,
+    window_start,
 )
 from processors.runtime.health import Health
 from processors.runtime.influx import InfluxSink
@@ -65,6 +89,9 @@ from processors.runtime.stage_loop import Batch, Offsets, instance_name
 log = logging.getLogger("kotaflow.processors.aggregate")
 
 STAGE = "aggregate"
+CONCURRENT_QUERIES = 4
+"""Raw-point (and rollup) queries in flight at once: corrections must not swamp InfluxDB."""
+WAIT_WARNING_S = 60.0
 
 
 class AggregateStage:
@@ -81,8 +108,10 @@ class AggregateStage:
         self._admin: AIOKafkaAdminClient | None = None
         self.books: dict[TopicPartition, WindowBook] = {}
         self._next: dict[TopicPartition, int] = {}
-        self._dirty_hours: set[int] = set()
-        self._dirty_days: set[int] = set()
+        self._dirty_hours = DirtyRollups()
+        self._dirty_days = DirtyRollups()
+        self._waiting_since: float | None = None
+        self._warned_at = 0.0
         self._last_flush = time.monotonic()
         self._last_rollup = time.monotonic()
         self._series: dict[tuple[str, str, str, str], Series] = {}
@@ -104,6 +133,12 @@ class AggregateStage:
             await admin.close()
             raise
         self._admin = admin
+        if self._cfg.max_lateness_h is not None:
+            log.warning(
+                "aggregate: readings older than max_lateness_h are dead-lettered, so their "
+                "rollups stay below the raw points the store keeps; unset it to correct them",
+                extra={"max_lateness_h": self._cfg.max_lateness_h},
+            )
 
     async def stop(self) -> None:
         if self._admin is not None:
@@ -122,12 +157,16 @@ class AggregateStage:
             watermark = decode_metadata(found.metadata if found is not None else None)
             self.books[tp] = WindowBook(
                 grace_ms=int(self._cfg.grace_s * 1000),
-                max_lateness_ms=int(self._cfg.max_lateness_h * 3_600_000),
+                max_lateness_ms=self._max_lateness_ms(),
                 watermark_ms=watermark,
             )
             log.info(
                 "partition assigned", extra={"partition": tp.partition, "watermark": watermark}
             )
+
+    def _max_lateness_ms(self) -> int | None:
+        hours = self._cfg.max_lateness_h
+        return None if hours is None else int(hours * HOUR_MS)
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
@@ -188,7 +227,7 @@ class AggregateStage:
         lines += await self._corrections(corrections)
         await self._write(lines)
         for window in closed:
-            self._touch(window.start_ms)
+            self._touch(window)
         pending = sum(
             1 for book in self.books.values() for w in book.windows.values() if w.correction
         )
@@ -206,8 +245,8 @@ class AggregateStage:
             if tp in self._next
         }
 
-    def _touch(self, start_ms: int) -> None:
-        self._dirty_hours.add(hour_of(start_ms))
+    def _touch(self, window: Window) -> None:
+        self._dirty_hours.touch(hour_of(window.start_ms), window.series.device)
 
     async def _write(self, lines: list[str]) -> None:
         if not lines:
@@ -230,38 +269,62 @@ class AggregateStage:
     async def _corrections(self, corrections: dict[TopicPartition, list[Window]]) -> list[str]:
         """Lines for the late windows whose raw points are stored; hold back the others."""
         if not corrections:
+            self._waiting_since = None
             return []
         stored = await self._store_positions(set(corrections))
         ready: list[Window] = []
         for tp, windows in corrections.items():
             limit = stored.get(tp)
-            book = self.books[tp]
             waiting = [w for w in windows if limit is not None and w.last_offset >= limit]
             ready += [w for w in windows if limit is None or w.last_offset < limit]
-            book.hold_back(waiting)
-        by_device: dict[tuple[str, str], list[Window]] = defaultdict(list)
-        for w in ready:
-            by_device[(w.series.type, w.series.device)].append(w)
-        results = await asyncio.gather(*(self._recompute(ws) for ws in by_device.values()))
+            self.books[tp].hold_back(waiting)
+            if waiting:
+                self._warn_waiting(tp, limit, max(w.last_offset for w in waiting))
+        if len(ready) == sum(len(ws) for ws in corrections.values()):
+            self._waiting_since = None
+        queries = plan_queries(ready)
+        results = await _bounded(self._recompute(q) for q in queries)
+        self._health.corrected(STAGE, len(ready), len(queries))
         return [line for lines in results for line in lines]
 
-    async def _recompute(self, windows: list[Window]) -> list[str]:
-        first = windows[0].series
-        start = min(w.start_ms for w in windows)
-        stop = max(w.start_ms for w in windows) + 60_000
-        flux = raw_points_flux(
-            self._settings.influxdb.telemetry_bucket, first.type, first.device, start, stop
+    def _warn_waiting(self, tp: TopicPartition, stored: int | None, needed: int) -> None:
+        """Once a minute while corrections wait for the store group to get further."""
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if now - self._waiting_since < WAIT_WARNING_S or now - self._warned_at < WAIT_WARNING_S:
+            return
+        self._warned_at = now
+        log.warning(
+            "late corrections wait for the store stage (group %s) to commit past offset %d of "
+            "%s[%d]; it is at %s: is the store stage running?",
+            self._settings.processing.store.group_id,
+            needed,
+            tp.topic,
+            tp.partition,
+            stored,
+            extra={"waiting_s": round(now - self._waiting_since)},
         )
-        stored = points_by_series(await self._influx.query(flux, STAGE))
+
+    async def _recompute(self, query: RawQuery) -> list[str]:
+        """The 1-minute rollups of ``query.windows`` from the stored raw points."""
+        flux = raw_points_flux(
+            self._settings.influxdb.telemetry_bucket,
+            query.type,
+            query.device,
+            query.start_ms,
+            query.stop_ms,
+        )
+        by_window: dict[tuple[str, str, str, int], dict[int, float]] = defaultdict(dict)
+        for key, series_points in points_by_series(await self._influx.query(flux, STAGE)).items():
+            for ts, value in series_points.items():
+                by_window[(*key, window_start(ts))][ts] = value
         lines = []
-        for w in windows:
-            series_points = stored.get((w.series.metric, w.series.kecamatan, w.series.type), {})
-            in_window = {
-                ts: v for ts, v in series_points.items() if w.start_ms <= ts < w.start_ms + 60_000
-            }
-            points = {**w.points, **in_window}
+        for w in query.windows:
+            stored = by_window.get((w.series.metric, w.series.kecamatan, w.series.type, w.start_ms))
+            points = {**w.points, **stored} if stored else w.points
             lines.append(rollup_line(w.series, "1m", w.start_ms, aggregate_points(points)))
-            self._touch(w.start_ms)
+            self._touch(w)
         return lines
 
     async def _store_positions(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
@@ -278,17 +341,43 @@ class AggregateStage:
         return out
 
     async def _rollups(self) -> None:
-        """Recompute the hourly, then daily, rollups that written minute windows touched."""
+        """Recompute the hourly, then daily, rollups that written minute windows touched
+        (of the devices that changed in them)."""
         bucket = self._settings.influxdb.rollups_bucket
         offset_ms = int(self._cfg.day_offset_h * HOUR_MS)
-        hours, self._dirty_hours = sorted(self._dirty_hours), set()
-        for hour in hours:
-            rows = await self._influx.query(combine_flux(bucket, "1m", hour, hour + HOUR_MS), STAGE)
-            aggs = combined_aggregates(rows)
-            await self._write([rollup_line(s, "1h", hour, a) for s, a in aggs.items()])
-            self._dirty_days.add(day_of(hour, offset_ms))
-        days, self._dirty_days = sorted(self._dirty_days), set()
-        for day in days:
-            rows = await self._influx.query(combine_flux(bucket, "1h", day, day + DAY_MS), STAGE)
-            aggs = combined_aggregates(rows)
-            await self._write([rollup_line(s, "1d", day, a) for s, a in aggs.items()])
+        hours = self._dirty_hours.take()
+        await _bounded(self._combine(bucket, "1m", "1h", h, HOUR_MS, ds) for h, ds in hours)
+        for hour, devices in hours:
+            for device in devices if devices is not None else [None]:
+                self._dirty_days.touch(day_of(hour, offset_ms), device)
+        days = self._dirty_days.take()
+        await _bounded(self._combine(bucket, "1h", "1d", d, DAY_MS, ds) for d, ds in days)
+
+    async def _combine(
+        self,
+        bucket: str,
+        source: str,
+        target: str,
+        start_ms: int,
+        size_ms: int,
+        devices: list[str] | None,
+    ) -> None:
+        rows = await self._influx.query(
+            combine_flux(bucket, source, start_ms, start_ms + size_ms, devices), STAGE
+        )
+        aggs = combined_aggregates(rows)
+        await self._write([rollup_line(s, target, start_ms, a) for s, a in aggs.items()])
+
+
+T = TypeVar("T")
+
+
+async def _bounded(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Await ``jobs`` with at most :data:`CONCURRENT_QUERIES` running at once, in order."""
+    gate = asyncio.Semaphore(CONCURRENT_QUERIES)
+
+    async def one(job: Awaitable[T]) -> T:
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(j) for j in jobs))

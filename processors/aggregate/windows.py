@@ -21,8 +21,10 @@ Late readings
     A reading whose window has already closed (watermark past it) opens a *correction*
     window. The stage does not trust memory for it (the window's other points are gone);
     it recomputes the whole window from the raw points in InfluxDB once the store stage has
-    committed past the reading, and overwrites the rollup. Readings older than
-    ``max_lateness`` are refused (the stage dead-letters them as ``time_too_old``).
+    committed past the reading, and overwrites the rollup. There is no lateness horizon by
+    default: whatever validate let through (up to 7 days old) the store stores, so the
+    aggregate corrects it too. An explicit ``max_lateness`` refuses older readings (the
+    stage dead-letters them as ``time_too_old``; their rollups then stay below raw).
 
 Restart without double counting
     Offsets are committed only up to the first record of the oldest window still in memory,
@@ -113,7 +115,7 @@ class WindowBook:
     def __init__(
         self,
         grace_ms: int,
-        max_lateness_ms: int,
+        max_lateness_ms: int | None = None,
         watermark_ms: int = 0,
         size_ms: int = WINDOW_MS,
     ) -> None:
@@ -125,7 +127,7 @@ class WindowBook:
 
     def add(self, series: Series, ts_ms: int, value: float, offset: int, now_ms: int) -> Added:
         """Put one reading in its window; open one (normal or correction) if needed."""
-        if ts_ms < now_ms - self.max_lateness_ms:
+        if self.max_lateness_ms is not None and ts_ms < now_ms - self.max_lateness_ms:
             return Added.TOO_OLD
         start = ts_ms - ts_ms % self.size_ms
         key = (series, start)

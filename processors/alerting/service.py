@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 
 from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
+from devices.watch import FleetWatcher, follow
 from kotaflow.alerting_settings import ConsoleReceiver, Language
 from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent
@@ -106,6 +107,8 @@ class AlertService:
     health: Health = field(default_factory=lambda: Health(instance_name()))
     metrics: AlertMetrics = field(default_factory=AlertMetrics)
     """Registered with ``health``'s registry by :func:`build` (one metrics port)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Device names for messages, kept current with the registry (``devices.watch``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
@@ -114,6 +117,7 @@ class AlertService:
         loop = StageLoop(self.stage, self.settings, self.health)
         evaluator = asyncio.create_task(loop.run(stop), name="alert-evaluator")
         dispatcher = asyncio.create_task(self.dispatcher.run(stop), name="alert-dispatcher")
+        registry = asyncio.create_task(self._follow_registry(stop), name="alert-registry")
         try:
             done, _ = await asyncio.wait(
                 [evaluator, dispatcher], return_when=asyncio.FIRST_EXCEPTION
@@ -128,6 +132,8 @@ class AlertService:
             for task in (evaluator, dispatcher):
                 task.cancel()
             results = await asyncio.gather(evaluator, dispatcher, return_exceptions=True)
+            registry.cancel()
+            await asyncio.gather(registry, return_exceptions=True)
             if endpoint is not None:
                 await endpoint.cleanup()
             await self.close()
@@ -138,6 +144,20 @@ class AlertService:
         ]
         if errors:
             raise errors[0]
+
+    async def _follow_registry(self, stop: asyncio.Event) -> None:
+        """New devices get their names in messages without a restart (rules stay as
+        checked at start)."""
+        try:
+            watcher = FleetWatcher(self.settings)
+        except DeviceFileError:
+            return  # load_checked_rules already said why
+
+        def renamed(fleet: Fleet) -> None:
+            self.names.clear()
+            self.names.update({d.id: d.name for d in fleet.registry})
+
+        await follow(watcher, renamed, stop)
 
     async def _start_ack_endpoint(self) -> web.AppRunner | None:
         cfg = self.settings.alerting
@@ -161,7 +181,8 @@ class AlertService:
 def build(settings: Settings) -> AlertService:
     """Validate rules and receivers and wire the parts; call inside the event loop."""
     cfg = settings.alerting
-    rules, names = load_checked_rules(settings)
+    rules, checked_names = load_checked_rules(settings)
+    names = dict(checked_names)  # one dict, shared by every message maker, kept current
     store = AlertStore(cfg.state_path(settings.stack.state_dir))
     http = httpx.AsyncClient()
 
@@ -219,7 +240,16 @@ def build(settings: Settings) -> AlertService:
     if not cfg.receivers:
         log.warning("no alerting.receivers configured: notifications go to the terminal")
     return AlertService(
-        settings, store, stage, dispatcher, kafka, influx, http, health=health, metrics=metrics
+        settings,
+        store,
+        stage,
+        dispatcher,
+        kafka,
+        influx,
+        http,
+        health=health,
+        metrics=metrics,
+        names=names,
     )
 
 

@@ -32,7 +32,7 @@ from processors.alerting.state_store import (
     KAFKA_DESTINATION,
     OutboxItem,
 )
-from processors.runtime.influx import InfluxConfigError, InfluxSink
+from processors.runtime.influx import ALERT_ROLE, InfluxConfigError, InfluxSink
 from processors.runtime.kafka_clients import make_producer
 from processors.runtime.lineprotocol import escape_key, format_float, line, series_prefix
 
@@ -137,7 +137,7 @@ class InfluxAlerts:
     async def _opened(self) -> InfluxSink:
         if self._sink is None:
             try:
-                self._sink = await InfluxSink(self._settings).__aenter__()
+                self._sink = await InfluxSink(self._settings, role=ALERT_ROLE).__aenter__()
             except InfluxConfigError as err:
                 raise DeliveryError(f"influxdb: {err}") from err
         return self._sink

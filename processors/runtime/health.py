@@ -5,9 +5,10 @@
   ``kotaflow_records_out_total``, ``kotaflow_deadletter_total{reason}``,
   ``kotaflow_duplicates_total{kind}``, ``kotaflow_consumer_lag``,
   ``kotaflow_write_seconds`` (histogram), ``kotaflow_write_retries_total``,
-  ``kotaflow_pending_corrections``, ``kotaflow_write_blocked{reason}`` (1 while the
-  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``); every series has a
-  ``stage`` label.
+  ``kotaflow_pending_corrections``, ``kotaflow_corrected_windows_total``,
+  ``kotaflow_correction_queries_total``, ``kotaflow_write_blocked{reason}`` (1 while the
+  stage's InfluxDB writes stall, see ``processors/runtime/write_block.py``),
+  ``kotaflow_fleet_reloads_total{result}``; every series has a ``stage`` label.
 * InfluxDB: every ``processing.health.interval_s`` the same figures as line protocol in
   measurement ``kotaflow_pipeline`` (bucket ``rollups`` unless set), tags ``stage``,
   ``instance`` (and ``reason`` for dead-letter counts). Counters are cumulative per process
@@ -77,6 +78,24 @@ class Health:
         self._pending = Gauge(
             "kotaflow_pending_corrections", "Late windows waiting", ["stage"], registry=r
         )
+        self._reloads = Counter(
+            "kotaflow_fleet_reloads",
+            "Registry/catalogue changes taken up (accepted) or refused as invalid (refused)",
+            ["stage", "result"],
+            registry=r,
+        )
+        self._corrected = Counter(
+            "kotaflow_corrected_windows",
+            "Late 1-minute windows recomputed from raw points",
+            ["stage"],
+            registry=r,
+        )
+        self._raw_queries = Counter(
+            "kotaflow_correction_queries",
+            "Raw-point queries behind corrections",
+            ["stage"],
+            registry=r,
+        )
         self._blocked = Gauge(
             "kotaflow_write_blocked",
             "1 while the stage's InfluxDB writes stall (not the data's fault), by reason",
@@ -104,6 +123,11 @@ class Health:
         self._dups.labels(stage, kind).inc(n)
         self._snap.counters[(stage, f"{kind}s")] += n
 
+    def fleet_reload(self, stage: str, accepted: bool) -> None:
+        result = "accepted" if accepted else "refused"
+        self._reloads.labels(stage, result).inc()
+        self._snap.counters[(stage, f"fleet_reloads_{result}")] += 1
+
     def retry(self, stage: str) -> None:
         self._retries.labels(stage).inc()
         self._snap.counters[(stage, "write_retries")] += 1
@@ -123,6 +147,12 @@ class Health:
     def pending_corrections(self, stage: str, n: int) -> None:
         self._pending.labels(stage).set(n)
         self._snap.counters[(stage, "pending_corrections")] = n
+
+    def corrected(self, stage: str, windows: int, queries: int) -> None:
+        self._corrected.labels(stage).inc(windows)
+        self._raw_queries.labels(stage).inc(queries)
+        self._snap.counters[(stage, "corrected_windows")] += windows
+        self._snap.counters[(stage, "correction_queries")] += queries
 
     def write_blocked(self, stage: str, reason: str | None, fix: str = "") -> None:
         """``stage``'s writes stall for ``reason`` (None: they flow again)."""

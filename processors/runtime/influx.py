@@ -39,7 +39,16 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
 from kotaflow.settings import Settings
-from processors.runtime.influx_token import READ_ROLE, WRITE_ROLE, InfluxConfigError, TokenSource
+from processors.runtime.influx_token import (
+    AGGREGATE_ROLE,
+    ALERT_ROLE,
+    HEALTH_ROLE,
+    READ_ROLE,
+    STORE_ROLE,
+    WRITE_ROLE,
+    InfluxConfigError,
+    TokenSource,
+)
 from processors.runtime.influx_token import resolve_token as resolve_token
 from processors.runtime.retry import Backoff, parse_retry_after, retryable
 from processors.runtime.write_block import (
@@ -57,7 +66,11 @@ log = logging.getLogger("kotaflow.processors.influx")
 T = TypeVar("T")
 
 __all__ = [
+    "AGGREGATE_ROLE",
+    "ALERT_ROLE",
+    "HEALTH_ROLE",
     "READ_ROLE",
+    "STORE_ROLE",
     "WRITE_ROLE",
     "InfluxConfigError",
     "InfluxSink",
@@ -92,8 +105,8 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 class _Client:
     """One influxdb-client client and where its token comes from."""
 
-    def __init__(self, settings: Settings, role: str) -> None:
-        self.source = TokenSource(settings, role)
+    def __init__(self, settings: Settings, source: TokenSource) -> None:
+        self.source = source
         self.token = self.source.read()
         self.client = InfluxDBClientAsync(
             url=settings.influxdb.url,
@@ -123,7 +136,9 @@ class _Client:
 
 
 class InfluxSink:
-    """One InfluxDB client pair (write, read), shared by the stages of a process.
+    """InfluxDB clients (write, read) with the token of one ``role`` (least privilege per
+    stage; without a role, or on a stack set up before per-stage tokens, the shared
+    ``pipeline`` token writes and ``grafana`` reads). One client when one token does both.
 
     ``gauge`` (the process's :class:`~processors.runtime.health.Health`) gets the stalls and
     retries per stage; each call names its stage (``stage=``)."""
@@ -134,8 +149,10 @@ class InfluxSink:
         gauge: BlockGauge | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         on_retry: Callable[[str], None] | None = None,
+        role: str | None = None,
     ) -> None:
         self._settings = settings
+        self.role = role
         self._backoff = Backoff.from_settings(settings.processing.retry)
         self._blocks = BlockLog(gauge)
         self._on_retry = on_retry
@@ -144,16 +161,35 @@ class InfluxSink:
         self._reader: _Client | None = None
         self._writes: WriteService | None = None
 
+    def _sources(self) -> tuple[TokenSource, TokenSource]:
+        role = self.role
+        return (
+            TokenSource(self._settings, role or WRITE_ROLE, WRITE_ROLE),
+            TokenSource(self._settings, role or READ_ROLE, READ_ROLE),
+        )
+
+    def tokens(self) -> tuple[str, str]:
+        """The (write, read) tokens as configured now: a key to share one sink between
+        roles that resolve to the same tokens (never logged); raises
+        :class:`InfluxConfigError`."""
+        write, read = self._sources()
+        return write.read(), read.read()
+
     async def __aenter__(self) -> InfluxSink:
-        self._writer = _Client(self._settings, WRITE_ROLE)
-        self._reader = _Client(self._settings, READ_ROLE)
+        write, read = self._sources()
+        self._writer = _Client(self._settings, write)
+        # One client when one token from one place does both (a client costs ~30 ms of CPU).
+        same = self._writer.token == read.read() and (
+            read.where() == write.where() or not write.rereadable
+        )
+        self._reader = self._writer if same else _Client(self._settings, read)
         self._writes = WriteService(self._writer.client.api_client)  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for held in (self._writer, self._reader):
-            if held is not None:
-                await held.client.close()  # type: ignore[no-untyped-call]
+        held = {id(c): c for c in (self._writer, self._reader) if c is not None}
+        for client in held.values():
+            await client.client.close()  # type: ignore[no-untyped-call]
         self._writer = self._reader = None
 
     def blocked(self, stage: str) -> BlockReason | None:

@@ -24,21 +24,53 @@ class InfluxConfigError(RuntimeError):
 
 
 WRITE_ROLE, READ_ROLE = "pipeline", "grafana"
-"""Roles of the local stack's tokens (``deploy/local/influxdb.py``): the pipeline token may
-write both buckets, the Grafana token read them; the processors use each for what it allows."""
+"""The local stack's shared tokens (``deploy/local/influxdb.py``): ``pipeline`` may write
+both buckets, ``grafana`` read them. What a client without a role of its own uses, and what
+each role falls back to on a stack set up before the per-stage tokens."""
+STORE_ROLE, AGGREGATE_ROLE, ALERT_ROLE, HEALTH_ROLE = "store", "aggregate", "alert", "health"
+"""Per-stage tokens, each with the least rights InfluxDB 2.x can express: ``store`` writes
+``telemetry``; ``aggregate`` writes ``rollups`` and reads both buckets (recomputing from raw
+points and minute rollups); ``alert`` writes its events' bucket (``telemetry``); ``health``
+writes the health figures' bucket (``rollups``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TokenSource:
-    """``influxdb.token`` if set; else ``processing.influx_token_file``; else the local
-    stack's token for ``role`` from ``<state>/influxdb/tokens.json``."""
+    """The token for ``role``, from the first of:
+
+    1. ``influxdb.token`` (one token for everything);
+    2. ``processing.influx_token_file`` (the same, from a file: old configs);
+    3. ``<role>.token`` in ``processing.influx_token_dir``, else the ``fallback`` role's;
+    4. the local stack's token for ``role`` (else ``fallback``) in
+       ``<state>/influxdb/tokens.json``."""
 
     settings: Settings
     role: str
+    fallback: str | None = None
 
     @property
     def tokens_json(self) -> Path:
         return self.settings.stack.state_dir / "influxdb" / "tokens.json"
+
+    @property
+    def roles(self) -> list[str]:
+        """``role``, then ``fallback``: the names looked for, in order."""
+        return list(dict.fromkeys(r for r in (self.role, self.fallback) if r))
+
+    def _token_file(self) -> Path | None:
+        """The ``<role>.token`` (else fallback's) of ``processing.influx_token_dir``."""
+        folder = self.settings.processing.influx_token_dir
+        if folder is None:
+            return None
+        for name in self.roles:
+            if (folder / f"{name}.token").is_file():
+                return folder / f"{name}.token"
+        return folder / f"{self.role}.token"
+
+    def _json_role(self) -> str:
+        """The role whose token ``tokens.json`` holds (``role`` unless only the fallback's)."""
+        tokens = _tokens_json(self.tokens_json)
+        return next((name for name in self.roles if tokens.get(name)), self.role)
 
     def where(self) -> str:
         """The token's role and the setting or file it comes from (never the token)."""
@@ -50,7 +82,13 @@ class TokenSource:
         explicit = self.settings.processing.influx_token_file
         if explicit is not None:
             return f"the {self.role} token from file {explicit} (processing.influx_token_file)"
-        return f"the {self.role!r} token from {self.tokens_json} (written by `kotaflow stack up`)"
+        file = self._token_file()
+        if file is not None:
+            return f"the {self.role} token from file {file} (processing.influx_token_dir)"
+        return (
+            f"the {self._json_role()!r} token from {self.tokens_json} "
+            "(written by `kotaflow stack up`)"
+        )
 
     @property
     def rereadable(self) -> bool:
@@ -61,33 +99,47 @@ class TokenSource:
         """The token now; a token read from a file is masked in the logs from then on."""
         if self.settings.influxdb.token is not None:
             return self.settings.influxdb.token.get_secret_value()
-        explicit = self.settings.processing.influx_token_file
+        explicit = self.settings.processing.influx_token_file or self._token_file()
         if explicit is not None:
-            try:
-                token = explicit.read_text().strip()
-            except OSError as err:
-                raise InfluxConfigError(
-                    f"cannot read InfluxDB token file {explicit}: {err}"
-                ) from None
-            if token:
-                redact(token)
-                return token
-            raise InfluxConfigError(f"InfluxDB token file {explicit} is empty")
-        path = self.tokens_json
-        try:
-            found: Any = json.loads(path.read_text()).get("tokens", {}).get(self.role)
-        except (OSError, ValueError, AttributeError):
-            found = None
-        if isinstance(found, str) and found:
-            redact(found)
-            return found
+            return _token_in(explicit, self.roles)
+        tokens = _tokens_json(self.tokens_json)
+        for name in self.roles:
+            found = tokens.get(name)
+            if isinstance(found, str) and found:
+                redact(found)
+                return found
         raise InfluxConfigError(
-            f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN) or "
-            f"processing.influx_token_file, or run `kotaflow stack up` "
-            f"(no {self.role!r} token in {path})"
+            f"no InfluxDB token: set influxdb.token (KOTAFLOW_INFLUXDB__TOKEN), "
+            f"processing.influx_token_file or processing.influx_token_dir, or run "
+            f"`kotaflow stack up` (no {' or '.join(map(repr, self.roles))} token in "
+            f"{self.tokens_json})"
         )
 
 
-def resolve_token(settings: Settings, role: str) -> str:
-    """The token for ``role`` as configured now (see :class:`TokenSource`)."""
-    return TokenSource(settings, role).read()
+def _token_in(path: Path, roles: list[str]) -> str:
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        files = " or ".join(f"{name}.token" for name in roles)
+        raise InfluxConfigError(
+            f"no InfluxDB token for {roles[0]}: no {files} in {path.parent}"
+        ) from None
+    except OSError as err:
+        raise InfluxConfigError(f"cannot read InfluxDB token file {path}: {err}") from None
+    if not token:
+        raise InfluxConfigError(f"InfluxDB token file {path} is empty")
+    redact(token)
+    return token
+
+
+def _tokens_json(path: Path) -> dict[str, Any]:
+    try:
+        found: Any = json.loads(path.read_text()).get("tokens", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def resolve_token(settings: Settings, role: str, fallback: str | None = None) -> str:
+    """The token for ``role`` (else ``fallback``) as configured now (see :class:`TokenSource`)."""
+    return TokenSource(settings, role, fallback).read()

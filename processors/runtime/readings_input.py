@@ -50,8 +50,12 @@ class RecordRef(NamedTuple):
         return cls(record.topic, record.partition, record.offset, record.key, record.value)
 
 
-def source_of(record: Origin, mqtt_topic: str | None = None) -> dict[str, Any]:
-    """The ``source`` of a dead letter: which topic, partition and offset the bytes were at."""
+def source_of(
+    record: Origin, mqtt_topic: str | None = None, rx_ms: int | None = None
+) -> dict[str, Any]:
+    """The ``source`` of a dead letter: which topic, partition and offset the bytes were at,
+    and (from validate) the MQTT topic and the bridge's receive time, which a replay needs to
+    rebuild the raw record exactly."""
     source: dict[str, Any] = {
         "kafka_topic": record.topic,
         "partition": record.partition,
@@ -59,6 +63,8 @@ def source_of(record: Origin, mqtt_topic: str | None = None) -> dict[str, Any]:
     }
     if mqtt_topic is not None:
         source["mqtt_topic"] = mqtt_topic
+    if rx_ms is not None:
+        source["rx_ms"] = rx_ms
     return source
 
 
@@ -72,6 +78,7 @@ def refused(
     metric: str | None = None,
     payload: bytes | None = None,
     mqtt_topic: str | None = None,
+    rx_ms: int | None = None,
 ) -> DeadLetter:
     """The dead letter for (part of) ``record``: its bytes (or ``payload``) and position."""
     key = record.key.decode(errors="replace") if record.key else None
@@ -82,7 +89,7 @@ def refused(
         payload=(record.value or b"") if payload is None else payload,
         device=device or key,
         metric=metric,
-        source=source_of(record, mqtt_topic),
+        source=source_of(record, mqtt_topic, rx_ms),
     )
 
 

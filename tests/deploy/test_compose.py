@@ -15,7 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy.local.influxdb import AGGREGATE, ALERT, GRAFANA, HEALTH, STORE, stage_rights
 from deploy.local.tls import TlsFiles, ensure_tls
+from ingest.sizes import SizeLimits
 from kotaflow.cli import app
 from kotaflow.settings import Settings, load_settings
 from tests.deploy import compose_loader
@@ -52,7 +54,11 @@ def compose() -> dict[str, Any]:
 
 
 def _resolved(settings: Settings, env: dict[str, str]) -> Any:
-    done = compose_loader.load(COMPOSE, env, settings.stack.cache_dir)
+    return _resolved_file(settings, COMPOSE, env)
+
+
+def _resolved_file(settings: Settings, path: Path, env: dict[str, str]) -> Any:
+    done = compose_loader.load(path, env, settings.stack.cache_dir)
     if done is None:
         pytest.skip("neither `docker compose` nor Go is available to load the compose file")
     return done
@@ -71,6 +77,26 @@ def test_compose_config_accepts_the_file_with_its_secrets_set(settings: Settings
     health = project["services"]["mosquitto"]["healthcheck"]["test"][1]
     assert '"$(sed' in health  # the password is read in the container, not written here
     assert "-u kotaflow-health" in health
+
+
+def test_compose_config_accepts_two_bridge_replicas(settings: Settings) -> None:
+    """``docker compose up --scale bridge=2``: the file with the bridge's ``scale: 2`` loads,
+    and the replicas cannot clash (no container name, no published port, one client id from
+    the settings, so both join one lease group; ingest/lease.py)."""
+    data = yaml.safe_load(COMPOSE.read_text())
+    data["services"]["bridge"]["scale"] = 2
+    scaled = DEPLOY / f".compose-scale-test-{os.getpid()}.yaml"  # beside it: same relative paths
+    try:
+        scaled.write_text(yaml.safe_dump(data, sort_keys=False))
+        done = _resolved_file(settings, scaled, SECRETS)
+    finally:
+        scaled.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr
+    bridge = yaml.safe_load(done.stdout)["services"]["bridge"]
+    assert bridge["scale"] == 2
+    assert "container_name" not in bridge
+    assert not bridge.get("ports")
+    assert "--client-id" not in bridge["command"]  # every replica: bridge.client_id
 
 
 def test_compose_config_refuses_to_start_without_secrets(settings: Settings) -> None:
@@ -161,13 +187,28 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
     assert depends["grafana-provisioning"]["condition"] == "service_completed_successfully"
 
 
-def test_services_read_the_pipeline_token_the_token_job_writes(compose: dict[str, Any]) -> None:
+def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[str, Any]) -> None:
     env = compose["x-kotaflow"]["environment"]
     script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text()
-    token_file = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE"]
-    assert Path(token_file).name in script
+    folder = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"]
+    assert "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE" not in env
+    issued = _script_rights(script)
+    assert set(issued) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    local = stage_rights(Settings())
+    assert {role: set(local[role]) for role in issued} == issued  # as the local stack
     jobs = compose["services"]["influxdb-tokens"]
-    assert jobs["environment"]["TOKENS_DIR"] == str(Path(token_file).parent)
+    assert jobs["environment"]["TOKENS_DIR"] == folder
+
+
+def _script_rights(script: str) -> dict[str, set[tuple[str, str]]]:
+    """Role -> (action, bucket) of each ``token`` call in kotaflow-tokens.sh."""
+    buckets = {"$telemetry_id": "telemetry", "$rollups_id": "rollups"}
+    calls = script.replace("\\\n", " ")
+    out = {}
+    for found in re.finditer(r'^token "\$TOKENS_DIR/(\w+)\.token" (.*)$', calls, re.M):
+        flags = re.findall(r'--(read|write)-bucket "(\$\w+)"', found.group(2))
+        out[found.group(1)] = {(action, buckets[ref]) for action, ref in flags}
+    return out
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
@@ -198,13 +239,16 @@ def test_the_topic_job_calls_the_local_stacks_topic_plan(
         {"record": lambda *a: calls.append(a)},
         namespace,
     )
-    ((kafka, wanted, report, options),) = calls
+    ((kafka, wanted, report, options, limits),) = calls
     assert set(wanted) == {
         kafka.topics.raw,
         kafka.topics.readings,
         kafka.topics.deadletter,
         kafka.topics.alerts,
+        kafka.topics.bridge_lease,
     }
+    assert wanted[kafka.topics.bridge_lease] == 1
+    assert limits == SizeLimits.of(load_settings().bridge)
     assert callable(report)
     assert "ensure_topics" in namespace
     assert options["security_protocol"] == "SASL_SSL"  # kotaflow.kafka.client_options

@@ -10,10 +10,10 @@ read-only token on exactly those buckets, like the Grafana data source's.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from deploy.grafana.querycheck import PanelCheck
 from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.settings import Settings
 from processors.runtime.influx import InfluxSink
+from tests.conftest import ScratchLedger
 from tests.grafana.simulated_run import STAGE_RATES, SimulatedRun, simulate
 
 pytestmark = pytest.mark.services
@@ -42,62 +43,53 @@ DEVICE_ALERTS = {"Peringatan perangkat ini", "Alerts of this device"}
 
 
 @pytest.fixture(scope="module")
-def influx(stack: Settings) -> Iterator[tuple[Settings, Settings]]:
-    """(writer, reader) settings on two fresh buckets; buckets and token removed afterwards."""
+def influx(stack: Settings, scratch_ledger: ScratchLedger) -> Iterator[tuple[Settings, Settings]]:
+    """(writer, reader) settings on two scratch buckets: the writer with the operator token,
+    the reader with a read-only token on exactly those buckets; all removed afterwards."""
     access = load_access(stack.stack.state_dir)
     if access is None:
         pytest.fail("the local stack has no InfluxDB tokens file: is influxdb in the stack?")
-    suffix = f"{os.getpid()}_{int(time.time())}"
-    names = {
-        "telemetry": f"grafana_test_telemetry_{suffix}",
-        "rollups": f"grafana_test_rollups_{suffix}",
-    }
+    tag = f"grafana{uuid.uuid4().hex[:8]}"
+    writer = scratch_ledger.scratch(stack, tag)
     headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
-    with httpx.Client(base_url=stack.influxdb.url, headers=headers, timeout=30.0) as http:
-        ids = {}
-        for role, name in names.items():
-            created = http.post("/api/v2/buckets", json={"orgID": access.org_id, "name": name})
-            created.raise_for_status()
-            ids[role] = created.json()["id"]
-        permissions = [
-            {
-                "action": "read",
-                "resource": {"type": "buckets", "id": bucket_id, "orgID": access.org_id},
-            }
-            for bucket_id in ids.values()
-        ]
-        auth = http.post(
-            "/api/v2/authorizations",
-            json={
-                "orgID": access.org_id,
-                "description": f"grafana test {suffix}",
-                "permissions": permissions,
-            },
-        )
-        auth.raise_for_status()
-        influx_settings = stack.influxdb.model_copy(
-            update={"telemetry_bucket": names["telemetry"], "rollups_bucket": names["rollups"]}
-        )
-        writer = stack.model_copy(
-            update={
-                "influxdb": influx_settings.model_copy(
-                    update={"token": SecretStr(access.token(OPERATOR))}
-                )
-            }
-        )
-        reader = stack.model_copy(
-            update={
-                "influxdb": influx_settings.model_copy(
-                    update={"token": SecretStr(auth.json()["token"])}
-                )
-            }
-        )
-        try:
-            yield writer, reader
-        finally:
-            http.delete(f"/api/v2/authorizations/{auth.json()['id']}")
-            for bucket_id in ids.values():
-                http.delete(f"/api/v2/buckets/{bucket_id}")
+    try:
+        with httpx.Client(base_url=stack.influxdb.url, headers=headers, timeout=30.0) as http:
+            names = (writer.influxdb.telemetry_bucket, writer.influxdb.rollups_bucket)
+            permissions = [
+                {
+                    "action": "read",
+                    "resource": {"type": "buckets", "id": bucket_id, "orgID": access.org_id},
+                }
+                for bucket_id in _bucket_ids(http, access.org_id, names)
+            ]
+            auth = http.post(
+                "/api/v2/authorizations",
+                json={
+                    "orgID": access.org_id,
+                    "description": f"grafana test {tag}",
+                    "permissions": permissions,
+                },
+            )
+            auth.raise_for_status()
+            token = SecretStr(auth.json()["token"])
+            reader = writer.model_copy(
+                update={"influxdb": writer.influxdb.model_copy(update={"token": token})}
+            )
+            try:
+                yield writer, reader
+            finally:
+                http.delete(f"/api/v2/authorizations/{auth.json()['id']}")
+    finally:
+        scratch_ledger.drop(stack, tag)
+
+
+def _bucket_ids(http: httpx.Client, org_id: str, names: Iterable[str]) -> list[str]:
+    out = []
+    for name in names:
+        found = http.get("/api/v2/buckets", params={"orgID": org_id, "name": name})
+        found.raise_for_status()
+        out += [str(b["id"]) for b in found.json()["buckets"]]
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Helpers for the bridge's service tests: isolated topics, bridge processes, MQTT traffic,
 and reading back what reached Kafka.
 
-Every test gets its own raw and dead-letter topics, share group and client ids (a run id in
+Every test gets its own raw, dead-letter and lease topics and MQTT client ids (a run id in
 each name), so tests never see each other's data; device ids carry the run id too, because
 the bridge subscribes to every device topic on the shared broker.
 """
@@ -19,14 +19,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from devices.topics import SUBSCRIPTIONS
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
 
@@ -59,8 +63,8 @@ class BridgeRun:
         return f"kotaflow.deadletter.test-{self.rid}"
 
     @property
-    def share_group(self) -> str:
-        return f"test-{self.rid}"
+    def lease_topic(self) -> str:
+        return f"kotaflow.bridge-lease.test-{self.rid}"
 
     def device(self, n: int) -> str:
         return f"t{self.rid}-d{n:03d}"
@@ -71,12 +75,18 @@ class BridgeRun:
             self.client_ids.append(cid)
         return cid
 
-    def env(self, client_id: str, metrics_port: int = 0, **bridge: str) -> dict[str, str]:
+    def env(self, client_id: str, metrics_port: int = 0, **bridge: str | None) -> dict[str, str]:
+        """The bridge's environment; a ``bridge`` value of None leaves that setting at its
+        default (the tests otherwise lift the rate limit)."""
         values = {
             "KOTAFLOW_KAFKA__TOPICS__RAW": self.raw_topic,
             "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": self.dead_topic,
+            "KOTAFLOW_KAFKA__TOPICS__BRIDGE_LEASE": self.lease_topic,
             "KOTAFLOW_BRIDGE__CLIENT_ID": client_id,
-            "KOTAFLOW_BRIDGE__SHARE_GROUP": self.share_group,
+            # Kafka's least (the default is 8 s); set it in the environment to measure another.
+            "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS": os.environ.get(
+                "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS", "6000"
+            ),
             "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "600",
             "KOTAFLOW_BRIDGE__METRICS_PORT": str(metrics_port),
             "KOTAFLOW_BRIDGE__RATE_PER_S": "100000",
@@ -84,13 +94,20 @@ class BridgeRun:
             "KOTAFLOW_BRIDGE__RECONNECT_MIN_S": "1",
             "KOTAFLOW_BRIDGE__RECONNECT_MAX_S": "2",
         }
-        values.update({f"KOTAFLOW_BRIDGE__{k.upper()}": v for k, v in bridge.items()})
+        for key, value in bridge.items():
+            if value is None:
+                values.pop(f"KOTAFLOW_BRIDGE__{key.upper()}", None)
+            else:
+                values[f"KOTAFLOW_BRIDGE__{key.upper()}"] = value
         return values
 
-    def spawn_bridge(self, n: int, metrics_port: int = 0, **bridge: str) -> subprocess.Popen[bytes]:
-        """``kotaflow bridge`` as a child process, its JSON log in the test's log dir."""
-        client_id = self.client_id(n)
-        log = (self.log_dir / f"{client_id}.log").open("ab")
+    def spawn_bridge(
+        self, n: int, metrics_port: int = 0, session: int | None = None, **bridge: str | None
+    ) -> subprocess.Popen[bytes]:
+        """``kotaflow bridge`` number ``n`` as a child process, its JSON log in the test's log
+        dir; its MQTT session is ``client_id(session)`` (default: its own, ``n``)."""
+        client_id = self.client_id(n if session is None else session)
+        log = (self.log_dir / f"test-bridge-{self.rid}-{n}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "kotaflow", "bridge"],
             env={**os.environ, **self.env(client_id, metrics_port, **bridge)},
@@ -122,13 +139,16 @@ class BridgeRun:
 
 
 async def create_topics(
-    settings: Settings, names: Iterable[str], configs: dict[str, str] | None = None
+    settings: Settings,
+    names: Iterable[str],
+    configs: dict[str, str] | None = None,
+    partitions: int = TEST_PARTITIONS,
 ) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(n, TEST_PARTITIONS, 1, topic_configs=configs or {}) for n in names]
+            [NewTopic(n, partitions, 1, topic_configs=configs or {}) for n in names]
         )
     finally:
         await admin.close()
@@ -306,3 +326,76 @@ def wait_for_log(run: BridgeRun, n: int, text: str, timeout_s: float = 60.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"bridge {n} never logged {text!r}:\n{run.log_text(n)[-3000:]}")
         time.sleep(0.1)
+
+
+def first_to_log(run: BridgeRun, ns: Iterable[int], text: str, timeout_s: float = 60.0) -> int:
+    """Which of bridges ``ns`` logs ``text`` first (e.g. which one holds the lease)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for n in ns:
+            if text in run.log_text(n):
+                return n
+        if time.monotonic() > deadline:
+            raise AssertionError(f"none of bridges {list(ns)} logged {text!r}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def resumed_session(
+    run: BridgeRun, account: Account | str, client_id: str, filters: Iterable[str] = ()
+) -> Iterator[bool]:
+    """Connect as ``account`` with ``client_id``, keeping (or making) its persistent session,
+    subscribe to ``filters`` at QoS 1 and wait for the answers; yields whether the broker
+    resumed a session. Disconnects after, leaving the session behind."""
+    access = mqtt_access(run.settings, account)
+    client = access.client(client_id)
+    present: list[bool] = []
+    subscribed: list[bool] = []
+    client.on_connect = lambda _c, _u, flags, _rc, _p: present.append(flags.session_present)
+    client.on_subscribe = lambda *_: subscribed.append(True)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 600
+    client.connect(access.host, access.port, clean_start=False, properties=props)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 10
+        while not present and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert present, f"{client_id}: no CONNACK"
+        wanted = [(f, SubscribeOptions(qos=1)) for f in filters]
+        if wanted:
+            client.subscribe(wanted)
+            while not subscribed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert subscribed, f"{client_id}: SUBSCRIBE never answered"
+        yield present[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def abandon_a_session(
+    run: BridgeRun, client_id: str, groups: list[str] | None = None, plain: bool = True
+) -> None:
+    """A bridge that ran once under ``client_id`` and is gone for good: a persistent session
+    subscribed the old way ($share under the groups bridges used, and plain)."""
+    groups = ["kotaflow-bridge", f"test-{run.rid}"] if groups is None else groups
+    filters = [f"$share/{g}/{f}" for g in groups for f in SUBSCRIPTIONS]
+    filters += list(SUBSCRIPTIONS) if plain else []
+    with resumed_session(run, Account.BRIDGE, client_id, filters):
+        pass
+
+
+async def publish_and_collect(
+    run: BridgeRun, devices: int, per_device: int, timeout_s: float = 30.0
+) -> Counter[str]:
+    """Publish :func:`traffic` and wait until all of it is in the raw topic; returns the ids
+    seen there with their counts (duplicates > 1)."""
+    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
+    publisher.publish(traffic(run, devices, per_device))
+    publisher.finish()
+    expected = {f"{run.device(d)}:{s}" for d in range(devices) for s in range(per_device)}
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s)
+        await reader.poll()  # a moment more, for duplicates
+    return ids_of(reader.records)

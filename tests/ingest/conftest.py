@@ -17,6 +17,7 @@ from tests.support.isolated_kafka import delete_topics
 async def bridge_run(stack: Settings, tmp_path: Path) -> AsyncIterator[BridgeRun]:
     run = BridgeRun(settings=stack, log_dir=tmp_path)
     await create_topics(stack, [run.raw_topic, run.dead_topic])
+    await create_topics(stack, [run.lease_topic], partitions=1)
     try:
         yield run
     finally:
@@ -25,4 +26,6 @@ async def bridge_run(stack: Settings, tmp_path: Path) -> AsyncIterator[BridgeRun
         finally:
             for client_id in run.client_ids:
                 wipe_mqtt_session(stack, client_id)  # never raises
-            await delete_topics(stack, [run.raw_topic, run.dead_topic])  # never raises
+            # The lease groups commit no offsets: Kafka drops them once they are empty.
+            topics = [run.raw_topic, run.dead_topic, run.lease_topic]
+            await delete_topics(stack, topics)  # never raises

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -83,7 +84,9 @@ async def test_oversize_unknown_topic_and_rate_limited_are_dead_lettered(
     oversize = [d for d in letters if d.reason is Reason.OVERSIZE]
     assert len(oversize) == 1
     assert oversize[0].device == big
-    assert len(oversize[0].payload) > 2000
+    assert oversize[0].payload == messages[0][1][:1024]  # compact: a prefix, length, hash
+    assert oversize[0].source["payload_bytes"] == len(messages[0][1])
+    assert oversize[0].source["payload_sha256"] == hashlib.sha256(messages[0][1]).hexdigest()
     assert oversize[0].stage == "bridge"
     unknown = [d for d in letters if d.reason is Reason.UNKNOWN_TOPIC]
     assert {d.source["mqtt_topic"] for d in unknown} == {unknown_topic}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 
 import pytest
 from bridge_support import (
@@ -13,15 +12,14 @@ from bridge_support import (
     TopicReader,
     free_port,
     ids_of,
+    resumed_session,
     scrape,
     set_topic_config,
     traffic,
     wait_for_log,
 )
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from kotaflow.mqtt import Account, mqtt_access
+from kotaflow.mqtt import Account
 
 log = logging.getLogger("tests.bridge")
 
@@ -73,31 +71,6 @@ async def test_nothing_lost_when_the_bridge_is_sigkilled_twice_mid_stream(
 
 
 @pytest.mark.timeout(300)
-async def test_two_bridges_in_one_shared_subscription_split_the_load(
-    bridge_run: BridgeRun,
-) -> None:
-    run = bridge_run
-    devices, per_device = 50, 400
-    expected = _expected(run, devices, per_device)
-    ports = [free_port(), free_port()]
-    for n, port in enumerate(ports, start=1):
-        run.spawn_bridge(n, metrics_port=port)
-    for n in (1, 2):
-        wait_for_log(run, n, "MQTT subscribed")
-    publisher = Publisher(run.settings, f"test-pub-{run.rid}")
-    publisher.publish(traffic(run, devices, per_device))
-    publisher.finish()
-
-    async with TopicReader(run.settings, run.raw_topic) as reader:
-        await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=240)
-
-    produced = [scrape(port)["kotaflow_bridge_produced_total"] for port in ports]
-    log.info("produced per bridge: %s", produced)
-    assert all(p > 0.1 * len(expected) for p in produced), produced
-    assert sum(produced) >= len(expected)
-
-
-@pytest.mark.timeout(300)
 async def test_sigterm_drains_in_flight_work_so_a_restart_sees_no_duplicates(
     bridge_run: BridgeRun,
 ) -> None:
@@ -129,15 +102,16 @@ async def test_sigterm_drains_in_flight_work_so_a_restart_sees_no_duplicates(
 async def test_kafka_refusing_records_stops_acks_and_the_broker_redelivers_after(
     bridge_run: BridgeRun,
 ) -> None:
-    """Kafka refuses every record (topic limit below any batch): acks stop, the bridge cycles
-    through reconnects; once Kafka accepts again everything published meanwhile arrives."""
+    """Kafka refuses every record (the topic's limit lowered below any batch while the bridge
+    runs: a configuration fault, not the data's): acks stop, the bridge cycles through
+    reconnects; once Kafka accepts again everything published meanwhile arrives."""
     run = bridge_run
     devices, per_device = 20, 100
     expected = _expected(run, devices, per_device)
-    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "64"})
     port = free_port()
     run.spawn_bridge(1, metrics_port=port)
     wait_for_log(run, 1, "MQTT subscribed")
+    await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "64"})
     publisher = Publisher(run.settings, f"test-pub-{run.rid}")
     publisher.publish(traffic(run, devices, per_device))
     publisher.finish()
@@ -145,7 +119,10 @@ async def test_kafka_refusing_records_stops_acks_and_the_broker_redelivers_after
     wait_for_log(run, 1, "recovering from a Kafka failure")
     metrics = scrape(port)
     assert metrics["kotaflow_bridge_kafka_failures_total"] >= 1
-    assert metrics["kotaflow_bridge_produced_total"] == 0
+    async with TopicReader(run.settings, run.raw_topic) as reader:
+        await reader.poll()
+    # (other users' traffic on the shared broker may have gone through before the change)
+    assert not expected & set(ids_of(reader.records)), "a refused record was acked"
 
     await set_topic_config(run.settings, run.raw_topic, {"max.message.bytes": "1048588"})
     async with TopicReader(run.settings, run.raw_topic) as reader:
@@ -170,28 +147,12 @@ async def test_a_lost_mqtt_connection_resumes_the_session_and_loses_nothing(
 
     async with TopicReader(run.settings, run.raw_topic) as reader:
         await reader.until(lambda: len(reader.records) > 500, 60)
-        _take_over_session(run, run.client_id(1))
+        # Another connection with the bridge's client id takes the session over (the broker
+        # disconnects the bridge), then leaves it intact for the bridge to resume.
+        with resumed_session(run, Account.BRIDGE, run.client_id(1)) as present:
+            assert present, "could not take the session over"
         wait_for_log(run, 1, '"connection": 2')  # paho reconnected on its own
         sending.join()
         publisher.finish()
         await reader.until(lambda: expected <= set(ids_of(reader.records)), timeout_s=120)
     assert expected <= set(ids_of(reader.records))
-
-
-def _take_over_session(run: BridgeRun, client_id: str) -> None:
-    """Connect with the bridge's client id, keeping its session: the broker disconnects
-    the bridge. Then leave again, session intact, for the bridge to resume."""
-    access = mqtt_access(run.settings, Account.BRIDGE)
-    intruder = access.client(client_id)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 600
-    intruder.connect(access.host, access.port, clean_start=False, properties=props)
-    intruder.loop_start()
-    try:
-        deadline = time.monotonic() + 10
-        while not intruder.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert intruder.is_connected(), "could not take the session over"
-    finally:
-        intruder.disconnect()
-        intruder.loop_stop()

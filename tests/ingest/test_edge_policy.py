@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import pytest
 
 from ingest.edge import EdgePolicy, Inbound, Route
 from ingest.ratelimit import DeviceRateLimiter
-from kotaflow.wire.deadletter import DeadLetter
+from kotaflow.wire.deadletter import COMPACT_PREFIX_BYTES, DeadLetter
 from kotaflow.wire.raw import (
     DeviceKeyKind,
     EnvelopeError,
@@ -50,15 +53,40 @@ def test_lorawan_topics_are_keyed_by_lower_case_dev_eui() -> None:
     assert out.key_kind is DeviceKeyKind.DEV_EUI
 
 
-def test_oversize_payload_is_dead_lettered_whole() -> None:
-    payload = b"x" * 101
+def test_oversize_payload_is_dead_lettered_compactly() -> None:
+    payload = os.urandom(3_000_000)
     out = _policy().classify(Inbound("kotaflow/d1/telemetry", payload), rx_ms=0, now=0.0)
     assert isinstance(out, DeadLetter)
     assert out.reason is Reason.OVERSIZE
     assert out.device == "d1"
+    assert len(out.value()) < 4_096  # always fits a Kafka record
     again = DeadLetter.from_value(out.value())
-    assert again.payload == payload
+    assert again.payload == payload[:COMPACT_PREFIX_BYTES]
+    assert again.source["payload_bytes"] == len(payload)
+    assert again.source["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert again.source["payload_truncated"] is True
     assert again.source["mqtt_topic"] == "kotaflow/d1/telemetry"
+
+
+def test_a_record_the_producer_refuses_becomes_a_compact_oversize_dead_letter() -> None:
+    msg = Inbound("kotaflow/d1/telemetry", b"{}", user_properties=(("pad", "p" * 60_000),))
+    policy = _policy()
+    policy.route(msg.topic.encode(), 2, 0.0)  # learns the topic, as the bridge's pump does
+    out = policy.refused(msg, "record of 200000 bytes > limit 100000 bytes")
+    assert out.reason is Reason.OVERSIZE
+    assert out.device == "d1"
+    assert out.message.startswith("record refused: record of 200000 bytes")
+    assert out.payload == b"{}"
+    assert out.source["payload_truncated"] is False
+
+
+def test_an_exempt_message_skips_the_rate_limit_only() -> None:
+    policy = _policy(rate=1.0, burst=1)
+    topic = b"kotaflow/d1/telemetry"
+    assert isinstance(policy.route(topic, 2, 0.0), Route)
+    assert policy.route(topic, 2, 0.0) is Reason.RATE_LIMITED
+    assert isinstance(policy.route(topic, 2, 0.0, limited=False), Route)
+    assert policy.route(topic, 101, 0.0, limited=False) is Reason.OVERSIZE
 
 
 def test_unknown_topic_is_dead_lettered() -> None:

@@ -75,6 +75,19 @@ def test_short_values_are_not_treated_as_secrets(output: io.StringIO) -> None:
     assert json.loads(output.getvalue())["msg"] == "abc stays"
 
 
+def test_an_extra_never_overwrites_the_log_level(output: io.StringIO) -> None:
+    log = logging.getLogger("kotaflow.test")
+    log.warning("alert fired", extra={"level": "Awas", "ts": 1, "logger": "x", "rule": "flood"})
+    entry = json.loads(output.getvalue().splitlines()[-1])
+    assert (entry["level"], entry["logger"], entry["msg"]) == (
+        "warning",
+        "kotaflow.test",
+        "alert fired",
+    )
+    assert entry["ts"].endswith("Z")
+    assert (entry["extra_level"], entry["extra_ts"], entry["rule"]) == ("Awas", 1, "flood")
+
+
 def test_repeated_errors_are_let_through_once_per_interval_with_a_count(
     output: io.StringIO,
 ) -> None:

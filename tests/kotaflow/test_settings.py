@@ -18,7 +18,10 @@ def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> N
         "readings": "kotaflow.readings",
         "deadletter": "kotaflow.deadletter",
         "alerts": "kotaflow.alerts",
+        "bridge_lease": "kotaflow.bridge-lease",
     }
+    assert s.bridge.share_group is None  # deprecated: plain subscriptions (ingest/mqtt.py)
+    assert s.bridge.rate_burst is None  # sized from the catalogue (ingest/ratelimit.py)
 
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

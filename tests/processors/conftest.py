@@ -1,7 +1,9 @@
 """Fixtures for the processor tests: private topics and groups on the real local Kafka.
 
 Every test gets its own ``kotaflow.raw/readings/deadletter`` topics and consumer groups
-(unique names), so tests of other parts and parallel runs never see each other's records.
+(unique names), so tests of other parts and parallel runs never see each other's records;
+tests on the full stack also get InfluxDB buckets of their own (``scratch_ledger`` in
+``tests/conftest.py``), deleted at teardown.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import yaml
 
 from devices.registry import PACKAGED_REGISTRY
 from kotaflow.settings import Settings
-from tests.support.isolated_kafka import isolated, stage_topics
+from tests.conftest import ScratchLedger
+from tests.support.isolated_kafka import isolated, isolation_env, stage_topics
 
 log = logging.getLogger("tests.processors")
 PARTITIONS = 4
@@ -30,20 +33,19 @@ def isolate(settings: Settings, tag: str) -> Settings:
 
 def env_for(settings: Settings) -> dict[str, str]:
     """The same isolation as environment variables, for ``kotaflow process`` subprocesses."""
-    t, p = settings.kafka.topics, settings.processing
+    p, influx = settings.processing, settings.influxdb
+    token = {"KOTAFLOW_INFLUXDB__TOKEN": influx.token.get_secret_value()} if influx.token else {}
+    if p.influx_token_dir is not None:
+        token["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"] = str(p.influx_token_dir)
     return {
+        **isolation_env(settings),
+        **token,
         "KOTAFLOW_REGISTRY_FILE": str(settings.registry_file or ""),
         "KOTAFLOW_PROCESSING__VALIDATION__FLUSH_INTERVAL_S": str(p.validation.flush_interval_s),
         "KOTAFLOW_PROCESSING__STORE__FLUSH_INTERVAL_S": str(p.store.flush_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__FLUSH_INTERVAL_S": str(p.aggregate.flush_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__ROLLUP_INTERVAL_S": str(p.aggregate.rollup_interval_s),
         "KOTAFLOW_PROCESSING__AGGREGATE__GRACE_S": str(p.aggregate.grace_s),
-        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
-        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
-        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
-        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": p.validation.group_id,
-        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": p.store.group_id,
-        "KOTAFLOW_PROCESSING__AGGREGATE__GROUP_ID": p.aggregate.group_id,
     }
 
 
@@ -58,13 +60,28 @@ def kafka_stack(settings: Settings) -> Settings:
     return settings
 
 
-def _private(base: Settings) -> Iterator[Settings]:
-    mine = isolate(base, uuid.uuid4().hex[:10])
+def _private(
+    base: Settings, ledger: ScratchLedger | None = None, tokens: Path | None = None
+) -> Iterator[Settings]:
+    """Private topics and groups; with ``ledger``, private InfluxDB buckets too, and a
+    least-privilege token per stage on them in ``tokens``."""
+    tag = uuid.uuid4().hex[:10]
+    mine = isolate(base, tag)
     try:
+        if ledger is not None:
+            ledger.tags.add(device_tag(mine))
+            mine = ledger.scratch(mine, tag, tokens)
         asyncio.run(stage_topics(mine, create=True, partitions=PARTITIONS))
         yield mine
     finally:  # also after a failed creation: one of the three may exist (never raises)
         asyncio.run(stage_topics(mine, create=False))
+        if ledger is not None:
+            ledger.drop(base, tag)
+
+
+def device_tag(settings: Settings) -> str:
+    """The prefix of a test's private device ids, from its private topic names."""
+    return "t" + settings.kafka.topics.raw.split(".")[1][:8]
 
 
 @pytest.fixture
@@ -74,15 +91,18 @@ def on_kafka(kafka_stack: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def on_stack(stack: Settings) -> Iterator[Settings]:
-    """Private topics/groups on the full real stack (Kafka and InfluxDB)."""
-    yield from _private(stack)
+def on_stack(stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path) -> Iterator[Settings]:
+    """Private topics/groups and InfluxDB buckets on the full real stack; every stage uses
+    a token with the rights the local stack gives its role, on those buckets only."""
+    tokens = tmp_path / "influx-tokens"
+    tokens.mkdir()
+    yield from _private(stack, scratch_ledger, tokens)
 
 
 def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
     """``settings`` whose registry holds the packaged devices renamed ``<tag>-<id>``.
 
-    Points in the shared ``telemetry``/``rollups`` buckets are then this test's alone.
+    The ids say which test wrote a point, should one ever leak out of its buckets.
     """
     data = yaml.safe_load(PACKAGED_REGISTRY.read_text())
     for device in data["devices"]:
@@ -97,8 +117,7 @@ def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
 @pytest.fixture
 def on_stack_fleet(on_stack: Settings, tmp_path: Path) -> Settings:
     """Private topics, groups and device ids on the full stack, with quick flushes."""
-    tag = "t" + on_stack.kafka.topics.raw.split(".")[1][:8]
-    s = private_fleet(on_stack, tmp_path, tag)
+    s = private_fleet(on_stack, tmp_path, device_tag(on_stack))
     p = s.processing
     processing = p.model_copy(
         update={

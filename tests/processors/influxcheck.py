@@ -16,7 +16,7 @@ Point = tuple[str, str, int]
 
 async def telemetry(s: Settings, tag: str) -> dict[Point, float]:
     flux = (
-        f'from(bucket: "{s.influxdb.telemetry_bucket}") |> range(start: -3d, stop: 1h)'
+        f'from(bucket: "{s.influxdb.telemetry_bucket}") |> range(start: -8d, stop: 1h)'
         f" |> filter(fn: (r) => r.device =~ /^{tag}-/)"
     )
     async with InfluxSink(s) as influx:
@@ -34,7 +34,7 @@ async def rollups(s: Settings, tag: str, window: str) -> dict[Point, dict[str, f
     can see some of its fields and not yet the others: such a window counts as not written.
     """
     flux = (
-        f'from(bucket: "{s.influxdb.rollups_bucket}") |> range(start: -3d, stop: 1h)'
+        f'from(bucket: "{s.influxdb.rollups_bucket}") |> range(start: -8d, stop: 1h)'
         f' |> filter(fn: (r) => r.window == "{window}" and r.device =~ /^{tag}-/)'
     )
     async with InfluxSink(s) as influx:

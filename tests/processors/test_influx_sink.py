@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 
 
 async def test_a_refused_line_is_isolated_and_every_other_line_is_written(
-    stack: Settings,
+    scratch_influx: Settings,
 ) -> None:
+    stack = scratch_influx
     measurement = f"test_sink_{uuid.uuid4().hex[:8]}"
     bucket = stack.influxdb.telemetry_bucket
     t = now_ms() - 60_000
@@ -39,8 +40,9 @@ async def test_a_refused_line_is_isolated_and_every_other_line_is_written(
     assert sorted(float(r["_value"]) for r in rows) == [float(i) for i in range(40)]
 
 
-async def test_an_unparsable_line_is_refused_alone(stack: Settings) -> None:
+async def test_an_unparsable_line_is_refused_alone(scratch_influx: Settings) -> None:
     """A 400 that quotes the line it cannot parse is about the data: that line only."""
+    stack = scratch_influx
     measurement = f"test_sink_{uuid.uuid4().hex[:8]}"
     t = now_ms() - 60_000
     good = [f"{measurement},device=d x={float(i)} {t + i}" for i in range(10)]

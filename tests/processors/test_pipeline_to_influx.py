@@ -25,7 +25,7 @@ from processors.aggregate.rollups import HOUR_MS
 from processors.aggregate.windows import combine
 from processors.runner import StageName
 from processors.runtime.influx import InfluxSink
-from tests.processors.conftest import env_for
+from tests.processors.conftest import device_tag, env_for
 from tests.processors.helpers import (
     Raw,
     committed,
@@ -46,10 +46,6 @@ from tests.processors.influxcheck import (
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
-
-
-def tag_of(s: Settings) -> str:
-    return "t" + s.kafka.topics.raw.split(".")[1][:8]
 
 
 def traffic(
@@ -100,7 +96,7 @@ async def pipeline_health(s: Settings) -> list[dict[str, object]]:
 
 async def settled(s: Settings, expected_points: set[Point]) -> None:
     """Wait until telemetry holds exactly the points and every 1m rollup matches them."""
-    tag = tag_of(s)
+    tag = device_tag(s)
 
     async def telemetry_complete() -> bool:
         return set(await telemetry(s, tag)) == expected_points
@@ -120,7 +116,7 @@ async def test_raw_to_telemetry_and_rollups_exactly_once(on_stack_fleet: Setting
     await produce(s, s.kafka.topics.raw, records)
     async with running(s, StageName.ALL) as health:
         await settled(s, points)
-        tag = tag_of(s)
+        tag = device_tag(s)
         minutes = await rollups(s, tag, "1m")
         hours_expected: dict[tuple[str, str, int], list[object]] = {}
         raw = recompute(await telemetry(s, tag))

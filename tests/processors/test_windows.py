@@ -93,6 +93,13 @@ def test_late_reading_corrects_closed_window() -> None:
     assert (late.first_offset, late.last_offset) == (1, 1)
 
 
+def test_without_a_lateness_limit_a_week_old_reading_opens_a_correction() -> None:
+    wb = WindowBook(grace_ms=GRACE, watermark_ms=NOW)
+    assert wb.add(S, NOW - 7 * DAY + 1, 1.0, 0, NOW) is Added.NEW
+    (late,) = wb.take_closed()
+    assert late.correction
+
+
 def test_readings_older_than_max_lateness_are_refused() -> None:
     wb = book()
     assert wb.add(S, NOW - DAY - 1, 1.0, 0, NOW) is Added.TOO_OLD

@@ -44,10 +44,12 @@ from kotaflow.mqtt import (
     read_credentials,
     wipe_mqtt_session,
 )
+from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
 from kotaflow.wire.deadletter import DeadLetter
+from tests.conftest import ScratchLedger
 from tests.processors.helpers import read_topic
-from tests.support.isolated_kafka import isolated, stage_topics
+from tests.support.isolated_kafka import isolated, isolation_env, stage_topics
 
 pytestmark = pytest.mark.services
 
@@ -109,26 +111,23 @@ class SecureRun:
                 proc.wait()
 
 
-def _secure_env(settings: Settings, tag: str) -> dict[str, str]:
+def _secure_env(settings: Settings, tag: str, token_file: Path) -> dict[str, str]:
+    """Isolated topics, groups and scratch buckets (their token from a file, as in
+    production), MQTT over TLS and Kafka over SASL_SSL."""
     host, port = broker_address(settings.kafka)
-    t, p = settings.kafka.topics, settings.processing
     return {
         **os.environ,
+        **isolation_env(settings),
+        "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE": str(token_file),
         "KOTAFLOW_LOG_LEVEL": "DEBUG",
         "KOTAFLOW_MQTT__TLS": "true",
         "KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS": f"{host}:{port + SASL_PORT_OFFSET}",
         "KOTAFLOW_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
         "KOTAFLOW_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
-        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
-        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
-        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
-        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": p.validation.group_id,
         "KOTAFLOW_PROCESSING__VALIDATION__FLUSH_INTERVAL_S": "0.2",
-        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": p.store.group_id,
         "KOTAFLOW_PROCESSING__STORE__FLUSH_INTERVAL_S": "0.5",
         "KOTAFLOW_PROCESSING__HEALTH__INTERVAL_S": "1",
         "KOTAFLOW_BRIDGE__CLIENT_ID": f"sec-bridge-{tag}",
-        "KOTAFLOW_BRIDGE__SHARE_GROUP": f"sec-{tag}",
         "KOTAFLOW_BRIDGE__SESSION_EXPIRY_S": "60",
         "KOTAFLOW_BRIDGE__METRICS_PORT": "0",
         "KOTAFLOW_METRICS_PORT": "0",
@@ -136,17 +135,25 @@ def _secure_env(settings: Settings, tag: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRun]:
+def run(
+    stack: Settings, tmp_path_factory: pytest.TempPathFactory, scratch_ledger: ScratchLedger
+) -> Iterator[SecureRun]:
     tag = uuid.uuid4().hex[:8]
-    plain = isolated(stack, tag, prefix="sec")
+    plain = scratch_ledger.scratch(isolated(stack, tag, prefix="sec"), f"sec{tag}")
+    assert plain.influxdb.token is not None
+    log_dir = tmp_path_factory.mktemp("secure-run")
+    token_file = log_dir / "influx.token"
+    write_private(token_file, plain.influxdb.token.get_secret_value())
+    without_token = plain.influxdb.model_copy(update={"token": None})
+    plain = plain.model_copy(update={"influxdb": without_token})
     secure = plain.model_copy(update={"mqtt": plain.mqtt.model_copy(update={"tls": True})})
     state = stack.stack.state_dir
     logs = [state / name / "log" / "service.log" for name in SERVICES]
     sec = SecureRun(
         plain=plain,
         secure=secure,
-        env=_secure_env(plain, tag),
-        log_dir=tmp_path_factory.mktemp("secure-run"),
+        env=_secure_env(plain, tag, token_file),
+        log_dir=log_dir,
         service_logs={path: path.stat().st_size for path in logs if path.exists()},
     )
     asyncio.run(stage_topics(plain, create=True, partitions=PARTITIONS))
@@ -160,6 +167,7 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         sec.stop()
         wipe_mqtt_session(plain, sec.env["KOTAFLOW_BRIDGE__CLIENT_ID"])  # the bridge's session
         asyncio.run(stage_topics(plain, create=False))
+        scratch_ledger.drop(stack, f"sec{tag}")
 
 
 # -- reading what the pipeline wrote ---------------------------------------------------------

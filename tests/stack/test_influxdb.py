@@ -1,8 +1,11 @@
 """The local InfluxDB: the setup the pipeline and Grafana rely on, against the real server.
 
 Points are written with influxdb-client's async API (as the store stage does) using the
-pipeline's write-only token and read back with Flux using Grafana's read-only token. The
-restart test runs last in this module: it stops and starts the shared ``influxd``.
+pipeline's write-only token and read back with Flux using Grafana's read-only token; each
+test's probe points (a measurement of its own) are deleted at teardown, so the operator's
+buckets keep only what the operator put there. The per-stage tokens are tested by what the
+server refuses them. The restart test runs last in this module: it stops and starts the
+shared ``influxd``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,16 +23,21 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
 from deploy.local.influxdb import (
+    AGGREGATE,
+    ALERT,
     GRAFANA,
+    HEALTH,
     OPERATOR,
     PIPELINE,
     RETENTION,
+    STORE,
     VERSION,
     InfluxAccess,
     InfluxDB,
     bind_address,
     load_access,
     save_access,
+    stage_rights,
     token_file,
     tokens_path,
 )
@@ -46,9 +55,32 @@ def access(stack: Settings) -> InfluxAccess:
 
 
 @pytest.fixture
-def measurement() -> str:
-    """A measurement of its own per test, so tests never see each other's points."""
-    return f"test_{uuid.uuid4().hex[:12]}"
+def measurement(stack: Settings) -> Iterator[str]:
+    """A measurement of its own per test, so tests never see each other's points; its
+    points are deleted from both buckets afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield name
+    access = load_access(stack.stack.state_dir)
+    assert access is not None
+    for bucket in (stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket):
+        status = _delete(access, access.token(OPERATOR), bucket, name)
+        assert status == 204, f"probe points of {name} not deleted from {bucket}: {status}"
+
+
+def _delete(access: InfluxAccess, token: str, bucket: str, measurement: str) -> int:
+    """``/api/v2/delete`` of ``measurement``'s points in ``bucket``; the HTTP status."""
+    response = httpx.post(
+        f"{access.url}/api/v2/delete",
+        params={"org": access.org, "bucket": bucket},
+        headers={"Authorization": f"Token {token}"},
+        json={
+            "start": "1970-01-01T00:00:00Z",
+            "stop": "2100-01-01T00:00:00Z",
+            "predicate": f'_measurement="{measurement}"',
+        },
+        timeout=30.0,
+    )
+    return response.status_code
 
 
 def _points(measurement: str, count: int) -> list[str]:
@@ -101,12 +133,12 @@ def test_status_reports_healthy_server_and_its_version(stack: Settings) -> None:
 
 
 @pytest.mark.services
-def test_setup_saves_org_buckets_and_three_private_tokens(
+def test_setup_saves_org_buckets_and_a_private_token_per_role(
     stack: Settings, access: InfluxAccess
 ) -> None:
     assert access.org == stack.influxdb.org
     assert set(access.buckets) == {stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket}
-    assert set(access.tokens) == {OPERATOR, PIPELINE, GRAFANA}
+    assert set(access.tokens) == {OPERATOR, PIPELINE, GRAFANA, STORE, AGGREGATE, ALERT, HEALTH}
     state_dir = stack.stack.state_dir
     for path in [tokens_path(state_dir), *(token_file(state_dir, r) for r in access.tokens)]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -194,3 +226,56 @@ async def test_data_survives_a_restart_of_influxd(
     log.info("influxd restarted in %.1fs", time.monotonic() - started)
     assert service.status().pid not in (None, before)
     assert await _read_temperatures(access, bucket, measurement) == [20.0, 21.0, 22.0]
+
+
+def _granted(access: InfluxAccess, token: str) -> set[tuple[str, str]]:
+    """(action, bucket name) of every permission the server holds for ``token``."""
+    headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
+    found = httpx.get(
+        f"{access.url}/api/v2/authorizations", params={"orgID": access.org_id}, headers=headers
+    ).json()["authorizations"]
+    (auth,) = [a for a in found if a["token"] == token]
+    names = {bucket_id: name for name, bucket_id in access.buckets.items()}
+    return {(p["action"], names[p["resource"]["id"]]) for p in auth["permissions"]}
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("role", [STORE, AGGREGATE, ALERT, HEALTH, PIPELINE, GRAFANA])
+def test_each_role_holds_exactly_its_rights(
+    stack: Settings, access: InfluxAccess, role: str
+) -> None:
+    assert _granted(access, access.token(role)) == set(stage_rights(stack)[role])
+
+
+@pytest.mark.services
+@pytest.mark.asyncio
+async def test_store_token_cannot_write_rollups_and_aggregate_token_cannot_write_telemetry(
+    stack: Settings, access: InfluxAccess
+) -> None:
+    telemetry, rollups = stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket
+    assert await _refused_write_status(access, access.token(STORE), rollups) == 403
+    assert await _refused_write_status(access, access.token(AGGREGATE), telemetry) == 403
+    assert await _refused_write_status(access, access.token(ALERT), rollups) == 403
+    assert await _refused_write_status(access, access.token(HEALTH), telemetry) == 403
+
+
+@pytest.mark.services
+@pytest.mark.asyncio
+async def test_aggregate_token_reads_the_raw_points_it_recomputes_from(
+    stack: Settings, access: InfluxAccess
+) -> None:
+    flux = f'from(bucket: "{stack.influxdb.telemetry_bucket}") |> range(start: -1m) |> limit(n: 1)'
+    async with InfluxDBClientAsync(access.url, access.token(AGGREGATE), org=access.org) as client:
+        await client.query_api().query(flux)  # no 404: the bucket is visible to it
+
+
+@pytest.mark.services
+def test_a_write_token_may_delete_in_its_bucket_and_nowhere_else(
+    stack: Settings, access: InfluxAccess, measurement: str
+) -> None:
+    """InfluxDB 2.x has no delete right: write on a bucket includes /api/v2/delete there
+    (docs/security.md). The predicate matches only this test's own (empty) measurement."""
+    telemetry, rollups = stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket
+    assert _delete(access, access.token(STORE), telemetry, measurement) == 204
+    assert _delete(access, access.token(STORE), rollups, measurement) in (403, 404)
+    assert _delete(access, access.token(GRAFANA), telemetry, measurement) in (403, 404)

@@ -12,7 +12,10 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.local.kafka_topics import describe_cluster, ensure_topics, planned_topics
+from deploy.local.kafka_topics import describe_cluster, ensure_topics, plain_options, planned_topics
+from deploy.local.service import ServiceError
+from ingest.sizes import SizeLimits
+from kotaflow.kafka import topic_max_message_bytes
 from kotaflow.settings import Settings
 from tests.support.isolated_kafka import delete_topics
 
@@ -87,3 +90,33 @@ async def _take(consumer: AIOKafkaConsumer, count: int) -> list[object]:
         for records in batch.values():
             got.extend(records)
     return got
+
+
+@pytest.mark.services
+@pytest.mark.asyncio
+async def test_bridge_topics_get_the_size_limit_and_a_smaller_one_is_refused(
+    stack: Settings,
+) -> None:
+    """``stack up``'s topic step: the raw and dead-letter topics are created with the
+    ``max.message.bytes`` that follows from ``bridge.max_payload_bytes``; an existing one
+    that takes less stops it with both values named (ingest/sizes.py)."""
+    rid = uuid.uuid4().hex[:8]
+    topics = stack.kafka.topics.model_copy(
+        update={"raw": f"kotaflow.test.raw.{rid}", "deadletter": f"kotaflow.test.dead.{rid}"}
+    )
+    kafka = stack.kafka.model_copy(update={"topics": topics})
+    big = SizeLimits.of(stack.bridge.model_copy(update={"max_payload_bytes": 2_000_000}))
+    try:
+        ensure_topics(kafka, {topics.raw: 1, topics.deadletter: 1}, log.info, limits=big)
+        found = await topic_max_message_bytes(plain_options(kafka), [topics.raw, topics.deadletter])
+        assert found == {
+            topics.raw: big.topic_message_bytes,
+            topics.deadletter: big.topic_message_bytes,
+        }
+        bigger = SizeLimits.of(stack.bridge.model_copy(update={"max_payload_bytes": 4_000_000}))
+        with pytest.raises(ServiceError) as err:
+            ensure_topics(kafka, {topics.raw: 1, topics.deadletter: 1}, log.info, limits=bigger)
+        assert f"{topics.raw} max.message.bytes={big.topic_message_bytes}" in str(err.value)
+        assert f"needs {bigger.request_bytes}" in str(err.value)
+    finally:
+        await delete_topics(stack, [topics.raw, topics.deadletter])

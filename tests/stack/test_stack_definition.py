@@ -66,6 +66,7 @@ def test_topic_plan_gives_the_busy_topics_more_partitions() -> None:
         "kotaflow.readings": 6,
         "kotaflow.deadletter": 3,
         "kotaflow.alerts": 3,
+        "kotaflow.bridge-lease": 1,
     }
 
 

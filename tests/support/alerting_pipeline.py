@@ -136,7 +136,6 @@ def _config(
         "stack": {"state_dir": str(base.stack.state_dir), "cache_dir": str(base.stack.cache_dir)},
         "bridge": {
             "client_id": f"e2e-{uid}",
-            "share_group": f"e2e-{uid}",
             "session_expiry_s": 120,
             "metrics_port": 0,
             "linger_ms": 0,

@@ -8,6 +8,7 @@ waits until Kafka acknowledged every one.
 Whatever creates a uniquely named topic (``isolated`` names, a test's own topic, or one
 Kafka auto-creates on the first produce) deletes it at teardown with :func:`delete_topics`:
 the local Kafka keeps every topic it ever had, and each one makes its start slower.
+The InfluxDB side is :mod:`tests.support.scratch_influx`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ def isolated(settings: Settings, tag: str, prefix: str = "test") -> Settings:
     )
     kafka = settings.kafka.model_copy(update={"topics": topics})
     return settings.model_copy(update={"kafka": kafka, "processing": processing})
+
+
+def isolation_env(settings: Settings) -> dict[str, str]:
+    """The topics, consumer groups and InfluxDB buckets of ``settings`` as ``KOTAFLOW_*``
+    variables, for the ``kotaflow`` child processes of a test or benchmark (no secrets:
+    the caller hands over a token its own way)."""
+    t, p, influx = settings.kafka.topics, settings.processing, settings.influxdb
+    return {
+        "KOTAFLOW_KAFKA__TOPICS__RAW": t.raw,
+        "KOTAFLOW_KAFKA__TOPICS__READINGS": t.readings,
+        "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": t.deadletter,
+        "KOTAFLOW_KAFKA__TOPICS__ALERTS": t.alerts,
+        "KOTAFLOW_PROCESSING__VALIDATION__GROUP_ID": p.validation.group_id,
+        "KOTAFLOW_PROCESSING__STORE__GROUP_ID": p.store.group_id,
+        "KOTAFLOW_PROCESSING__AGGREGATE__GROUP_ID": p.aggregate.group_id,
+        "KOTAFLOW_ALERTING__GROUP_ID": settings.alerting.group_id,
+        "KOTAFLOW_INFLUXDB__TELEMETRY_BUCKET": influx.telemetry_bucket,
+        "KOTAFLOW_INFLUXDB__ROLLUPS_BUCKET": influx.rollups_bucket,
+    }
 
 
 async def stage_topics(settings: Settings, *, create: bool, partitions: int = 4) -> None:
