@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,8 @@ class E2ERun:
     deadletters: list[DeadLetter] = field(default_factory=list)
     """Every record of the run's dead-letter topic (only with ``deadletters=True``): the
     faulty messages, and other pipelines' traffic the run's bridge also received."""
+    arrivals: list[tuple[int, float | None]] = field(default_factory=list)
+    """(device time, latency or None) of every valid reading, in the manifest's order."""
 
 
 class ArrivalPoller:
@@ -256,9 +258,19 @@ async def measure(
     duration_s: float,
     faults: str | None = None,
     deadletters: bool = False,
+    during: Callable[[Settings], Coroutine[Any, Any, None]] | None = None,
+    inspect: Callable[[Settings, str], Awaitable[None]] | None = None,
+    logs_to: Path | None = None,
+    settle_s: float = SETTLE_S,
 ) -> E2ERun:
     """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``;
-    ``deadletters``: also keep the manifest and read the dead-letter topic before it goes."""
+    ``deadletters``: also keep the manifest and read the dead-letter topic before it goes.
+
+    ``during(run settings)`` runs beside the simulator (a fault to inject; awaited before
+    the run settles); ``inspect(run settings, device id prefix)`` runs once everything
+    arrived, before the run's buckets and topics are deleted (checks of what was stored).
+    ``logs_to``: a folder the children's logs are copied to at the end (for a test's report);
+    ``settle_s``: how long the last readings may take to arrive after the simulator ends."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kotaflow-e2e-"))
     base = isolated(settings, tag, prefix="bench")
@@ -307,12 +319,17 @@ async def measure(
                 "kotaflow simulate", argv, env, work / "simulate.log", stdout=summary_file
             )
             children.append(sim)
-            await _run_to_end(sim, children)
+            injected = asyncio.create_task(during(mine)) if during else None
+            try:
+                await _run_to_end(sim, children)
+            finally:
+                if injected is not None:
+                    await injected
             expected = expected_readings(manifest)
             last_ts: dict[str, int] = {}
             for device, ts in expected:
                 last_ts[device] = max(ts, last_ts.get(device, 0))
-            deadline = time.monotonic() + SETTLE_S
+            deadline = time.monotonic() + settle_s
             while not poller.caught_up(last_ts) and time.monotonic() < deadline:
                 for child in (bridge, process):
                     child.check_alive()
@@ -323,6 +340,8 @@ async def measure(
             await polling
             stored = await poller.count_since(start_ms)
             latencies = [poller.latency_ms(d, ts) for d, ts in expected]
+            if inspect is not None:
+                await inspect(mine, f"b{tag}")
             lines: list[dict[str, Any]] = []
             letters: list[DeadLetter] = []
             if deadletters:
@@ -342,6 +361,7 @@ async def measure(
                 tag,
                 lines,
                 letters,
+                [(ts, latency) for (_, ts), latency in zip(expected, latencies, strict=True)],
             )
         finally:
             stop_polling.set()
@@ -353,7 +373,15 @@ async def measure(
                 await poller.close()
             wipe_mqtt_session(mine, bridge_cfg.client_id)
             await cleanup(mine)
-            shutil.rmtree(work, ignore_errors=True)
+            _remove_work(work, logs_to)
+
+
+def _remove_work(work: Path, logs_to: Path | None) -> None:
+    """Delete the run's scratch folder, its children's logs copied to ``logs_to`` first."""
+    if logs_to is not None:
+        for log in work.glob("*.log"):
+            shutil.copy(log, logs_to / log.name)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _rejects_something(message: dict[str, Any]) -> bool:

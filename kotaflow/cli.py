@@ -51,6 +51,12 @@ def _stack() -> None:
     _app.add_typer(stack_app, name="stack")
 
 
+def _kafka() -> None:
+    from deploy.kafka_cli import app as kafka_app
+
+    _app.add_typer(kafka_app, name="kafka")
+
+
 def _devices() -> None:
     from devices.cli import app as devices_app
 
@@ -129,6 +135,7 @@ def _bench() -> None:
 
 PARTS: dict[str, Callable[[], None]] = {
     "stack": _stack,
+    "kafka": _kafka,
     "devices": _devices,
     "simulate": _simulate,
     "bridge": _bridge,

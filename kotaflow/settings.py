@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,9 +94,47 @@ class KafkaTopics(_Section):
         return name
 
 
+class TopicPartitions(_Section):
+    """Partitions per topic role. ``raw`` and ``readings`` carry every reading, keyed by
+    device: one batch in flight per partition and one consumer per partition, so they get
+    the most. Raising a count later moves devices between partitions (per-device order
+    breaks for a moment); ``kotaflow kafka topics create`` reports it, never does it."""
+
+    raw: int = Field(6, ge=1)
+    readings: int = Field(6, ge=1)
+    deadletter: int = Field(3, ge=1)
+    alerts: int = Field(3, ge=1)
+
+
+class TopicLayout(_Section):
+    """How ``kotaflow kafka topics create`` lays out kotaflow's topics on the cluster.
+
+    ``null`` replication follows the cluster: min(3, brokers), so one broker gets 1 and a
+    3-broker cluster 3; ``null`` min ISR is replication - 1 (at least 1), so with RF 3 an
+    ``acks=all`` write survives one broker lost and stalls, never drops, when two are."""
+
+    partitions: TopicPartitions = TopicPartitions()
+    replication_factor: int | None = Field(None, ge=1, description="null: min(3, brokers)")
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="acks=all needs this many replicas; null: replication - 1, >= 1"
+    )
+    retention_hours: float = Field(168.0, gt=0, description="retention.ms of every topic")
+    max_message_bytes: int | None = Field(
+        None, ge=1024, description="max.message.bytes of every topic; null: the broker's"
+    )
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> TopicLayout:
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise ValueError(f"min_insync_replicas {isr} > replication_factor {rf}: no write fits")
+        return self
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: KafkaTopics = KafkaTopics()
+    layout: TopicLayout = TopicLayout()
     security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     sasl_mechanism: str | None = Field(None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
     sasl_username: str | None = None
@@ -122,6 +167,18 @@ class InfluxSettings(_Section):
 class StackSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    kafka_brokers: int = Field(
+        1,
+        description="1: one KRaft node; 3: a cluster of 3 combined controller+broker nodes on "
+        "the bootstrap port and the next ones (deploy/local/kafka_cluster.py)",
+    )
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("the local stack runs 1 Kafka node or a cluster of 3")
+        return value
 
 
 class BridgeSettings(_Section):

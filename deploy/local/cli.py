@@ -13,6 +13,7 @@ from rich.table import Table
 from deploy.local import stack
 from deploy.local.service import ServiceError, ServiceStatus
 from kotaflow.context import settings_of
+from kotaflow.settings import Settings, StackSettings
 
 app = typer.Typer(
     help="Install and run the local stack (Mosquitto, Kafka, InfluxDB) on 127.0.0.1.\n\n"
@@ -20,6 +21,29 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True, highlight=False)
+
+
+KafkaBrokers = Annotated[
+    int | None,
+    typer.Option(
+        "--kafka-brokers",
+        help="1: one Kafka node; 3: a KRaft cluster of three on the next ports "
+        "(default: stack.kafka_brokers). Give it to up, status and down alike.",
+    ),
+]
+
+
+def _settings(ctx: typer.Context, kafka_brokers: int | None) -> Settings:
+    settings = settings_of(ctx)
+    if kafka_brokers is None:
+        return settings
+    try:
+        stack_settings = StackSettings.model_validate(
+            {**settings.stack.model_dump(), "kafka_brokers": kafka_brokers}
+        )
+    except ValueError:
+        raise typer.BadParameter("1 or 3", param_hint="--kafka-brokers") from None
+    return settings.model_copy(update={"stack": stack_settings})
 
 
 def _report(line: str) -> None:
@@ -32,14 +56,19 @@ def up(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Start just these services.")
     ] = None,
+    kafka_brokers: KafkaBrokers = None,
 ) -> None:
     """Install what is missing and start every service (idempotent).
 
     Example: kotaflow stack up --only mosquitto --only kafka
+
+    A 3-broker Kafka beside the stack: KOTAFLOW_STACK__STATE_DIR=/tmp/k3
+    KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092 kotaflow stack up --only kafka
+    --kafka-brokers 3
     """
     started = time.monotonic()
     try:
-        statuses = stack.up(settings_of(ctx), _report, set(only) if only else None)
+        statuses = stack.up(_settings(ctx, kafka_brokers), _report, set(only) if only else None)
     except ServiceError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
@@ -53,21 +82,23 @@ def up(
 def down(
     ctx: typer.Context,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete all data and logs.")] = False,
+    kafka_brokers: KafkaBrokers = None,
 ) -> None:
     """Stop what ``up`` started. Example: kotaflow stack down --purge"""
-    stack.down(settings_of(ctx), _report, purge=purge)
+    stack.down(_settings(ctx, kafka_brokers), _report, purge=purge)
 
 
 @app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    kafka_brokers: KafkaBrokers = None,
 ) -> None:
     """Health, address and version of each service; exit 1 if any is unhealthy.
 
     Example: kotaflow stack status --json
     """
-    statuses = stack.status(settings_of(ctx))
+    statuses = stack.status(_settings(ctx, kafka_brokers))
     if as_json:
         typer.echo(json.dumps({"services": [s.to_json() for s in statuses]}, indent=2))
     else:

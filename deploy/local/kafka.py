@@ -1,4 +1,5 @@
-"""The local Kafka: Apache Kafka 4.x, one KRaft node, run from its Maven Central artifacts.
+"""The local Kafka: Apache Kafka 4.x, one KRaft node (or a cluster of three, see
+``deploy/local/kafka_nodes.py``), run from its Maven Central artifacts.
 
 No distribution tarball and no Docker: ``install`` resolves the broker's runtime jars with
 Maven over ``deploy/local/kafka/pom.xml`` (which pins the version) into
@@ -7,6 +8,12 @@ configuration into ``<state>/kafka/``, formats the storage once (a single-node d
 quorum, cluster id kept in the state directory), runs ``java -cp 'libs/*' kafka.Kafka`` with
 a modest heap, waits for a metadata request to succeed and creates kotaflow's topics.
 The controller listens on the broker's port + 1 (9093 for the default 9092).
+
+A cluster (``stack.kafka_brokers: 3``, ``kotaflow stack up --kafka-brokers 3``) runs three
+combined controller+broker nodes, each with its own files and ports, a smaller heap each
+(this is for proving failover on one machine), Kafka's internal topics with 3 replicas and
+min ISR 2; ``start`` starts whichever nodes are not running (a lost node comes back with
+another ``stack up``) and waits until every node is a broker of the cluster.
 
 Security: besides the PLAINTEXT listener on loopback (local tools and tests), a SASL_SSL
 listener on port + 2 (9094) takes SCRAM-SHA-512 logins over TLS, as production does. Its
@@ -23,6 +30,8 @@ plain port is then port - 2.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import functools
 import re
 import secrets
 import shutil
@@ -33,12 +42,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from deploy.local.installers import apt_install, run_logged
+from deploy.local.kafka_nodes import (
+    SASL_PORT_OFFSET,
+    KafkaNode,
+    internal_replication,
+    kafka_nodes,
+    quorum_line,
+)
 from deploy.local.kafka_topics import (
     ClusterView,
+    create_kotaflow_topics,
     describe_cluster,
     describe_with,
-    ensure_topics,
-    planned_topics,
     warm_group_coordinator,
 )
 from deploy.local.service import (
@@ -69,6 +84,8 @@ BROKER_JAR = re.compile(r"kafka_2\.13-(?P<version>[\w.-]+)\.jar")
 MAVEN_DOWNLOADED = re.compile(r"Downloaded from [^:]+: \S*/(?P<file>[^/\s]+) ")
 
 HEAP = ("-Xms256m", "-Xmx768m")
+CLUSTER_HEAP = ("-Xms128m", "-Xmx384m")
+"""Per node of a local cluster: three JVMs share the machine with everything else."""
 JVM_OPTIONS = (
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
@@ -77,7 +94,6 @@ JVM_OPTIONS = (
 )
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
-SASL_PORT_OFFSET = 2
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 SCRAM_READY_TIMEOUT_S = 30.0
@@ -86,7 +102,8 @@ MAVEN_REPORT_EVERY = 25
 
 
 class Kafka:
-    """One Kafka node on the first address of ``settings.kafka.bootstrap_servers``."""
+    """The local Kafka: node 1 on the first address of ``settings.kafka.bootstrap_servers``,
+    the others of a cluster on the ports after it."""
 
     name = "kafka"
 
@@ -95,8 +112,11 @@ class Kafka:
         self._paths = Paths.for_service(settings, self.name)
         self._host, self._port = broker_address(settings.kafka)
         self._sasl_port = self._port + SASL_PORT_OFFSET
-        self._kafka = KafkaSettings(  # the stack's own calls use the plain listener
-            bootstrap_servers=self.address, topics=settings.kafka.topics
+        self._nodes = kafka_nodes(settings, self._host, self._port)
+        self._kafka = KafkaSettings(  # the stack's own calls use the plain listeners
+            bootstrap_servers=",".join(node.address for node in self._nodes),
+            topics=settings.kafka.topics,
+            layout=settings.kafka.layout,
         )
         self._tls = TlsFiles.of(settings.stack.state_dir)
         self._version = pinned_version()
@@ -119,11 +139,15 @@ class Kafka:
 
     @property
     def server_properties(self) -> Path:
-        return self._paths.state / "server.properties"
+        return self._nodes[0].server_properties
 
     @property
     def data_dir(self) -> Path:
-        return self._paths.state / "data"
+        return self._nodes[0].data_dir
+
+    @property
+    def nodes(self) -> list[KafkaNode]:
+        return list(self._nodes)
 
     def install(self, report: Report) -> None:
         needed = {"java": "openjdk-17-jre-headless"}
@@ -136,25 +160,36 @@ class Kafka:
             self._resolve_jars(report)
 
     def start(self, report: Report) -> None:
-        running = self._pid()
-        if running is not None:
-            report(f"kafka: already running (pid {running}) on {self.address}")
-            note_config_drift(self.name, self.server_properties, self._config_text(), report)
-        else:
-            self._start_broker(report)
+        stopped = []
+        for node in self._nodes:
+            running = self._node_pid(node)
+            if running is not None:
+                report(f"{self._label(node)}: already running (pid {running}) on {node.address}")
+                config = self._config_text(node)
+                note_config_drift(self._label(node), node.server_properties, config, report)
+            else:
+                stopped.append(node)
+        if stopped:
+            self._start_nodes(stopped, report)
         self._ensure_scram_user(report)
-        limits = SizeLimits.of(self._settings.bridge)
-        ensure_topics(self._kafka, planned_topics(self._kafka), report, limits=limits)
+        create_kotaflow_topics(self._kafka, report, limits=SizeLimits.of(self._settings.bridge))
         warm_group_coordinator(self._kafka, self._kafka.topics.raw, report)
 
     def stop(self, report: Report) -> None:
-        if stop_pid(self._paths, STOP_TIMEOUT_S, expect=str(self.server_properties)):
-            report("kafka: stopped")
+        """Every node at once: the last node of a cluster stopped alone would wait for a
+        controller majority to shut down cleanly until the timeout kills it."""
+
+        def stop_node(node: KafkaNode) -> None:
+            if stop_pid(node.paths, STOP_TIMEOUT_S, expect=str(node.server_properties)):
+                report(f"{self._label(node)}: stopped")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self._nodes)) as pool:
+            list(pool.map(stop_node, self._nodes))
 
     def status(self) -> ServiceStatus:
         pid = self._pid()
         view = self._describe()
-        healthy = view is not None and view.brokers > 0
+        healthy = view is not None and view.brokers >= len(self._nodes)
         detail = "" if healthy else ("not running" if pid is None else "running but not answering")
         extra = {} if view is None else {"cluster_id": view.cluster_id, "topics": view.partitions}
         return ServiceStatus(
@@ -164,9 +199,12 @@ class Kafka:
             version=self._installed_version(),
             pid=pid,
             log=str(self._paths.log),
-            detail=detail,
+            detail=detail or self._missing_brokers(view),
             extra={
                 "controller": f"{self._host}:{self._port + 1}",
+                "nodes": {
+                    n.node_id: {"address": n.address, "pid": self._node_pid(n)} for n in self._nodes
+                },
                 "sasl_ssl": self.sasl_address,
                 "sasl_user": LOCAL_SCRAM_USER,
                 "sasl_healthy": healthy and self._scram_login_works(),
@@ -176,57 +214,90 @@ class Kafka:
             },
         )
 
-    def _start_broker(self, report: Report) -> None:
+    def _start_nodes(self, nodes: list[KafkaNode], report: Report) -> None:
+        """Start the stopped ``nodes`` together (a cluster's controllers need a majority to
+        elect a leader), then wait until every node of the stack is a broker."""
         if not self._installed():
             raise ServiceError("kafka: not installed; run `kotaflow stack up` to install it")
         setting = "KOTAFLOW_KAFKA__BOOTSTRAP_SERVERS"
-        require_free_port(self._host, self._port, self.name, setting)
-        require_free_port(self._host, self._port + 1, f"{self.name} controller", setting)
-        require_free_port(self._host, self._sasl_port, f"{self.name} SASL_SSL", setting)
+        for node in nodes:
+            label = self._label(node)
+            require_free_port(node.host, node.port, label, setting)
+            require_free_port(node.host, node.controller_port, f"{label} controller", setting)
+            require_free_port(node.host, node.sasl_port, f"{label} SASL_SSL", setting)
         ensure_tls(self._settings.stack.state_dir, [self._host], report)
         self._sasl_password()  # made before the broker starts, so it is ready for the user
-        self._write_config()
-        self._format_storage_once(report)
-        report(f"kafka: starting {self._version} on {self.address} (log {self._paths.log})")
-        pid = spawn(
-            [*self._java(), "kafka.Kafka", str(self.server_properties)],
-            self._paths,
-        )
-        wait_until(
-            self._answers,
-            START_TIMEOUT_S,
-            f"kafka on {self.address}",
-            self._paths,
-            pid,
-        )
-        report(f"kafka: healthy (pid {pid})")
+        pids = {}
+        for node in nodes:
+            self._write_config(node)
+            self._format_storage_once(node, report)
+            report(
+                f"{self._label(node)}: starting {self._version} on {node.address} "
+                f"(log {node.paths.log})"
+            )
+            heap = HEAP if len(self._nodes) == 1 else CLUSTER_HEAP
+            argv = [*self._java(node, heap), "kafka.Kafka", str(node.server_properties)]
+            pids[node.node_id] = spawn(argv, node.paths)
+        for node in nodes:
+            wait_until(
+                functools.partial(self._answers, node),
+                START_TIMEOUT_S,
+                f"{self._label(node)} on {node.address}",
+                node.paths,
+                pids[node.node_id],
+            )
+            report(f"{self._label(node)}: healthy (pid {pids[node.node_id]})")
+
+    def _label(self, node: KafkaNode) -> str:
+        return self.name if len(self._nodes) == 1 else f"{self.name} node {node.node_id}"
+
+    def _missing_brokers(self, view: ClusterView | None) -> str:
+        if view is None or view.brokers >= len(self._nodes):
+            return ""
+        return f"{view.brokers} of {len(self._nodes)} brokers in the cluster"
 
     def _describe(self) -> ClusterView | None:
-        """Checks the port first: the client logs an error for every refused connection."""
-        return describe_cluster(self._kafka) if port_open(self._host, self._port) else None
+        """Asks the nodes whose port is open (the client logs an error for every refused
+        connection); None when none answers."""
+        open_nodes = [n.address for n in self._nodes if port_open(n.host, n.port)]
+        if not open_nodes:
+            return None
+        return describe_cluster(
+            self._kafka.model_copy(update={"bootstrap_servers": ",".join(open_nodes)})
+        )
 
-    def _answers(self) -> bool:
-        return self._describe() is not None
+    def _answers(self, node: KafkaNode) -> bool:
+        """The node answers and the cluster counts it among its brokers."""
+        if not port_open(node.host, node.port):
+            return False
+        view = describe_cluster(self._kafka.model_copy(update={"bootstrap_servers": node.address}))
+        return view is not None and view.brokers >= len(self._nodes)
 
-    def _java(self, heap: tuple[str, ...] = HEAP) -> list[str]:
+    def _java(self, node: KafkaNode | None = None, heap: tuple[str, ...] = HEAP) -> list[str]:
+        state = (node or self._nodes[0]).paths.state
         return [
             "java",
             *heap,
             *JVM_OPTIONS,
-            f"-Dlog4j2.configurationFile={self._paths.state / LOG4J_CONFIG.name}",
+            f"-Dlog4j2.configurationFile={state / LOG4J_CONFIG.name}",
             "-cp",
             f"{self.libs}/*",
         ]
 
-    def _config_text(self) -> str:
+    def _config_text(self, node: KafkaNode) -> str:
+        replication, min_isr = internal_replication(self._nodes)
         return render_template(
             SERVER_TEMPLATE,
-            host=self._host,
-            port=self._port,
-            controller_port=self._port + 1,
-            sasl_port=self._sasl_port,
+            node_id=node.node_id,
+            quorum=quorum_line(self._nodes),
+            host=node.host,
+            port=node.port,
+            controller_port=node.controller_port,
+            sasl_port=node.sasl_port,
             keystore=self._tls.server_pem,
-            data_dir=self.data_dir,
+            data_dir=node.data_dir,
+            replication=replication,
+            min_isr=min_isr,
         )
 
     def _sasl_password(self) -> str:
@@ -295,30 +366,33 @@ class Kafka:
                 )
             time.sleep(0.5)
 
-    def _write_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server_properties.write_text(self._config_text())
-        shutil.copyfile(LOG4J_CONFIG, self._paths.state / LOG4J_CONFIG.name)
+    def _write_config(self, node: KafkaNode) -> None:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.server_properties.write_text(self._config_text(node))
+        shutil.copyfile(LOG4J_CONFIG, node.paths.state / LOG4J_CONFIG.name)
 
-    def _format_storage_once(self, report: Report) -> None:
-        if (self.data_dir / "meta.properties").exists():
+    def _format_storage_once(self, node: KafkaNode, report: Report) -> None:
+        """One node formats a standalone dynamic quorum; a cluster's nodes share a cluster id
+        and the static voters of their configuration."""
+        if (node.data_dir / "meta.properties").exists():
             return
-        report(f"kafka: formatting storage in {self.data_dir}")
+        report(f"{self._label(node)}: formatting storage in {node.data_dir}")
+        standalone = ["--standalone"] if len(self._nodes) == 1 else []
         run_logged(
             [
-                *self._java(heap=("-Xmx256m",)),
+                *self._java(node, heap=("-Xmx256m",)),
                 "kafka.tools.StorageTool",
                 "format",
                 "--config",
-                str(self.server_properties),
+                str(node.server_properties),
                 "--cluster-id",
                 self._cluster_id(),
-                "--standalone",
+                *standalone,
                 "--ignore-formatted",
             ],
-            self._paths.log,
+            node.paths.log,
             report,
-            what="kafka storage format",
+            what=f"{self._label(node)} storage format",
         )
 
     def _cluster_id(self) -> str:
@@ -371,7 +445,10 @@ class Kafka:
         return None
 
     def _pid(self) -> int | None:
-        return read_pid(self._paths.pidfile, expect=str(self.server_properties))
+        return self._node_pid(self._nodes[0])
+
+    def _node_pid(self, node: KafkaNode) -> int | None:
+        return read_pid(node.paths.pidfile, expect=str(node.server_properties))
 
 
 class MavenProgress:

@@ -99,16 +99,21 @@ def render_template(template: Path, **fields: object) -> str:
 
 
 def note_config_drift(service: str, rendered: Path, wanted: str, report: Report) -> None:
-    """A running daemon keeps the config it started with: say so when the template moved on."""
+    """A running daemon keeps the config it started with: say so when the template moved on
+    (in a setting: a reworded comment changes nothing the daemon reads)."""
     try:
         current = rendered.read_text()
     except OSError:
         return
-    if current != wanted:
+    if _settings_lines(current) != _settings_lines(wanted):
         report(
             f"{service}: {rendered} differs from what `up` would write now (template or "
             f"settings changed); `kotaflow stack down && kotaflow stack up` applies it"
         )
+
+
+def _settings_lines(config: str) -> list[str]:
+    return [line for line in config.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def require_free_port(host: str, port: int, service: str, setting: str) -> None:

@@ -112,7 +112,14 @@ def _new_server_cert(files: TlsFiles, names: Sequence[str]) -> None:
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        # Client auth too: the nodes of a Kafka cluster present it to each other's
+        # controller listener, which requires a client certificate (compose's 3 brokers).
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            False,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
         )

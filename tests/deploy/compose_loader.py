@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("composecheck")
@@ -50,17 +51,21 @@ def composecheck(cache_dir: Path) -> list[str] | None:
 
 
 def load(
-    compose_file: Path, env: dict[str, str], cache_dir: Path
+    compose_file: Path, env: dict[str, str], cache_dir: Path, overrides: Sequence[Path] = ()
 ) -> subprocess.CompletedProcess[str] | None:
-    """``config`` output of the first loader available, or None when there is none."""
+    """``config`` output of the first loader available, or None when there is none;
+    ``overrides`` are merged over ``compose_file`` (``docker compose -f a -f b``)."""
     command = docker_compose()
     if command is not None:
-        command = [*command, str(compose_file), "config"]
+        command = [*command, str(compose_file)]
+        for override in overrides:
+            command += ["-f", str(override)]
+        command += ["config"]
     else:
         checker = composecheck(cache_dir)
         if checker is None:
             return None
-        command = [*checker, str(compose_file)]
+        command = [*checker, str(compose_file), *map(str, overrides)]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KOTAFLOW_", "GRAFANA_"))}
     return subprocess.run(
         command, env={**base, **env}, capture_output=True, text=True, check=False, timeout=120

@@ -15,7 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy import kafka_cli
 from deploy.local.influxdb import AGGREGATE, ALERT, GRAFANA, HEALTH, STORE, stage_rights
+from deploy.local.kafka_topics import TopicsOutcome
 from deploy.local.tls import TlsFiles, ensure_tls
 from ingest.sizes import SizeLimits
 from kotaflow.cli import app
@@ -141,7 +143,7 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
 
 def test_every_kotaflow_service_runs_a_real_kotaflow_command(compose: dict[str, Any]) -> None:
     runner = CliRunner()
-    for name in KOTAFLOW_SERVICES - {"kafka-topics", "kafka-tls"}:  # python -c jobs
+    for name in KOTAFLOW_SERVICES - {"kafka-tls"}:  # a python -c job
         command = compose["services"][name]["command"]
         if compose["services"][name].get("entrypoint") == ["/bin/sh", "-c"]:
             (script,) = command
@@ -225,32 +227,27 @@ def test_the_image_holds_every_package_the_wheel_ships() -> None:
     assert "uv sync --frozen --no-dev" in dockerfile
 
 
-def test_the_topic_job_calls_the_local_stacks_topic_plan(
+def test_the_topic_job_runs_the_topics_command_with_the_services_login(
     compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job's script runs against the real module, with the job's environment and its files
-    made in ``tmp_path``: only the final Kafka call is skipped."""
+    """The job's command runs through the real CLI, with the job's environment and its files
+    made in ``tmp_path``: only the final Kafka call is recorded instead of made."""
     password = _as_the_service_sees_it(compose, "kafka-topics", tmp_path, monkeypatch)
-    (script,) = compose["services"]["kafka-topics"]["command"]
+    job = compose["services"]["kafka-topics"]
+    assert "entrypoint" not in job  # the image's `kotaflow`
     calls: list[tuple[Any, ...]] = []
-    namespace: dict[str, Any] = {}
-    exec(
-        compile(script.replace("ensure_topics(kafka,", "record(kafka,"), "kafka-topics", "exec"),
-        {"record": lambda *a: calls.append(a)},
-        namespace,
-    )
-    ((kafka, wanted, report, options, limits),) = calls
-    assert set(wanted) == {
-        kafka.topics.raw,
-        kafka.topics.readings,
-        kafka.topics.deadletter,
-        kafka.topics.alerts,
-        kafka.topics.bridge_lease,
-    }
-    assert wanted[kafka.topics.bridge_lease] == 1
+
+    def record(kafka: Any, report: Any, options: Any, limits: Any) -> TopicsOutcome:
+        calls.append((kafka, report, options, limits))
+        return TopicsOutcome(replication_factor=1, configs={})
+
+    monkeypatch.setattr(kafka_cli, "create_kotaflow_topics", record)
+    result = CliRunner().invoke(app, job["command"])
+    assert result.exit_code == 0, result.output
+    ((kafka, report, options, limits),) = calls
+    assert kafka == load_settings().kafka
     assert limits == SizeLimits.of(load_settings().bridge)
     assert callable(report)
-    assert "ensure_topics" in namespace
     assert options["security_protocol"] == "SASL_SSL"  # kotaflow.kafka.client_options
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert options["sasl_plain_username"] == "kotaflow"

@@ -117,7 +117,11 @@ def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
 @pytest.fixture
 def on_stack_fleet(on_stack: Settings, tmp_path: Path) -> Settings:
     """Private topics, groups and device ids on the full stack, with quick flushes."""
-    s = private_fleet(on_stack, tmp_path, device_tag(on_stack))
+    return quick_flushes(private_fleet(on_stack, tmp_path, device_tag(on_stack)))
+
+
+def quick_flushes(s: Settings) -> Settings:
+    """``s`` with stages that flush, and 1-minute windows that close, within seconds."""
     p = s.processing
     processing = p.model_copy(
         update={

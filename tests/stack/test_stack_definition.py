@@ -23,7 +23,7 @@ from deploy.local.kafka import (
 )
 from deploy.local.kafka_topics import planned_topics
 from deploy.local.mosquitto import Mosquitto
-from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail
+from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail, note_config_drift
 from kotaflow.settings import Settings
 
 
@@ -93,7 +93,8 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     settings = _settings(tmp_path, kafka={"bootstrap_servers": "127.0.0.1:19092"})
     assert broker_address(settings.kafka) == ("127.0.0.1", 19092)
     kafka = Kafka(settings)
-    kafka._write_config()
+    (node,) = kafka.nodes
+    kafka._write_config(node)
     text = kafka.server_properties.read_text()
     assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
@@ -105,6 +106,29 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     assert f"ssl.keystore.location={tmp_path / 'state' / 'tls' / 'server.pem'}" in text
     scram = {"bootstrap_servers": "127.0.0.1:19094", "security_protocol": "SASL_SSL"}
     assert broker_address(_settings(tmp_path, kafka=scram).kafka) == ("127.0.0.1", 19092)
+
+
+def test_a_cluster_puts_three_controller_brokers_on_the_next_ports(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, kafka={"bootstrap_servers": "127.0.0.1:19092"})
+    settings = settings.model_copy(
+        update={"stack": settings.stack.model_copy(update={"kafka_brokers": 3})}
+    )
+    kafka = Kafka(settings)
+    assert [(n.node_id, n.port) for n in kafka.nodes] == [(1, 19092), (2, 19095), (3, 19098)]
+    assert len({n.paths.state for n in kafka.nodes}) == 3
+    voters = "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:19096,3@127.0.0.1:19099"
+    for node in kafka.nodes:
+        kafka._write_config(node)
+        text = node.server_properties.read_text()
+        assert f"node.id={node.node_id}\n" in text
+        assert voters in text
+        assert "controller.quorum.bootstrap.servers" not in text
+        assert f"listeners=PLAINTEXT://127.0.0.1:{node.port}," in text
+        assert f"SASL_SSL://127.0.0.1:{node.sasl_port}" in text
+        assert f"log.dirs={node.data_dir}" in text
+        assert "offsets.topic.replication.factor=3" in text
+        assert "min.insync.replicas=2" in text
+        assert "${" not in text
 
 
 def test_maven_progress_reports_every_25th_download() -> None:
@@ -136,3 +160,14 @@ def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> No
         f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
     )
     assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"
+
+
+def test_config_drift_is_about_settings_not_comments(tmp_path: Path) -> None:
+    rendered = tmp_path / "server.properties"
+    rendered.write_text("# one node\nnode.id=1\n")
+    notes: list[str] = []
+    note_config_drift("kafka", rendered, "# one node or three\n\nnode.id=1\n", notes.append)
+    assert notes == []
+    note_config_drift("kafka", rendered, "# one node\nnode.id=2\n", notes.append)
+    assert len(notes) == 1
+    assert "stack down && kotaflow stack up" in notes[0]

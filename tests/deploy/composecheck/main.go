@@ -1,6 +1,7 @@
-// composecheck loads a Compose file with compose-go, the loader behind `docker compose
-// config`: schema validation, interpolation from the environment, normalisation. It prints
-// the resolved model as YAML, or the loader's error and exits 1.
+// composecheck loads Compose files with compose-go, the loader behind `docker compose
+// config`: schema validation, interpolation from the environment, normalisation, and the
+// later files merged over the first as `docker compose -f a -f b` does. It prints the
+// resolved model as YAML, or the loader's error and exits 1.
 package main
 
 import (
@@ -13,18 +14,22 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: composecheck COMPOSE_FILE")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: composecheck COMPOSE_FILE [OVERRIDE_FILE...]")
 		os.Exit(2)
 	}
-	file, err := filepath.Abs(os.Args[1])
-	if err != nil {
-		fail(err)
+	files := make([]string, 0, len(os.Args)-1)
+	for _, arg := range os.Args[1:] {
+		file, err := filepath.Abs(arg)
+		if err != nil {
+			fail(err)
+		}
+		files = append(files, file)
 	}
 	options, err := cli.NewProjectOptions(
-		[]string{file},
+		files,
 		cli.WithOsEnv,
-		cli.WithWorkingDirectory(filepath.Dir(file)),
+		cli.WithWorkingDirectory(filepath.Dir(files[0])),
 		cli.WithInterpolation(true),
 		cli.WithResolvedPaths(true),
 	)
