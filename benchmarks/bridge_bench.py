@@ -42,6 +42,7 @@ from benchmarks.children import spawn_kotaflow, wait_log
 from benchmarks.isolation import mosquitto_cli_env, wipe_mqtt_session
 from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
 from benchmarks.report import Figure, Latency, ScenarioResult, Target
+from deploy.local.mosquitto import mosquitto_tool
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings, load_settings
@@ -160,9 +161,10 @@ async def measure(
     settings: Settings, n: int, devices: int, payload_bytes: int, py_spy: str | None = None
 ) -> BridgeRun:
     """Queue ``n`` messages for both subscribers, drain both, and say how each did."""
-    for tool in ("mosquitto_sub", "mosquitto_pub"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} not found: apt-get install mosquitto-clients")
+    sub_tool, pub_tool = (
+        _client_tool(settings, "mosquitto_sub"),
+        _client_tool(settings, "mosquitto_pub"),
+    )
     if n % devices:
         raise ValueError("--messages must be a multiple of --devices")
     rid = uuid.uuid4().hex[:8]
@@ -186,7 +188,7 @@ async def measure(
     await _topics(settings, create=[raw, dead])
     bridge: subprocess.Popen[bytes] | None = None
     try:
-        _mosquitto_sub(reader, sub_id, ["-E"])  # session + subscriptions, then offline
+        _mosquitto_sub(sub_tool, reader, sub_id, ["-E"])  # session + subscriptions, then offline
         bridge = _spawn_bridge(env, work / "bridge.log")
         wait_log(work / "bridge.log", "MQTT subscribed", bridge)
         bridge.send_signal(signal.SIGTERM)
@@ -194,11 +196,11 @@ async def measure(
 
         print(f"publishing {n} messages from {devices} devices at QoS 1 ...", flush=True)
         started = time.monotonic()
-        _publish(writer, rid, n, devices, payload_bytes)
+        _publish(pub_tool, writer, rid, n, devices, payload_bytes)
         print(f"  published in {time.monotonic() - started:.1f} s", flush=True)
 
         started = time.monotonic()
-        _mosquitto_sub(reader, sub_id, ["-C", str(n)])
+        _mosquitto_sub(sub_tool, reader, sub_id, ["-C", str(n)])
         sub_s = time.monotonic() - started
 
         bridge = _spawn_bridge(env, work / "bridge.log")
@@ -221,15 +223,25 @@ async def measure(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _mosquitto_sub(env: dict[str, str], client_id: str, extra: list[str]) -> None:
+def _client_tool(settings: Settings, name: str) -> str:
+    """The local stack's own build of a Mosquitto client (its version), else one on PATH."""
+    tool = mosquitto_tool(settings, name)
+    if tool is None:
+        raise RuntimeError(f"{name} not found: `kotaflow stack up` builds Mosquitto's clients")
+    return tool
+
+
+def _mosquitto_sub(tool: str, env: dict[str, str], client_id: str, extra: list[str]) -> None:
     """Broker and login come from the options file ``env`` points at (bridge account)."""
-    argv = ["mosquitto_sub", "-V", "5", "-c", "-i", client_id, "-x", "900", "-q", "1"]
+    argv = [tool, "-V", "5", "-c", "-i", client_id, "-x", "900", "-q", "1"]
     for f in SUBSCRIPTIONS:
         argv += ["-t", f]
     subprocess.run(argv + extra, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
-def _publish(env: dict[str, str], rid: str, n: int, devices: int, payload_bytes: int) -> None:
+def _publish(
+    tool: str, env: dict[str, str], rid: str, n: int, devices: int, payload_bytes: int
+) -> None:
     """``mosquitto_pub`` per device, logged in as the gateway (made-up devices)."""
     per_device = n // devices
     procs = []
@@ -240,7 +252,7 @@ def _publish(env: dict[str, str], rid: str, n: int, devices: int, payload_bytes:
             f'{{"id":"{dev}:{i}","t":21.5,"rh":80,"pad":"{pad}"}}\n' for i in range(per_device)
         )
         proc = subprocess.Popen(
-            ["mosquitto_pub", "-V", "5", "-q", "1", "-t", f"kotaflow/{dev}/telemetry", "-l"],
+            [tool, "-V", "5", "-q", "1", "-t", f"kotaflow/{dev}/telemetry", "-l"],
             stdin=subprocess.PIPE,
             env=env,
         )

@@ -1,10 +1,14 @@
-"""The local MQTT broker: Debian's Mosquitto, run as our own daemon on loopback.
+"""The local MQTT broker: Mosquitto 2.0.21, built once, run as our own daemon on loopback.
 
-We never use the system service: ``start`` renders ``deploy/local/mosquitto.conf`` into the
-state directory (persistence, queue limits sized for a loss-free bridge session, log) and
-runs ``mosquitto -c <that file>`` itself, so data and logs live with the rest of the stack
-and ``down --purge`` removes them. Health is a real MQTT connect (as ``kotaflow-health``),
-not just an open port.
+Bookworm's Mosquitto 2.0.11 crashed expiring a session restored from its persistence file,
+so :meth:`Mosquitto.install` builds :data:`VERSION` from Debian trixie's source package
+(``build_mosquitto.sh``: broker and the ``mosquitto_pub``/``_sub``/``_passwd`` clients) and
+caches it under ``<cache>/mosquitto/<version>/``, like InfluxDB. We never use a system
+service: ``start`` renders ``deploy/local/mosquitto.conf`` into the state directory
+(persistence, queue limits sized for a loss-free bridge session, log) and runs
+``mosquitto -c <that file>`` itself, so data and logs live with the rest of the stack and
+``down --purge`` removes them. Sessions and their queues persist across broker restarts.
+Health is a real MQTT connect (as ``kotaflow-health``), not just an open port.
 
 Security: no anonymous access. Every ``up`` regenerates the accounts, password hashes and
 ACL from the device registry into ``<state>/mosquitto/`` (``devices/credentials.py``; kept
@@ -28,7 +32,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from deploy.local.installers import apt_install
+from deploy.local.installers import run_logged
 from deploy.local.service import (
     Paths,
     Report,
@@ -66,8 +70,14 @@ from kotaflow.mqtt import (
 from kotaflow.settings import Settings
 
 CONFIG_TEMPLATE = Path(__file__).with_name("mosquitto.conf")
-APT_PACKAGES = ("mosquitto", "mosquitto-clients")
+BUILD_SCRIPT = Path(__file__).with_name("build_mosquitto.sh")
+VERSION = "2.0.21"
+"""Debian trixie's Mosquitto; deploy/compose.yaml pins the same eclipse-mosquitto tag."""
+COLD_BUILD_ESTIMATE = "about 15 s on 2 cores, plus any missing build packages"
+CLIENT_TOOLS = ("mosquitto_pub", "mosquitto_sub", "mosquitto_passwd")
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 120.0
+"""A graceful stop writes every queued message to the persistence file: give it time."""
 
 
 class Mosquitto:
@@ -99,11 +109,25 @@ class Mosquitto:
         return local_credentials_file(self._settings.stack.state_dir)
 
     def install(self, report: Report) -> None:
-        if mosquitto_binary() is not None and shutil.which("mosquitto_sub") is not None:
+        binary = built_binary(self._settings)
+        if binary.is_file():
             return
-        apt_install(APT_PACKAGES, report, self._paths.cache / "apt.log")
-        if mosquitto_binary() is None:
-            raise ServiceError("mosquitto: apt-get finished but no mosquitto binary was found")
+        out = binary.parent.parent
+        log = out / "build.log"
+        report(
+            f"mosquitto: {VERSION} is not built yet. Building it from Debian trixie's source "
+            f"package, once per machine ({COLD_BUILD_ESTIMATE}). Cached in {out}. "
+            f"Full log: {log}"
+        )
+        run_logged(
+            ["bash", str(BUILD_SCRIPT), "--version", VERSION, "--out", str(out)],
+            log,
+            report,
+            what=f"building mosquitto {VERSION}",
+            progress=_build_progress,
+        )
+        if not binary.is_file():
+            raise ServiceError(f"mosquitto: build finished without {binary}; log {log}")
 
     def start(self, report: Report) -> None:
         running = self._pid()
@@ -111,16 +135,16 @@ class Mosquitto:
             report(f"mosquitto: already running (pid {running}) on {self.address}")
             self.reload_accounts(report)
             note_config_drift(self.name, self.config_file, self._config_text(), report)
+            self._note_binary_drift(running, report)
             return
         require_free_port(self._mqtt.host, self._mqtt.port, self.name, "KOTAFLOW_MQTT__PORT")
         require_free_port(
             self._mqtt.host, self._mqtt.tls_port, f"{self.name} TLS", "KOTAFLOW_MQTT__TLS_PORT"
         )
-        binary = mosquitto_binary()
-        if binary is None:
-            raise ServiceError("mosquitto: not installed; run `kotaflow stack up` to install it")
+        binary = built_binary(self._settings)
+        if not binary.is_file():
+            raise ServiceError("mosquitto: not built yet; run `kotaflow stack up` to build it")
         (self._paths.state / "data").mkdir(parents=True, exist_ok=True)
-        self._set_aside_restored_sessions(report)
         accounts = self._write_accounts()
         if accounts.added:
             report(f"mosquitto: accounts in {self.credentials_file} ({describe(accounts)})")
@@ -130,7 +154,7 @@ class Mosquitto:
             f"mosquitto: starting on {self.address}, TLS on {self.tls_address} "
             f"(log {self._paths.log})"
         )
-        pid = spawn([binary, "-c", str(self.config_file)], self._paths)
+        pid = spawn([str(binary), "-c", str(self.config_file)], self._paths)
         wait_until(
             lambda: mqtt_connects(self._health_access()),
             START_TIMEOUT_S,
@@ -140,24 +164,8 @@ class Mosquitto:
         )
         report(f"mosquitto: healthy (pid {pid})")
 
-    def _set_aside_restored_sessions(self, report: Report) -> None:
-        """Start the local broker with an empty session store.
-
-        Debian's Mosquitto 2.0.11 was seen to crash (general protection fault) while expiring
-        a session it had restored from its persistence file, mid test run. Sessions and
-        queues still persist while the broker runs, which is what a bridge restart needs; a
-        restart of the local broker starts clean. The previous store is kept beside it.
-        Production runs a newer Mosquitto with persistence across restarts (deploy/).
-        """
-        store = self._paths.state / "data" / "mosquitto.db"
-        if store.exists():
-            store.replace(store.with_suffix(".db.previous"))
-            report(
-                "mosquitto: starting with an empty session store (previous: mosquitto.db.previous)"
-            )
-
     def stop(self, report: Report) -> None:
-        if stop_pid(self._paths, expect=str(self.config_file)):
+        if stop_pid(self._paths, STOP_TIMEOUT_S, expect=str(self.config_file)):
             report("mosquitto: stopped")
 
     def status(self) -> ServiceStatus:
@@ -170,7 +178,7 @@ class Mosquitto:
             name=self.name,
             healthy=healthy,
             address=self.address,
-            version=mosquitto_version(),
+            version=mosquitto_version(running_binary(pid) if pid else built_binary(self._settings)),
             pid=pid,
             log=str(self._paths.log),
             detail=detail,
@@ -201,6 +209,16 @@ class Mosquitto:
 
     def _pid(self) -> int | None:
         return read_pid(self._paths.pidfile, expect=str(self.config_file))
+
+    def _note_binary_drift(self, pid: int, report: Report) -> None:
+        """A broker started from another binary (say bookworm's 2.0.11) keeps running it."""
+        running = mosquitto_version(running_binary(pid))
+        if running != VERSION:
+            report(
+                f"mosquitto: the running broker is {running or 'of unknown version'}, not "
+                f"{VERSION}; `kotaflow stack down && kotaflow stack up` switches it over "
+                "(sessions and queued messages are kept)"
+            )
 
     def _write_accounts(self, registry: Registry | None = None) -> CredentialsReport:
         """Accounts, password hashes and ACL from the registry, next to the config."""
@@ -249,24 +267,37 @@ class Mosquitto:
         )
 
 
-def mosquitto_binary() -> str | None:
-    """Debian installs the broker in /usr/sbin, which is not on every user's PATH."""
-    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+def built_binary(settings: Settings) -> Path:
+    """Where ``build_mosquitto.sh`` leaves the broker: ``<cache>/mosquitto/<version>/sbin``."""
+    return settings.stack.cache_dir / "mosquitto" / VERSION / "sbin" / "mosquitto"
 
 
-def mosquitto_version() -> str | None:
-    """``mosquitto -h`` prints ``mosquitto version 2.0.11`` first (and exits non-zero)."""
-    binary = mosquitto_binary()
-    if binary is None:
-        return None
+def mosquitto_tool(settings: Settings, name: str) -> str | None:
+    """A client tool (:data:`CLIENT_TOOLS`) of the built version, else one on ``PATH``."""
+    built = built_binary(settings).parent.parent / "bin" / name
+    return str(built) if built.is_file() else shutil.which(name)
+
+
+def running_binary(pid: int) -> Path:
+    """The executable of a running process (still runnable if replaced on disk since)."""
+    return Path(f"/proc/{pid}/exe")
+
+
+def mosquitto_version(binary: Path) -> str | None:
+    """``mosquitto -h`` prints ``mosquitto version 2.0.21`` first (and exits non-zero)."""
     try:
         out = subprocess.run(
-            [binary, "-h"], capture_output=True, text=True, timeout=10, check=False
+            [str(binary), "-h"], capture_output=True, text=True, timeout=10, check=False
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     found = re.search(r"mosquitto version (\S+)", out)
     return found.group(1) if found else None
+
+
+def _build_progress(line: str) -> str | None:
+    """The build script marks its steps with ``==>``; the rest goes to the log."""
+    return f"mosquitto build: {line[4:]}" if line.startswith("==>") else None
 
 
 def mqtt_connects(access: MqttAccess, timeout: float = 3.0) -> bool:

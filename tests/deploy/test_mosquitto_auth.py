@@ -1,5 +1,6 @@
-"""The production Mosquitto config, started for real (Debian's mosquitto), with the accounts
-``kotaflow devices credentials`` generates from the registry - as the compose file does.
+"""The production Mosquitto config, started for real (the local stack's build of the
+production version), with the accounts ``kotaflow devices credentials`` generates from the
+registry - as the compose file does.
 
 Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
 connects, subscribes and publishes apart from lost ones, so nothing waits for something not
@@ -11,7 +12,6 @@ from __future__ import annotations
 import getpass
 import json
 import queue
-import shutil
 import socket
 import subprocess
 import time
@@ -26,8 +26,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
+from deploy.local.mosquitto import VERSION, built_binary
 from devices.topics import SUBSCRIPTIONS
 from kotaflow.cli import app
+from kotaflow.settings import load_settings
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 CREDENTIALS_DIR = "/run/kotaflow-mqtt"
@@ -51,9 +53,9 @@ class Broker:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).is_file():
-        pytest.skip("mosquitto is not installed")
+    mosquitto = built_binary(load_settings())
+    if not mosquitto.is_file():
+        pytest.skip(f"mosquitto {VERSION} is not built yet (kotaflow stack up builds it)")
     work = tmp_path_factory.mktemp("mosquitto")
     credentials = work / "credentials"
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])

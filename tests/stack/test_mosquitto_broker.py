@@ -177,6 +177,8 @@ def test_rendered_config_follows_settings_and_sizes_the_queue(tmp_path: Path) ->
     assert "listener 18830 127.0.0.1" in text
     assert "listener 18831 127.0.0.1" in text
     assert "max_queued_messages 1000000" in text
+    assert "\nautosave_interval 1\n" in text  # a kill -9 loses at most ~2 s of messages
+    assert "\nautosave_on_changes" not in text  # counting changes is quadratic in the backlog
     assert f"persistence_location {state / 'mosquitto' / 'data'}/" in text
     assert "allow_anonymous false" in text
     assert f"password_file {state / 'mosquitto' / 'passwd'}" in text
