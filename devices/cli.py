@@ -1,6 +1,6 @@
-"""``kotaflow devices list|check|credentials|add|import``: see the registered devices,
-validate device files, generate the broker's accounts and ACL from the registry, onboard
-new devices (``devices/onboarding.py``)."""
+"""``kotaflow devices list|check|credentials|tls|add|import``: see the registered devices,
+validate device files, generate the broker's accounts and ACL from the registry and the TLS
+certificate devices connect to, onboard new devices (``devices/onboarding.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from deploy.local.tls import TlsFiles, ensure_tls_files
 from devices.catalogue import load_catalogue
 from devices.credentials import (
     CREDENTIALS_FILE,
@@ -204,6 +205,30 @@ def credentials(
         errors.print(Text.assemble(("error: ", "red"), str(err)), soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(f"{directory}: {describe(report)}")
+
+
+@app.command("tls")
+def tls(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to keep ca.crt, ca.key, server.crt, server.key.")
+    ],
+    hosts: Annotated[
+        list[str],
+        typer.Option("--host", help="A name devices connect to (repeatable; DNS name or IP)."),
+    ],
+) -> None:
+    """Make the CA devices trust and the broker's TLS certificate, in DIRECTORY.
+
+    The same code as the local stack's and compose's Kafka certificate (deploy/local/tls.py):
+    made once, kept, re-issued 30 days before it expires or when a new --host is asked for
+    (then reload Mosquitto). The certificate also names localhost and 127.0.0.1, so clients
+    on the broker's own host verify it too. Give devices DIRECTORY/ca.crt; the keys (0600)
+    never leave DIRECTORY.
+
+    Example: kotaflow devices tls /etc/mosquitto/kotaflow/tls --host mqtt.manggaraikab.go.id
+    """
+    files = ensure_tls_files(TlsFiles.in_folder(directory), hosts, typer.echo, "kotaflow MQTT CA")
+    typer.echo(f"{files.ca_cert.parent}: CA {files.ca_cert.name}, {files.server_cert.name}")
 
 
 RegistryToEdit = Annotated[

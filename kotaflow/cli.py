@@ -111,6 +111,12 @@ def _grafana() -> None:
     _app.add_typer(grafana_app, name="grafana")
 
 
+def _influxdb() -> None:
+    from deploy.influxdb.cli import app as influxdb_app
+
+    _app.add_typer(influxdb_app, name="influxdb")
+
+
 def _backup() -> None:
     from deploy.backup.cli import backup
 
@@ -145,6 +151,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "deadletter": _deadletter,
     "status": _status,
     "grafana": _grafana,
+    "influxdb": _influxdb,
     "backup": _backup,
     "restore": _restore,
     "bench": _bench,

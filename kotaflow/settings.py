@@ -161,6 +161,12 @@ class InfluxSettings(_Section):
     org: str = "kotaflow"
     telemetry_bucket: str = "telemetry"
     rollups_bucket: str = "rollups"
+    telemetry_retention_days: int = Field(
+        90, ge=0, description="raw readings kept a season; 0: forever (`kotaflow influxdb setup`)"
+    )
+    rollups_retention_days: int = Field(
+        730, ge=0, description="long enough for year-over-year dashboards; 0: forever"
+    )
     token: SecretStr | None = None
 
 

@@ -14,6 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local.tls import TlsFiles
 from devices.catalogue import PACKAGED_CATALOGUE
 from devices.credentials import ACL_FILE, PASSWD_FILE
 from devices.registry import PACKAGED_REGISTRY
@@ -80,6 +81,16 @@ def _configured_secrets(settings: Settings) -> list[ConfigFile]:
         "influx-token": settings.processing.influx_token_file,
     }
     found += [ConfigFile(role, path) for role, path in named.items() if path is not None]
+    if settings.mqtt.ca_file is not None:
+        # `kotaflow devices tls` keeps the CA key and the broker's pair beside the CA: without
+        # the key a restored host would make a new CA, and every device would need it.
+        layout = TlsFiles.of(Path())
+        for role, name in (
+            ("mqtt-ca-key", layout.ca_key.name),
+            ("mqtt-server-cert", layout.server_cert.name),
+            ("mqtt-server-key", layout.server_key.name),
+        ):
+            found.append(ConfigFile(role, settings.mqtt.ca_file.with_name(name)))
     return found
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from deploy.backup.manifest import BackupError, human_size
-from deploy.local.influxdb import _ok  # one way to say which call failed, and how
+from deploy.influxdb.reconcile import raise_for_error as _ok  # one way to say which call failed
 from deploy.local.service import Report
 
 KV, SQL, BUCKETS, SHARD = "influxdb-kv", "influxdb-sql", "influxdb-buckets", "influxdb-shard"

@@ -4,9 +4,10 @@ No registry we can reach ships ``influxd``, so :meth:`InfluxDB.install` runs
 ``build_influxdb.sh`` (Go module source + Rust libflux) and caches the binary under
 ``<cache>/influxdb/<version>/``. :meth:`InfluxDB.start` runs it with every file (bolt, sqlite,
 TSM engine, log) under ``<state>/influxdb/`` and then reconciles the setup the pipeline and
-Grafana rely on: org, buckets with retention, and tokens with the least rights each part
-needs (:func:`stage_rights`). The tokens land in :data:`TOKENS_FILE` (mode 0600) so
-settings find them without copying by hand. Every step is idempotent; nothing here deletes data.
+Grafana rely on with the code every install uses (:mod:`deploy.influxdb.reconcile`): org,
+buckets with retention, and tokens with the least rights each part needs. The tokens land in
+:data:`TOKENS_FILE` (mode 0600) so settings find them without copying by hand. Every step is
+idempotent; nothing here deletes data.
 
 This module touches only its own cache and state directories and the HTTP API of the
 ``influxd`` it started.
@@ -16,15 +17,19 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from deploy.influxdb.reconcile import (
+    initial_setup,
+    plan_of,
+    reconcile,
+    setup_allowed,
+)
 from deploy.local.installers import run_logged
 from deploy.local.service import (
     Paths,
@@ -47,34 +52,8 @@ VERSION = "v2.7.12"
 TOKENS_FILE = Path(NAME) / "tokens.json"
 """Where the org, bucket ids and tokens are saved, relative to ``settings.stack.state_dir``."""
 
-OPERATOR, PIPELINE, GRAFANA = "operator", "pipeline", "grafana"
-"""Token roles: all access; write to both buckets (the shared token of old configs); read
-both buckets."""
-STORE, AGGREGATE, ALERT, HEALTH = "store", "aggregate", "alert", "health"
-"""Per-stage roles (picked in ``processors/runtime/influx.py``), granted :func:`stage_rights`."""
-
-
-def stage_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:
-    """Role -> ``(action, bucket name)`` rights of each token the local stack issues.
-
-    InfluxDB 2.x has per-bucket read and write rights and nothing finer (no per-measurement
-    right, no separate delete right: write includes ``/api/v2/delete``)."""
-    telemetry, rollups = settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket
-    alerts = settings.alerting.influx_bucket or telemetry
-    health = settings.processing.health.bucket or rollups
-    both = [telemetry, rollups]
-    return {
-        PIPELINE: [("write", b) for b in both],
-        GRAFANA: [("read", b) for b in both],
-        STORE: [("write", telemetry)],
-        AGGREGATE: [("read", telemetry), ("read", rollups), ("write", rollups)],
-        ALERT: [("write", alerts)],
-        HEALTH: [("write", health)],
-    }
-
-
-RETENTION = {"telemetry": timedelta(days=90), "rollups": timedelta(days=730)}
-"""Raw readings are kept for a season; rollups long enough for year-over-year dashboards."""
+OPERATOR = "operator"
+"""The all-access token's role; the others are :func:`deploy.influxdb.reconcile.stage_rights`."""
 
 BUILD_SCRIPT = Path(__file__).with_name("build_influxdb.sh")
 COLD_BUILD_ESTIMATE = "10-25 minutes on 2 cores, ~3 GB of Go and cargo caches"
@@ -155,7 +134,6 @@ class InfluxDB:
         self.paths = Paths.for_service(settings, NAME)
         self.url = settings.influxdb.url.rstrip("/")
         self.host, self.port = bind_address(self.url)
-        self.buckets = [settings.influxdb.telemetry_bucket, settings.influxdb.rollups_bucket]
 
     @property
     def binary(self) -> Path:
@@ -252,7 +230,8 @@ class InfluxDB:
 
 
 class _Setup:
-    """Brings the server to the state kotaflow expects, creating only what is missing.
+    """Brings the server to the state kotaflow expects with the shared setup
+    (:func:`deploy.influxdb.reconcile.reconcile`), after the local initial setup.
 
     The operator token is chosen here and saved before ``POST /api/v2/setup`` so that a crash
     mid-way never leaves a server nobody holds a token for.
@@ -262,30 +241,23 @@ class _Setup:
         self.service = service
         self.report = report
         self.state_dir = service.settings.stack.state_dir
-        self.org = service.settings.influxdb.org
+        self.plan = plan_of(service.settings)
 
     def reconcile(self) -> None:
         with httpx.Client(base_url=self.service.url, timeout=30.0) as http:
             access = self._onboard(http)
             http.headers["Authorization"] = f"Token {access.token(OPERATOR)}"
-            org_id = self._org_id(http)
-            existing = _buckets(http, org_id)
-            buckets = {
-                name: existing.get(name) or self._create_bucket(http, org_id, name)
-                for name in self.service.buckets
-            }
-            tokens = dict(access.tokens)
-            for role, rights in stage_rights(self.service.settings).items():
-                if all(name in buckets for _, name in rights):
-                    tokens[role] = self._authorization(http, org_id, role, rights, buckets)
-                else:
-                    self.report(f"influxdb: no {role} token: its bucket is not one of the stack's")
+            result = reconcile(http, self.plan)
+        for line in [f"created {what}" for what in result.created] + [
+            f"drifted {what}" for what in result.drifted
+        ]:
+            self.report(f"influxdb: {line}")
         done = InfluxAccess(
             url=self.service.url,
-            org=self.org,
-            org_id=org_id,
-            buckets=buckets,
-            tokens=tokens,
+            org=self.plan.org,
+            org_id=result.org_id,
+            buckets=result.buckets,
+            tokens={**access.tokens, **result.tokens},
             admin_user=access.admin_user,
             admin_password=access.admin_password,
         )
@@ -295,7 +267,7 @@ class _Setup:
 
     def _onboard(self, http: httpx.Client) -> InfluxAccess:
         saved = load_access(self.state_dir)
-        if not _ok(http.get("/api/v2/setup")).json().get("allowed", False):
+        if not setup_allowed(http):
             if saved is None:
                 raise ServiceError(
                     "influxdb: the server is already set up but "
@@ -305,107 +277,16 @@ class _Setup:
             return saved
         access = saved or InfluxAccess(
             url=self.service.url,
-            org=self.org,
+            org=self.plan.org,
             tokens={OPERATOR: secrets.token_urlsafe(48)},
             admin_password=secrets.token_urlsafe(24),
         )
         save_access(self.state_dir, access)
-        first = self.service.buckets[0]
-        _ok(
-            http.post(
-                "/api/v2/setup",
-                json={
-                    "username": access.admin_user,
-                    "password": access.admin_password,
-                    "org": self.org,
-                    "bucket": first,
-                    "retentionPeriodSeconds": _seconds(first),
-                    "token": access.token(OPERATOR),
-                },
-            )
+        initial_setup(
+            http, self.plan, access.admin_user, access.admin_password, access.token(OPERATOR)
         )
-        self.report(f"influxdb: initial setup done (org {self.org}, user {access.admin_user})")
+        self.report(f"influxdb: initial setup done (org {self.plan.org}, user {access.admin_user})")
         return access
-
-    def _org_id(self, http: httpx.Client) -> str:
-        orgs = _ok(http.get("/api/v2/orgs", params={"org": self.org})).json().get("orgs", [])
-        if not orgs:
-            raise ServiceError(f"influxdb: org {self.org} not found on {self.service.url}")
-        return str(orgs[0]["id"])
-
-    def _create_bucket(self, http: httpx.Client, org_id: str, name: str) -> str:
-        rules = [{"type": "expire", "everySeconds": _seconds(name)}] if _seconds(name) else []
-        body = {"orgID": org_id, "name": name, "retentionRules": rules}
-        created = _ok(http.post("/api/v2/buckets", json=body)).json()
-        self.report(f"influxdb: created bucket {name} (retention {_retention_text(name)})")
-        return str(created["id"])
-
-    def _authorization(
-        self,
-        http: httpx.Client,
-        org_id: str,
-        role: str,
-        rights: list[tuple[str, str]],
-        buckets: dict[str, str],
-    ) -> str:
-        """The token for ``role`` with exactly ``rights``; found by description, so a token
-        issued before is kept (tokens are only ever added)."""
-        description = f"kotaflow {role}: {_describe(rights)}"
-        for auth in _authorizations(http, org_id):
-            if auth.get("description") == description and auth.get("status") == "active":
-                return str(auth["token"])
-        permissions = [
-            {
-                "action": action,
-                "resource": {"type": "buckets", "id": buckets[name], "orgID": org_id},
-            }
-            for action, name in rights
-        ]
-        body = {"orgID": org_id, "description": description, "permissions": permissions}
-        created = _ok(http.post("/api/v2/authorizations", json=body)).json()
-        self.report(f"influxdb: created {role} token ({_describe(rights)})")
-        return str(created["token"])
-
-
-def _describe(rights: list[tuple[str, str]]) -> str:
-    """``read rollups, telemetry; write rollups``: the rights, as the token's description
-    (the pipeline and Grafana tokens' descriptions are what earlier versions wrote)."""
-    actions: dict[str, list[str]] = {}
-    for action, name in rights:
-        actions.setdefault(action, []).append(name)
-    return "; ".join(f"{a} {', '.join(sorted(names))}" for a, names in sorted(actions.items()))
-
-
-def _buckets(http: httpx.Client, org_id: str) -> dict[str, str]:
-    """Name -> id of the org's buckets (a name filter that matches nothing answers 404)."""
-    response = _ok(http.get("/api/v2/buckets", params={"orgID": org_id, "limit": 100}))
-    return {str(b["name"]): str(b["id"]) for b in response.json().get("buckets", [])}
-
-
-def _authorizations(http: httpx.Client, org_id: str) -> Iterator[dict[str, Any]]:
-    response = _ok(http.get("/api/v2/authorizations", params={"orgID": org_id}))
-    yield from response.json().get("authorizations", [])
-
-
-def _ok(response: httpx.Response) -> httpx.Response:
-    if response.is_error:
-        request = response.request
-        raise ServiceError(
-            f"influxdb: {request.method} {request.url.path} answered "
-            f"{response.status_code}: {response.text[:300]}"
-        )
-    return response
-
-
-def _seconds(bucket: str) -> int:
-    """Retention in seconds; 0 (keep forever) for buckets configured under other names."""
-    retention = RETENTION.get(bucket)
-    return int(retention.total_seconds()) if retention else 0
-
-
-def _retention_text(bucket: str) -> str:
-    retention = RETENTION.get(bucket)
-    return f"{retention.days} days" if retention else "infinite"
 
 
 def _build_progress(line: str) -> str | None:

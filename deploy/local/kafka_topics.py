@@ -166,7 +166,8 @@ def ensure_topics(
     ``max.message.bytes`` (see the module).
     """
     sized = {kafka.topics.raw, kafka.topics.deadletter} & set(wanted) if limits else set()
-    sizes = {name: str(limits.topic_message_bytes) for name in sized} if limits else {}
+    needed = max(limits.topic_message_bytes, kafka.layout.max_message_bytes or 0) if limits else 0
+    sizes = dict.fromkeys(sized, str(needed))
     options = options or plain_options(kafka)
     try:
         outcome = run_sync(_ensure(options, kafka.layout, dict(wanted), report, sizes))

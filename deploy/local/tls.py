@@ -30,6 +30,7 @@ CA_DAYS = 3650
 SERVER_DAYS = 365
 RENEW_BEFORE_DAYS = 30
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+LOCAL_CA_NAME = "kotaflow local stack CA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +46,11 @@ class TlsFiles:
 
     @classmethod
     def of(cls, state_dir: Path) -> TlsFiles:
-        ca_cert = local_ca_file(state_dir)
-        folder = ca_cert.parent
+        return cls.in_folder(local_ca_file(state_dir).parent)
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> TlsFiles:
+        ca_cert = folder / local_ca_file(Path()).name
         return cls(
             ca_cert=ca_cert,
             ca_key=folder / "ca.key",
@@ -57,13 +61,21 @@ class TlsFiles:
 
 
 def ensure_tls(state_dir: Path, hosts: Sequence[str], report: Report) -> TlsFiles:
-    """The CA and a valid server certificate naming ``hosts`` and loopback (idempotent)."""
-    files = TlsFiles.of(state_dir)
+    """The local stack's CA and a valid server certificate naming ``hosts`` and loopback,
+    in ``<state>/tls`` (idempotent)."""
+    return ensure_tls_files(TlsFiles.of(state_dir), hosts, report, LOCAL_CA_NAME)
+
+
+def ensure_tls_files(
+    files: TlsFiles, hosts: Sequence[str], report: Report, ca_name: str
+) -> TlsFiles:
+    """The CA (named ``ca_name`` when it is made) and a valid server certificate naming
+    ``hosts`` and loopback, in ``files`` (idempotent)."""
     # Names the current certificate has stay: each broker asks for its own host only.
     names = sorted(set(hosts) | set(LOOPBACK_NAMES) | _current_names(files))
     if not (files.ca_cert.is_file() and files.ca_key.is_file()):
-        _new_ca(files)
-        report(f"tls: made a CA for the local stack ({files.ca_cert})")
+        _new_ca(files, ca_name)
+        report(f"tls: made the CA {ca_name!r} ({files.ca_cert})")
     if not _server_cert_fits(files, names):
         _new_server_cert(files, names)
         report(f"tls: issued a server certificate for {', '.join(names)}")
@@ -74,9 +86,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _new_ca(files: TlsFiles) -> None:
+def _new_ca(files: TlsFiles, common_name: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kotaflow local stack CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -30,6 +30,7 @@ class KafkaOutput:
         self._producer: AIOKafkaProducer | None = None
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
         self._users = 0
+        self._starting = asyncio.Lock()
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -39,18 +40,19 @@ class KafkaOutput:
     async def start(self) -> None:
         """Start the producer on first use (stages of one process share it); each
         stage waits only for its own deliveries."""
-        self._users += 1
-        if self._producer is None:
-            cfg = self._settings.processing.validation
-            producer = make_producer(
-                self._settings, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()  # a failed start leaves its connections to close
-                raise
-            self._producer = producer
+        async with self._starting:  # stages start at once: one producer, not one each
+            if self._producer is None:
+                cfg = self._settings.processing.validation
+                producer = make_producer(
+                    self._settings, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()  # a failed start leaves its connections to close
+                    raise
+                self._producer = producer
+            self._users += 1
 
     async def stop(self) -> None:
         self._users -= 1

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from deploy.backup.contents import backup_sqlite, config_files, sqlite_rows, state_files
+from kotaflow.cli import app
 from kotaflow.settings import MqttSettings, Settings, StackSettings
 
 
@@ -23,6 +26,25 @@ def test_broker_accounts_kept_outside_the_state_dir_are_backed_up(tmp_path: Path
     assert roles["mqtt-passwd"] == etc / "passwd"
     assert roles["mqtt-acl"] == etc / "acl"
     assert {"registry", "catalogue", "alert-rules"} <= set(roles)
+
+
+def test_the_brokers_ca_key_and_certificate_kept_outside_the_state_dir_are_backed_up(
+    tmp_path: Path,
+) -> None:
+    made = CliRunner().invoke(
+        app, ["devices", "tls", str(tmp_path / "etc" / "tls"), "--host", "mqtt"]
+    )
+    assert made.exit_code == 0, made.output
+    tls = tmp_path / "etc" / "tls"
+    settings = Settings(
+        stack=StackSettings(state_dir=tmp_path / "state"),
+        mqtt=MqttSettings(ca_file=tls / "ca.crt"),
+    )
+    roles = {f.role: f.path for f in config_files(settings, None)}
+    assert roles["mqtt-ca"] == tls / "ca.crt"
+    assert roles["mqtt-ca-key"] == tls / "ca.key"
+    assert roles["mqtt-server-cert"] == tls / "server.crt"
+    assert roles["mqtt-server-key"] == tls / "server.key"
 
 
 def test_state_files_are_the_credentials_not_the_data(tmp_path: Path) -> None:

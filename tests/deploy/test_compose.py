@@ -16,7 +16,14 @@ import yaml
 from typer.testing import CliRunner
 
 from deploy import kafka_cli
-from deploy.local.influxdb import AGGREGATE, ALERT, GRAFANA, HEALTH, STORE, stage_rights
+from deploy.influxdb.reconcile import (
+    AGGREGATE,
+    ALERT,
+    GRAFANA,
+    HEALTH,
+    PRODUCTION_ROLES,
+    STORE,
+)
 from deploy.local.kafka_topics import TopicsOutcome
 from deploy.local.mosquitto import VERSION as MOSQUITTO_VERSION
 from deploy.local.tls import TlsFiles, ensure_tls
@@ -41,7 +48,9 @@ KOTAFLOW_SERVICES = {
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
+    "mqtt-tls",
     "kafka-tls",
+    "influxdb-tokens",
 }
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
@@ -143,13 +152,18 @@ def test_no_secret_is_written_into_the_file(compose: dict[str, Any]) -> None:
                 assert value.startswith("${") or value.startswith("/"), (name, key, value)
 
 
+def _kotaflow_step(script: str) -> str:
+    """The kotaflow command among a job's ``&&``-joined shell steps."""
+    return next(p for p in script.split("&&") if p.strip().startswith("kotaflow"))
+
+
 def test_every_kotaflow_service_runs_a_real_kotaflow_command(compose: dict[str, Any]) -> None:
     runner = CliRunner()
     for name in KOTAFLOW_SERVICES - {"kafka-tls"}:  # a python -c job
         command = compose["services"][name]["command"]
         if compose["services"][name].get("entrypoint") == ["/bin/sh", "-c"]:
             (script,) = command
-            command = shlex.split(script.split("&&")[0])[1:]  # the kotaflow part
+            command = shlex.split(_kotaflow_step(script))[1:]
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (name, result.output)
 
@@ -192,27 +206,59 @@ def test_grafana_gets_kotaflows_provisioning_and_the_read_only_token(
 
 
 def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[str, Any]) -> None:
+    """The job is `kotaflow influxdb setup` (the local stack's code path), writing one
+    <role>.token per production role (no shared pipeline token) where the services look."""
     env = compose["x-kotaflow"]["environment"]
-    script = (DEPLOY / "influxdb" / "kotaflow-tokens.sh").read_text()
     folder = env["KOTAFLOW_PROCESSING__INFLUX_TOKEN_DIR"]
     assert "KOTAFLOW_PROCESSING__INFLUX_TOKEN_FILE" not in env
-    issued = _script_rights(script)
-    assert set(issued) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
-    local = stage_rights(Settings())
-    assert {role: set(local[role]) for role in issued} == issued  # as the local stack
-    jobs = compose["services"]["influxdb-tokens"]
-    assert jobs["environment"]["TOKENS_DIR"] == folder
+    job = compose["services"]["influxdb-tokens"]
+    (script,) = job["command"]
+    argv = shlex.split(_kotaflow_step(script))
+    assert argv[:3] == ["kotaflow", "influxdb", "setup"]
+    assert "--role" not in argv  # the default roles:
+    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    assert argv[argv.index("--tokens-dir") + 1] == folder
+    assert _mounts(job)[folder] == "influx-tokens"
+    assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"
 
 
-def _script_rights(script: str) -> dict[str, set[tuple[str, str]]]:
-    """Role -> (action, bucket) of each ``token`` call in kotaflow-tokens.sh."""
-    buckets = {"$telemetry_id": "telemetry", "$rollups_id": "rollups"}
-    calls = script.replace("\\\n", " ")
-    out = {}
-    for found in re.finditer(r'^token "\$TOKENS_DIR/(\w+)\.token" (.*)$', calls, re.M):
-        flags = re.findall(r'--(read|write)-bucket "(\$\w+)"', found.group(2))
-        out[found.group(1)] = {(action, buckets[ref]) for action, ref in flags}
-    return out
+def test_the_setup_job_does_influxdbs_initial_setup_from_the_settings(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """No image init (it would make the first bucket with its own retention): the job hands
+    the admin password and operator token from deploy/.env to `kotaflow influxdb setup` in
+    0600 files, with no secret on a command line; the shell part runs here for real."""
+    assert not any(
+        "DOCKER_INFLUXDB_INIT" in k for k in compose["services"]["influxdb"].get("environment", {})
+    )
+    job = compose["services"]["influxdb-tokens"]
+    (script,) = job["command"]
+    steps = [step.strip() for step in script.split("&&")]
+    (setup,) = [shlex.split(s) for s in steps if s.startswith("kotaflow influxdb setup")]
+    files = {a: setup[setup.index(a) + 1] for a in ("--token-file", "--init-password-file")}
+    assert setup[setup.index("--init-user") + 1] == "kotaflow-admin"
+    env = job["environment"]
+    assert (
+        env["INFLUX_ADMIN_PASSWORD"] == "${KOTAFLOW_INFLUX_ADMIN_PASSWORD:?set it in deploy/.env}"
+    )
+    assert env["INFLUX_OPERATOR_TOKEN"] == "${KOTAFLOW_INFLUX_ADMIN_TOKEN:?set it in deploy/.env}"
+    before = steps[: steps.index(next(s for s in steps if s.startswith("kotaflow")))]
+    shell = " && ".join(before).replace("$$", "$").replace("/tmp/", f"{tmp_path}/")
+    done = subprocess.run(
+        ["sh", "-c", shell],
+        env={
+            "PATH": os.environ["PATH"],
+            "INFLUX_ADMIN_PASSWORD": "pw",
+            "INFLUX_OPERATOR_TOKEN": "tk",
+        },
+        check=True,
+    )
+    assert done.returncode == 0
+    for option, want in (("--init-password-file", "pw"), ("--token-file", "tk")):
+        made = tmp_path / Path(files[option]).name
+        assert made.read_text() == want
+        assert made.stat().st_mode & 0o077 == 0, option
+    assert "umask 077" in before
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
@@ -530,3 +576,63 @@ def test_storage_format_refuses_a_password_the_broker_would_read_differently(
     assert done.returncode != 0
     assert why in done.stderr
     assert not (tmp_path / "record").exists()
+
+
+MQTT_CLIENTS = {"bridge", "process", "alert"}
+"""The long-running kotaflow services (the bridge reads MQTT; the others' health checks may)."""
+
+
+def _conf_lines() -> list[list[str]]:
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    return [line.split() for line in conf.splitlines() if line and not line.startswith("#")]
+
+
+def test_mqtt_is_published_on_the_host_only_over_tls(compose: dict[str, Any]) -> None:
+    """No plaintext MQTT port on the host: the broker's only listener is TLS, on 8883."""
+    listeners = [line[1:] for line in _conf_lines() if line[0] == "listener"]
+    assert listeners == [["8883", "0.0.0.0"]]
+    (published,) = compose["services"]["mosquitto"]["ports"]
+    assert published.rsplit(":", 1)[-1] == "8883"
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            assert port.rsplit(":", 1)[-1] != "1883", name
+
+
+def test_the_tls_listener_uses_files_a_compose_job_makes(compose: dict[str, Any]) -> None:
+    """certfile/keyfile are in the volume the mqtt-tls job fills with `kotaflow devices tls`
+    (deploy/local/tls.py), the certificate names the host the services connect to, and
+    Mosquitto starts only after the job."""
+    services = compose["services"]
+    conf = {line[0]: line[1:] for line in _conf_lines()}
+    job = services["mqtt-tls"]
+    (script,) = job["command"]
+    argv = shlex.split(script.split("&&")[0])
+    assert argv[:3] == ["kotaflow", "devices", "tls"]
+    files = TlsFiles.in_folder(Path(argv[3]))
+    (target,) = [t for t, source in _mounts(job).items() if source == "mqtt-tls"]
+    assert Path(target) == files.ca_cert.parent
+    assert conf["certfile"] == [str(files.server_cert)]
+    assert conf["keyfile"] == [str(files.server_key)]
+    assert _mounts(services["mosquitto"])[target] == "mqtt-tls"
+    assert services["mosquitto"]["depends_on"]["mqtt-tls"]["condition"] == (
+        "service_completed_successfully"
+    )
+    env = compose["x-kotaflow"]["environment"]
+    hosts = [argv[i + 1] for i, a in enumerate(argv) if a == "--host"]
+    assert env["KOTAFLOW_MQTT__HOST"] in hosts
+    assert "$${MQTT_TLS_HOST}" in hosts  # the devices' name, from deploy/.env
+    assert "chown 1883:1883" in script  # Mosquitto's uid reads its key
+
+
+def test_kotaflow_services_connect_to_mqtt_over_tls_and_verify_it(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each MQTT client's settings as the service sees them: TLS to 8883, the job's CA."""
+    for name in sorted(MQTT_CLIENTS):
+        with monkeypatch.context() as env:
+            _as_the_service_sees_it(compose, name, tmp_path / name, env)
+            mqtt = load_settings().mqtt
+        assert mqtt.tls, name
+        assert mqtt.tls_port == 8883, name
+        assert str(mqtt.ca_file) == "/run/kotaflow-mqtt-tls/ca.crt", name
+        assert _mounts(compose["services"][name]).get("/run/kotaflow-mqtt-tls") == "mqtt-tls"

@@ -1,6 +1,7 @@
 """The production Mosquitto config, started for real (the local stack's build of the
-production version), with the accounts ``kotaflow devices credentials`` generates from the
-registry - as the compose file does.
+production version), with the accounts ``kotaflow devices credentials`` and the certificate
+``kotaflow devices tls`` generate - as the compose file does. Every client connects over TLS
+and verifies the broker.
 
 Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
 connects, subscribes and publishes apart from lost ones, so nothing waits for something not
@@ -12,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import queue
+import shutil
 import socket
 import subprocess
 import time
@@ -22,6 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
@@ -31,8 +34,10 @@ from devices.topics import SUBSCRIPTIONS
 from kotaflow.cli import app
 from kotaflow.settings import load_settings
 
-CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
 CREDENTIALS_DIR = "/run/kotaflow-mqtt"
+TLS_DIR = "/run/kotaflow-mqtt-tls"
 DEADLINE_S = 15.0
 NOT_AUTHORIZED = 135
 ACCEPTED = {0, 16}
@@ -49,6 +54,14 @@ def _free_port() -> int:
 class Broker:
     port: int
     passwords: dict[str, str]
+    credentials: Path
+    """Stands for /run/kotaflow-mqtt (the accounts)."""
+    tls: Path
+    """Stands for /run/kotaflow-mqtt-tls (the CA and the broker's certificate)."""
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls / "ca.crt"
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +74,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
     assert made.exit_code == 0, made.output
     passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
+    tls = work / "tls"
+    made = CliRunner().invoke(app, ["devices", "tls", str(tls), "--host", "mosquitto"])
+    assert made.exit_code == 0, made.output
     port = _free_port()
-    conf = CONF.read_text().replace(CREDENTIALS_DIR, str(credentials))
+    conf = CONF.read_text().replace(TLS_DIR, str(tls)).replace(CREDENTIALS_DIR, str(credentials))
     conf = conf.replace("/mosquitto/data/", f"{work}/")
-    conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    conf = conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
     assert str(credentials) in conf
     (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
     log = (work / "broker.log").open("w")
@@ -79,7 +95,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
                 time.sleep(0.1)
-        yield Broker(port, passwords)
+        yield Broker(port, passwords, credentials, tls)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -91,6 +107,8 @@ class Client:
     port: int
     user: str | None
     password: str | None
+    ca_file: Path | None
+    """None: plaintext MQTT."""
     connack: queue.Queue[int] = field(default_factory=queue.Queue)
     messages: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
     acks: queue.Queue[int] = field(default_factory=queue.Queue)
@@ -104,6 +122,8 @@ class Client:
         )
         if self.user is not None:
             self.mqtt.username_pw_set(self.user, self.password)
+        if self.ca_file is not None:
+            self.mqtt.tls_set(ca_certs=str(self.ca_file))  # verifies the name, 127.0.0.1
         self.mqtt.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(_code(rc))
         self.mqtt.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
         self.mqtt.on_publish = lambda _c, _u, _mid, rc, _p: self.acks.put(_code(rc))
@@ -139,7 +159,8 @@ def login(broker: Broker) -> Iterator[Any]:
     made: list[Client] = []
 
     def connect(user: str | None, password: str | None = None) -> tuple[Client, int]:
-        client = Client(broker.port, user, password or broker.passwords.get(user or ""))
+        password = password or broker.passwords.get(user or "")
+        client = Client(broker.port, user, password, broker.ca_file)
         made.append(client)
         return client, client.connect()
 
@@ -209,3 +230,37 @@ def test_the_bridge_cannot_write_and_the_health_account_only_connects(login: Any
     gateway, _ = login("kotaflow-gateway")
     assert gateway.publish("kotaflow/rtg-aq-01/telemetry") in ACCEPTED
     _assert_nothing_delivered(health)
+
+
+def test_the_broker_speaks_only_tls(broker: Broker) -> None:
+    """The one listener refuses a plaintext MQTT connect: nothing crosses the wire in clear."""
+    assert [line for line in CONF.read_text().splitlines() if line.startswith("listener")] == [
+        "listener 8883 0.0.0.0"
+    ]
+    client = Client(broker.port, "kotaflow-health", broker.passwords["kotaflow-health"], None)
+    client.mqtt.loop_start()
+    try:
+        client.mqtt.connect("127.0.0.1", broker.port)
+        with pytest.raises(queue.Empty):
+            client.connack.get(timeout=2.0)  # the broker waits for a TLS ClientHello
+    except OSError:
+        pass  # or it resets the connection: either way, no CONNACK
+    finally:
+        client.close()
+
+
+def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
+    """The mosquitto service's health command, run against this broker with its paths."""
+    mosquitto_pub = shutil.which("mosquitto_pub")
+    if mosquitto_pub is None:
+        pytest.skip("mosquitto_pub is not installed")
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    command = compose["services"]["mosquitto"]["healthcheck"]["test"][1]
+    command = command.replace("$$", "$").replace(TLS_DIR, str(broker.tls))
+    command = command.replace(CREDENTIALS_DIR, str(broker.credentials))
+    command = command.replace("-p 8883", f"-p {broker.port}")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    wrong_ca = command.replace(str(broker.ca_file), "/etc/ssl/certs/ca-certificates.crt")
+    done = subprocess.run(["sh", "-c", wrong_ca], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0  # a certificate that does not verify fails the check

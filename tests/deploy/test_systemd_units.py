@@ -63,3 +63,18 @@ def test_the_target_starts_every_unit_and_each_stage() -> None:
     for name in wanted:
         template = re.sub(r"@[^.]+\.", "@.", name)
         assert (UNITS / template).is_file(), name
+
+
+def test_the_bridge_connects_over_tls_to_the_vm_brokers_certificate() -> None:
+    """The VM guide puts the broker files in /etc/mosquitto/kotaflow (its sed of the shared
+    Mosquitto config): the bridge verifies the certificate made there (tls/), on TLS."""
+    env = dict(v.split("=", 1) for v in _values(UNITS / "kotaflow-bridge.service", "Environment"))
+    assert env["KOTAFLOW_MQTT__TLS"] == "true"
+    conf = (UNITS.parent / "mosquitto" / "mosquitto.conf").read_text()
+    guide = (UNITS.parents[1] / "docs" / "deployment.md").read_text()
+    (sed,) = re.findall(r"sudo sed '([^']+)'", guide)
+    vm_conf = subprocess.run(
+        ["sed", sed], input=conf, capture_output=True, text=True, check=True
+    ).stdout  # the guide's own rewrite of the shared config
+    (certfile,) = re.findall(r"^certfile (\S+)$", vm_conf, flags=re.MULTILINE)
+    assert env["KOTAFLOW_MQTT__CA_FILE"] == str(Path(certfile).with_name("ca.crt"))

@@ -22,6 +22,7 @@ def test_defaults_are_todays_partitions() -> None:
         "kotaflow.readings": 6,
         "kotaflow.deadletter": 3,
         "kotaflow.alerts": 3,
+        "kotaflow.bridge-lease": 1,
     }
 
 

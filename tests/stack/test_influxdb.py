@@ -22,22 +22,24 @@ import pytest
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
-from deploy.local.influxdb import (
+from deploy.influxdb.reconcile import (
     AGGREGATE,
     ALERT,
     GRAFANA,
     HEALTH,
-    OPERATOR,
     PIPELINE,
-    RETENTION,
     STORE,
+    plan_of,
+    stage_rights,
+)
+from deploy.local.influxdb import (
+    OPERATOR,
     VERSION,
     InfluxAccess,
     InfluxDB,
     bind_address,
     load_access,
     save_access,
-    stage_rights,
     token_file,
     tokens_path,
 )
@@ -145,12 +147,15 @@ def test_setup_saves_org_buckets_and_a_private_token_per_role(
 
 
 @pytest.mark.services
-def test_buckets_keep_data_for_their_configured_retention(access: InfluxAccess) -> None:
+def test_buckets_keep_data_for_their_configured_retention(
+    stack: Settings, access: InfluxAccess
+) -> None:
+    retention = plan_of(stack).retention_s  # influxdb.*_retention_days
     headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
     for name, bucket_id in access.buckets.items():
         body = httpx.get(f"{access.url}/api/v2/buckets/{bucket_id}", headers=headers).json()
         seconds = sum(rule["everySeconds"] for rule in body["retentionRules"])
-        assert seconds == int(RETENTION[name].total_seconds()), name
+        assert seconds == retention[name], name
 
 
 @pytest.mark.services

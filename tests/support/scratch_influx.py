@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from deploy.local.influxdb import OPERATOR, load_access, stage_rights
+from deploy.influxdb.reconcile import stage_rights
+from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.secretfiles import write_private
 from kotaflow.settings import Settings
 
@@ -46,7 +47,7 @@ async def create_scratch_buckets(
     token (which may write and read them). Undo with :func:`drop_scratch_buckets`.
 
     With ``role_tokens`` (a directory), also issue one token per role with the rights the
-    local stack gives it (:func:`deploy.local.influxdb.stage_rights`), but on the scratch
+    local stack gives it (:func:`deploy.influxdb.reconcile.stage_rights`), but on the scratch
     buckets, written there as ``<role>.token``; the settings then use that directory
     (``processing.influx_token_dir``) instead of the operator token, so each stage runs
     with no more rights than in production."""
