@@ -87,6 +87,12 @@ def _alert() -> None:
     _app.command("alert")(alert)
 
 
+def _public() -> None:
+    from processors.public.cli import public
+
+    _app.command("public")(public)
+
+
 def _alerts() -> None:
     from processors.alerting.cli import app as alerts_app
 
@@ -148,6 +154,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,
+    "public": _public,
     "deadletter": _deadletter,
     "status": _status,
     "grafana": _grafana,

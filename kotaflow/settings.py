@@ -363,12 +363,30 @@ class GrafanaSettings(_Section):
         return value
 
 
+class PublicSettings(_Section):
+    """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
+
+    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
+    refresh_s: float = Field(
+        30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
+    )
+    rate_per_s: float = Field(5.0, gt=0, description="requests per second allowed per client")
+    burst: float = Field(30.0, ge=1, description="requests a client may burst before the rate")
+    trust_forwarded: bool = Field(
+        False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
+    )
+
+
 class Settings(BaseSettings):
     """All of kotaflow's configuration. Sections mirror the data flow."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_NESTED_DELIMITER,
+        # `KOTAFLOW_REGISTRY_FILE= kotaflow ...` means "not set", as in any shell; read as a
+        # value it made the registry file Path("."), refused deep inside a stage
+        env_ignore_empty=True,
         extra="forbid",
         yaml_file=None,
     )
@@ -381,6 +399,7 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    public: PublicSettings = PublicSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -429,7 +448,7 @@ def _env_config_path() -> Path | None:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise SettingsError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

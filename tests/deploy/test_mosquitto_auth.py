@@ -73,17 +73,23 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     credentials = work / "credentials"
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
     assert made.exit_code == 0, made.output
-    passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
+    passwords = json.loads((credentials / "credentials.json").read_text(encoding="utf-8"))[
+        "accounts"
+    ]
     tls = work / "tls"
     made = CliRunner().invoke(app, ["devices", "tls", str(tls), "--host", "mosquitto"])
     assert made.exit_code == 0, made.output
     port = _free_port()
-    conf = CONF.read_text().replace(TLS_DIR, str(tls)).replace(CREDENTIALS_DIR, str(credentials))
+    conf = (
+        CONF.read_text(encoding="utf-8")
+        .replace(TLS_DIR, str(tls))
+        .replace(CREDENTIALS_DIR, str(credentials))
+    )
     conf = conf.replace("/mosquitto/data/", f"{work}/")
     conf = conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
     assert str(credentials) in conf
-    (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
-    log = (work / "broker.log").open("w")
+    (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n", encoding="utf-8")
+    log = (work / "broker.log").open("w", encoding="utf-8")
     proc = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + DEADLINE_S
@@ -93,7 +99,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
+                    broker_log = (work / "broker.log").read_text(encoding="utf-8")
+                    pytest.fail(f"mosquitto did not start: {broker_log}")
                 time.sleep(0.1)
         yield Broker(port, passwords, credentials, tls)
     finally:
@@ -234,9 +241,11 @@ def test_the_bridge_cannot_write_and_the_health_account_only_connects(login: Any
 
 def test_the_broker_speaks_only_tls(broker: Broker) -> None:
     """The one listener refuses a plaintext MQTT connect: nothing crosses the wire in clear."""
-    assert [line for line in CONF.read_text().splitlines() if line.startswith("listener")] == [
-        "listener 8883 0.0.0.0"
-    ]
+    assert [
+        line
+        for line in CONF.read_text(encoding="utf-8").splitlines()
+        if line.startswith("listener")
+    ] == ["listener 8883 0.0.0.0"]
     client = Client(broker.port, "kotaflow-health", broker.passwords["kotaflow-health"], None)
     client.mqtt.loop_start()
     try:
@@ -254,7 +263,7 @@ def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
     mosquitto_pub = shutil.which("mosquitto_pub")
     if mosquitto_pub is None:
         pytest.skip("mosquitto_pub is not installed")
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     command = compose["services"]["mosquitto"]["healthcheck"]["test"][1]
     command = command.replace("$$", "$").replace(TLS_DIR, str(broker.tls))
     command = command.replace(CREDENTIALS_DIR, str(broker.credentials))
