@@ -75,6 +75,12 @@ def _bridge() -> None:
     _app.command("bridge")(bridge)
 
 
+def _edge() -> None:
+    from edge.cli import app as edge_app
+
+    _app.add_typer(edge_app, name="edge")
+
+
 def _process() -> None:
     from processors.cli import process
 
@@ -151,6 +157,7 @@ PARTS: dict[str, Callable[[], None]] = {
     "devices": _devices,
     "simulate": _simulate,
     "bridge": _bridge,
+    "edge": _edge,
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,

@@ -139,7 +139,7 @@ def judge_message(
         why = "matches no device topic" if match is None else f"is not {env.format.value}"
         message = f"MQTT topic {env.mqtt_topic!r} {why}"
         return [], [Rejection(Reason.UNKNOWN_TOPIC, message, env.device_key)]
-    result = decode(env.payload, match, env.rx_ms, ctx)
+    result = decode(env.payload, match, env.taken_ms(), ctx)
     good: list[Reading] = []
     refused = list(result.rejections)
     for reading in result.readings:
@@ -295,7 +295,7 @@ class ValidateStage:
                     ),
                 )
             ]
-        result = decode(env.payload, match, env.rx_ms, self._ctx)
+        result = decode(env.payload, match, env.taken_ms(), self._ctx)
         rejections = result.rejections
         if result.readings:
             late = self._emit(result.readings, env.rx_ms)
@@ -419,6 +419,6 @@ class ValidateStage:
             metric=rejection.metric,
             payload=env.payload if env is not None else None,
             mqtt_topic=env.mqtt_topic if env is not None else None,
-            rx_ms=env.rx_ms if env is not None else None,
+            rx_ms=env.taken_ms() if env is not None else None,
         )
         await self._output.deadletter(STAGE, letter)

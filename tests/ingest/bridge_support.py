@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -22,10 +23,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import paho.mqtt.client as paho
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -102,15 +106,24 @@ class BridgeRun:
         return values
 
     def spawn_bridge(
-        self, n: int, metrics_port: int = 0, session: int | None = None, **bridge: str | None
+        self,
+        n: int,
+        metrics_port: int = 0,
+        session: int | None = None,
+        mqtt_port: int | None = None,
+        **bridge: str | None,
     ) -> subprocess.Popen[bytes]:
         """``kotaflow bridge`` number ``n`` as a child process, its JSON log in the test's log
-        dir; its MQTT session is ``client_id(session)`` (default: its own, ``n``)."""
+        dir; its MQTT session is ``client_id(session)`` (default: its own, ``n``), on the
+        stack's broker or the one at ``mqtt_port`` (a test's private broker)."""
         client_id = self.client_id(n if session is None else session)
+        env = self.env(client_id, metrics_port, **bridge)
+        if mqtt_port is not None:
+            env["KOTAFLOW_MQTT__PORT"] = str(mqtt_port)
         log = (self.log_dir / f"test-bridge-{self.rid}-{n}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "kotaflow", "bridge"],
-            env={**os.environ, **self.env(client_id, metrics_port, **bridge)},
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -235,35 +248,64 @@ def traffic(run: BridgeRun, devices: int, per_device: int) -> Iterator[tuple[str
             yield f"kotaflow/{dev}/telemetry", json.dumps(payload).encode()
 
 
+class _AnswerReadingClient(paho.Client):
+    """paho reads a PUBACK's reason code itself, so that every answer counts.
+
+    paho 2.2 accepts only the reason codes MQTT 5 lists for PUBACK. Mosquitto answers a
+    publish over ``message_size_limit`` with 0x95 "packet too large", which that list lacks:
+    paho calls the PUBACK malformed, drops the connection, reconnects and resends the same
+    message, which is refused again, forever (later messages are never acked). Here the raw
+    reason byte goes to ``on_answer`` and paho sees a bare PUBACK, which only frees the slot.
+    """
+
+    def __init__(self, client_id: str, on_answer: Callable[[paho.MQTTMessage, int], None]) -> None:
+        super().__init__(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self._answer_to = on_answer
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = bytes(self._in_packet["packet"])
+        if cmd == "PUBACK" and len(packet) >= 2:
+            (mid,) = struct.unpack("!H", packet[:2])
+            with self._out_message_mutex:
+                message = self._out_messages.get(mid)
+            if message is not None:
+                self._answer_to(message, packet[2] if len(packet) > 2 else 0)
+            self._in_packet["packet"] = packet[:2]
+        return super()._handle_pubackcomp(cmd)
+
+
 class Publisher:
     """A QoS 1 MQTT 5 publisher that can pace itself and waits for every PUBACK.
 
-    It logs in as the gateway account, which may publish for any device (the tests make up
-    device ids the registry does not know)."""
+    Every PUBACK is an answer: an accepting one (reason < 0x80) or a refusal, kept in
+    :attr:`refused` as (topic, payload bytes, reason code). It logs in as the gateway
+    account, which may publish for any device (the tests make up device ids the registry
+    does not know)."""
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         access = mqtt_access(settings, Account.GATEWAY)
-        self._client = access.client(client_id)
+        self._client = _AnswerReadingClient(client_id, self._on_answer)
+        access.apply(self._client)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
-        self._acked = 0
+        self._answered = 0
+        self.refused: list[tuple[str, int, int]] = []
         self._lock = threading.Lock()
-        self._all_acked = threading.Event()
+        self._all_answered = threading.Event()
         self._expected = -1
-        self._client.on_publish = self._on_publish
         self._client.connect(access.host, access.port, clean_start=True)
         self._client.loop_start()
         self.sent = 0
         self._limit: float = float("inf")
         self._gate = threading.Condition()
 
-    def _on_publish(
-        self, client: object, userdata: object, mid: int, rc: object, props: object
-    ) -> None:
+    def _on_answer(self, message: paho.MQTTMessage, reason: int) -> None:
         with self._lock:
-            self._acked += 1
-            if self._acked == self._expected:
-                self._all_acked.set()
+            self._answered += 1
+            if reason >= 0x80:
+                self.refused.append((message.topic, len(message.payload), reason))
+            if self._answered == self._expected:
+                self._all_answered.set()
 
     def publish(
         self,
@@ -289,11 +331,14 @@ class Publisher:
             self._gate.notify_all()
 
     def finish(self, timeout_s: float = 120.0) -> None:
+        """Wait until the broker answered every publish (accepted or refused), then leave."""
         with self._lock:
             self._expected = self.sent
-            if self._acked >= self.sent:
-                self._all_acked.set()
-        assert self._all_acked.wait(timeout_s), f"broker acked {self._acked}/{self.sent}"
+            if self._answered >= self.sent:
+                self._all_answered.set()
+        assert self._all_answered.wait(timeout_s), (
+            f"broker answered {self._answered}/{self.sent} (refused: {self.refused})"
+        )
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -207,7 +207,8 @@ def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
     registry_file.write_text(yaml.safe_dump(registry), encoding="utf-8")
     private = Settings(
         mqtt={"port": _free_port(), "tls_port": _free_port()},  # type: ignore[arg-type]
-        stack={"state_dir": tmp_path / "state", "cache_dir": tmp_path / "cache"},  # type: ignore[arg-type]
+        # own state dir; the stack's cache, where `up` built the broker binary
+        stack={"state_dir": tmp_path / "state", "cache_dir": stack.stack.cache_dir},  # type: ignore[arg-type]
         registry_file=registry_file,
     )
     broker = Mosquitto(private)
