@@ -2,8 +2,10 @@
 
 Pure: :func:`command_lines` reads Markdown, :func:`check` walks a click command tree. A line
 counts when ``kotaflow`` is in command position: at the start, or after environment
-assignments, ``uv run``, ``sudo``, ``exec``, ``time``, a shell prompt, or as a systemd
-``ExecStart=``. Placeholders (``<id>``, ``$VAR``, ``...``) end the walk without a complaint.
+assignments, ``uv run``, ``sudo``, ``exec``, ``time``, a shell prompt, the VM guide's ``kf``
+helper, ``docker compose exec SERVICE``, or as a systemd ``ExecStart=``; and ``docker compose
+run SERVICE ARGS`` of a service whose entrypoint is ``kotaflow``. Placeholders (``<id>``,
+``$VAR``, ``...``) end the walk without a complaint.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 SEPARATORS = re.compile(r"\s(?:&&|\|\||\||;|&)(?:\s|$)|;\s*$")
-PREFIX_WORDS = {"uv", "run", "sudo", "-E", "exec", "time", "nohup", "$", "#", "env"}
+PREFIX_WORDS = {"uv", "run", "sudo", "-E", "exec", "time", "nohup", "$", "#", "env", "kf"}
+COMPOSE_VALUE_OPTIONS = {"-e", "--env", "-u", "--user", "-w", "--workdir", "-v", "--volume"}
+COMPOSE_VALUE_OPTIONS |= {"-p", "--publish", "--name", "--index", "-l", "--label"}
+KOTAFLOW_ENTRYPOINT = {"bridge", "process", "alert", "grafana-provisioning"}
+"""deploy/compose.yaml services whose image entrypoint (``kotaflow``) is not overridden."""
 SUDO_VALUE_OPTIONS = {"-u", "--user", "-g", "--group"}
 EXEC_KEYS = ("ExecStart=", "ExecStartPre=", "ExecStartPost=", "ExecReload=", "ExecStop=")
 
@@ -60,6 +66,8 @@ def _kotaflow_args(command: str) -> tuple[str, ...] | None:
         words = shlex.split(command, comments=True)
     except ValueError:  # an unbalanced quote in prose: not a command
         return None
+    if words[:2] == ["docker", "compose"] and len(words) > 2 and words[2] in ("exec", "run"):
+        return _compose_args(words[2], words[3:])
     skip_value = False
     for index, word in enumerate(words):
         if word.startswith(EXEC_KEYS):
@@ -74,6 +82,23 @@ def _kotaflow_args(command: str) -> tuple[str, ...] | None:
             skip_value = True
         elif word not in PREFIX_WORDS:
             return None
+    return None
+
+
+def _compose_args(verb: str, words: list[str]) -> tuple[str, ...] | None:
+    """``docker compose exec [opts] SERVICE kotaflow ARGS``, or ``docker compose run [opts]
+    SERVICE ARGS`` of a service that runs kotaflow; None for anything else."""
+    rest = iter(words)
+    for word in rest:
+        if word == "--entrypoint":
+            return None  # something else than kotaflow runs
+        if word in COMPOSE_VALUE_OPTIONS:
+            next(rest, None)
+        elif not word.startswith("-"):
+            remaining = list(rest)
+            if verb == "run" and word in KOTAFLOW_ENTRYPOINT:
+                return tuple(remaining)
+            return _kotaflow_args(shlex.join(remaining)) if remaining else None
     return None
 
 

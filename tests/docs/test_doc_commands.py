@@ -84,6 +84,26 @@ def test_command_lines_are_found_where_a_shell_would_run_them(tmp_path: Path) ->
     ]
 
 
+def test_compose_and_vm_helper_forms_are_found(tmp_path: Path) -> None:
+    doc = tmp_path / "guide.md"
+    doc.write_text(
+        "```sh\n"
+        "docker compose exec alert kotaflow alerts outbox\n"
+        "docker compose exec -T -e X=1 alert kotaflow alerts status --json\n"
+        "docker compose run --rm --no-deps bridge devices check /etc/kotaflow/registry.yaml\n"
+        "docker compose run --rm --entrypoint cat mqtt-credentials /run/x.json\n"
+        "docker compose run --rm influxdb-tokens\n"
+        "kf kotaflow devices list\n"
+        "```\n"
+    )
+    assert [c.args for c in command_lines(doc)] == [
+        ("alerts", "outbox"),
+        ("alerts", "status", "--json"),
+        ("devices", "check", "/etc/kotaflow/registry.yaml"),
+        ("devices", "list"),
+    ]
+
+
 def test_unknown_commands_and_options_are_named(app: typer.Typer) -> None:
     root = typer.main.get_command(app)
     assert check(root, ("--config", "x.yaml", "stack", "up", "--only", "kafka")) == (
