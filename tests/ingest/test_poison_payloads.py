@@ -26,9 +26,9 @@ from bridge_support import (
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from deploy.local.mosquitto import mosquitto_binary
+from deploy.local.mosquitto import VERSION, built_binary
 from ingest.sizes import SizeLimits
-from kotaflow.settings import BridgeSettings
+from kotaflow.settings import BridgeSettings, load_settings
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.reasons import Reason
 
@@ -108,9 +108,9 @@ async def test_bridge_refuses_to_start_when_a_topic_takes_less_than_it_may_send(
 def sized_broker(tmp_path: Path) -> Iterator[int]:
     """A private Mosquitto with the size line the stack renders from the setting, so the
     shared broker's configuration is never touched; yields its port."""
-    binary = mosquitto_binary()
-    if binary is None:
-        pytest.skip("no mosquitto binary")
+    binary = built_binary(load_settings())
+    if not binary.is_file():
+        pytest.skip(f"mosquitto {VERSION} is not built yet (kotaflow stack up builds it)")
     limit = SizeLimits.of(BridgeSettings()).payload_bytes
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
