@@ -43,7 +43,11 @@ class Child:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
 
     def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+        return (
+            self.log.read_text(errors="replace", encoding="utf-8")[-chars:]
+            if self.log.exists()
+            else ""
+        )
 
 
 def spawn_kotaflow(
@@ -65,9 +69,9 @@ def spawn_kotaflow(
 def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     """Wait until ``text`` appears in ``log``; raise if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout_s
-    while not log.exists() or text not in log.read_text(errors="replace"):
+    while not log.exists() or text not in log.read_text(encoding="utf-8", errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{proc.args!r} did not log {text!r}:\n{tail}")
         time.sleep(0.05)
 

@@ -190,7 +190,7 @@ class ArrivalPoller:
 def bench_registry(settings: Settings, tag: str, path: Path) -> list[str]:
     """Write a copy of the registry with this run's ids; return the enabled device ids."""
     source = settings.registry_file or PACKAGED_REGISTRY
-    data = yaml.safe_load(source.read_text())
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
     enabled = []
     for index, device in enumerate(data["devices"]):
         original = device["id"]
@@ -201,14 +201,14 @@ def bench_registry(settings: Settings, tag: str, path: Path) -> list[str]:
             device["tts_device_id"] = f"b{tag}-{device['tts_device_id']}"[:36]
         if device.get("enabled", True):
             enabled.append(device["id"])
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return enabled
 
 
 def expected_readings(manifest: Path) -> list[tuple[str, int]]:
     """(device, device time) of every reading the pipeline must store."""
     out = []
-    with manifest.open() as lines:
+    with manifest.open(encoding="utf-8") as lines:
         for line in lines:
             message = json.loads(line)
             out += [(message["device"], v["ts"]) for v in message["values"] if v["expect"] == "ok"]
@@ -351,7 +351,7 @@ async def measure(
             return E2ERun(
                 rate,
                 duration_s,
-                json.loads(summary_file.read_text()),
+                json.loads(summary_file.read_text(encoding="utf-8")),
                 [x for x in latencies if x is not None],
                 len(expected),
                 stored,

@@ -50,7 +50,7 @@ def mosquitto_cli_env(access: MqttAccess, folder: Path) -> dict[str, str]:
 
 def write_config(settings: Settings, path: Path) -> Path:
     """Write ``settings`` as a YAML config file (secrets included, so mode 0600)."""
-    path.write_text(yaml.safe_dump(_plain(settings.model_dump(mode="python"))))
+    path.write_text(yaml.safe_dump(_plain(settings.model_dump(mode="python"))), encoding="utf-8")
     path.chmod(0o600)
     return path
 

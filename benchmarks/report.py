@@ -161,7 +161,7 @@ def write_result(result: ScenarioResult, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     stamp = result.started_at.replace(":", "").replace("-", "")
     path = directory / f"{stamp}-{result.scenario}.json"
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return path
 
 

@@ -34,6 +34,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("late", "benchmarks.late_bench", "a day of late readings -> corrections"),
     Scenario("e2e", "benchmarks.e2e_bench", "devices -> InfluxDB at 2,000 readings/s"),
     Scenario("alert", "benchmarks.alert_bench", "threshold crossing -> webhook"),
+    Scenario("public", "benchmarks.public_bench", "wrk on the public page -> InfluxDB queries"),
 )
 
 

@@ -36,7 +36,7 @@ from devices.onboarding import (
 from devices.registry import Registry
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
-from kotaflow.mqtt import read_credentials
+from kotaflow.mqtt import local_credentials_file, read_credentials
 from kotaflow.settings import Settings
 
 app = typer.Typer(
@@ -66,8 +66,9 @@ def list_devices(
         ),
     ] = True,
 ) -> None:
-    """List the registered devices (settings.registry_file, else the packaged sample),
-    with when each was last heard from.
+    """List the registered devices, with when each was last heard from.
+
+    The registry is settings.registry_file, else the packaged sample.
 
     Example: kotaflow devices list --json
     """
@@ -285,14 +286,32 @@ def _write_accounts(
     if credentials_dir is not None:
         write_broker_files(registry, credentials_dir)
         return str(credentials_dir)
-    if settings.registry_file is None or path.resolve() != settings.registry_file.resolve():
-        return None  # the local broker follows settings.registry_file only
+    if not _local_broker_follows(settings, path):
+        return None
     from deploy.local.mosquitto import Mosquitto
 
     broker = Mosquitto(settings)
     if broker.reload_accounts(lambda line: errors.print(line), registry) is None:
         return None
     return str(broker.credentials_file.parent)
+
+
+def _local_broker_follows(settings: Settings, path: Path) -> bool:
+    """The local broker's accounts follow settings.registry_file only."""
+    return settings.registry_file is not None and (
+        path.resolve() == settings.registry_file.resolve()
+    )
+
+
+def _accounts_of_registered(
+    settings: Settings, registry: Path | None, credentials_dir: Path | None
+) -> str | None:
+    """Where the accounts of a device already registered are (nothing was written now)."""
+    if credentials_dir is not None:
+        return str(credentials_dir)
+    if not _local_broker_follows(settings, _registry_to_edit(settings, registry)):
+        return None
+    return str(local_credentials_file(settings.stack.state_dir).parent)
 
 
 def _password(settings: Settings, where: str | None, device: str) -> str | None:
@@ -333,9 +352,10 @@ def add(
     credentials_dir: CredentialsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Register a device: validate it, append it to the registry (comments and order
-    kept), create its broker account and print how it connects. Asks for what the
-    flags do not give.
+    """Register a device, create its broker account and print how it connects.
+
+    The entry is validated and appended to the registry (comments and order kept). Asks
+    for what the flags do not give.
 
     Example: kotaflow devices add rtg-aq-09 --type air_quality --name "Pasar Baru"
     --kecamatan Ruteng --latitude -8.61 --longitude 120.46 --elevation-m 1160
@@ -362,6 +382,8 @@ def add(
         raise typer.Exit(1)
     device = result.registry.get(device_id)
     assert device is not None
+    if outcome.outcome is Outcome.UNCHANGED:
+        where = _accounts_of_registered(settings, registry, credentials_dir)
     catalogue = load_catalogue(settings.catalogue_file)
     connection = connection_settings(
         settings, catalogue, device, _password(settings, where, device_id)
@@ -371,7 +393,7 @@ def add(
         typer.echo(json.dumps(connection, indent=2))
         return
     typer.echo(f"{device_id}: {outcome.outcome.value}")
-    if where is None:
+    if where is None and outcome.outcome is Outcome.ADDED:
         typer.echo(
             "no broker account written (no local broker for this registry): run "
             "`kotaflow devices credentials DIR` for your broker and reload it"

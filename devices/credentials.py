@@ -20,7 +20,11 @@ Accounts and rights (one rule table, :func:`acl_text`):
   benchmarks with made-up devices);
 * ``kotaflow-bridge``: read every device topic, and read and write its own
   ``kotaflow-bridge/#`` (the marker that ends its session backlog, ingest/mqtt.py);
-* ``kotaflow-health``: connect, nothing else.
+* ``kotaflow-health``: connect, nothing else;
+* ``kotaflow-edge-<kecamatan>`` (:func:`edge_account`), one per kecamatan with enabled
+  devices: publish exactly the topics of that kecamatan's devices (their own two topics,
+  their ChirpStack and The Things Stack uplink topics when they have a DevEUI), for the
+  store-and-forward gateway there (edge/).
 
 Rights are listed per device rather than with a ``pattern ... %u`` rule, so only
 registered, enabled devices can publish at all and no service account gains device rights.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,6 +94,32 @@ def device_accounts(registry: Registry) -> list[str]:
     return [d.id for d in registry if d.enabled]
 
 
+EDGE_ACCOUNT_PREFIX = "kotaflow-edge-"
+
+
+def edge_account(kecamatan: str) -> str:
+    """The edge gateway account of a kecamatan: ``Satar Mese Barat`` ->
+    ``kotaflow-edge-satar-mese-barat``."""
+    return EDGE_ACCOUNT_PREFIX + re.sub(r"[^a-z0-9]+", "-", kecamatan.lower()).strip("-")
+
+
+def edge_topics(registry: Registry) -> dict[str, list[str]]:
+    """Edge account -> the topics its kecamatan's enabled devices publish on."""
+    topics: dict[str, list[str]] = {}
+    for device in registry:
+        if not device.enabled:
+            continue
+        own = topics.setdefault(edge_account(device.kecamatan), [])
+        own += [
+            device_topic(f, device.id)
+            for f in (PayloadFormat.NATIVE_JSON, PayloadFormat.SENML_JSON)
+        ]
+        if device.dev_eui is not None:
+            own.append(f"application/+/device/{device.dev_eui}/event/up")
+            own.append(f"v3/+/devices/{device.ns_device_id}/up")
+    return dict(sorted(topics.items()))
+
+
 def acl_text(registry: Registry) -> str:
     """Mosquitto's ACL file: each account's rights, nothing for anyone else."""
     blocks = [
@@ -104,6 +135,7 @@ def acl_text(registry: Registry) -> str:
             for f in (PayloadFormat.NATIVE_JSON, PayloadFormat.SENML_JSON)
         ]
         blocks.append(_block(device_id, "write", own))
+    blocks += [_block(account, "write", own) for account, own in edge_topics(registry).items()]
     return "\n\n".join(blocks) + "\n"
 
 
@@ -127,7 +159,7 @@ def write_broker_files(
     registry: Registry, directory: Path, rotate: Iterable[str] = ()
 ) -> CredentialsReport:
     """Bring ``credentials.json``, ``passwd`` and ``acl`` in ``directory`` up to date."""
-    wanted = [str(a) for a in Account] + device_accounts(registry)
+    wanted = [str(a) for a in Account] + device_accounts(registry) + list(edge_topics(registry))
     rotate = set(rotate)
     unknown = sorted(rotate - set(wanted))
     if unknown:

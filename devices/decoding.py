@@ -6,9 +6,11 @@ and typed :class:`~devices.reading.Rejection` values::
     decode(payload: bytes, match: TopicMatch, rx_ms: int, ctx: DecodeContext) -> DecodeResult
 
 * ``match`` is what ``devices.topics.match_topic`` said about the topic (format, device key).
-* ``rx_ms`` is when the bridge received the message (``kf.rx_ms`` of the raw envelope). It
-  is the "now" of decoding: readings without a time get it (flag ``receive_time``), SenML
-  relative times count from it, and the future/age limits are measured from it. Decoding
+* ``rx_ms`` is when the message was first received: the bridge's ``kf.rx_ms``, or for a
+  message an edge gateway stored and forwarded, the edge's ``kf.up.edge_rx_ms``
+  (``RawEnvelope.taken_ms``). It is the "now" of decoding: readings without a time get it
+  (flag ``receive_time``), SenML relative times count from it, and the future/age limits
+  are measured from it. Decoding
   is therefore a pure function of its inputs: replaying a raw record (or a dead letter)
   later gives the same answer, and tests need no clock.
 * ``ctx`` carries the fleet (catalogue + registry) and the :class:`DecodeLimits`.

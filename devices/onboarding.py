@@ -117,12 +117,12 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
 def add_devices(path: Path, catalogue: Catalogue, rows: Iterable[Mapping[str, Any]]) -> Onboarding:
     """Append the valid new devices of ``rows`` to the registry at ``path`` (in memory):
     every row gets a result; nothing is written (see :func:`save`)."""
+    registry = load_registry(catalogue, path)  # first: a missing or bad file says so
     yaml = _yaml()
     document = yaml.load(path.read_text(encoding="utf-8"))
     devices = document.get("devices")
     if devices is None:
         devices = document["devices"] = []
-    registry = load_registry(catalogue, path)
     text = _dump(yaml, document)
     results = []
     for number, row in enumerate(rows, start=1):

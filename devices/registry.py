@@ -3,7 +3,8 @@
 ``devices/registry.yaml`` (or ``settings.registry_file``) lists device instances: id, type
 (from the catalogue), name, kecamatan, position, install date, per-metric calibration,
 optional LoRaWAN DevEUI and The Things Stack device id, an ``enabled`` flag, and optional
-``alert_levels`` (its own thresholds for an alert rule, checked by ``processors.alerting``).
+``alert_levels`` (its own thresholds for an alert rule, checked by ``processors.alerting``)
+and ``public`` (shown by ``kotaflow public`` or not; unset: its type decides).
 
 Loading validates each device on its own (so one bad entry does not hide the others),
 then checks what needs the whole file or the catalogue: unique ids, DevEUIs and TTS ids,
@@ -79,6 +80,10 @@ class Device(BaseModel):
     alert_levels: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict,
         description="alert rule -> this device's own levels (checked by the alert rules)",
+    )
+    public: bool | None = Field(
+        None,
+        description="published by `kotaflow public`; unset: environment and hazard types are",
     )
 
     @field_validator("dev_eui", mode="before")

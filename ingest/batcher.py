@@ -32,14 +32,11 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
-from ingest.producer import CachedPartitioner
+from kotaflow.kafka_batching import CachedPartitioner, Headers, append_or_roll
 
 T = TypeVar("T")
-
-Headers = list[tuple[str, bytes]]
-"""aiokafka's C batch builder takes a list, nothing else."""
 
 OnDone = Callable[[str, list[T], BaseException | None], None]
 
@@ -95,15 +92,13 @@ class Lane(Generic[T]):
         large (MQTT 5 user properties) asks :meth:`KafkaBatcher.check` first."""
         if len(value) > self._batcher.max_record_bytes:
             self._batcher.check(key, value, headers)
-        if not self.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers):
-            if not self.items:  # an empty batch refused it: it can never fit
-                raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
-            self.ready.append(self._take_open())
+        fresh = append_or_roll(
+            self.builder, self._batcher.producer.create_batch, key, value, timestamp_ms, headers
+        )
+        if fresh is not None:  # the open batch was full: queue it, the record opened a new one
+            self.ready.append((self.builder, self.items))
+            self.builder, self.items = fresh, []
             self.full.set()
-            if not self.builder.append(
-                timestamp=timestamp_ms, key=key, value=value, headers=headers
-            ):  # aiokafka's empty batch takes any one record: never lose it silently if not
-                raise MessageSizeTooLargeError(f"record of {len(value)} bytes exceeds a batch")
         self.items.append(item)
         self.has_data.set()
 

@@ -12,44 +12,18 @@
   like the topics' ``max.message.bytes`` the bridge checks at start.
 - Partitioning: Kafka's default (murmur2 of the key, like the Java client) so a device's
   records stay on one partition whoever produced them; aiokafka computes murmur2 in pure
-  Python on every send, so results are memoised per key and partition count.
+  Python on every send, so results are memoised per key and partition count
+  (:class:`kotaflow.kafka_batching.CachedPartitioner`, shared with the validate stage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from ingest.sizes import SizeLimits
 from kotaflow.kafka import client_options
+from kotaflow.kafka_batching import CachedPartitioner
 from kotaflow.settings import Settings
-
-
-class CachedPartitioner:
-    """Kafka's default partitioner with a bounded memo (one per producer, not global)."""
-
-    __slots__ = ("_cache", "_default", "_max_entries")
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._default = DefaultPartitioner()
-        self._cache: dict[tuple[bytes, int], int] = {}
-        self._max_entries = max_entries
-
-    def __call__(
-        self, key: bytes | None, all_partitions: Sequence[int], available: list[int]
-    ) -> int:
-        if key is None:
-            partition: int = self._default(key, all_partitions, available)
-            return partition
-        memo = (key, len(all_partitions))
-        found = self._cache.get(memo)
-        if found is None:
-            if len(self._cache) >= self._max_entries:
-                self._cache.clear()
-            found = self._cache[memo] = self._default(key, all_partitions, available)
-        return found
 
 
 def make_bridge_producer(settings: Settings) -> AIOKafkaProducer:

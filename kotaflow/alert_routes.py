@@ -29,28 +29,15 @@ Part of the foundation (composed by :mod:`kotaflow.alerting_settings`): it impor
 
 from __future__ import annotations
 
-import re
 from datetime import time, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kotaflow.durations import Duration
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _duration(value: object) -> object:
-    """``"15m"`` -> 15 minutes (numbers are seconds), as the rule file writes durations."""
-    if isinstance(value, str) and (found := _DURATION.match(value)):
-        return timedelta(seconds=float(found.group(1)) * _UNIT_S[found.group(2)])
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    return value
-
-
-RouteDuration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -90,10 +77,10 @@ class RouteMatch(_Strict):
 
 
 class _RouteTiming(_Strict):
-    group_window: RouteDuration = Field(
+    group_window: Duration = Field(
         timedelta(minutes=2), description="collect fired alerts this long into one message; 0 off"
     )
-    escalate_after: RouteDuration | None = Field(
+    escalate_after: Duration | None = Field(
         None, description="unacknowledged this long: tell escalate_to"
     )
     escalate_to: list[str] = []

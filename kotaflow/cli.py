@@ -75,6 +75,12 @@ def _bridge() -> None:
     _app.command("bridge")(bridge)
 
 
+def _edge() -> None:
+    from edge.cli import app as edge_app
+
+    _app.add_typer(edge_app, name="edge")
+
+
 def _process() -> None:
     from processors.cli import process
 
@@ -85,6 +91,12 @@ def _alert() -> None:
     from processors.alerting.cli import alert
 
     _app.command("alert")(alert)
+
+
+def _public() -> None:
+    from processors.public.cli import public
+
+    _app.command("public")(public)
 
 
 def _alerts() -> None:
@@ -145,9 +157,11 @@ PARTS: dict[str, Callable[[], None]] = {
     "devices": _devices,
     "simulate": _simulate,
     "bridge": _bridge,
+    "edge": _edge,
     "process": _process,
     "alert": _alert,
     "alerts": _alerts,
+    "public": _public,
     "deadletter": _deadletter,
     "status": _status,
     "grafana": _grafana,

@@ -71,7 +71,7 @@ def sasl_password(settings: Settings) -> str:
         return kafka.sasl_password.get_secret_value()
     path = kafka.sasl_password_file or local_sasl_password_file(settings.stack.state_dir)
     try:
-        password = path.read_text().strip()
+        password = path.read_text(encoding="utf-8").strip()
     except OSError as err:
         raise KafkaAccessError(
             f"kafka.sasl_mechanism is set but there is no password: set kafka.sasl_password "

@@ -175,7 +175,7 @@ def login_for(settings: Settings, account: Account | str) -> MqttLogin | None:
 def read_credentials(path: Path) -> dict[str, SecretStr]:
     """User name -> password, from a file :func:`credentials_json` wrote."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != CREDENTIALS_VERSION:
             raise ValueError(f"expected version {CREDENTIALS_VERSION}")
         return {str(user): SecretStr(str(pw)) for user, pw in data["accounts"].items()}

@@ -7,8 +7,12 @@ Prometheus figures (messages in, readings validated and stored, dead letters by 
 consumer lag, InfluxDB writes), the topics' end offsets, the alert stage's state file
 (firing alerts, read-only) and the tail of the alerts topic (latest notifications).
 
-A CLI-only module: it may use the other packages' readers. Each part's output goes to
-``<state>/pipeline/<part>.log``, rotated by size (:data:`LOG_MAX_BYTES`, :data:`LOG_BACKUPS`).
+Each part's output goes to ``<state>/pipeline/<part>.log``, rotated by size
+(:data:`LOG_MAX_BYTES`, :data:`LOG_BACKUPS`).
+
+Part of the CLI's roof, not of the foundation: it composes every part and reads their
+figures with ``processors.status`` (imported inside the functions that scrape). Only
+:mod:`kotaflow.cli` imports it; no foundation module may (``tests/kotaflow/test_foundation.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -59,6 +66,8 @@ class Part:
     """Its Prometheus endpoint on 127.0.0.1 (None: it has none)."""
     env: dict[str, str] = field(default_factory=dict)
     """Settings for it alone (``KOTAFLOW_*``), e.g. its metrics port."""
+    url: str | None = None
+    """Where people open it (the public pages), printed at start."""
     started_at: float = 0.0
     up: bool = False
     """Its metrics endpoint has answered (it finished starting)."""
@@ -90,6 +99,7 @@ def pipeline_parts(available: set[str], rate: float, faults: str) -> list[Part]:
     """The processes to start, in data-flow order, limited to the parts that exist; each
     with its own free Prometheus port."""
     bridge_port, process_port, alert_port = free_port(), free_port(), free_port()
+    public_port = free_port()
     wanted = [
         Part(
             "bridge",
@@ -110,6 +120,11 @@ def pipeline_parts(available: set[str], rate: float, faults: str) -> list[Part]:
             env={"KOTAFLOW_METRICS_PORT": str(alert_port)},
         ),
         Part("simulate", ["simulate", "--rate", f"{rate:g}", "--faults", faults]),
+        Part(
+            "public",
+            ["public", "--port", str(public_port)],
+            url=f"http://127.0.0.1:{public_port}/",
+        ),
     ]
     return [part for part in wanted if part.argv[0] in available]
 
@@ -332,6 +347,12 @@ async def latest_notifications(
     return [notification_text(r.value) for r in found[-n:]]
 
 
+def records_since(first: dict[str, int], now: dict[str, int], topics: list[str]) -> dict[str, int]:
+    """Records written to each topic since the view started (its end offsets then and
+    now): the flow table is "since start", and a shared topic's end offset is not."""
+    return {f"records on {topic}": now.get(topic, 0) - first.get(topic, 0) for topic in topics}
+
+
 async def watch(settings: Settings, parts: list[Part], duration: float | None) -> None:
     from processors.status import firing_alerts, scrape
 
@@ -351,6 +372,7 @@ async def watch(settings: Settings, parts: list[Part], duration: float | None) -
         consumer.assign(alert_partitions)
     try:
         state = TopicRates()
+        first: dict[str, int] = {}
         deadline = None if duration is None else time.monotonic() + duration
         with Live(render(parts, Figures()), refresh_per_second=2, console=console) as live:
             tick = 0
@@ -363,9 +385,8 @@ async def watch(settings: Settings, parts: list[Part], duration: float | None) -
                         part.up = part.up or scraped[part.name] is not None
                 figures = figures_of(scraped)
                 found = await topic_offsets(consumer, partitions)
-                figures.totals.update(
-                    {f"records on {topic}": found.get(topic, 0) for topic in topics}
-                )
+                first = first or found
+                figures.totals.update(records_since(first, found, topics))
                 figures.rates = state.update(figures.totals)
                 if tick % 5 == 0:  # every few seconds is enough for the slower sources
                     notifications = await latest_notifications(
@@ -390,13 +411,31 @@ def run_pipeline(
 ) -> None:
     parts = pipeline_parts(available, rate, faults)
     log_dir = settings.stack.state_dir / "pipeline"
-    for part in parts:
-        start(part, config, log_dir)
-        assert part.proc is not None
-        where = f", metrics 127.0.0.1:{part.metrics_port}" if part.metrics_port else ""
-        console.print(f"started {part.name} (pid {part.proc.pid}{where}, log {part.log})")
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), interrupted_by_sigterm():
+        try:
+            for part in parts:
+                start(part, config, log_dir)
+                assert part.proc is not None
+                where = f", metrics 127.0.0.1:{part.metrics_port}" if part.metrics_port else ""
+                where += f", open {part.url}" if part.url else ""
+                console.print(f"started {part.name} (pid {part.proc.pid}{where}, log {part.log})")
             asyncio.run(watch(settings, parts, duration))
+        finally:
+            stop(parts)
+
+
+@contextlib.contextmanager
+def interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, systemd) stops the pipeline as Ctrl-C does: without
+    this, the parts outlive ``kotaflow run`` and keep consuming. One SIGTERM is enough; a
+    second one while the parts drain is ignored (the parts still get theirs)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
     finally:
-        stop(parts)
+        signal.signal(signal.SIGTERM, previous)

@@ -30,7 +30,7 @@ def write_private_if_changed(path: Path, text: str) -> bool:
     needs reloading.
     """
     try:
-        if path.read_text() == text:
+        if path.read_text(encoding="utf-8") == text:
             return False
     except OSError:
         pass

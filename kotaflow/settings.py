@@ -259,6 +259,31 @@ class StageConsumer(_Section):
     )
 
 
+class EdgeSettings(_Section):
+    """A store-and-forward gateway (``kotaflow edge``, edge/): local broker -> queue file ->
+    the central broker (``mqtt.*``, with the edge's own account ``mqtt.username``)."""
+
+    name: str = Field("edge", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    local_host: str = Field("127.0.0.1", description="the gateway's own Mosquitto")
+    local_port: int = Field(1883, ge=1, le=65535)
+    local_username: str | None = None
+    local_password: SecretStr | None = None
+    client_id: str = Field("kotaflow-edge", description="persistent session on the local broker")
+    central_client_id: str | None = Field(None, description="default: kotaflow-edge-<name>")
+    session_expiry_s: int = Field(7 * 86_400, ge=1, description="local broker keeps our session")
+    receive_maximum: int = Field(1_000, ge=1, le=65_535)
+    queue_file: Path | None = Field(None, description="default: <stack.state_dir>/edge/queue.db")
+    budget_bytes: int = Field(1 << 30, ge=1 << 16, description="queue file byte budget")
+    alarm_fraction: float = Field(0.5, gt=0, lt=1, description="alarm past this share of budget")
+    batch_ms: int = Field(50, ge=1, le=5_000, description="one queue transaction per this long")
+    max_in_flight: int = Field(100, ge=1, le=65_535, description="central publishes unacked")
+    backlog_rate_per_s: float = Field(200.0, gt=0, description="backlog drain cap, messages/s")
+    live_reserve: int = Field(20, ge=1, description="in-flight slots backlog may never use")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    metrics_port: int = Field(9110, ge=0, le=65_535, description="Prometheus; 0: off")
+
+
 class ValidateSettings(StageConsumer):
     group_id: str = "kotaflow-validate"
     linger_ms: int = Field(5, ge=0, le=1000)
@@ -366,12 +391,30 @@ class GrafanaSettings(_Section):
         return value
 
 
+class PublicSettings(_Section):
+    """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
+
+    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
+    refresh_s: float = Field(
+        30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
+    )
+    rate_per_s: float = Field(5.0, gt=0, description="requests per second allowed per client")
+    burst: float = Field(30.0, ge=1, description="requests a client may burst before the rate")
+    trust_forwarded: bool = Field(
+        False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
+    )
+
+
 class Settings(BaseSettings):
     """All of kotaflow's configuration. Sections mirror the data flow."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_NESTED_DELIMITER,
+        # `KOTAFLOW_REGISTRY_FILE= kotaflow ...` means "not set", as in any shell; read as a
+        # value it made the registry file Path("."), refused deep inside a stage
+        env_ignore_empty=True,
         extra="forbid",
         yaml_file=None,
     )
@@ -381,9 +424,11 @@ class Settings(BaseSettings):
     influxdb: InfluxSettings = InfluxSettings()
     stack: StackSettings = StackSettings()
     bridge: BridgeSettings = BridgeSettings()
+    edge: EdgeSettings = EdgeSettings()
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    public: PublicSettings = PublicSettings()
     registry_file: Path | None = None
     catalogue_file: Path | None = None
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
@@ -432,7 +477,7 @@ def _env_config_path() -> Path | None:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise SettingsError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

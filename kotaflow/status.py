@@ -1,8 +1,12 @@
 """``kotaflow status``: the pipeline's parts and the local stack's services, at a glance.
 
-A CLI-only module (it joins what ``processors.status`` reads with the stack's services
-from ``deploy.local``). Exit code 0 when every part and service is healthy, 1 otherwise,
-so a systemd timer or a monitoring check can run it.
+Exit code 0 when every part and service is healthy, 1 otherwise, so a systemd timer or a
+monitoring check can run it.
+
+Part of the CLI's roof, not of the foundation: it joins what ``processors.status`` reads
+with the stack's services from ``deploy.local`` (imported inside the command, so
+``kotaflow --help`` stays fast). Only :mod:`kotaflow.cli` imports it; no foundation module
+may (``tests/kotaflow/test_foundation.py``).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ def status(
         bool, typer.Option("--no-stack", help="Skip the local stack's services (remote Kafka).")
     ] = False,
 ) -> None:
-    """Every part of the pipeline (bridge, stages, alert: alive or stopped, lag, last
-    write), dead letters per minute by reason, firing alerts and the stack's services.
+    """The pipeline's health: every part, dead letters, firing alerts, the services.
+
+    Every part (bridge, stages, alert: alive or stopped, lag, last write), dead letters
+    per minute by reason, firing alerts and the local stack's services.
 
     Exits 1 when something is unhealthy.
 

@@ -28,6 +28,7 @@ def process(
 
     Example: kotaflow process --stage validate --stage store
     """
+    from devices.sourcefile import DeviceFileError
     from kotaflow.kafka import KafkaAccessError
     from processors.runner import StageName, run_stages
     from processors.runtime.influx import InfluxConfigError
@@ -43,4 +44,8 @@ def process(
         asyncio.run(run_stages(settings, names))
     except (InfluxConfigError, KafkaAccessError) as err:
         typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except DeviceFileError as err:  # the registry or catalogue validate would judge by
+        for problem in err.problems:
+            typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2) from None

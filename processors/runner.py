@@ -24,8 +24,9 @@ from prometheus_client import start_http_server
 
 from kotaflow.settings import Settings
 from processors.aggregate.stage import AggregateStage
+from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
-from processors.runtime.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE, InfluxSink
+from processors.runtime.influx import AGGREGATE_ROLE, HEALTH_ROLE, STORE_ROLE
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.stage_loop import Stage, StageLoop, instance_name
 from processors.runtime.status_file import StatusFile, remove_dead, status_path
@@ -57,23 +58,25 @@ async def run_stages(
     stop: asyncio.Event | None = None,
     health: Health | None = None,
     signals: bool = True,
+    clients: StageClients = REAL_CLIENTS,
 ) -> None:
-    """Run the chosen stages until ``stop`` is set (or, with ``signals``, SIGTERM/SIGINT)."""
+    """Run the chosen stages until ``stop`` is set (or, with ``signals``, SIGTERM/SIGINT);
+    their Kafka and InfluxDB clients come from ``clients``."""
     stop = stop or asyncio.Event()
     health = health or Health(instance_name())
     if signals:
         _install_signals(stop)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=health.registry)
-    output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}")
+    output = KafkaOutput(settings, health, f"kotaflow-process-{instance_name()}", clients)
     names = chosen(names)
     async with contextlib.AsyncExitStack() as resources:
-        sinks: dict[tuple[str, str], InfluxSink] = {}
+        sinks: dict[tuple[str, str], InfluxWriter] = {}
 
-        async def influx_for(role: str) -> InfluxSink:
+        async def influx_for(role: str) -> InfluxWriter:
             """A client with ``role``'s token (least privilege per stage); roles that resolve
             to the same tokens (one configured token for all) share one."""
-            sink = InfluxSink(settings, gauge=health, on_retry=health.retry, role=role)
+            sink = clients.influx(settings, role, gauge=health, on_retry=health.retry)
             tokens = sink.tokens()
             if tokens not in sinks:
                 sinks[tokens] = await resources.enter_async_context(sink)
@@ -87,13 +90,13 @@ async def run_stages(
                 stages.append(StoreStage(settings, health, output, await influx_for(STORE_ROLE)))
             elif name is StageName.AGGREGATE:
                 aggregate_influx = await influx_for(AGGREGATE_ROLE)
-                stages.append(AggregateStage(settings, health, output, aggregate_influx))
+                stages.append(AggregateStage(settings, health, output, aggregate_influx, clients))
         if signals:
             _reload_on_hangup([s for s in stages if isinstance(s, ValidateStage)])
         influx = None
         if StageName.STORE in names or StageName.AGGREGATE in names:
             influx = await influx_for(HEALTH_ROLE)  # the health figures' own token
-        loops = [StageLoop(stage, settings, health) for stage in stages]
+        loops = [StageLoop(stage, settings, health, clients) for stage in stages]
         tune_gc()
         tasks = [asyncio.create_task(loop.run(stop), name=loop.stage.name) for loop in loops]
         remove_dead(settings)
@@ -116,7 +119,7 @@ async def run_stages(
 async def _report_health(
     settings: Settings,
     health: Health,
-    influx: InfluxSink | None,
+    influx: InfluxWriter | None,
     status: StatusFile,
     stop: asyncio.Event,
 ) -> None:

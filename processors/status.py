@@ -210,10 +210,23 @@ async def _lag(consumer: AIOKafkaConsumer, topic: str, committed: dict[Any, Any]
         return None
     tps = [TopicPartition(topic, p) for p in partitions]
     ends = await consumer.end_offsets(tps)
+    begins = await consumer.beginning_offsets(tps)
+    done = {tp: m.offset for tp, m in committed.items() if m is not None}
+    return lag_of(ends, begins, done)
+
+
+def lag_of(
+    ends: dict[TopicPartition, int],
+    begins: dict[TopicPartition, int],
+    committed: dict[TopicPartition, int],
+) -> int:
+    """Records the group has still to read: from its commit, or from the oldest record
+    Kafka still keeps where it has none or its commit is older (retention deleted the rest:
+    nobody can read those, so they are no lag)."""
     total = 0
-    for tp in tps:
-        done = committed.get(tp)
-        total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+    for tp, end in ends.items():
+        start = max(committed.get(tp, -1), begins.get(tp, 0))
+        total += max(end - start, 0)
     return total
 
 

@@ -1,7 +1,8 @@
 """Stage ``store``: readings into the InfluxDB ``telemetry`` bucket.
 
 Input
-    ``kotaflow.readings`` (readings record v1), consumer group ``processing.store.group_id``.
+    ``kotaflow.readings`` (readings record v2, v1 still read: ``kotaflow.wire.readings``),
+    consumer group ``processing.store.group_id``.
 Output
     InfluxDB bucket ``influxdb.telemetry_bucket``. One measurement per device type; tags
     ``device``, ``kecamatan``, ``type`` (sorted); one float field per metric; timestamp =
@@ -32,8 +33,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from kotaflow.settings import Settings, StoreSettings
 from kotaflow.wire.readings import ValidReading
 from kotaflow.wire.reasons import Reason
+from processors.runtime.clients import InfluxWriter
 from processors.runtime.health import Health
-from processors.runtime.influx import InfluxSink
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.lineprotocol import (
     LineProtocolError,
@@ -98,7 +99,7 @@ class StoreStage:
     name = STAGE
 
     def __init__(
-        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxSink
+        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxWriter
     ) -> None:
         self._settings = settings
         self._cfg: StoreSettings = settings.processing.store

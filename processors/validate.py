@@ -28,7 +28,8 @@ readings are sent at once (the producer lingers ``linger_ms``), not at the next 
 under a backlog batches fill up first. ``flush_interval_s`` paces acks and commits.
 
 Hot path: records are appended to per-partition producer batches (``create_batch`` /
-``send_batch``, partition = Kafka's murmur2 of the device key, cached), and built from a
+``send_batch``, partition = Kafka's murmur2 of the device key, looked up once per device;
+both from ``kotaflow.kafka_batching``, which the bridge uses too), and built from a
 per-device head, the time and flags, and the values dumped by orjson; both avoid
 per-record coroutines. Envelopes and topic matches are remembered per topic.
 """
@@ -37,12 +38,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from devices.calibration import calibrate
@@ -53,12 +54,12 @@ from devices.reading import Reading, Rejection
 from devices.registry import Calibration
 from devices.topics import TopicMatch, match_topic
 from devices.watch import FleetWatcher
+from kotaflow.kafka_batching import CachedPartitioner, append_or_roll
 from kotaflow.settings import Settings, ValidateSettings
 from kotaflow.wire.raw import EnvelopeError, EnvelopeReader, RawEnvelope
 from kotaflow.wire.readings import flags_part, record_head
 from kotaflow.wire.reasons import Reason
 from processors.runtime.health import Health
-from processors.runtime.kafka_clients import append_record
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.readings_input import refused
 from processors.runtime.stage_loop import Batch, Offsets
@@ -78,6 +79,8 @@ class DeviceOut:
     """The Kafka key: the device id."""
     calibrations: dict[str, Calibration | None]
     """Each metric of the device's type, with its calibration if it has one."""
+    partition: int
+    """The ``kotaflow.readings`` partition of ``key``, looked up once per device."""
 
 
 class ReadingEncoder:
@@ -86,8 +89,9 @@ class ReadingEncoder:
     A record is ``head + ts_ms + flags part + values + "}"``: ``head`` is made once per
     device (:meth:`device`), the flags part once per set of flags."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, partition_of: Callable[[bytes], int] = lambda _: 0) -> None:
         self._fleet = fleet
+        self._partition_of = partition_of
         self._devices: dict[str, DeviceOut | None] = {}
         self._flags: dict[tuple[str, ...], bytes] = {}
 
@@ -106,7 +110,8 @@ class ReadingEncoder:
         units = {name: spec.unit for name, spec in metrics.items()}
         head = record_head(device.id, device.type, device.kecamatan, units)
         calibrations = {name: device.calibration.get(name) for name in metrics}
-        return DeviceOut(head, device.id.encode(), calibrations)
+        key = device.id.encode()
+        return DeviceOut(head, key, calibrations, self._partition_of(key))
 
     def encode(
         self, out: DeviceOut, ts_ms: int, flags: tuple[str, ...], values: dict[str, float]
@@ -134,7 +139,7 @@ def judge_message(
         why = "matches no device topic" if match is None else f"is not {env.format.value}"
         message = f"MQTT topic {env.mqtt_topic!r} {why}"
         return [], [Rejection(Reason.UNKNOWN_TOPIC, message, env.device_key)]
-    result = decode(env.payload, match, env.rx_ms, ctx)
+    result = decode(env.payload, match, env.taken_ms(), ctx)
     good: list[Reading] = []
     refused = list(result.rejections)
     for reading in result.readings:
@@ -155,21 +160,6 @@ def judge_message(
     return good, refused
 
 
-class _Partitions:
-    """Kafka's default key partitioning (murmur2), cached per key."""
-
-    def __init__(self, partitions: list[int]) -> None:
-        self._all = sorted(partitions)
-        self._cache: dict[bytes, int] = {}
-        self._partitioner = DefaultPartitioner()
-
-    def of(self, key: bytes) -> int:
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = self._partitioner(key, self._all, self._all)
-        return found
-
-
 class ValidateStage:
     name = STAGE
 
@@ -184,12 +174,15 @@ class ValidateStage:
         self._cfg: ValidateSettings = settings.processing.validation
         self._health = health
         self._output = output
+        self._partitioner = CachedPartitioner()
+        self._partitions: list[int] = []
         self._watch = FleetWatcher(settings, fleet or load_fleet(settings))
         self._use(self._watch.fleet)
         self._covered: dict[TopicPartition, int] = {}
-        self._partitions: _Partitions | None = None
+        self._new_batch: Callable[[], Any] = lambda: None
         self._batches: dict[int, Any] = {}
-        self._overflow: list[tuple[int, bytes, bytes, int]] = []
+        self._full: list[tuple[int, Any]] = []
+        """Batches that filled up, in order, to send before their partition's open one."""
         self._produced = 0
         self._last_flush = time.monotonic()
         self._topics: dict[str, TopicMatch | None] = {}
@@ -198,7 +191,7 @@ class ValidateStage:
     def _use(self, fleet: Fleet) -> None:
         self._fleet = fleet
         self._ctx = DecodeContext(fleet)
-        self._encoder = ReadingEncoder(fleet)
+        self._encoder = ReadingEncoder(fleet, self._partition_of)
 
     def request_reload(self) -> None:
         """Re-read the registry and catalogue at the next flush (SIGHUP)."""
@@ -222,7 +215,8 @@ class ValidateStage:
         producer = self._output.producer
         topic = self._settings.kafka.topics.readings
         partitions = await producer.partitions_for(topic)
-        self._partitions = _Partitions(list(partitions or [0]))
+        self._partitions = sorted(partitions or [0])
+        self._new_batch = producer.create_batch
 
     async def stop(self) -> None:
         await self._output.stop()
@@ -249,8 +243,8 @@ class ValidateStage:
                 if rejected:
                     for env, rejection in rejected:
                         await self._reject(record, env, rejection)
-                if self._overflow:
-                    await self._send_overflow()
+                if self._full:
+                    await self._send_full()
             if records:
                 self._covered[tp] = records[-1].offset + 1
                 polled += len(records)
@@ -263,6 +257,7 @@ class ValidateStage:
                 await self._send(partition)
 
     async def flush(self, force: bool = False) -> Offsets:
+        await self._send_full()
         for partition in list(self._batches):
             await self._send(partition)
         await self._output.drain(STAGE)
@@ -300,13 +295,17 @@ class ValidateStage:
                     ),
                 )
             ]
-        result = decode(env.payload, match, env.rx_ms, self._ctx)
+        result = decode(env.payload, match, env.taken_ms(), self._ctx)
         rejections = result.rejections
         if result.readings:
             late = self._emit(result.readings, env.rx_ms)
             if late:
                 rejections = rejections + late
         return [(env, rejection) for rejection in rejections] if rejections else None
+
+    def _partition_of(self, key: bytes) -> int:
+        """Kafka's default partition of ``key`` in ``kotaflow.readings`` (known after start)."""
+        return self._partitioner(key, self._partitions, self._partitions)
 
     def _match(self, topic: str) -> TopicMatch | None:
         """``match_topic``, remembered per topic (bounded: forgotten all at once when full)."""
@@ -379,27 +378,29 @@ class ValidateStage:
         values: dict[str, float],
         rx_ms: int,
     ) -> None:
-        assert self._partitions is not None
         data = self._encoder.encode(device, ts_ms, flags, values)
-        partition = self._partitions.of(device.key)
+        partition = device.partition
         builder = self._batches.get(partition)
         if builder is None:
-            builder = self._batches[partition] = self._output.producer.create_batch()
-        if not append_record(builder, device.key, data, rx_ms):
-            self._overflow.append((partition, device.key, data, rx_ms))
+            builder = self._batches[partition] = self._new_batch()
+        fresh = append_or_roll(builder, self._new_batch, device.key, data, rx_ms)
+        if fresh is not None:
+            self._full.append((partition, builder))
+            self._batches[partition] = fresh
 
-    async def _send_overflow(self) -> None:
-        """Send the batches that filled up and start new ones with what did not fit."""
-        overflow, self._overflow = self._overflow, []
-        for partition, key, value, timestamp_ms in overflow:
-            if partition in self._batches:
-                await self._send(partition)
-            builder = self._batches[partition] = self._output.producer.create_batch()
-            append_record(builder, key, value, timestamp_ms)
+    async def _send_full(self) -> None:
+        """Send the batches that filled up (their partitions' open batches come later)."""
+        full, self._full = self._full, []
+        for partition, builder in full:
+            await self._submit(partition, builder)
 
     async def _send(self, partition: int) -> None:
         builder = self._batches.pop(partition, None)
-        if builder is None or builder.record_count() == 0:
+        if builder is not None:
+            await self._submit(partition, builder)
+
+    async def _submit(self, partition: int, builder: Any) -> None:
+        if builder.record_count() == 0:
             return
         future = await self._output.producer.send_batch(
             builder, self._settings.kafka.topics.readings, partition=partition
@@ -418,6 +419,6 @@ class ValidateStage:
             metric=rejection.metric,
             payload=env.payload if env is not None else None,
             mqtt_topic=env.mqtt_topic if env is not None else None,
-            rx_ms=env.rx_ms if env is not None else None,
+            rx_ms=env.taken_ms() if env is not None else None,
         )
         await self._output.deadletter(STAGE, letter)

@@ -66,7 +66,7 @@ def backup_server(http: httpx.Client, out: Path, report: Report) -> list[Saved]:
     out.mkdir(parents=True, exist_ok=True)
     report("influxdb: downloading metadata snapshot (KV, SQL, bucket manifest)")
     saved = _backup_metadata(http, out)
-    buckets: list[dict[str, Any]] = json.loads((out / "buckets.json").read_text())
+    buckets: list[dict[str, Any]] = json.loads((out / "buckets.json").read_text(encoding="utf-8"))
     for bucket in buckets:
         shards = list(_shard_ids(bucket))
         report(f"influxdb: bucket {bucket['bucketName']}: {len(shards)} shard(s)")

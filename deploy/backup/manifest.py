@@ -66,13 +66,15 @@ class Manifest:
         return sum(e.size for e in self.entries)
 
     def save(self, root: Path) -> None:
-        (root / MANIFEST_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        (root / MANIFEST_NAME).write_text(
+            json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, root: Path) -> Manifest:
         path = root / MANIFEST_NAME
         try:
-            data: dict[str, Any] = json.loads(path.read_text())
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise BackupError(f"{root} is not a kotaflow backup: no {MANIFEST_NAME}") from None
         except (OSError, ValueError) as err:

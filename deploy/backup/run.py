@@ -46,7 +46,7 @@ def operator_token(settings: Settings, token_path: Path | None) -> str:
     """The all-access token the backup API requires: a file, else the local stack's."""
     path = token_path or token_file(settings.stack.state_dir, OPERATOR)
     try:
-        token = path.read_text().strip()
+        token = path.read_text(encoding="utf-8").strip()
     except OSError as err:
         raise BackupError(
             f"no InfluxDB operator token: cannot read {path} ({err.strerror}); "

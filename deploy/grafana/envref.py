@@ -72,7 +72,7 @@ def for_api(value: Any, environ: Mapping[str, str] | None = None) -> Any:
         return resolved
     if isinstance(value, FileRef):
         try:
-            return Path(value.path).read_text().strip()
+            return Path(value.path).read_text(encoding="utf-8").strip()
         except OSError as err:
             raise MissingSecretError(f"cannot read {value.path}: {err}") from None
     if isinstance(value, Mapping):

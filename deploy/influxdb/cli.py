@@ -111,7 +111,11 @@ def _operator_token(
 ) -> str | None:
     """The operator token from ``token_file``; on a new server with ``init_user``, the initial
     setup first (the new token is written to ``token_file`` before the server knows it)."""
-    existing = token_file.read_text().strip() if token_file and token_file.is_file() else None
+    existing = (
+        token_file.read_text(encoding="utf-8").strip()
+        if token_file and token_file.is_file()
+        else None
+    )
     if init_user is None or not setup_allowed(http):
         if token_file is not None and existing is None:
             raise InfluxSetupError(f"{token_file}: no such file (the operator token)")
@@ -121,7 +125,7 @@ def _operator_token(
     token = existing or secrets.token_urlsafe(48)
     if existing is None:
         write_private(token_file, token + "\n")
-    password = init_password_file.read_text().strip()
+    password = init_password_file.read_text(encoding="utf-8").strip()
     initial_setup(http, plan, init_user, password, token)
     typer.echo(f"influxdb: created the initial setup (user {init_user}, token in {token_file})")
     return token

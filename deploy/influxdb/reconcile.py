@@ -28,7 +28,10 @@ PIPELINE, GRAFANA = "pipeline", "grafana"
 """Write to both buckets (the one shared token of old configs); read both buckets."""
 STORE, AGGREGATE, ALERT, HEALTH = "store", "aggregate", "alert", "health"
 """Per-stage roles (picked in ``processors/runtime/influx_token.py``)."""
-PRODUCTION_ROLES = (STORE, AGGREGATE, ALERT, HEALTH, GRAFANA)
+PUBLIC = "public"
+"""``kotaflow public``: read both buckets, like Grafana's, but a token of its own (owned by
+the kotaflow user, revocable without touching Grafana)."""
+PRODUCTION_ROLES = (STORE, AGGREGATE, ALERT, HEALTH, GRAFANA, PUBLIC)
 """What an install issues by default: no shared pipeline token (the local stack still
 issues it for old configs and tests)."""
 
@@ -64,6 +67,7 @@ def stage_rights(settings: Settings) -> dict[str, list[tuple[str, str]]]:
         AGGREGATE: [("read", telemetry), ("read", rollups), ("write", rollups)],
         ALERT: [("write", alerts)],
         HEALTH: [("write", health)],
+        PUBLIC: [("read", b) for b in both],
     }
 
 

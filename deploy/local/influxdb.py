@@ -95,7 +95,7 @@ def load_access(state_dir: Path) -> InfluxAccess | None:
     """The saved setup, or None before the first ``stack up`` has run the setup."""
     path = tokens_path(state_dir)
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

@@ -303,9 +303,9 @@ class Kafka:
     def _sasl_password(self) -> str:
         """The SCRAM user's password, made once (0600) and kept."""
         path = self.sasl_password_file
-        if not path.is_file() or not path.read_text().strip():
+        if not path.is_file() or not path.read_text(encoding="utf-8").strip():
             write_private(path, secrets.token_urlsafe(24) + "\n")
-        return path.read_text().strip()
+        return path.read_text(encoding="utf-8").strip()
 
     def _sasl_settings(self) -> Settings:
         """Client settings for the SASL_SSL listener as the stack's SCRAM user."""
@@ -355,8 +355,9 @@ class Kafka:
             except ServiceError as err:  # the tool may quote the file it was given
                 raise ServiceError(str(err).replace(password, "***")) from None
             finally:  # kept in the service log, without the password
-                with self._paths.log.open("a") as log:
-                    log.write(output.read_text(errors="replace").replace(password, "***"))
+                text = output.read_text(encoding="utf-8", errors="replace")
+                with self._paths.log.open("a", encoding="utf-8") as log:
+                    log.write(text.replace(password, "***"))
         deadline = time.monotonic() + SCRAM_READY_TIMEOUT_S
         while not self._scram_login_works():
             if time.monotonic() > deadline:
@@ -368,7 +369,7 @@ class Kafka:
 
     def _write_config(self, node: KafkaNode) -> None:
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        node.server_properties.write_text(self._config_text(node))
+        node.server_properties.write_text(self._config_text(node), encoding="utf-8")
         shutil.copyfile(LOG4J_CONFIG, node.paths.state / LOG4J_CONFIG.name)
 
     def _format_storage_once(self, node: KafkaNode, report: Report) -> None:
@@ -400,8 +401,8 @@ class Kafka:
         path = self._paths.state / "cluster-id"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(new_cluster_id())
-        return path.read_text().strip()
+            path.write_text(new_cluster_id(), encoding="utf-8")
+        return path.read_text(encoding="utf-8").strip()
 
     def _resolve_jars(self, report: Report) -> None:
         """Maven resolves into ``libs.partial``; renamed to ``libs`` only when complete."""

@@ -149,7 +149,7 @@ class Mosquitto:
         if accounts.added:
             report(f"mosquitto: accounts in {self.credentials_file} ({describe(accounts)})")
         ensure_tls(self._settings.stack.state_dir, [self._mqtt.host], report)
-        self.config_file.write_text(self._config_text())
+        self.config_file.write_text(self._config_text(), encoding="utf-8")
         report(
             f"mosquitto: starting on {self.address}, TLS on {self.tls_address} "
             f"(log {self._paths.log})"
@@ -234,7 +234,9 @@ class Mosquitto:
     def _reads_our_accounts(self) -> bool:
         """The running broker's config names our password file (an older one may not)."""
         try:
-            return str(self._paths.state / PASSWD_FILE) in self.config_file.read_text()
+            return str(self._paths.state / PASSWD_FILE) in self.config_file.read_text(
+                encoding="utf-8"
+            )
         except OSError:
             return False
 

@@ -95,14 +95,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def render_template(template: Path, **fields: object) -> str:
     """Fill a ``${name}`` config template shipped beside the service's module."""
-    return Template(template.read_text()).substitute(fields)
+    return Template(template.read_text(encoding="utf-8")).substitute(fields)
 
 
 def note_config_drift(service: str, rendered: Path, wanted: str, report: Report) -> None:
     """A running daemon keeps the config it started with: say so when the template moved on
     (in a setting: a reworded comment changes nothing the daemon reads)."""
     try:
-        current = rendered.read_text()
+        current = rendered.read_text(encoding="utf-8")
     except OSError:
         return
     if _settings_lines(current) != _settings_lines(wanted):
@@ -133,7 +133,7 @@ def read_pid(pidfile: Path, expect: str | None = None) -> int | None:
     the recorded pid may belong to an unrelated process, which we must neither trust nor kill.
     """
     try:
-        pid = int(pidfile.read_text().strip())
+        pid = int(pidfile.read_text(encoding="utf-8").strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
@@ -157,7 +157,7 @@ def spawn(argv: Sequence[str], paths: Paths, env: dict[str, str] | None = None) 
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-    paths.pidfile.write_text(str(proc.pid))
+    paths.pidfile.write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
 
 
@@ -201,7 +201,7 @@ def log_tail(paths: Paths, lines: int = 20) -> str:
 def file_tail(path: Path, lines: int = 20, since: str | None = None) -> str:
     """The last ``lines`` lines of a log, after the last line starting with ``since``."""
     try:
-        text = path.read_text(errors="replace").splitlines()
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return "(no log yet)"
     if since is not None:
@@ -241,7 +241,7 @@ def _cmdline(pid: int) -> str:
 
 def _proc_state(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "?"
 

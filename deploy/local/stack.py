@@ -56,7 +56,7 @@ def _stack_lock(settings: Settings, report: Report) -> Iterator[None]:
     """Serialise ``up``/``down`` on one state directory (released if the process dies)."""
     settings.stack.state_dir.mkdir(parents=True, exist_ok=True)
     lock_path = settings.stack.state_dir / "stack.lock"
-    with lock_path.open("w") as lock:
+    with lock_path.open("w", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,8 +14,12 @@ Kafka timestamp    the bridge's receive time (CreateTime), the same as ``kf.rx_m
 ``kf.rx_ms``       bridge receive time, ms since the Unix epoch (UTC), ASCII decimal
 ``kf.qos``         MQTT QoS of the delivery, ``kf.retain`` ``1`` if retained
 ``kf.ct``          MQTT 5 content type, when the device set one
-``kf.up.<name>``   MQTT 5 user properties, when the device set them
+``kf.up.<name>``   MQTT 5 user properties, when the device (or an edge) set them
 =================  ==============================================================
+
+An edge gateway (edge/) adds two user properties: ``kf.up.edge_rx_ms`` (when the edge
+received the message, ms since the epoch) and ``kf.up.edge`` (its name). For a message
+with ``edge_rx_ms``, :meth:`RawEnvelope.taken_ms` is that time, not the bridge's.
 
 Keeping the payload out of any wrapper means no copy or re-encoding on the hot path and a
 record that can always be replayed through a newer decoder.
@@ -30,6 +34,10 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 ENVELOPE_VERSION = 1
+EDGE_RX_PROPERTY = "edge_rx_ms"
+"""MQTT 5 user property an edge gateway sets: its receive time, ms since the Unix epoch."""
+EDGE_NAME_PROPERTY = "edge"
+"""MQTT 5 user property an edge gateway sets: its name (``edge.name``)."""
 
 
 class PayloadFormat(StrEnum):
@@ -69,6 +77,16 @@ class RawEnvelope(NamedTuple):
 
     def key(self) -> bytes:
         return self.device_key.encode()
+
+    def taken_ms(self) -> int:
+        """When the message was first received: an edge's :data:`EDGE_RX_PROPERTY` if it
+        carries a valid one (not later than the bridge's), else :attr:`rx_ms`. Decoders take
+        it as "now" for payloads without their own time."""
+        if self.user_properties:
+            for name, value in self.user_properties:
+                if name == EDGE_RX_PROPERTY and value.isdigit() and int(value) <= self.rx_ms:
+                    return int(value)
+        return self.rx_ms
 
     def headers(self, topic_part: Headers | None = None) -> Headers:
         """All headers; ``topic_part`` is :func:`topic_headers` for this envelope's topic,

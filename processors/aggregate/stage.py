@@ -79,9 +79,8 @@ from processors.aggregate.windows import (
     encode_metadata,
     window_start,
 )
+from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
-from processors.runtime.influx import InfluxSink
-from processors.runtime.kafka_clients import make_admin
 from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.readings_input import parse_readings, refused_reading
 from processors.runtime.stage_loop import Batch, Offsets, instance_name
@@ -98,9 +97,15 @@ class AggregateStage:
     name = STAGE
 
     def __init__(
-        self, settings: Settings, health: Health, output: KafkaOutput, influx: InfluxSink
+        self,
+        settings: Settings,
+        health: Health,
+        output: KafkaOutput,
+        influx: InfluxWriter,
+        clients: StageClients = REAL_CLIENTS,
     ) -> None:
         self._settings = settings
+        self._clients = clients
         self._cfg: AggregateSettings = settings.processing.aggregate
         self._health = health
         self._output = output
@@ -126,7 +131,7 @@ class AggregateStage:
 
     async def start(self) -> None:
         await self._output.start()
-        admin = make_admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
+        admin = self._clients.admin(self._settings, f"kotaflow-aggregate-{instance_name()}")
         try:
             await admin.start()
         except BaseException:

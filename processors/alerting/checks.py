@@ -8,17 +8,15 @@ device or type that does not exist (with a suggestion: ``'Reokk': did you mean '
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from kotaflow.alert_routes import Route
 from kotaflow.alerting_settings import AlertingSettings, EmailReceiver, TelegramReceiver
+from kotaflow.names import unknown
 from processors.alerting.model import Rule, RuleKind, RuleSet
 from processors.alerting.routing import route_name
-
-_PATTERN = set("*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +32,6 @@ class ConfigProblemsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-def unknown(what: str, value: str, known: Collection[str]) -> str | None:
-    """A problem if ``value`` (a name or shell pattern) names nothing in ``known``."""
-    if _PATTERN & set(value):
-        if any(fnmatchcase(item, value) for item in known):
-            return None
-        return f"{what} pattern {value!r} matches none"
-    if value in known:
-        return None
-    close = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
-    hint = f": did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {value!r}{hint}"
 
 
 def receiver_problems(cfg: AlertingSettings) -> list[str]:

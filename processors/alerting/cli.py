@@ -21,6 +21,7 @@ from rich.table import Table
 from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
+from kotaflow.durations import parse_duration
 from kotaflow.settings import Settings
 from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.acks import parse_alert_id
@@ -30,7 +31,6 @@ from processors.alerting.routing import plans
 from processors.alerting.rules import (
     RulesError,
     load_rules,
-    parse_duration,
     rules_file_of,
     with_device_levels,
 )
@@ -225,7 +225,9 @@ def routes_test(
         str | None, typer.Option(help="Level name (default: the rule's first).")
     ] = None,
     kecamatan: Annotated[str, typer.Option(help="Kecamatan of the device.")] = "",
-    severity: Annotated[str | None, typer.Option(help="Override the level's severity.")] = None,
+    severity: Annotated[
+        Severity | None, typer.Option(help="Override the level's severity.")
+    ] = None,
     label: Annotated[
         list[str] | None, typer.Option(help="Extra or overriding label, key=value.")
     ] = None,
@@ -241,6 +243,10 @@ def routes_test(
     if found is None:
         err.print(f"[red]no rule {rule!r} in {rules.source}[/red]")
         raise typer.Exit(2)
+    if kecamatan:
+        _check_names(
+            settings, rule=None, device=None, kecamatan=kecamatan, type_=None, checking="it"
+        )
     levels = {lv.name: lv for lv in found.levels}
     for own in found.device_levels.values():
         levels |= {lv.name: lv for lv in own}
@@ -263,7 +269,7 @@ def routes_test(
     event = AlertEvent(
         id=f"{rule}/test/0", rule=rule, device="test", type="", kecamatan=kecamatan,
         metric=found.metric, unit="", change=Change.FIRED, level=chosen.name,
-        previous_level=None, severity=Severity(severity) if severity else chosen.severity,
+        previous_level=None, severity=severity or chosen.severity,
         value=None, threshold=None, at_ms=now_ms, started_ms=now_ms, labels=labels,
         receivers=found.receivers, notify=True,
     )  # fmt: skip
@@ -309,7 +315,7 @@ def silence_add(
         raise typer.Exit(2)
     settings = settings_of(ctx)
     if not force:
-        _check_silence(settings, rule=rule, device=device, kecamatan=kecamatan, type_=type_)
+        _check_names(settings, rule=rule, device=device, kecamatan=kecamatan, type_=type_)
     if (end is None) == (duration is None):
         err.print("[red]give exactly one of --end or --duration[/red]")
         raise typer.Exit(2)
@@ -395,21 +401,23 @@ def _rules(settings: Settings) -> RuleSet:
         raise typer.Exit(2) from None
 
 
-def _check_silence(
+def _check_names(
     settings: Settings,
     *,
     rule: str | None,
     device: str | None,
     kecamatan: str | None,
     type_: str | None,
+    checking: str = "the silence",
 ) -> None:
-    """Refuse a silence naming what does not exist: it would silence nothing."""
+    """Refuse names that do not exist: a silence naming one would silence nothing, a route
+    test would show the routes of an alert that cannot happen."""
     from processors.alerting.service import known_of
 
     try:
         fleet = load_fleet(settings)
     except DeviceFileError as problem:
-        err.print(f"[red]device files invalid, cannot check the silence[/red]\n{problem}")
+        err.print(f"[red]device files invalid, cannot check {checking}[/red]\n{problem}")
         raise typer.Exit(2) from None
     try:
         rules: RuleSet | None = load_rules(rules_file_of(settings.alerting))

@@ -42,7 +42,6 @@ Durations are written ``90s``, ``15m``, ``1h``, ``1d`` (or a number of seconds).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -52,7 +51,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -63,6 +61,7 @@ from pydantic import (
 from devices.registry import Registry
 from devices.sourcefile import FieldPath, Problem, SourceFile, pydantic_problems, read_yaml
 from kotaflow.alerting_settings import AlertingSettings, Language
+from kotaflow.durations import Duration
 from kotaflow.wire.alerts import Severity
 from processors.alerting.model import (
     Direction,
@@ -83,8 +82,6 @@ def rules_file_of(settings: AlertingSettings) -> Path:
     return settings.rules_file or PACKAGED_RULES
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_WINDOW = timedelta(days=7)
 log = logging.getLogger("kotaflow.alerting.rules")
 
@@ -97,24 +94,6 @@ class RulesError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def parse_duration(value: Any) -> timedelta:
-    """``"15m"`` -> 15 minutes. Accepts numbers (seconds) and ``ms``/``s``/``m``/``h``/``d``."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 90s, 15m, 1h or 1d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (found := _DURATION.match(value)):
-        seconds = float(found.group(1)) * _UNIT_S[found.group(2)]
-    else:
-        raise ValueError(f"expected a duration like 90s, 15m, 1h or 1d, got {value!r}")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return timedelta(seconds=seconds)
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 

@@ -6,8 +6,9 @@ It plugs into the same consume-process-write-commit loop as the other processors
 feeds readings to the engine; ``flush`` (after every poll) runs the wall-clock tick when due
 and saves the state changes together with the messages they cause, then returns the offsets
 they cover. On assignment it loads the saved state of the new partitions; on revocation it
-forgets them (their state is already saved). A record that is not a readings record v1 is
-dead-lettered (through the outbox, so it is not lost either) and skipped.
+forgets them (their state is already saved). A record that is not a readings record (v2, or
+v1 still read: ``kotaflow.wire.readings``) is dead-lettered (through the outbox, so it is not
+lost either) and skipped.
 """
 
 from __future__ import annotations

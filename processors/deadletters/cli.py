@@ -14,7 +14,9 @@ from rich.table import Table
 from devices.fleet import load_fleet
 from devices.sourcefile import DeviceFileError
 from kotaflow.context import settings_of
+from kotaflow.names import unknown
 from kotaflow.settings import Settings
+from kotaflow.wire.reasons import Reason
 from processors.deadletters import replay as replaying
 from processors.deadletters.reader import (
     LetterFilter,
@@ -34,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 errors = Console(stderr=True, highlight=False)
+REASONS = frozenset(r.value for r in Reason)
 
 Reasons = Annotated[
     list[str] | None, typer.Option("--reason", "-r", help="Only this reason (repeatable).")
@@ -60,6 +63,10 @@ def _filter(
     until: str | None,
     ids: list[str] | None = None,
 ) -> LetterFilter:
+    for name in reasons or ():
+        if name not in REASONS:  # a typo would match nothing and say nothing
+            problem = unknown("reason", name, REASONS) or f"unknown reason {name!r}"
+            raise typer.BadParameter(f"{problem} (known: {', '.join(sorted(REASONS))})")
     try:
         for ident in ids or ():
             parse_id(ident)
@@ -90,7 +97,7 @@ def list_letters(
     stage: Stages = None,
     since: Since = None,
     until: Until = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many (the newest).")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many (the newest).")] = 100,
     as_json: AsJson = False,
 ) -> None:
     """List dead letters, oldest first.
@@ -214,8 +221,10 @@ def replay(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Re-submit dead letters to the stage that refused them, with their original bytes
-    and receive time, after checking each with today's registry and catalogue.
+    """Re-submit dead letters to the stage that refused them, with their receive time.
+
+    Each is sent with its original bytes, after checking it with today's registry and
+    catalogue.
 
     Take them by id or by filter (at least one: replaying everything is never implied).
     What would be refused again is not sent (it would only be dead-lettered again) unless

@@ -354,7 +354,7 @@ def replayed_ids(log_file: Path, topic: str) -> set[str]:
     """Ids of ``topic``'s dead letters the replay log says were replayed."""
     done: set[str] = set()
     try:
-        lines = log_file.read_text().splitlines()
+        lines = log_file.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return done
     for text in lines:
@@ -369,7 +369,7 @@ def replayed_ids(log_file: Path, topic: str) -> set[str]:
 
 def append_log(log_file: Path, record: ReplayRecord) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("a") as out:
+    with log_file.open("a", encoding="utf-8") as out:
         out.write(json.dumps(record.as_json(), separators=(",", ":")) + "\n")
 
 

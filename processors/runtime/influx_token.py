@@ -28,6 +28,8 @@ WRITE_ROLE, READ_ROLE = "pipeline", "grafana"
 both buckets, ``grafana`` read them. What a client without a role of its own uses, and what
 each role falls back to on a stack set up before the per-stage tokens."""
 STORE_ROLE, AGGREGATE_ROLE, ALERT_ROLE, HEALTH_ROLE = "store", "aggregate", "alert", "health"
+PUBLIC_ROLE = "public"
+"""``kotaflow public``'s read-only token (falls back to ``grafana``'s on older stacks)."""
 """Per-stage tokens, each with the least rights InfluxDB 2.x can express: ``store`` writes
 ``telemetry``; ``aggregate`` writes ``rollups`` and reads both buckets (recomputing from raw
 points and minute rollups); ``alert`` writes its events' bucket (``telemetry``); ``health``
@@ -118,7 +120,7 @@ class TokenSource:
 
 def _token_in(path: Path, roles: list[str]) -> str:
     try:
-        token = path.read_text().strip()
+        token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         files = " or ".join(f"{name}.token" for name in roles)
         raise InfluxConfigError(
@@ -134,7 +136,7 @@ def _token_in(path: Path, roles: list[str]) -> str:
 
 def _tokens_json(path: Path) -> dict[str, Any]:
     try:
-        found: Any = json.loads(path.read_text()).get("tokens", {})
+        found: Any = json.loads(path.read_text(encoding="utf-8")).get("tokens", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return found if isinstance(found, dict) else {}

@@ -14,8 +14,6 @@ TLS and SASL options come from ``kotaflow.kafka.client_options``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -54,27 +52,3 @@ def make_producer(
 
 def make_admin(settings: Settings, client_id: str) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_options(settings), client_id=client_id)
-
-
-def append_record(batch: Any, key: bytes | None, value: bytes, timestamp_ms: int) -> bool:
-    """``batch.append(key=key, value=value, timestamp=timestamp_ms) is not None`` for a
-    ``create_batch()`` batch, without headers, keyword parsing or serializer hooks.
-
-    The validate stage appends one record per reading; aiokafka's ``BatchBuilder.append``
-    wrapper cost ~0.5 us of the ~0.7 us each append took (5-7% of the stage's CPU). This
-    calls the C record builder underneath with the same bookkeeping: the running offset,
-    and closing the batch at the first record that does not fit, so that no later, smaller
-    record can slip in ahead of it. It reads ``BatchBuilder``'s ``_closed``, ``_builder``
-    and ``_relative_offset`` (aiokafka is pinned below 0.15 for that);
-    ``tests/processors/test_record_batch.py`` checks it against the public ``append``.
-    """
-    if batch._closed:
-        return False
-    if batch._builder.append(batch._relative_offset, timestamp_ms, key, value, _NO_HEADERS) is None:
-        batch.close()
-        return False
-    batch._relative_offset += 1
-    return True
-
-
-_NO_HEADERS: list[tuple[str, bytes]] = []

@@ -18,13 +18,20 @@ from aiokafka import AIOKafkaProducer
 
 from kotaflow.settings import Settings
 from kotaflow.wire.deadletter import DeadLetter
+from processors.runtime.clients import REAL_CLIENTS, StageClients
 from processors.runtime.health import Health
-from processors.runtime.kafka_clients import make_producer
 
 
 class KafkaOutput:
-    def __init__(self, settings: Settings, health: Health, client_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        health: Health,
+        client_id: str,
+        clients: StageClients = REAL_CLIENTS,
+    ) -> None:
         self._settings = settings
+        self._clients = clients
         self._health = health
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
@@ -43,7 +50,7 @@ class KafkaOutput:
         async with self._starting:  # stages start at once: one producer, not one each
             if self._producer is None:
                 cfg = self._settings.processing.validation
-                producer = make_producer(
+                producer = self._clients.producer(
                     self._settings, self._client_id, cfg.linger_ms, cfg.max_batch_bytes
                 )
                 try:

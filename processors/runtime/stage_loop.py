@@ -39,8 +39,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings, StageConsumer
+from processors.runtime.clients import REAL_CLIENTS, StageClients
 from processors.runtime.health import Health
-from processors.runtime.kafka_clients import make_consumer
 from processors.runtime.retry import Backoff
 
 log = logging.getLogger("kotaflow.processors.loop")
@@ -124,18 +124,25 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class StageLoop:
     """Runs one stage until ``stop`` is set, then flushes, commits and closes."""
 
-    def __init__(self, stage: Stage, settings: Settings, health: Health) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        settings: Settings,
+        health: Health,
+        clients: StageClients = REAL_CLIENTS,
+    ) -> None:
         self.stage = stage
         self.settings = settings
         self.health = health
         self._lock = asyncio.Lock()
+        self._clients = clients
         self._consumer = self._new_consumer()
         self.owned: set[TopicPartition] = set()
         self._position: dict[TopicPartition, int] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         name = f"kotaflow-{self.stage.name}-{instance_name()}"
-        return make_consumer(self.settings, self.stage.consumer_settings, name)
+        return self._clients.consumer(self.settings, self.stage.consumer_settings, name)
 
     async def _start(self, stop: asyncio.Event) -> bool:
         """Start the stage's clients and the consumer, retrying while Kafka is unreachable;

@@ -35,7 +35,7 @@ def read_statuses(settings: Settings) -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
     for path in sorted(status_dir(settings).glob("*.status.json")):
         with contextlib.suppress(OSError, ValueError):
-            found.append(json.loads(path.read_text()))
+            found.append(json.loads(path.read_text(encoding="utf-8")))
     return found
 
 
@@ -70,7 +70,7 @@ class StatusFile:
         tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
             tmp.replace(self.path)
         except OSError:
             pass

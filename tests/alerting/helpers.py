@@ -16,7 +16,7 @@ MIN = 60_000
 
 def write_rules(tmp_path: Path, body: str, name: str = "rules.yaml") -> Path:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(body).lstrip())
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
     return path
 
 

@@ -258,7 +258,8 @@ async def test_a_gauge_with_its_own_four_levels_fires_and_clears_at_its_own_valu
     registry.write_text(
         yaml.safe_dump(
             {"version": 1, "regency": "Manggarai", "kecamatan": ["Reok"], "devices": [gauge, other]}
-        )
+        ),
+        encoding="utf-8",
     )
     settings = office(registry=registry)
     steps = [125, 185, 245, 305, 285, 225, 165, 105]

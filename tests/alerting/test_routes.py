@@ -20,11 +20,10 @@ from kotaflow.alerting_settings import AlertingSettings, TelegramReceiver, Webho
 from kotaflow.cli import app as cli_app
 from kotaflow.logs import JsonFormatter
 from kotaflow.settings import Settings
-from kotaflow.wire.alerts import AlertEvent, Change
+from kotaflow.wire.alerts import AlertEvent, Change, Severity
 from processors.alerting.acks import Ack, acknowledged
 from processors.alerting.checks import Known, all_problems, silence_problems
 from processors.alerting.engine import Dirty, Engine
-from processors.alerting.model import Severity
 from processors.alerting.routing import escalations, plans, receivers_for, route
 from processors.alerting.rules import RulesError, with_device_levels
 from processors.alerting.stage import AlertStage
@@ -363,9 +362,10 @@ def test_a_gauge_with_its_own_four_levels_fires_and_clears_at_its_own_values(
 
 def test_device_levels_are_checked_with_the_registry_line(tmp_path: Path) -> None:
     registry = tmp_path / "registry.yaml"
-    text = Path("devices/registry.yaml").read_text()
+    text = Path("devices/registry.yaml").read_text(encoding="utf-8")
     registry.write_text(
-        text.replace("at_least: 300, clear_below: 290", "at_least: 200, clear_below: 290")
+        text.replace("at_least: 300, clear_below: 290", "at_least: 200, clear_below: 290"),
+        encoding="utf-8",
     )
     fleet = load_fleet(registry_file=registry)
     rules = rules_from(tmp_path, RIVER_RULES.replace("name: river", "name: tinggi_muka_air"))
@@ -404,7 +404,7 @@ def test_routes_test_shows_the_receivers_an_alert_would_reach(
              | {"receivers": {n: {"kind": "webhook", "url": "http://127.0.0.1:9/x"}
                               for n in OFFICE.receivers}}},
         )
-    )  # fmt: skip
+    , encoding="utf-8")  # fmt: skip
     monkeypatch.setenv("KOTAFLOW_CONFIG", str(config))
     args = ["alerts", "routes", "test", "--rule", "tinggi_muka_air", "--kecamatan", "Reok"]
     awas = CliRunner().invoke(cli_app, [*args, "--level", "Awas", "--at", "2026-11-30 12:00"])
@@ -415,6 +415,19 @@ def test_routes_test_shows_the_receivers_an_alert_would_reach(
     assert "receivers: duty-wa" in night.output
     own = CliRunner().invoke(cli_app, [*args, "--level", "Siaga I", "--at", "2026-11-30 09:00"])
     assert "receivers: bpbd-tg" in own.output  # a gauge's own level (reo-rl-01)
+
+
+def test_routes_test_refuses_a_misspelt_kecamatan_and_an_unknown_severity() -> None:
+    args = ["alerts", "routes", "test", "--rule", "tinggi_muka_air"]
+    misspelt = CliRunner().invoke(cli_app, [*args, "--kecamatan", "Reokk"])
+    assert misspelt.exit_code == 2
+    assert "unknown kecamatan 'Reokk': did you mean 'Reok'?" in misspelt.output
+    severity = CliRunner().invoke(cli_app, [*args, "--severity", "huge"])
+    assert severity.exit_code == 2  # a usage error naming the choices, not a traceback
+    assert severity.exception is None or isinstance(severity.exception, SystemExit)
+    assert "critical" in severity.output
+    chosen = CliRunner().invoke(cli_app, [*args, "--severity", "critical"])
+    assert chosen.exit_code == 0, chosen.output
 
 
 @pytest.mark.asyncio

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from devices.catalogue import load_catalogue
+from kotaflow.durations import parse_duration
 from processors.alerting.model import Direction, RuleKind, SignalKind
-from processors.alerting.rules import PACKAGED_RULES, RulesError, load_rules, parse_duration
+from processors.alerting.rules import PACKAGED_RULES, RulesError, load_rules
 from tests.alerting.helpers import write_rules
 
 
@@ -121,3 +122,20 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_duration_says_what_is_expected() -> None:
     with pytest.raises(ValueError, match="like 90s, 15m, 1h or 1d"):
         parse_duration("soon")
+
+
+def test_rules_and_routes_read_durations_alike_and_routes_refuse_a_negative_one() -> None:
+    """One parser (kotaflow.durations) for the rule file, the routes and the command line;
+    a settings dump's ISO 8601 form reads back."""
+    from kotaflow.alert_routes import Route
+
+    found = Route.model_validate(
+        {"receivers": ["x"], "group_window": "2m", "escalate_after": "PT15M"}
+    )
+    assert (found.group_window.total_seconds(), found.escalate_after) == (
+        120,
+        parse_duration("15m"),
+    )
+    assert parse_duration("250ms").total_seconds() == 0.25
+    with pytest.raises(ValueError, match="negative"):
+        Route.model_validate({"receivers": ["x"], "group_window": -5})

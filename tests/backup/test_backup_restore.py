@@ -129,10 +129,12 @@ def _alert_rows(path: Path) -> list[tuple[str, ...]]:
 def _other_files(settings: Settings, config: Path) -> Path:
     mosquitto = settings.stack.state_dir / "mosquitto"
     mosquitto.mkdir(parents=True)
-    (mosquitto / "passwd").write_text("scratch-1:$7$101$c2FsdA==$aGFzaA==\n")
-    (mosquitto / "acl").write_text("user scratch-1\ntopic write kotaflow/scratch-1/#\n")
-    (mosquitto / "credentials.json").write_text(json.dumps({"scratch-1": "pw"}))
-    config.write_text("log_level: INFO\n")
+    (mosquitto / "passwd").write_text("scratch-1:$7$101$c2FsdA==$aGFzaA==\n", encoding="utf-8")
+    (mosquitto / "acl").write_text(
+        "user scratch-1\ntopic write kotaflow/scratch-1/#\n", encoding="utf-8"
+    )
+    (mosquitto / "credentials.json").write_text(json.dumps({"scratch-1": "pw"}), encoding="utf-8")
+    config.write_text("log_level: INFO\n", encoding="utf-8")
     return config
 
 
@@ -176,7 +178,9 @@ def test_backup_restores_into_an_empty_stack(
         assert (
             restored_file.read_bytes() == (source.stack.state_dir / "mosquitto" / name).read_bytes()
         )
-    assert (files_dir / "kotaflow.yaml").read_text() == config.read_text()
+    assert (files_dir / "kotaflow.yaml").read_text(encoding="utf-8") == config.read_text(
+        encoding="utf-8"
+    )
     old_tokens = target.stack.state_dir / "influxdb" / "tokens.json.before-restore"
     assert old_tokens.is_file()  # the fresh stack's own tokens are kept aside, not lost
 
@@ -203,6 +207,6 @@ def test_restore_checks_every_checksum_before_touching_anything(
 
 def test_backup_refuses_a_directory_that_holds_files(source: Settings, tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "x").write_text("x")
+    (tmp_path / "old" / "x").write_text("x", encoding="utf-8")
     with pytest.raises(BackupError, match="not empty"):
         run.backup(source, None, tmp_path / "old", log.info, None)

@@ -16,7 +16,7 @@ def test_broker_accounts_kept_outside_the_state_dir_are_backed_up(tmp_path: Path
     etc = tmp_path / "etc" / "mosquitto" / "kotaflow"
     etc.mkdir(parents=True)
     for name in ("credentials.json", "passwd", "acl"):
-        (etc / name).write_text(name)
+        (etc / name).write_text(name, encoding="utf-8")
     settings = Settings(
         stack=StackSettings(state_dir=tmp_path / "state"),
         mqtt=MqttSettings(credentials_file=etc / "credentials.json"),
@@ -50,9 +50,9 @@ def test_the_brokers_ca_key_and_certificate_kept_outside_the_state_dir_are_backe
 def test_state_files_are_the_credentials_not_the_data(tmp_path: Path) -> None:
     for name in ("mosquitto/passwd", "influxdb/operator.token", "tls/ca.key", "kafka/cluster-id"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("x")
+        (tmp_path / name).write_text("x", encoding="utf-8")
     (tmp_path / "influxdb" / "data").mkdir()
-    (tmp_path / "influxdb" / "data" / "influxd.bolt").write_text("x")
+    (tmp_path / "influxdb" / "data" / "influxd.bolt").write_text("x", encoding="utf-8")
     found = {p.relative_to(tmp_path).as_posix() for p in state_files(tmp_path)}
     assert found == {"mosquitto/passwd", "influxdb/operator.token", "tls/ca.key"}
 
@@ -81,11 +81,11 @@ def test_restore_command_stops_at_a_damaged_backup_before_any_service(tmp_path: 
     backup = tmp_path / "backup"
     (backup / "state" / "mosquitto").mkdir(parents=True)
     passwd = backup / "state" / "mosquitto" / "passwd"
-    passwd.write_text("dev:hash\n")
+    passwd.write_text("dev:hash\n", encoding="utf-8")
     manifest = Manifest(created="2026-12-04T00:00:00+00:00", versions={}, source={})
     manifest.add(backup, passwd, "state", "mosquitto/passwd")
     manifest.save(backup)
-    passwd.write_text("dev:hasx\n")  # same size, other bytes
+    passwd.write_text("dev:hasx\n", encoding="utf-8")  # same size, other bytes
 
     result = CliRunner().invoke(app, ["restore", str(backup)])
 

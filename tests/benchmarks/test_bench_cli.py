@@ -29,7 +29,7 @@ from kotaflow.wire.raw import DeviceKeyKind
 
 
 def test_every_scenario_is_registered_in_run_order() -> None:
-    assert [s.name for s in chosen([])] == ["bridge", "process", "late", "e2e", "alert"]
+    assert [s.name for s in chosen([])] == ["bridge", "process", "late", "e2e", "alert", "public"]
 
 
 def test_named_scenarios_run_in_registry_order_once() -> None:
@@ -37,7 +37,9 @@ def test_named_scenarios_run_in_registry_order_once() -> None:
 
 
 def test_unknown_scenario_is_refused_with_the_known_names() -> None:
-    with pytest.raises(UnknownScenarioError, match="known: bridge, process, late, e2e, alert"):
+    with pytest.raises(
+        UnknownScenarioError, match="known: bridge, process, late, e2e, alert, public"
+    ):
         chosen(["bridge", "nope"])
 
 
@@ -89,7 +91,10 @@ def test_bench_runs_the_chosen_scenarios_prints_tables_and_writes_json(
     assert "met" in out.output
     assert "n/a" in out.output
     files = sorted(tmp_path.glob("*.json"))
-    assert [json.loads(f.read_text())["scenario"] for f in files] == ["bridge", "e2e"]
+    assert [json.loads(f.read_text(encoding="utf-8"))["scenario"] for f in files] == [
+        "bridge",
+        "e2e",
+    ]
 
 
 def test_a_failing_scenario_is_reported_and_the_others_still_run(
@@ -114,7 +119,7 @@ def test_a_failing_scenario_is_reported_and_the_others_still_run(
 
 def test_result_json_follows_the_schema(tmp_path: Path) -> None:
     path = write_result(_result(quick=True), tmp_path)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema"] == SCHEMA
     assert set(data) == {
         "schema", "scenario", "quick", "started_at", "duration_s", "machine", "parameters",

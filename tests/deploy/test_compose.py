@@ -22,6 +22,7 @@ from deploy.influxdb.reconcile import (
     GRAFANA,
     HEALTH,
     PRODUCTION_ROLES,
+    PUBLIC,
     STORE,
 )
 from deploy.local.kafka_topics import TopicsOutcome
@@ -45,6 +46,7 @@ KOTAFLOW_SERVICES = {
     "bridge",
     "process",
     "alert",
+    "public",
     "kafka-topics",
     "grafana-provisioning",
     "mqtt-credentials",
@@ -55,12 +57,21 @@ KOTAFLOW_SERVICES = {
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
 """The kotaflow services that talk to Kafka (grafana-provisioning and the other jobs do not)."""
 SCRAM_SECRET = "kafka_scram_password"
-LONG_RUNNING = {"mosquitto", "kafka", "influxdb", "bridge", "process", "alert", "grafana"}
+LONG_RUNNING = {
+    "mosquitto",
+    "kafka",
+    "influxdb",
+    "bridge",
+    "process",
+    "alert",
+    "public",
+    "grafana",
+}
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text())
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
 
@@ -95,11 +106,11 @@ def test_compose_config_accepts_two_bridge_replicas(settings: Settings) -> None:
     """``docker compose up --scale bridge=2``: the file with the bridge's ``scale: 2`` loads,
     and the replicas cannot clash (no container name, no published port, one client id from
     the settings, so both join one lease group; ingest/lease.py)."""
-    data = yaml.safe_load(COMPOSE.read_text())
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     data["services"]["bridge"]["scale"] = 2
     scaled = DEPLOY / f".compose-scale-test-{os.getpid()}.yaml"  # beside it: same relative paths
     try:
-        scaled.write_text(yaml.safe_dump(data, sort_keys=False))
+        scaled.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         done = _resolved_file(settings, scaled, SECRETS)
     finally:
         scaled.unlink(missing_ok=True)
@@ -126,7 +137,7 @@ def test_images_are_the_official_ones_and_grafana_matches_the_sdk(compose: dict[
     assert re.fullmatch(r"influxdb:2\.7\.\d+", images["influxdb"])
     grafana = re.fullmatch(r"grafana/grafana-oss:(\d+\.\d+)\.\d+", images["grafana"])
     assert grafana is not None
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     sdk = next(d for d in project["dependencies"] if d.startswith("grafana-foundation-sdk"))
     assert sdk.endswith(f"!{grafana.group(1)}.0"), (sdk, images["grafana"])
 
@@ -172,7 +183,7 @@ def test_mosquitto_and_the_services_use_the_generated_accounts(compose: dict[str
     services = compose["services"]
     (script,) = services["mqtt-credentials"]["command"]
     directory = shlex.split(script.split("&&")[0])[-1]
-    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
     assert f"password_file {directory}/passwd" in conf
     assert f"acl_file {directory}/acl" in conf
     assert "allow_anonymous false" in conf
@@ -216,7 +227,7 @@ def test_services_read_the_per_stage_tokens_the_token_job_writes(compose: dict[s
     argv = shlex.split(_kotaflow_step(script))
     assert argv[:3] == ["kotaflow", "influxdb", "setup"]
     assert "--role" not in argv  # the default roles:
-    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA}
+    assert set(PRODUCTION_ROLES) == {STORE, AGGREGATE, ALERT, HEALTH, GRAFANA, PUBLIC}
     assert argv[argv.index("--tokens-dir") + 1] == folder
     assert _mounts(job)[folder] == "influx-tokens"
     assert job["depends_on"]["influxdb"]["condition"] == "service_healthy"
@@ -256,15 +267,17 @@ def test_the_setup_job_does_influxdbs_initial_setup_from_the_settings(
     assert done.returncode == 0
     for option, want in (("--init-password-file", "pw"), ("--token-file", "tk")):
         made = tmp_path / Path(files[option]).name
-        assert made.read_text() == want
+        assert made.read_text(encoding="utf-8") == want
         assert made.stat().st_mode & 0o077 == 0, option
     assert "umask 077" in before
 
 
 def test_the_image_holds_every_package_the_wheel_ships() -> None:
-    dockerfile = (DEPLOY / "Dockerfile").read_text()
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
-    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"][
+        "build"
+    ]
     for package in wheel["targets"]["wheel"]["packages"]:
         assert f"COPY {package} ./{package}" in dockerfile, package
         assert f"!{package}/**" in ignore, package
@@ -360,7 +373,7 @@ def _as_the_service_sees_it(
     password = "a1b2c3d4e5f6"
     secrets = tmp_path / "secrets"
     secrets.mkdir(parents=True)
-    (secrets / SCRAM_SECRET).write_text(password)
+    (secrets / SCRAM_SECRET).write_text(password, encoding="utf-8")
     tls = ensure_tls(tmp_path / "kafka", ["kafka"], lambda _: None)
     places = {"/run/secrets": secrets, "/etc/kotaflow": DEPLOY / "config"}
     for target, source in _mounts(compose["services"][name]).items():
@@ -404,7 +417,7 @@ def test_the_scram_password_is_a_compose_secret(compose: dict[str, Any]) -> None
     secret = compose["secrets"][SCRAM_SECRET]
     assert set(secret) == {"file"}  # not `environment:` nor `content:`: never in YAML or .env
     secret_file = DEPLOY / secret["file"]
-    ignore = (secret_file.parent / ".gitignore").read_text().split()
+    ignore = (secret_file.parent / ".gitignore").read_text(encoding="utf-8").split()
     assert ignore == ["*", "!.gitignore"]  # the operator's file never lands in git
     assert "KOTAFLOW_KAFKA__SASL_PASSWORD" not in compose["x-kotaflow"]["environment"]
     with_secret = {
@@ -426,7 +439,7 @@ def test_the_scram_password_is_a_compose_secret(compose: dict[str, Any]) -> None
         f'password="${reference}"'
         in kafka["KAFKA_LISTENER_NAME_BROKER_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
     )
-    client = (DEPLOY / "kafka" / "client.properties").read_text()
+    client = (DEPLOY / "kafka" / "client.properties").read_text(encoding="utf-8")
     assert reference in client
 
 
@@ -503,7 +516,9 @@ def test_every_file_volume_and_secret_the_kafka_services_use_exists(
     assert _provided(compose, "kafka", config)
     client = dict(
         line.split("=", 1)
-        for line in (DEPLOY / "kafka" / "client.properties").read_text().splitlines()
+        for line in (DEPLOY / "kafka" / "client.properties")
+        .read_text(encoding="utf-8")
+        .splitlines()
         if line and not line.startswith("#")
     )
     assert _provided(compose, "kafka", client["ssl.truststore.location"])
@@ -528,7 +543,7 @@ def _format_storage(tmp_path: Path, password: bytes) -> subprocess.CompletedProc
     home = tmp_path / "kafka"
     (home / "bin").mkdir(parents=True, exist_ok=True)
     for tool, body in FAKE_KAFKA_TOOLS.items():
-        (home / "bin" / tool).write_text(f"#!/bin/bash\n{body}\n")
+        (home / "bin" / tool).write_text(f"#!/bin/bash\n{body}\n", encoding="utf-8")
         (home / "bin" / tool).chmod(0o755)
     (tmp_path / "password").write_bytes(password)
     (tmp_path / "data").mkdir(exist_ok=True)
@@ -553,7 +568,7 @@ def test_storage_is_formatted_once_with_the_scram_user_and_no_password_on_a_comm
 ) -> None:
     done = _format_storage(tmp_path, b"0123abcdef")
     assert done.returncode == 0, done.stderr
-    record = (tmp_path / "record").read_text().splitlines()
+    record = (tmp_path / "record").read_text(encoding="utf-8").splitlines()
     assert "FILE --add-scram" in record
     assert "FILE SCRAM-SHA-512=[name=kotaflow,iterations=8192,password=0123abcdef]" in record
     assert "ARG --cluster-id" in record
@@ -562,7 +577,9 @@ def test_storage_is_formatted_once_with_the_scram_user_and_no_password_on_a_comm
     again = _format_storage(tmp_path, b"0123abcdef")
     assert again.returncode == 0
     assert "formatted already" in again.stdout
-    assert (tmp_path / "record").read_text().splitlines() == record  # not formatted twice
+    assert (tmp_path / "record").read_text(
+        encoding="utf-8"
+    ).splitlines() == record  # not formatted twice
 
 
 @pytest.mark.parametrize(
@@ -583,7 +600,7 @@ MQTT_CLIENTS = {"bridge", "process", "alert"}
 
 
 def _conf_lines() -> list[list[str]]:
-    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
     return [line.split() for line in conf.splitlines() if line and not line.startswith("#")]
 
 

@@ -47,7 +47,7 @@ def _data_volume(project: dict[str, Any], name: str) -> str:
 
 
 def test_the_profile_adds_two_nodes_and_their_storage_jobs(project: dict[str, Any]) -> None:
-    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    base = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
     added = set(project["services"]) - set(base)
     assert added == {"kafka-2", "kafka-3", "kafka-2-storage", "kafka-3-storage"}
     for name in NODES:
@@ -118,5 +118,5 @@ def test_clients_know_every_node_and_topics_get_three_replicas(
 
 
 def test_the_profile_file_says_how_to_use_it() -> None:
-    text = Path(CLUSTER).read_text()
+    text = Path(CLUSTER).read_text(encoding="utf-8")
     assert "docker compose -f compose.yaml -f compose.kafka-cluster.yaml up" in text

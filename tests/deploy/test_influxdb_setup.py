@@ -54,7 +54,7 @@ def _setup(stack: Settings, org: str, tmp_path: Path) -> list[str]:
     access = load_access(stack.stack.state_dir)
     assert access is not None
     token_file = tmp_path / "operator.token"
-    token_file.write_text(access.token(OPERATOR) + "\n")
+    token_file.write_text(access.token(OPERATOR) + "\n", encoding="utf-8")
     argv = ["influxdb", "setup", "--url", stack.influxdb.url, "--org", org]
     argv += ["--token-file", str(token_file), "--tokens-dir", str(tmp_path / "tokens")]
     done = CliRunner().invoke(app, argv)
@@ -79,7 +79,8 @@ def test_setup_creates_then_keeps_and_reports_drift(
     assert "influxdb: created grafana token (read rollups, telemetry)" in first
     assert not [line for line in first if "pipeline" in line]  # no shared token by default
     tokens = {
-        role: (tmp_path / "tokens" / f"{role}.token").read_text() for role in PRODUCTION_ROLES
+        role: (tmp_path / "tokens" / f"{role}.token").read_text(encoding="utf-8")
+        for role in PRODUCTION_ROLES
     }
     assert all(
         (tmp_path / "tokens" / f"{role}.token").stat().st_mode & 0o077 == 0 for role in tokens
@@ -91,7 +92,9 @@ def test_setup_creates_then_keeps_and_reports_drift(
     assert "influxdb: kept bucket telemetry (retention 7 days)" in second
     assert "influxdb: kept grafana token (read rollups, telemetry)" in second
     assert f"influxdb: kept {tmp_path / 'tokens' / 'store.token'}" in second
-    assert {r: (tmp_path / "tokens" / f"{r}.token").read_text() for r in tokens} == tokens
+    assert {
+        r: (tmp_path / "tokens" / f"{r}.token").read_text(encoding="utf-8") for r in tokens
+    } == tokens
 
     org_id = operator.get("/api/v2/orgs", params={"org": scratch_org}).json()["orgs"][0]["id"]
     buckets = operator.get("/api/v2/buckets", params={"orgID": org_id}).json()["buckets"]
@@ -115,7 +118,10 @@ def test_the_tokens_have_only_their_roles_rights(
     stack: Settings, scratch_org: str, tmp_path: Path
 ) -> None:
     _setup(stack, scratch_org, tmp_path)
-    tokens = {r: (tmp_path / "tokens" / f"{r}.token").read_text().strip() for r in PRODUCTION_ROLES}
+    tokens = {
+        r: (tmp_path / "tokens" / f"{r}.token").read_text(encoding="utf-8").strip()
+        for r in PRODUCTION_ROLES
+    }
     line = f"probe,device=test_g3 v=1 {int(time.time())}"
     params = {"org": scratch_org, "bucket": "telemetry", "precision": "s"}
     url = f"{stack.influxdb.url}/api/v2/write"
@@ -142,14 +148,14 @@ def fresh_influxd(stack: Settings, tmp_path: Path) -> Iterator[str]:
     if not service.binary.is_file():
         pytest.skip("influxd is not built (kotaflow stack up builds it)")
     service.data_dir.mkdir(parents=True)
-    log = (tmp_path / "influxd.log").open("w")
+    log = (tmp_path / "influxd.log").open("w", encoding="utf-8")
     env = {**os.environ, **service._env()}
     proc = subprocess.Popen(service._argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail((tmp_path / "influxd.log").read_text()[-2000:])
+                pytest.fail((tmp_path / "influxd.log").read_text(encoding="utf-8")[-2000:])
             time.sleep(0.2)
         yield url
     finally:
@@ -169,7 +175,7 @@ def test_initial_setup_of_a_new_server_then_a_no_op(fresh_influxd: str, tmp_path
     """The VM guide's command: the first run sets the server up (user, org, a new operator
     token written 0600 before the server knows it), the second finds everything."""
     password = tmp_path / "admin.password"
-    password.write_text("a-long-enough-password\n")
+    password.write_text("a-long-enough-password\n", encoding="utf-8")
     token_file = tmp_path / "etc" / "operator.token"
     argv = ["influxdb", "setup", "--url", fresh_influxd, "--token-file", str(token_file)]
     argv += ["--init-user", "kotaflow-admin", "--init-password-file", str(password)]
@@ -214,4 +220,9 @@ def test_a_recreated_bucket_leaves_its_tokens_reported_as_drifted(
     again = _setup(stack, scratch_org, tmp_path)
     assert "influxdb: created bucket rollups (retention 730 days)" in again
     drifted = sorted(line.split(":")[1].strip() for line in again if "drifted" in line)
-    assert drifted == ["drifted aggregate token", "drifted grafana token", "drifted health token"]
+    assert drifted == [
+        "drifted aggregate token",
+        "drifted grafana token",
+        "drifted health token",
+        "drifted public token",
+    ]

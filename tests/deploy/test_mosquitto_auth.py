@@ -180,9 +180,11 @@ def test_the_bridge_cannot_write_and_the_health_account_only_connects(login: Any
 
 def test_the_broker_speaks_only_tls(broker: Broker) -> None:
     """The one listener refuses a plaintext MQTT connect: nothing crosses the wire in clear."""
-    assert [line for line in CONF.read_text().splitlines() if line.startswith("listener")] == [
-        "listener 8883 0.0.0.0"
-    ]
+    assert [
+        line
+        for line in CONF.read_text(encoding="utf-8").splitlines()
+        if line.startswith("listener")
+    ] == ["listener 8883 0.0.0.0"]
     client = Client(broker.port, "kotaflow-health", broker.passwords["kotaflow-health"], None)
     client.mqtt.loop_start()
     try:
@@ -200,7 +202,7 @@ def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
     mosquitto_pub = shutil.which("mosquitto_pub")
     if mosquitto_pub is None:
         pytest.skip("mosquitto_pub is not installed")
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     command = compose["services"]["mosquitto"]["healthcheck"]["test"][1]
     command = command.replace("$$", "$").replace(TLS_DIR, str(broker.tls))
     command = command.replace(CREDENTIALS_DIR, str(broker.credentials))
@@ -215,6 +217,6 @@ def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
 def test_sessions_are_named_after_the_account_on_the_one_listener() -> None:
     """So no device can resume (and empty) the bridge's session; below ``listener``, since
     above it Mosquitto would open another, plaintext listener on 1883 for the option."""
-    blocks = listener_blocks(CONF.read_text())
+    blocks = listener_blocks(CONF.read_text(encoding="utf-8"))
     assert "use_username_as_clientid true" in blocks["listener 8883 0.0.0.0"]
     assert not any(line.startswith("use_username_as_clientid") for line in blocks[""])

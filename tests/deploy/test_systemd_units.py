@@ -20,7 +20,7 @@ STAGES = ("validate", "store", "aggregate")
 
 
 def _values(unit: Path, key: str) -> list[str]:
-    return re.findall(rf"^{key}=(.*)$", unit.read_text(), flags=re.MULTILINE)
+    return re.findall(rf"^{key}=(.*)$", unit.read_text(encoding="utf-8"), flags=re.MULTILINE)
 
 
 def test_systemd_verifies_every_unit(tmp_path: Path) -> None:
@@ -30,7 +30,9 @@ def test_systemd_verifies_every_unit(tmp_path: Path) -> None:
     ours = str(Path(sys.prefix) / "bin" / "kotaflow")
     for unit in UNITS.iterdir():
         name = unit.name.replace("@.", "@validate.")
-        (tmp_path / name).write_text(unit.read_text().replace(INSTALLED, ours))
+        (tmp_path / name).write_text(
+            unit.read_text(encoding="utf-8").replace(INSTALLED, ours), encoding="utf-8"
+        )
     names = sorted(str(p) for p in tmp_path.iterdir())
     done = subprocess.run(
         [analyze, "verify", "--man=no", *names], capture_output=True, text=True, check=False
@@ -70,8 +72,8 @@ def test_the_bridge_connects_over_tls_to_the_vm_brokers_certificate() -> None:
     Mosquitto config): the bridge verifies the certificate made there (tls/), on TLS."""
     env = dict(v.split("=", 1) for v in _values(UNITS / "kotaflow-bridge.service", "Environment"))
     assert env["KOTAFLOW_MQTT__TLS"] == "true"
-    conf = (UNITS.parent / "mosquitto" / "mosquitto.conf").read_text()
-    guide = (UNITS.parents[1] / "docs" / "deployment.md").read_text()
+    conf = (UNITS.parent / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
+    guide = (UNITS.parents[1] / "docs" / "deployment.md").read_text(encoding="utf-8")
     (sed,) = re.findall(r"sudo sed '([^']+)'", guide)
     vm_conf = subprocess.run(
         ["sed", sed], input=conf, capture_output=True, text=True, check=True

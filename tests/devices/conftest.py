@@ -32,7 +32,9 @@ def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> BuildFleet:
     def build(*entries: dict[str, Any]) -> Fleet:
         path = tmp_path / f"registry-{len(list(tmp_path.iterdir()))}.yaml"
         devices = [device_entry(**e) for e in entries]
-        path.write_text(yaml.safe_dump({"version": 1, "regency": "Test", "devices": devices}))
+        path.write_text(
+            yaml.safe_dump({"version": 1, "regency": "Test", "devices": devices}), encoding="utf-8"
+        )
         return load_fleet(registry_file=path)
 
     return build

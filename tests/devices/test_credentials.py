@@ -31,14 +31,14 @@ from kotaflow.wire.raw import PayloadFormat
 
 def _registry(tmp_path: Path, edit: dict[str, dict[str, object]] | None = None) -> Registry:
     """The packaged registry, with fields of some devices changed (``None`` removes one)."""
-    data = yaml.safe_load(PACKAGED_REGISTRY.read_text())
+    data = yaml.safe_load(PACKAGED_REGISTRY.read_text(encoding="utf-8"))
     for device_id, fields in (edit or {}).items():
         for device in data["devices"]:
             if device["id"] == device_id:
                 device.update(fields)
     data["devices"] = [d for d in data["devices"] if not d.get("_remove")]
     path = tmp_path / "registry.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return load_registry(load_catalogue(), path)
 
 
@@ -55,7 +55,7 @@ def test_hash_is_the_one_mosquitto_passwd_writes(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     passwd.touch()
     subprocess.run([tool, "-b", str(passwd), "alice", "s3cret-pw"], check=True)
-    _, theirs = passwd.read_text().strip().split(":", 1)
+    _, theirs = passwd.read_text(encoding="utf-8").strip().split(":", 1)
     salt = base64.b64decode(theirs.split("$")[3])
     assert mosquitto_hash("s3cret-pw", salt) == theirs
     assert mosquitto_hash("s3cret-pw") != mosquitto_hash("s3cret-pw")  # a fresh salt each
@@ -100,12 +100,14 @@ def test_rerunning_keeps_passwords_and_leaves_the_files_alone(tmp_path: Path) ->
     assert first.changed
     assert len(first.added) == first.accounts
     before = _passwords(out)
-    passwd = (out / "passwd").read_text()
+    passwd = (out / "passwd").read_text(encoding="utf-8")
     again = write_broker_files(_registry(tmp_path), out)
     assert not again.changed
     assert again.added == again.removed == ()
     assert _passwords(out) == before
-    assert (out / "passwd").read_text() == passwd, "unchanged accounts: no reload needed"
+    assert (out / "passwd").read_text(encoding="utf-8") == passwd, (
+        "unchanged accounts: no reload needed"
+    )
     for name in ("credentials.json", "passwd", "acl"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
 
@@ -123,7 +125,9 @@ def test_registry_changes_and_rotation_touch_only_their_accounts(tmp_path: Path)
     assert after["rtg-aq-03"] != before["rtg-aq-03"]
     unchanged = set(after) - {"x-new", "rtg-aq-03"}
     assert {u: after[u] for u in unchanged} == {u: before[u] for u in unchanged}
-    users = {line.split(":", 1)[0] for line in (out / "passwd").read_text().splitlines()}
+    users = {
+        line.split(":", 1)[0] for line in (out / "passwd").read_text(encoding="utf-8").splitlines()
+    }
     assert users == set(after)
 
 
@@ -131,7 +135,7 @@ def test_cli_writes_the_files_and_prints_no_password(tmp_path: Path) -> None:
     out = tmp_path / "broker"
     result = CliRunner().invoke(app, ["devices", "credentials", str(out)])
     assert result.exit_code == 0, result.output
-    data = json.loads((out / "credentials.json").read_text())
+    data = json.loads((out / "credentials.json").read_text(encoding="utf-8"))
     assert data["version"] == 1
     assert not [pw for pw in data["accounts"].values() if pw in result.output]
     rotated = CliRunner().invoke(app, ["devices", "credentials", str(out), "--rotate", "nobody"])

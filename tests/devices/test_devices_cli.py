@@ -73,7 +73,7 @@ def test_check_broken_registry_names_file_line_field_and_reason(
     runner: CliRunner, tmp_path: Path
 ) -> None:
     path = tmp_path / "registry.yaml"
-    path.write_text(BROKEN_REGISTRY)
+    path.write_text(BROKEN_REGISTRY, encoding="utf-8")
     result = runner.invoke(app, ["devices", "check", str(path)])
     assert result.exit_code == 1
     lines = [line.removeprefix("error: ") for line in result.output.splitlines()]
@@ -108,7 +108,8 @@ def test_check_reports_unquoted_numeric_deveui_and_duplicate_keys(
         "version: 1\nregency: T\ndevices:\n"
         "  - {id: a, type: noise, name: A, kecamatan: X, latitude: 0, longitude: 0,\n"
         "     elevation_m: 1, install_date: 2025-01-01, dev_eui: 1234567890123456}\n"
-        "regency: U\n"
+        "regency: U\n",
+        encoding="utf-8",
     )
     result = runner.invoke(app, ["devices", "check", str(path)])
     assert result.exit_code == 1
@@ -129,7 +130,8 @@ def test_check_broken_catalogue(runner: CliRunner, tmp_path: Path) -> None:
         "  noise:\n"
         "    description: sound level meter\n"
         "    interval_s: 60\n"
-        "    metrics: [laeq, lamax]\n"
+        "    metrics: [laeq, lamax]\n",
+        encoding="utf-8",
     )
     result = runner.invoke(app, ["devices", "check", str(path)])
     assert result.exit_code == 1
@@ -142,7 +144,7 @@ def test_check_broken_catalogue(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_check_reports_invalid_yaml_with_its_line(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text("version: 1\ndevices:\n  - id: [unclosed\n")
+    path.write_text("version: 1\ndevices:\n  - id: [unclosed\n", encoding="utf-8")
     result = runner.invoke(app, ["devices", "check", str(path)])
     assert result.exit_code == 1
     assert f"{path}:4: (document): not valid YAML" in result.output
@@ -150,7 +152,7 @@ def test_check_reports_invalid_yaml_with_its_line(runner: CliRunner, tmp_path: P
 
 def test_check_refuses_a_file_that_is_neither(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "k.yaml"
-    path.write_text("mqtt:\n  port: 1883\n")
+    path.write_text("mqtt:\n  port: 1883\n", encoding="utf-8")
     result = runner.invoke(app, ["devices", "check", str(path)])
     assert result.exit_code == 1
     assert "neither a registry" in result.output

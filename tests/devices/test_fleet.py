@@ -67,7 +67,8 @@ def test_settings_paths_override_the_packaged_files(tmp_path: Path) -> None:
     registry_file.write_text(
         "version: 1\nregency: Test\ndevices:\n"
         "  - {id: t-1, type: noise, name: T, kecamatan: X, latitude: -8.6,"
-        " longitude: 120.4, elevation_m: 1000, install_date: 2025-01-01}\n"
+        " longitude: 120.4, elevation_m: 1000, install_date: 2025-01-01}\n",
+        encoding="utf-8",
     )
     fleet = load_fleet(Settings(registry_file=registry_file))
     assert [d.id for d in fleet.registry] == ["t-1"]

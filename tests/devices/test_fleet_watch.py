@@ -34,14 +34,14 @@ class Clock:
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     path = tmp_path / "registry.yaml"
-    path.write_text(PACKAGED_REGISTRY.read_text())
+    path.write_text(PACKAGED_REGISTRY.read_text(encoding="utf-8"), encoding="utf-8")
     return path
 
 
 def touch_later(path: Path, text: str) -> None:
     """Write ``text`` with a modification time surely different from the last one."""
     before = path.stat().st_mtime_ns
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     os.utime(path, ns=(before + 10**9, before + 10**9))
 
 
@@ -49,7 +49,7 @@ def test_added_device_is_taken_up_at_the_next_check(registry: Path) -> None:
     clock = Clock()
     watch = FleetWatcher(Settings(registry_file=registry), check_every_s=2.0, clock=clock)
     assert watch.fleet.device("rtg-aq-99") is None
-    touch_later(registry, registry.read_text() + NEW_DEVICE)
+    touch_later(registry, registry.read_text(encoding="utf-8") + NEW_DEVICE)
     assert watch.poll() is None  # not time to look yet
     clock.now = 2.0
     fleet = watch.poll()
@@ -65,7 +65,7 @@ def test_bad_edit_keeps_the_registry_in_force(registry: Path) -> None:
     clock = Clock()
     watch = FleetWatcher(Settings(registry_file=registry), check_every_s=1.0, clock=clock)
     before = watch.fleet
-    touch_later(registry, registry.read_text() + NEW_DEVICE.replace("Ruteng", ""))
+    touch_later(registry, registry.read_text(encoding="utf-8") + NEW_DEVICE.replace("Ruteng", ""))
     clock.now = 1.0
     assert watch.poll() is None
     assert watch.fleet is before
@@ -96,7 +96,7 @@ async def test_follow_hands_each_new_fleet_on(registry: Path) -> None:
         seen.append(1)
         stop.set()
 
-    edited = PACKAGED_REGISTRY.read_text() + NEW_DEVICE
+    edited = PACKAGED_REGISTRY.read_text(encoding="utf-8") + NEW_DEVICE
     task = asyncio.create_task(follow(watch, changed, stop))
     await asyncio.to_thread(touch_later, registry, edited)
     await asyncio.wait_for(task, 10)

@@ -28,7 +28,7 @@ GOOD = {
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     path = tmp_path / "registry.yaml"
-    path.write_text(PACKAGED_REGISTRY.read_text())
+    path.write_text(PACKAGED_REGISTRY.read_text(encoding="utf-8"), encoding="utf-8")
     return path
 
 
@@ -40,7 +40,7 @@ def kotaflow(*args: str) -> Any:
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     fields = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as out:
+    with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -73,7 +73,7 @@ def test_import_adds_the_good_rows_and_reports_the_bad(registry: Path, tmp_path:
     assert len(fleet.registry) == before + 20
     assert all(fleet.device(f"imp-{i:02d}") is not None for i in range(20))
     assert fleet.device("imp-bad-kec") is None
-    accounts = json.loads((broker / CREDENTIALS_FILE).read_text())["accounts"]
+    accounts = json.loads((broker / CREDENTIALS_FILE).read_text(encoding="utf-8"))["accounts"]
     assert {f"imp-{i:02d}" for i in range(20)} <= set(accounts)
 
     again = kotaflow(
@@ -86,7 +86,7 @@ def test_import_adds_the_good_rows_and_reports_the_bad(registry: Path, tmp_path:
 
 
 def test_add_keeps_comments_and_order(registry: Path, tmp_path: Path) -> None:
-    original = registry.read_text()
+    original = registry.read_text(encoding="utf-8")
     result = kotaflow(
         "devices", "add", "rtg-wx-77", "--type", "weather", "--name", "Pasar Baru",
         "--kecamatan", "Ruteng", "--latitude", "-8.61", "--longitude", "120.46",
@@ -95,7 +95,7 @@ def test_add_keeps_comments_and_order(registry: Path, tmp_path: Path) -> None:
         "--credentials-dir", str(tmp_path / "broker"), "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    text = registry.read_text()
+    text = registry.read_text(encoding="utf-8")
     assert text.startswith(original)  # every comment, entry and quote as it was
     assert '    dev_eui: "0011223344556677"' in text.splitlines()
     device = load_fleet(registry_file=registry).device("rtg-wx-77")
@@ -107,7 +107,7 @@ def test_add_keeps_comments_and_order(registry: Path, tmp_path: Path) -> None:
 
 
 def test_add_refuses_an_invalid_device_and_leaves_the_file(registry: Path) -> None:
-    original = registry.read_text()
+    original = registry.read_text(encoding="utf-8")
     result = kotaflow(
         "devices", "add", "rtg-wx-78", "--type", "weather", "--name", "x",
         "--kecamatan", "Atlantis", "--latitude", "-8.61", "--longitude", "120.46",
@@ -115,7 +115,7 @@ def test_add_refuses_an_invalid_device_and_leaves_the_file(registry: Path) -> No
     )  # fmt: skip
     assert result.exit_code == 1
     assert "Atlantis" in result.output
-    assert registry.read_text() == original
+    assert registry.read_text(encoding="utf-8") == original
 
 
 def test_add_asks_for_what_the_flags_do_not_give(registry: Path, tmp_path: Path) -> None:
@@ -132,3 +132,38 @@ def test_add_asks_for_what_the_flags_do_not_give(registry: Path, tmp_path: Path)
     device = load_fleet(registry_file=registry).device("rtg-wx-79")
     assert device is not None
     assert (device.type, device.kecamatan, device.elevation_m) == ("weather", "Ruteng", 1160)
+
+
+def test_add_and_import_name_a_missing_registry_file_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no-such-registry.yaml"
+    added = kotaflow(
+        "devices", "add", "rtg-wx-80", "--type", "weather", "--name", "x",
+        "--kecamatan", "Ruteng", "--latitude", "-8.61", "--longitude", "120.46",
+        "--elevation-m", "1160", "--registry", str(missing),
+    )  # fmt: skip
+    source = write_csv(tmp_path / "new.csv", [{**GOOD, "id": "imp-x"}])
+    imported = kotaflow("devices", "import", str(source), "--registry", str(missing))
+    for result in (added, imported):
+        assert result.exit_code == 1
+        assert "no-such-registry.yaml" in result.output
+        assert "cannot read" in result.output
+    assert not missing.exists()
+
+
+def test_adding_a_registered_device_again_prints_its_password(
+    registry: Path, tmp_path: Path
+) -> None:
+    args = (
+        "devices", "add", "rtg-wx-81", "--type", "weather", "--name", "Pasar Baru",
+        "--kecamatan", "Ruteng", "--latitude", "-8.61", "--longitude", "120.46",
+        "--elevation-m", "1160", "--install-date", "2026-12-01", "--registry", str(registry),
+        "--credentials-dir", str(tmp_path / "broker"), "--json",
+    )  # fmt: skip
+    first = json.loads(kotaflow(*args).stdout)
+    again = kotaflow(*args)
+    assert again.exit_code == 0, again.output
+    connection = json.loads(again.stdout)
+    assert connection["result"] == "unchanged"
+    assert connection["password"] == first["password"]

@@ -38,7 +38,7 @@ def free_port() -> int:
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
     registry = tmp_path / "registry.yaml"
-    registry.write_text(PACKAGED_REGISTRY.read_text())
+    registry.write_text(PACKAGED_REGISTRY.read_text(encoding="utf-8"), encoding="utf-8")
     port, tls_port = free_port(), free_port()
     env = {
         "KOTAFLOW_STACK__STATE_DIR": str(tmp_path / "state"),

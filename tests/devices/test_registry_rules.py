@@ -18,7 +18,9 @@ from devices.sourcefile import DeviceFileError, read_yaml
 
 def problems_of(tmp_path: Path, *devices: dict[str, Any]) -> list[str]:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "regency": "T", "devices": list(devices)}))
+    path.write_text(
+        yaml.safe_dump({"version": 1, "regency": "T", "devices": list(devices)}), encoding="utf-8"
+    )
     _, problems = check_registry(read_yaml(path), load_catalogue())
     return [f"{p.field}: {p.reason}" for p in problems]
 
@@ -63,7 +65,7 @@ def test_bad_fields_are_reported_for_every_device(tmp_path: Path) -> None:
 
 def test_load_registry_raises_with_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text("version: 2\nregency: T\ndevices: []\n")
+    path.write_text("version: 2\nregency: T\ndevices: []\n", encoding="utf-8")
     with pytest.raises(DeviceFileError, match=r"r\.yaml:1: version: Input should be 1"):
         load_registry(load_catalogue(), path)
 

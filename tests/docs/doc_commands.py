@@ -36,7 +36,7 @@ def command_lines(path: Path) -> Iterator[DocCommand]:
     in_block = False
     pending: list[str] = []
     start = 0
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if FENCE.match(raw):
             in_block, pending = not in_block, []
             continue

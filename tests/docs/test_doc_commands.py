@@ -71,7 +71,8 @@ def test_command_lines_are_found_where_a_shell_would_run_them(tmp_path: Path) ->
         "```\n"
         "```ini\n"
         "ExecStart=/opt/kotaflow/bin/kotaflow process --stage %i\n"
-        "```\n"
+        "```\n",
+        encoding="utf-8",
     )
     found = [(c.line, c.args) for c in command_lines(doc)]
     assert found == [

@@ -22,7 +22,7 @@ ENV = {
 
 
 def _load(out: Path, relative: str) -> dict[str, Any]:
-    data = yaml.safe_load((out / relative).read_text())
+    data = yaml.safe_load((out / relative).read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     assert data["apiVersion"] == 1
     return data
@@ -88,7 +88,7 @@ def test_dashboard_providers_point_at_the_rendered_json(out: Path, bundle: Bundl
         paths[provider["folderUid"]] = PurePosixPath(provider["options"]["path"])
     for folder, board in bundle.dashboards:
         inside = paths[folder.uid].relative_to(GRAFANA_PROVISIONING)
-        written = json.loads((out / inside / f"{board['uid']}.json").read_text())
+        written = json.loads((out / inside / f"{board['uid']}.json").read_text(encoding="utf-8"))
         assert written == board
 
 
@@ -193,7 +193,7 @@ def test_rendering_twice_gives_the_same_files(bundle: Bundle, tmp_path: Path) ->
 def test_a_dashboard_no_longer_generated_is_removed(bundle: Bundle, tmp_path: Path) -> None:
     stale = tmp_path / "dashboards" / "id" / "kotaflow-retired.json"
     stale.parent.mkdir(parents=True)
-    stale.write_text("{}")
+    stale.write_text("{}", encoding="utf-8")
     done = render(bundle, tmp_path)
     assert not stale.exists()
     assert stale in done.removed
@@ -225,10 +225,12 @@ def test_grafana_notifies_no_staff_by_default_so_each_alert_reaches_them_once(
     policies = _load(tmp_path, "alerting/kotaflow-policies.yaml")
     assert fmt.unknown(policies, fmt.POLICIES_ROOT) == set()
     assert policies == {"apiVersion": 1, "resetPolicies": [1]}
-    text = "".join(path.read_text() for path in done.files if "alerting" in path.parts)
+    text = "".join(
+        path.read_text(encoding="utf-8") for path in done.files if "alerting" in path.parts
+    )
     for secret_or_address in ("pusdalops@bpbd.x.id", "https://ops.x.id/hook", "-100123"):
         assert secret_or_address not in text
-    compose = yaml.safe_load(Path("deploy/compose.yaml").read_text())
+    compose = yaml.safe_load(Path("deploy/compose.yaml").read_text(encoding="utf-8"))
     notifiers = [
         name for name, svc in compose["services"].items() if svc.get("command") == ["alert"]
     ]

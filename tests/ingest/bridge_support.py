@@ -124,7 +124,7 @@ class BridgeRun:
 
     def log_text(self, n: int) -> str:
         path = self.log_dir / f"test-bridge-{self.rid}-{n}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return path.read_text(errors="replace", encoding="utf-8") if path.exists() else ""
 
     def stop_all(self) -> None:
         for proc in self.processes:

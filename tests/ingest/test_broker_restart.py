@@ -71,7 +71,7 @@ class PrivateBroker:
 
         In seconds mode Mosquitto saves once ``now > last_save + autosave_interval`` with
         whole-second clocks, so saves come up to ``autosave_interval + 1`` s apart."""
-        text = self.service.config_file.read_text()
+        text = self.service.config_file.read_text(encoding="utf-8")
         assert not re.search(r"^autosave_on_changes\s+true", text, re.M)
         found = re.search(r"^autosave_interval\s+(\d+)", text, re.M)
         assert found, "the rendered config sets no autosave_interval"

@@ -26,9 +26,9 @@ from bridge_support import (
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from deploy.local.mosquitto import VERSION, built_binary
+from deploy.local.mosquitto import built_binary
 from ingest.sizes import SizeLimits
-from kotaflow.settings import BridgeSettings, load_settings
+from kotaflow.settings import BridgeSettings, Settings
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.reasons import Reason
 
@@ -108,15 +108,15 @@ async def test_bridge_refuses_to_start_when_a_topic_takes_less_than_it_may_send(
 def sized_broker(tmp_path: Path) -> Iterator[int]:
     """A private Mosquitto with the size line the stack renders from the setting, so the
     shared broker's configuration is never touched; yields its port."""
-    binary = built_binary(load_settings())
-    if not binary.is_file():
-        pytest.skip(f"mosquitto {VERSION} is not built yet (kotaflow stack up builds it)")
+    binary = built_binary(Settings())  # the broker the stack runs (`stack up` builds it)
+    assert binary.is_file(), f"no {binary}: run `kotaflow stack up` first"
     limit = SizeLimits.of(BridgeSettings()).payload_bytes
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"message_size_limit {limit}\nlog_dest stderr\n"
+        f"message_size_limit {limit}\nlog_dest stderr\n",
+        encoding="utf-8",
     )
     proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:

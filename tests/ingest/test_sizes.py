@@ -62,5 +62,7 @@ def test_the_brokers_limit_is_rendered_from_the_setting(tmp_path: Path) -> None:
 
 def test_the_production_broker_uses_the_default_limit() -> None:
     conf = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
-    lines = [line for line in conf.read_text().splitlines() if not line.startswith("#")]
+    lines = [
+        line for line in conf.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
+    ]
     assert f"message_size_limit {BridgeSettings().max_payload_bytes}" in lines

@@ -56,7 +56,8 @@ def test_main_command_runs_the_pipeline_and_stops_cleanly(
         wipe_mqtt_session(mine, bridge_id)
         asyncio.run(delete_topics(mine, names))
     assert done.returncode == 0, done.stderr[-2000:]
-    for part in ("bridge", "process", "alert", "simulate"):
+    for part in ("bridge", "process", "alert", "simulate", "public"):
         assert part in done.stdout
+    assert "open http://127.0.0.1:" in done.stdout  # the public pages' address
     assert "exited" not in done.stdout, done.stdout[-2000:]
     assert topics.readings in done.stdout

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from kotaflow import run
 from kotaflow.run import copy_to_log, figures_of, notification_text
+from kotaflow.settings import Settings
 
 
 def test_figures_come_from_each_parts_samples() -> None:
@@ -52,9 +58,46 @@ def test_part_logs_rotate_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert path.stat().st_size <= 1000
     backups = sorted(tmp_path.glob("bridge.log.*"))
     assert [p.name for p in backups] == [f"bridge.log.{i}" for i in range(1, run.LOG_BACKUPS + 1)]
-    assert path.read_text().splitlines()[-1] == "line 0499 of output"
+    assert path.read_text(encoding="utf-8").splitlines()[-1] == "line 0499 of output"
 
 
 def test_notification_value_is_short() -> None:
     event = {"change": "fired", "rule": "r", "device": "d", "level": "L", "value": 37.500000000001}
     assert notification_text(json.dumps(event).encode()).endswith("r@d L 37.5")
+
+
+def test_sigterm_stops_the_parts_like_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kill``/``timeout``/systemd send SIGTERM: the parts must not outlive ``kotaflow run``."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(part: run.Part, config: Path | None, log_dir: Path) -> None:
+        part.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        started.append(part.proc)
+
+    async def watch(settings: Settings, parts: list[run.Part], duration: float | None) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(run, "start", start)
+    monkeypatch.setattr(run, "watch", watch)
+    before = signal.getsignal(signal.SIGTERM)
+    settings = Settings(stack={"state_dir": tmp_path})
+    run.run_pipeline(settings, {"bridge", "simulate"}, None, 1.0, "", None)
+
+    assert len(started) == 2
+    assert all(proc.poll() is not None for proc in started)
+    out = capsys.readouterr().out
+    assert "stopping simulate, bridge" in out
+    assert "pipeline stopped" in out
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_topic_records_count_from_the_start_of_the_view() -> None:
+    first = {"kotaflow.raw": 30_000, "kotaflow.deadletter": 200_000}
+    now = {"kotaflow.raw": 30_360, "kotaflow.deadletter": 200_004}
+    assert run.records_since(first, now, ["kotaflow.raw", "kotaflow.deadletter"]) == {
+        "records on kotaflow.raw": 360,
+        "records on kotaflow.deadletter": 4,
+    }

@@ -26,11 +26,27 @@ def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "k.yaml"
-    config.write_text("mqtt:\n  port: 1884\nkafka:\n  topics:\n    raw: city.raw\n")
+    config.write_text(
+        "mqtt:\n  port: 1884\nkafka:\n  topics:\n    raw: city.raw\n", encoding="utf-8"
+    )
     monkeypatch.setenv("KOTAFLOW_MQTT__PORT", "1885")
     s = load_settings(config)
     assert s.mqtt.port == 1885
     assert s.kafka.topics.raw == "city.raw"
+
+
+def test_an_empty_environment_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "k.yaml"
+    config.write_text(f"registry_file: {tmp_path / 'registry.yaml'}\nmqtt:\n  port: 1884\n")
+    monkeypatch.setenv("KOTAFLOW_REGISTRY_FILE", "")
+    monkeypatch.setenv("KOTAFLOW_MQTT__PORT", "")
+    s = load_settings(config)
+    assert s.registry_file == tmp_path / "registry.yaml"  # not Path(".")
+    assert s.mqtt.port == 1884
+    monkeypatch.delenv("KOTAFLOW_CONFIG", raising=False)
+    assert load_settings().registry_file is None
 
 
 def test_bad_env_value_names_field_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,14 +59,14 @@ def test_bad_env_value_names_field_and_variable(monkeypatch: pytest.MonkeyPatch)
 
 def test_bad_file_value_names_field_and_file(tmp_path: Path) -> None:
     config = tmp_path / "k.yaml"
-    config.write_text("kafka:\n  bootstrap_servers: nohost\n")
+    config.write_text("kafka:\n  bootstrap_servers: nohost\n", encoding="utf-8")
     with pytest.raises(SettingsError, match=rf"kafka\.bootstrap_servers: .*config file {config}"):
         load_settings(config)
 
 
 def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
     config = tmp_path / "k.yaml"
-    config.write_text("mqtt:\n  hots: example\n")
+    config.write_text("mqtt:\n  hots: example\n", encoding="utf-8")
     with pytest.raises(SettingsError, match=r"mqtt\.hots: Extra inputs"):
         load_settings(config)
 
@@ -59,7 +75,7 @@ def test_missing_and_malformed_files_are_clear(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
     broken = tmp_path / "broken.yaml"
-    broken.write_text("mqtt: [unclosed\n")
+    broken.write_text("mqtt: [unclosed\n", encoding="utf-8")
     with pytest.raises(SettingsError, match="not valid YAML"):
         load_settings(broken)
 

@@ -104,13 +104,13 @@ def private_fleet(settings: Settings, directory: Path, tag: str) -> Settings:
 
     The ids say which test wrote a point, should one ever leak out of its buckets.
     """
-    data = yaml.safe_load(PACKAGED_REGISTRY.read_text())
+    data = yaml.safe_load(PACKAGED_REGISTRY.read_text(encoding="utf-8"))
     for device in data["devices"]:
         device["id"] = f"{tag}-{device['id']}"
         device.pop("dev_eui", None)
         device.pop("tts_device_id", None)
     path = directory / "registry.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return settings.model_copy(update={"registry_file": path})
 
 

@@ -125,3 +125,24 @@ def test_several_letters_of_one_message_send_it_once() -> None:
     assert plans[0].record is not None
     assert plans[1].record is None
     assert plans[1].note == "same message as 0:7"
+
+
+@pytest.mark.parametrize("command", ["list", "stats", "replay"])
+def test_a_misspelt_reason_is_refused_before_reading_anything(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from kotaflow.cli import app
+
+    result = CliRunner().invoke(app, ["deadletter", command, "--reason", "unknown_devise"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())  # unwrap the error box
+    assert "unknown reason 'unknown_devise': did you mean 'unknown_device'?" in said
+
+
+def test_list_limit_must_be_at_least_one() -> None:
+    from typer.testing import CliRunner
+
+    from kotaflow.cli import app
+
+    result = CliRunner().invoke(app, ["deadletter", "list", "--limit", "0"])
+    assert result.exit_code == 2  # --limit 0 listed every letter (letters[-0:])

@@ -60,7 +60,7 @@ async def test_a_revoked_token_stalls_the_write_until_its_file_holds_a_valid_one
         await admin.create_bucket(bucket)
         token_file = tmp_path / "token"
         old = await admin.create_token([bucket])
-        token_file.write_text(old)
+        token_file.write_text(old, encoding="utf-8")
         await admin.revoke(old)
         s = with_token_file(stack, (bucket, bucket), token_file)
         lines = [f"m,device=d x={float(i)} {now_ms() - 60_000 + i}" for i in range(100)]
@@ -72,7 +72,7 @@ async def test_a_revoked_token_stalls_the_write_until_its_file_holds_a_valid_one
             await wait_for(lambda: health.blocked("store") == "unauthorized", 30, "the stall")
             await asyncio.sleep(2.0)
             assert not write.done()
-            token_file.write_text(await admin.create_token([bucket]) + "\n")
+            token_file.write_text(await admin.create_token([bucket]) + "\n", encoding="utf-8")
             assert await asyncio.wait_for(write, 60) == []
             assert health.blocked("store") is None
         async with InfluxSink(s) as reader:

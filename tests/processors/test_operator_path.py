@@ -151,7 +151,7 @@ def bridge(on_stack_fleet: Settings, tmp_path: Path) -> Iterator[Path]:
 
 
 def logged(path: Path, text: str) -> bool:
-    return text in path.read_text(errors="replace")
+    return text in path.read_text(errors="replace", encoding="utf-8")
 
 
 def publish_as_gateway(s: Settings, topic: str, payload: bytes) -> None:
@@ -188,8 +188,10 @@ async def test_unknown_device_added_and_replayed(
         assert abs(now_ms() - rx_ms) < 60_000
 
         # A bad edit (an unknown kecamatan) is refused; the registry in force stays.
-        good_text = registry.read_text()
-        registry.write_text(good_text.replace("kecamatan: Ruteng", "kecamatan: Atlantis", 1))
+        good_text = registry.read_text(encoding="utf-8")
+        registry.write_text(
+            good_text.replace("kecamatan: Ruteng", "kecamatan: Atlantis", 1), encoding="utf-8"
+        )
         await wait_for(
             lambda: counter(health, "validate", "fleet_reloads_refused") >= 1,
             30,
@@ -201,7 +203,7 @@ async def test_unknown_device_added_and_replayed(
         await wait_for(
             lambda: _has(s, tag, (known, "temperature", t_known)), 60, "a known device stored"
         )
-        registry.write_text(good_text)
+        registry.write_text(good_text, encoding="utf-8")
         await wait_for(
             lambda: counter(health, "validate", "fleet_reloads_accepted") >= 1,
             30,
@@ -278,7 +280,7 @@ async def test_unknown_device_added_and_replayed(
         await asyncio.sleep(2 * s.processing.store.flush_interval_s)
         assert await telemetry(s, tag) == stored  # nothing new, nothing changed
         assert stored[point] == 21.5
-    log_lines = [json.loads(line) for line in replay_log.read_text().splitlines()]
+    log_lines = [json.loads(line) for line in replay_log.read_text(encoding="utf-8").splitlines()]
     assert [e["replayed"] for e in log_lines] == [1, 1]
     assert all(e["user"] and e["ids"] == [letter.id] for e in log_lines)
 

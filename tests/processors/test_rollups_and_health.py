@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-from kotaflow.settings import load_settings
 from processors.aggregate.rollups import (
     HOUR_MS,
     combined_aggregates,
@@ -102,10 +100,3 @@ def test_health_lines_carry_counters_lag_latency_and_deadletters_by_reason() -> 
         "kotaflow_deadletter_total", {"stage": "validate", "reason": "not_json"}
     )
     assert text == 2
-
-
-def test_example_config_parses(tmp_path: Path) -> None:
-    example = Path(__file__).parents[2] / "processors" / "processing.example.yaml"
-    settings = load_settings(example)
-    assert settings.processing.store.batch_lines == 5000
-    assert settings.processing.aggregate.day_offset_h == 8

@@ -60,18 +60,18 @@ async def test_process_started_without_kafka_waits_quietly_then_processes(
     relay.port = port  # it opens where the process already knocks
     try:
         await asyncio.sleep(KAFKA_DOWN_S)
-        assert proc.returncode is None, stderr.read_text()[-2000:]
-        waiting = stderr.read_text()
+        assert proc.returncode is None, stderr.read_text(encoding="utf-8")[-2000:]
+        waiting = stderr.read_text(encoding="utf-8")
         await relay.up()
         readings = await read_topic(s, s.kafka.topics.readings, lambda r: len(r) >= 1, 60)
-        assert len(readings) == 1, stderr.read_text()[-2000:]
+        assert len(readings) == 1, stderr.read_text(encoding="utf-8")[-2000:]
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
         if relay.server is not None:
             await relay.down()
-    text = stderr.read_text()
+    text = stderr.read_text(encoding="utf-8")
     assert proc.returncode == 0, text[-2000:]
     assert "Traceback" not in text
     attempts = [line for line in waiting.splitlines() if "Kafka unreachable" in line]

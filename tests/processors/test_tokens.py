@@ -22,7 +22,7 @@ from processors.runtime.influx import (
 def stack_with(tmp_path: Path, tokens: dict[str, str]) -> Settings:
     folder = tmp_path / "influxdb"
     folder.mkdir()
-    (folder / "tokens.json").write_text(json.dumps({"tokens": tokens}))
+    (folder / "tokens.json").write_text(json.dumps({"tokens": tokens}), encoding="utf-8")
     return Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
 
 
@@ -43,8 +43,8 @@ def test_a_stack_set_up_before_per_stage_tokens_falls_back_to_the_shared_ones(
 
 
 def test_a_token_directory_holds_one_file_per_role(tmp_path: Path) -> None:
-    (tmp_path / "store.token").write_text("S\n")
-    (tmp_path / "pipeline.token").write_text("P\n")
+    (tmp_path / "store.token").write_text("S\n", encoding="utf-8")
+    (tmp_path / "pipeline.token").write_text("P\n", encoding="utf-8")
     s = Settings(processing={"influx_token_dir": tmp_path})  # type: ignore[arg-type]
     assert resolve_token(s, STORE_ROLE, WRITE_ROLE) == "S"
     assert resolve_token(s, AGGREGATE_ROLE, WRITE_ROLE) == "P"
@@ -55,6 +55,6 @@ def test_a_token_directory_holds_one_file_per_role(tmp_path: Path) -> None:
 def test_one_configured_token_or_token_file_still_serves_every_stage(tmp_path: Path) -> None:
     one = Settings(influxdb={"token": SecretStr("T")})  # type: ignore[arg-type]
     assert resolve_token(one, STORE_ROLE, WRITE_ROLE) == "T"
-    (tmp_path / "pipeline.token").write_text("P\n")
+    (tmp_path / "pipeline.token").write_text("P\n", encoding="utf-8")
     old = Settings(processing={"influx_token_file": tmp_path / "pipeline.token"})  # type: ignore[arg-type]
     assert resolve_token(old, AGGREGATE_ROLE, READ_ROLE) == "P"

@@ -146,7 +146,7 @@ def test_the_status_file_is_written_replaced_and_removed_and_dead_ones_pruned(
     [found] = read_statuses(settings)
     assert found["stages"]["store"]["write_blocked"] is None  # type: ignore[index]
     dead = status_path(settings, f"{socket.gethostname()}-999999999")
-    dead.write_text("{}")
+    dead.write_text("{}", encoding="utf-8")
     remove_dead(settings)
     assert not dead.exists()
     assert status.path.exists()  # this process is alive

@@ -128,7 +128,7 @@ async def test_revoked_token_stalls_then_a_rotated_token_stores_everything(
         buckets = await scratch(admin)
         token_file = tmp_path / "influx.token"
         old = await admin.create_token(list(buckets))
-        token_file.write_text(old + "\n")
+        token_file.write_text(old + "\n", encoding="utf-8")
         s = with_token_file(on_stack_fleet, buckets, token_file)
         await admin.revoke(old)
         records, points = ten_thousand_readings(s)
@@ -150,7 +150,8 @@ async def test_revoked_token_stalls_then_a_rotated_token_stores_everything(
             assert len(stalls) == 1  # one line a minute, however many retries
             assert str(token_file) in stalls[0].getMessage()
 
-            token_file.write_text(await admin.create_token(list(buckets)) + "\n")  # rotated
+            rotated = await admin.create_token(list(buckets))
+            token_file.write_text(rotated + "\n", encoding="utf-8")
             await assert_all_stored_once(s, points)
             await wait_for(lambda: health.blocked("store") is None, 30, "store resumed")
         assert health.value("store", "deadletter") == 0
@@ -164,7 +165,8 @@ async def test_deleted_bucket_stalls_then_the_recreated_bucket_gets_everything(
     async with influx_admin(on_stack_fleet) as admin:
         buckets = await scratch(admin)
         token_file = tmp_path / "influx.token"
-        token_file.write_text(await admin.create_token(None) + "\n")  # any bucket of the org
+        any_bucket = await admin.create_token(None)  # any bucket of the org
+        token_file.write_text(any_bucket + "\n", encoding="utf-8")
         s = with_token_file(on_stack_fleet, buckets, token_file)
         for name in buckets:
             await admin.delete_bucket(name)

@@ -89,7 +89,7 @@ class SecureRun:
         return proc
 
     def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+        return (self.log_dir / f"{name}.log").read_text(errors="replace", encoding="utf-8")
 
     def wait_log(self, name: str, text: str) -> None:
         deadline = time.monotonic() + DEADLINE_S
@@ -286,14 +286,14 @@ def _secrets(state: Path) -> dict[str, str]:
         f"mqtt:{user}": pw.get_secret_value()
         for user, pw in read_credentials(local_credentials_file(state)).items()
     }
-    found["kafka:sasl"] = local_sasl_password_file(state).read_text().strip()
+    found["kafka:sasl"] = local_sasl_password_file(state).read_text(encoding="utf-8").strip()
     access = load_access(state)
     assert access is not None
     found.update({f"influxdb:{role}": token for role, token in access.tokens.items()})
     found["influxdb:admin"] = access.admin_password
     tls = TlsFiles.of(state)
     for key in (tls.ca_key, tls.server_key):
-        body = "".join(key.read_text().splitlines()[1:-1])
+        body = "".join(key.read_text(encoding="utf-8").splitlines()[1:-1])
         found[f"key:{key.name}"] = body[8:48]  # a slice of the key material itself
     return found
 

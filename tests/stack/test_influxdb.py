@@ -28,6 +28,7 @@ from deploy.influxdb.reconcile import (
     GRAFANA,
     HEALTH,
     PIPELINE,
+    PUBLIC,
     STORE,
     plan_of,
     stage_rights,
@@ -121,7 +122,7 @@ def test_saved_tokens_are_private_and_round_trip(tmp_path: Path) -> None:
     access = InfluxAccess(url="http://127.0.0.1:8086", org="kotaflow", tokens={PIPELINE: "t"})
     save_access(tmp_path, access)
     assert load_access(tmp_path) == access
-    assert token_file(tmp_path, PIPELINE).read_text().strip() == "t"
+    assert token_file(tmp_path, PIPELINE).read_text(encoding="utf-8").strip() == "t"
     for path in (tokens_path(tmp_path), token_file(tmp_path, PIPELINE)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -140,7 +141,16 @@ def test_setup_saves_org_buckets_and_a_private_token_per_role(
 ) -> None:
     assert access.org == stack.influxdb.org
     assert set(access.buckets) == {stack.influxdb.telemetry_bucket, stack.influxdb.rollups_bucket}
-    assert set(access.tokens) == {OPERATOR, PIPELINE, GRAFANA, STORE, AGGREGATE, ALERT, HEALTH}
+    assert set(access.tokens) == {
+        OPERATOR,
+        PIPELINE,
+        GRAFANA,
+        STORE,
+        AGGREGATE,
+        ALERT,
+        HEALTH,
+        PUBLIC,
+    }
     state_dir = stack.stack.state_dir
     for path in [tokens_path(state_dir), *(token_file(state_dir, r) for r in access.tokens)]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -245,7 +255,7 @@ def _granted(access: InfluxAccess, token: str) -> set[tuple[str, str]]:
 
 
 @pytest.mark.services
-@pytest.mark.parametrize("role", [STORE, AGGREGATE, ALERT, HEALTH, PIPELINE, GRAFANA])
+@pytest.mark.parametrize("role", [STORE, AGGREGATE, ALERT, HEALTH, PIPELINE, GRAFANA, PUBLIC])
 def test_each_role_holds_exactly_its_rights(
     stack: Settings, access: InfluxAccess, role: str
 ) -> None:
@@ -262,6 +272,7 @@ async def test_store_token_cannot_write_rollups_and_aggregate_token_cannot_write
     assert await _refused_write_status(access, access.token(AGGREGATE), telemetry) == 403
     assert await _refused_write_status(access, access.token(ALERT), rollups) == 403
     assert await _refused_write_status(access, access.token(HEALTH), telemetry) == 403
+    assert await _refused_write_status(access, access.token(PUBLIC), telemetry) == 403
 
 
 @pytest.mark.services

@@ -238,9 +238,9 @@ def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
 ) -> None:
     """On a private broker (own state dir and ports): ``up`` regenerates the accounts from
     the registry and the running Mosquitto reloads them on SIGHUP."""
-    registry = yaml.safe_load(PACKAGED_REGISTRY.read_text())
+    registry = yaml.safe_load(PACKAGED_REGISTRY.read_text(encoding="utf-8"))
     registry_file = tmp_path / "registry.yaml"
-    registry_file.write_text(yaml.safe_dump(registry))
+    registry_file.write_text(yaml.safe_dump(registry), encoding="utf-8")
     private = _private_broker_settings(stack, tmp_path, registry_file=registry_file)
     broker = Mosquitto(private)
     broker.start(lambda _line: None)
@@ -251,7 +251,8 @@ def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
         with pytest.raises(MqttAccessError, match="rtg-aq-99"):
             mqtt_access(private, "rtg-aq-99")
         registry_file.write_text(
-            yaml.safe_dump({**registry, "devices": [*registry["devices"], newcomer]})
+            yaml.safe_dump({**registry, "devices": [*registry["devices"], newcomer]}),
+            encoding="utf-8",
         )
         pid = broker.status().pid
         lines: list[str] = []

@@ -96,7 +96,7 @@ def test_server_properties_put_broker_and_controller_on_the_configured_address(
     kafka = Kafka(settings)
     (node,) = kafka.nodes
     kafka._write_config(node)
-    text = kafka.server_properties.read_text()
+    text = kafka.server_properties.read_text(encoding="utf-8")
     assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19093" in text
     assert f"log.dirs={kafka.data_dir}" in text
@@ -120,7 +120,7 @@ def test_a_cluster_puts_three_controller_brokers_on_the_next_ports(tmp_path: Pat
     voters = "controller.quorum.voters=1@127.0.0.1:19093,2@127.0.0.1:19096,3@127.0.0.1:19099"
     for node in kafka.nodes:
         kafka._write_config(node)
-        text = node.server_properties.read_text()
+        text = node.server_properties.read_text(encoding="utf-8")
         assert f"node.id={node.node_id}\n" in text
         assert voters in text
         assert "controller.quorum.bootstrap.servers" not in text
@@ -158,14 +158,15 @@ def test_start_error_quotes_only_the_latest_run_of_the_log(tmp_path: Path) -> No
     paths = Paths(state=tmp_path, cache=tmp_path)
     paths.log.parent.mkdir(parents=True)
     paths.log.write_text(
-        f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n"
+        f"{START_MARKER} earlier: daemon\nold trouble\n{START_MARKER} now: daemon\nnew trouble\n",
+        encoding="utf-8",
     )
     assert log_tail(paths) == f"{START_MARKER} now: daemon\nnew trouble"
 
 
 def test_config_drift_is_about_settings_not_comments(tmp_path: Path) -> None:
     rendered = tmp_path / "server.properties"
-    rendered.write_text("# one node\nnode.id=1\n")
+    rendered.write_text("# one node\nnode.id=1\n", encoding="utf-8")
     notes: list[str] = []
     note_config_drift("kafka", rendered, "# one node or three\n\nnode.id=1\n", notes.append)
     assert notes == []

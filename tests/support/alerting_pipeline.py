@@ -81,7 +81,8 @@ class Pipeline:
         for proc in self.procs:
             if proc.poll() is not None:
                 logs = "\n".join(
-                    f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.folder.glob("*.log")
+                    f"--- {p.name}\n{p.read_text(encoding='utf-8')[-3000:]}"
+                    for p in self.folder.glob("*.log")
                 )
                 raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}\n{logs}")
 
@@ -114,10 +115,11 @@ def _config(
                     }
                 ],
             }
-        )
+        ),
+        encoding="utf-8",
     )
     rules = folder / "rules.yaml"
-    rules.write_text(E2E_RULES)
+    rules.write_text(E2E_RULES, encoding="utf-8")
     return {
         "registry_file": str(registry),
         "metrics_port": 0,
@@ -175,7 +177,7 @@ def pipeline(
     device = f"e2e-rl-{folder.name}"
     config = _config(base, folder, webhook_url, device, alerting)
     config_file = folder / "kotaflow.yaml"
-    config_file.write_text(yaml.safe_dump(config))
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     settings = load_settings(config_file)
     topics = settings.kafka.topics
     ensure_topics(

@@ -104,17 +104,19 @@ def production_broker(work: Path) -> Iterator[Broker]:
     credentials = work / "credentials"
     made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
     assert made.exit_code == 0, made.output
-    passwords = json.loads((credentials / "credentials.json").read_text())["accounts"]
+    credentials_json = (credentials / "credentials.json").read_text(encoding="utf-8")
+    passwords = json.loads(credentials_json)["accounts"]
     tls = work / "tls"
     made = CliRunner().invoke(app, ["devices", "tls", str(tls), "--host", "mosquitto"])
     assert made.exit_code == 0, made.output
     port = _free_port()
-    conf = CONF.read_text().replace(TLS_DIR, str(tls)).replace(CREDENTIALS_DIR, str(credentials))
+    conf = CONF.read_text(encoding="utf-8")
+    conf = conf.replace(TLS_DIR, str(tls)).replace(CREDENTIALS_DIR, str(credentials))
     conf = conf.replace("/mosquitto/data/", f"{work}/")
     conf = conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
     assert str(credentials) in conf
-    (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
-    log = (work / "broker.log").open("w")
+    (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n", encoding="utf-8")
+    log = (work / "broker.log").open("w", encoding="utf-8")
     proc = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -124,7 +126,8 @@ def production_broker(work: Path) -> Iterator[Broker]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not start: {(work / 'broker.log').read_text()}")
+                    broker_log = (work / "broker.log").read_text(encoding="utf-8")
+                    pytest.fail(f"mosquitto did not start: {broker_log}")
                 time.sleep(0.1)
         yield Broker(port, passwords, credentials, tls)
     finally:

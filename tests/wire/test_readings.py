@@ -4,7 +4,39 @@ from __future__ import annotations
 
 import pytest
 
-from kotaflow.wire.readings import RecordError, ValidReading, readings_of
+from kotaflow.wire.readings import (
+    READ_VERSIONS,
+    READING_VERSION,
+    RecordError,
+    ValidReading,
+    readings_of,
+    readings_record,
+)
+
+
+def test_the_schema_version_is_2_and_1_is_still_read() -> None:
+    assert READING_VERSION == 2
+    assert READ_VERSIONS == (1, 2)
+
+
+def test_a_record_of_several_readings_round_trips_byte_for_byte() -> None:
+    units = {"pm25": "ug/m3", "pm10": "ug/m3", "co2": "ppm"}
+    raw = readings_record(
+        "rtg-aq-01", "air_quality", "Langke Rembong", units, 1_764_300_000_000,
+        ("receive_time",), {"pm25": 35.2, "pm10": 48.0},
+    )  # fmt: skip
+    assert raw == (
+        b'{"v":2,"device":"rtg-aq-01","type":"air_quality","kecamatan":"Langke Rembong",'
+        b'"units":{"pm25":"ug/m3","pm10":"ug/m3","co2":"ppm"},"ts_ms":1764300000000,'
+        b'"flags":["receive_time"],"values":{"pm25":35.2,"pm10":48.0}}'
+    )
+    flags = ("receive_time",)
+    assert readings_of(raw) == [
+        ValidReading("rtg-aq-01", "air_quality", "Langke Rembong", "pm25", 35.2, "ug/m3",
+                     1_764_300_000_000, flags),
+        ValidReading("rtg-aq-01", "air_quality", "Langke Rembong", "pm10", 48.0, "ug/m3",
+                     1_764_300_000_000, flags),
+    ]  # fmt: skip
 
 
 def test_a_reading_alone_is_a_version_2_record_of_one_value() -> None:
