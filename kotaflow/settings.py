@@ -194,7 +194,10 @@ class BridgeSettings(_Section):
         "kotaflow-bridge-1",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
         description="the bridge's one MQTT session on this broker: every replica uses the same "
-        "id, a lease through Kafka picks the one that connects (ingest/lease.py)",
+        "id, a lease through Kafka picks the one that connects (ingest/lease.py). A listener "
+        "with use_username_as_clientid (production, the local TLS one) names the session after "
+        "the account (kotaflow-bridge) instead; the id still names the lease group, so one id "
+        "per broker",
     )
     share_group: str | None = Field(
         None,
