@@ -401,6 +401,10 @@ class PublicSettings(_Section):
     trust_forwarded: bool = Field(
         False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
     )
+    tls_cert_file: Path | None = Field(
+        None, description="serve HTTPS with this certificate chain (PEM; with tls_key_file)"
+    )
+    tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
 
 
 class Settings(BaseSettings):
