@@ -391,7 +391,7 @@ class GrafanaSettings(_Section):
 class PublicSettings(_Section):
     """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
 
-    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    host: str = Field("127.0.0.1", description="listen address (loopback unless serving HTTPS)")
     port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
     refresh_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
