@@ -394,7 +394,7 @@ class GrafanaSettings(_Section):
 class PublicSettings(_Section):
     """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
 
-    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    host: str = Field("127.0.0.1", description="listen address (loopback unless serving HTTPS)")
     port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
     refresh_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
@@ -404,6 +404,10 @@ class PublicSettings(_Section):
     trust_forwarded: bool = Field(
         False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
     )
+    tls_cert_file: Path | None = Field(
+        None, description="serve HTTPS with this certificate chain (PEM; with tls_key_file)"
+    )
+    tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
 
 
 class Settings(BaseSettings):
