@@ -12,7 +12,6 @@ and logs every problem once (file, line, field), until the file changes again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from devices.fleet import Fleet, load_fleet
 from devices.registry import PACKAGED_REGISTRY
 from devices.sourcefile import DeviceFileError
 from kotaflow.settings import Settings
+from kotaflow.waiting import wait_or_stop
 
 log = logging.getLogger("kotaflow.devices")
 
@@ -115,8 +115,7 @@ async def follow(
     """Poll ``watcher`` until ``stop``; hand each fleet it switches to to ``on_change``.
     For a consumer that has no loop of its own to poll from (the alert stage's names)."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), watcher.check_every_s)
+        await wait_or_stop(stop, watcher.check_every_s)
         fleet = watcher.poll()
         if fleet is not None:
             on_change(fleet)

@@ -77,6 +77,7 @@ from kotaflow.kafka import client_options, topic_max_message_bytes
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.mqtt import Account, mqtt_access
 from kotaflow.settings import Settings
+from kotaflow.waiting import wait_or_stop
 from kotaflow.wire.deadletter import DeadLetter
 from kotaflow.wire.raw import plain_tails
 from kotaflow.wire.reasons import Reason
@@ -207,7 +208,7 @@ class Bridge:
             if outcome is _Outcome.STOPPED:
                 return
             log.warning("recovering from a Kafka failure", extra={"retry_in_s": delay})
-            if await _wait_or_stop(end, delay):
+            if await wait_or_stop(end, delay):
                 return
             delay = min(delay * 2, self._cfg.reconnect_max_s)
 
@@ -224,7 +225,7 @@ class Bridge:
                     "Kafka unavailable",
                     extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
                 )
-                if await _wait_or_stop(stop, delay):
+                if await wait_or_stop(stop, delay):
                     return False
                 delay = min(delay * 2, self._cfg.reconnect_max_s)
                 continue
@@ -437,7 +438,7 @@ class Bridge:
                     extra={"error": repr(err), "retry_in_s": delay} | ONE_LINE_EACH,
                 )
                 await self._stop_producer(producer)
-                if await _wait_or_stop(stop, delay):
+                if await wait_or_stop(stop, delay):
                     return None
                 delay = min(delay * 2, self._cfg.reconnect_max_s)
                 continue
@@ -473,10 +474,3 @@ async def _set_when(target: asyncio.Event, *events: asyncio.Event) -> None:
     """Set ``target`` as soon as any of ``events`` is set."""
     await _first_set(*events)
     target.set()
-
-
-async def _wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
-    """Sleep ``delay`` seconds unless ``stop`` is set first; True if it was."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
-    return stop.is_set()

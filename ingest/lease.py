@@ -28,7 +28,6 @@ messages are redelivered to the new holder: duplicates, never loss.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -38,6 +37,7 @@ from aiokafka.errors import KafkaError
 from kotaflow.kafka import client_options
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings
+from kotaflow.waiting import wait_or_stop
 
 log = logging.getLogger("kotaflow.bridge.lease")
 
@@ -98,8 +98,7 @@ class BridgeLease:
                 await self._stop(consumer)
             if self.held.is_set():
                 self._lose("group membership ended")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_or_stop(stop, delay)
             delay = min(delay * 2, self._retry_max_s)
 
     def begin_term(self) -> bool:

@@ -23,6 +23,7 @@ from enum import StrEnum
 from prometheus_client import start_http_server
 
 from kotaflow.settings import Settings
+from kotaflow.waiting import wait_or_stop
 from processors.aggregate.stage import AggregateStage
 from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
@@ -130,8 +131,7 @@ async def _report_health(
     try:
         while not stop.is_set():
             status.write()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), cfg.interval_s)
+            await wait_or_stop(stop, cfg.interval_s)
             lines = health.lines(cfg.measurement, time.time_ns() // 1_000_000)
             if lines and influx is not None:
                 try:

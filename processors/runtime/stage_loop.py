@@ -39,6 +39,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings, StageConsumer
+from kotaflow.waiting import wait_or_stop
 from processors.runtime.clients import REAL_CLIENTS, StageClients
 from processors.runtime.health import Health
 from processors.runtime.retry import Backoff
@@ -88,15 +89,6 @@ class Stage(Protocol):
 
 START_BACKOFF = Backoff(initial_s=1.0, max_s=10.0, multiplier=2.0, jitter=0.1)
 """Between attempts to reach Kafka at start: 1, 2, 4, 8, then every 10 s."""
-
-
-async def wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
-    """Sleep ``delay`` seconds unless ``stop`` is set first; True if it was."""
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def _quietly(closing: Awaitable[None]) -> None:
