@@ -217,6 +217,9 @@ def tls(
         list[str],
         typer.Option("--host", help="A name devices connect to (repeatable; DNS name or IP)."),
     ],
+    ca_name: Annotated[
+        str, typer.Option(help="The CA's name when it is made (compose's public service: its own).")
+    ] = "kotaflow MQTT CA",
 ) -> None:
     """Make the CA devices trust and the broker's TLS certificate, in DIRECTORY.
 
@@ -228,7 +231,7 @@ def tls(
 
     Example: kotaflow devices tls /etc/mosquitto/kotaflow/tls --host mqtt.manggaraikab.go.id
     """
-    files = ensure_tls_files(TlsFiles.in_folder(directory), hosts, typer.echo, "kotaflow MQTT CA")
+    files = ensure_tls_files(TlsFiles.in_folder(directory), hosts, typer.echo, ca_name)
     typer.echo(f"{files.ca_cert.parent}: CA {files.ca_cert.name}, {files.server_cert.name}")
 
 

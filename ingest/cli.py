@@ -31,7 +31,9 @@ def bridge(
             "--forget-session",
             metavar="CLIENT_ID",
             help="End a stale bridge session (e.g. a client id used once) and exit; "
-            "the broker then queues nothing more for it. Never the running bridge's id.",
+            "the broker then queues nothing more for it. Never the running bridge's id. "
+            "Not on a listener with use_username_as_clientid (production): there every "
+            "bridge session is the account's one, so this would end the running bridge's.",
         ),
     ] = None,
 ) -> None:

@@ -194,7 +194,10 @@ class BridgeSettings(_Section):
         "kotaflow-bridge-1",
         pattern=r"^[A-Za-z0-9_.\-]{1,64}$",
         description="the bridge's one MQTT session on this broker: every replica uses the same "
-        "id, a lease through Kafka picks the one that connects (ingest/lease.py)",
+        "id, a lease through Kafka picks the one that connects (ingest/lease.py). A listener "
+        "with use_username_as_clientid (production, the local TLS one) names the session after "
+        "the account (kotaflow-bridge) instead; the id still names the lease group, so one id "
+        "per broker",
     )
     share_group: str | None = Field(
         None,
@@ -391,7 +394,7 @@ class GrafanaSettings(_Section):
 class PublicSettings(_Section):
     """``kotaflow public``: the residents' pages and open-data API (docs/public.md)."""
 
-    host: str = Field("127.0.0.1", description="listen address (behind the TLS reverse proxy)")
+    host: str = Field("127.0.0.1", description="listen address (loopback unless serving HTTPS)")
     port: int = Field(8090, ge=0, le=65535, description="listen port (0: any free one)")
     refresh_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="seconds between reads of InfluxDB (3 queries each)"
@@ -401,6 +404,10 @@ class PublicSettings(_Section):
     trust_forwarded: bool = Field(
         False, description="rate-limit by X-Forwarded-For (only behind our own proxy)"
     )
+    tls_cert_file: Path | None = Field(
+        None, description="serve HTTPS with this certificate chain (PEM; with tls_key_file)"
+    )
+    tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
 
 
 class Settings(BaseSettings):

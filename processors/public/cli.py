@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,12 +46,20 @@ def public(
             show_default=False,
         ),
     ] = None,
+    tls_cert_file: Annotated[
+        Path | None,
+        typer.Option(help="Serve HTTPS with this PEM certificate chain (public.tls_cert_file)."),
+    ] = None,
+    tls_key_file: Annotated[
+        Path | None,
+        typer.Option(help="The certificate's PEM private key (public.tls_key_file)."),
+    ] = None,
 ) -> None:
     """Serve the public status pages and open-data API, reading InfluxDB read-only.
 
     Example: kotaflow public --port 8090   (then open http://127.0.0.1:8090/?lang=en)
     """
-    from processors.public.service import PublicOptions, serve
+    from processors.public.service import PublicOptions, serve, tls_context
 
     settings = settings_of(ctx)
     options = PublicOptions.of(
@@ -61,6 +70,13 @@ def public(
         rate_per_s=rate,
         burst=burst,
         trust_forwarded=trust_forwarded,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
     )
+    try:
+        tls_context(options)  # a bad TLS setup is told before InfluxDB is read
+    except (ValueError, OSError) as err:  # ssl.SSLError is an OSError
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, options))

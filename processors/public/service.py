@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +30,8 @@ class PublicOptions:
     rate_per_s: float = 5.0
     burst: float = 30.0
     trust_forwarded: bool = False
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @classmethod
     def of(cls, settings: PublicSettings, **overrides: Any) -> PublicOptions:
@@ -39,13 +43,30 @@ class PublicOptions:
             rate_per_s=settings.rate_per_s,
             burst=settings.burst,
             trust_forwarded=settings.trust_forwarded,
+            tls_cert_file=settings.tls_cert_file,
+            tls_key_file=settings.tls_key_file,
         )
         return replace(configured, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def tls_context(options: PublicOptions) -> ssl.SSLContext | None:
+    """The server side of HTTPS when a certificate and key are set, else None (plain HTTP,
+    for loopback and tests). Both or neither: half a TLS setup must not fall back to HTTP."""
+    cert, key = options.tls_cert_file, options.tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("public: set both tls_cert_file and tls_key_file, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)  # a missing or mismatched file raises here, at start
+    return context
 
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, options: PublicOptions) -> AsyncIterator[tuple[str, Keeper]]:
     """The service listening (its base URL) with its keeper refreshing; stopped on exit."""
+    tls = tls_context(options)
     public = PublicContext.of(load_context(settings))
     reader = InfluxReader(settings)
     keeper = Keeper(
@@ -65,10 +86,10 @@ async def running(settings: Settings, options: PublicOptions) -> AsyncIterator[t
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, options.host, options.port)
+        site = web.TCPSite(runner, options.host, options.port, ssl_context=tls)
         await site.start()
         host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", keeper
+        yield f"{'https' if tls else 'http'}://{host}:{port}", keeper
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -52,6 +52,7 @@ KOTAFLOW_SERVICES = {
     "mqtt-credentials",
     "mqtt-tls",
     "kafka-tls",
+    "public-tls",
     "influxdb-tokens",
 }
 KAFKA_CLIENTS = {"bridge", "process", "alert", "kafka-topics"}
@@ -653,3 +654,47 @@ def test_kotaflow_services_connect_to_mqtt_over_tls_and_verify_it(
         assert mqtt.tls_port == 8883, name
         assert str(mqtt.ca_file) == "/run/kotaflow-mqtt-tls/ca.crt", name
         assert _mounts(compose["services"][name]).get("/run/kotaflow-mqtt-tls") == "mqtt-tls"
+
+
+def test_the_public_service_publishes_https_only_with_the_public_tls_jobs_certificate(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`public` serves HTTPS itself (no proxy, so X-Forwarded-For is not trusted) on its one
+    published port, with the files the public-tls job makes by `kotaflow devices tls`; run
+    here into tmp_path, that job's command gives a certificate the service loads."""
+    services = compose["services"]
+    public, job = services["public"], services["public-tls"]
+    (published,) = public["ports"]
+    listen = public["command"][public["command"].index("--port") + 1]
+    assert published.rsplit(":", 1)[-1] == listen == "8443"
+    assert "--trust-forwarded" not in public["command"]
+    assert "https://localhost:8443/" in public["healthcheck"]["test"][-1]
+    for name, service in services.items():  # no plaintext HTTP of the service published
+        for port in service.get("ports") or []:
+            assert port.rsplit(":", 1)[-1] != "8090", name
+
+    (script,) = job["command"]
+    argv = shlex.split(script.split("&&")[0])
+    assert argv[:3] == ["kotaflow", "devices", "tls"]
+    folder = Path(argv[3])
+    files = TlsFiles.in_folder(folder)
+    assert _mounts(job)[str(folder)] == "public-tls" == _mounts(public)[str(folder)]
+    assert public["depends_on"]["public-tls"]["condition"] == "service_completed_successfully"
+    env = {k: str(v) for k, v in public["environment"].items()}
+    assert env["KOTAFLOW_PUBLIC__TLS_CERT_FILE"] == str(files.server_cert)
+    assert env["KOTAFLOW_PUBLIC__TLS_KEY_FILE"] == str(files.server_key)
+    assert "chown 10001:10001" in script  # the image's kotaflow user reads its key
+
+    from processors.public.service import PublicOptions, tls_context
+
+    made = tmp_path / "public-tls"
+    args = [
+        str(made) if a == str(folder) else a.replace("$${PUBLIC_TLS_HOST}", "x.example.id")
+        for a in argv[1:]
+    ]
+    monkeypatch.delenv("KOTAFLOW_CONFIG", raising=False)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    mine = TlsFiles.in_folder(made)
+    options = PublicOptions(tls_cert_file=mine.server_cert, tls_key_file=mine.server_key)
+    assert tls_context(options) is not None

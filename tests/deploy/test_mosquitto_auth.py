@@ -3,18 +3,15 @@ production version), with the accounts ``kotaflow devices credentials`` and the 
 ``kotaflow devices tls`` generate - as the compose file does. Every client connects over TLS
 and verifies the broker.
 
-Only the config's container paths and port are rewritten. MQTT 5 reason codes tell refused
+The broker: tests/support/production_mosquitto.py. MQTT 5 reason codes tell refused
 connects, subscribes and publishes apart from lost ones, so nothing waits for something not
 to happen.
 """
 
 from __future__ import annotations
 
-import getpass
-import json
 import queue
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,86 +24,28 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from typer.testing import CliRunner
 
-from deploy.local.mosquitto import VERSION, built_binary
 from devices.topics import SUBSCRIPTIONS
-from kotaflow.cli import app
-from kotaflow.settings import load_settings
+from tests.support.production_mosquitto import (
+    CONF,
+    CREDENTIALS_DIR,
+    DEPLOY,
+    TLS_DIR,
+    Broker,
+    listener_blocks,
+    production_broker,
+)
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
-CREDENTIALS_DIR = "/run/kotaflow-mqtt"
-TLS_DIR = "/run/kotaflow-mqtt-tls"
 DEADLINE_S = 15.0
 NOT_AUTHORIZED = 135
 ACCEPTED = {0, 16}
 """PUBACK success, and success with "no matching subscribers"."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Broker:
-    port: int
-    passwords: dict[str, str]
-    credentials: Path
-    """Stands for /run/kotaflow-mqtt (the accounts)."""
-    tls: Path
-    """Stands for /run/kotaflow-mqtt-tls (the CA and the broker's certificate)."""
-
-    @property
-    def ca_file(self) -> Path:
-        return self.tls / "ca.crt"
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    mosquitto = built_binary(load_settings())
-    if not mosquitto.is_file():
-        pytest.skip(f"mosquitto {VERSION} is not built yet (kotaflow stack up builds it)")
-    work = tmp_path_factory.mktemp("mosquitto")
-    credentials = work / "credentials"
-    made = CliRunner().invoke(app, ["devices", "credentials", str(credentials)])
-    assert made.exit_code == 0, made.output
-    passwords = json.loads((credentials / "credentials.json").read_text(encoding="utf-8"))[
-        "accounts"
-    ]
-    tls = work / "tls"
-    made = CliRunner().invoke(app, ["devices", "tls", str(tls), "--host", "mosquitto"])
-    assert made.exit_code == 0, made.output
-    port = _free_port()
-    conf = (
-        CONF.read_text(encoding="utf-8")
-        .replace(TLS_DIR, str(tls))
-        .replace(CREDENTIALS_DIR, str(credentials))
-    )
-    conf = conf.replace("/mosquitto/data/", f"{work}/")
-    conf = conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
-    assert str(credentials) in conf
-    (work / "mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n", encoding="utf-8")
-    log = (work / "broker.log").open("w", encoding="utf-8")
-    proc = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    broker_log = (work / "broker.log").read_text(encoding="utf-8")
-                    pytest.fail(f"mosquitto did not start: {broker_log}")
-                time.sleep(0.1)
-        yield Broker(port, passwords, credentials, tls)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with production_broker(tmp_path_factory.mktemp("mosquitto")) as started:
+        yield started
 
 
 @dataclass
@@ -273,3 +212,11 @@ def test_the_compose_health_check_logs_in_over_tls(broker: Broker) -> None:
     wrong_ca = command.replace(str(broker.ca_file), "/etc/ssl/certs/ca-certificates.crt")
     done = subprocess.run(["sh", "-c", wrong_ca], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0  # a certificate that does not verify fails the check
+
+
+def test_sessions_are_named_after_the_account_on_the_one_listener() -> None:
+    """So no device can resume (and empty) the bridge's session; below ``listener``, since
+    above it Mosquitto would open another, plaintext listener on 1883 for the option."""
+    blocks = listener_blocks(CONF.read_text(encoding="utf-8"))
+    assert "use_username_as_clientid true" in blocks["listener 8883 0.0.0.0"]
+    assert not any(line.startswith("use_username_as_clientid") for line in blocks[""])

@@ -80,3 +80,17 @@ def test_the_bridge_connects_over_tls_to_the_vm_brokers_certificate() -> None:
     ).stdout  # the guide's own rewrite of the shared config
     (certfile,) = re.findall(r"^certfile (\S+)$", vm_conf, flags=re.MULTILINE)
     assert env["KOTAFLOW_MQTT__CA_FILE"] == str(Path(certfile).with_name("ca.crt"))
+
+
+def test_the_public_unit_serves_https_itself_and_trusts_no_forwarded_header() -> None:
+    """No proxy in front on the VM: the unit's certificate settings are set, the one port
+    it listens on is the HTTPS one, and X-Forwarded-For is not trusted."""
+    unit = UNITS / "kotaflow-public.service"
+    env = dict(v.split("=", 1) for v in _values(unit, "Environment"))
+    assert env["KOTAFLOW_PUBLIC__TLS_CERT_FILE"].endswith("/server.crt")
+    assert env["KOTAFLOW_PUBLIC__TLS_KEY_FILE"].endswith("/server.key")
+    (command,) = _values(unit, "ExecStart")
+    argv = shlex.split(command)
+    assert argv[argv.index("--port") + 1] == "8443"
+    assert "--trust-forwarded" not in argv
+    assert "--tls-cert-file" not in argv  # one place for the files: the settings above

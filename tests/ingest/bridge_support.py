@@ -57,6 +57,8 @@ class BridgeRun:
     rid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     client_ids: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    mqtt_env: dict[str, str] = field(default_factory=dict)
+    """KOTAFLOW_MQTT__* for the bridges when ``settings`` point at another broker."""
 
     @property
     def raw_topic(self) -> str:
@@ -83,6 +85,7 @@ class BridgeRun:
         """The bridge's environment; a ``bridge`` value of None leaves that setting at its
         default (the tests otherwise lift the rate limit)."""
         values = {
+            **self.mqtt_env,
             "KOTAFLOW_KAFKA__TOPICS__RAW": self.raw_topic,
             "KOTAFLOW_KAFKA__TOPICS__DEADLETTER": self.dead_topic,
             "KOTAFLOW_KAFKA__TOPICS__BRIDGE_LEASE": self.lease_topic,

@@ -40,19 +40,21 @@ ACCEPTED = {0x00, 0x10}
 class Client:
     """A paho client whose CONNACK, PUBACK and SUBACK codes and messages land in queues."""
 
-    def __init__(self, access: MqttAccess) -> None:
+    def __init__(self, access: MqttAccess, client_id: str | None = None) -> None:
         self.access = access
         self.connacks: queue.Queue[int] = queue.Queue()
         self.pubacks: queue.Queue[int] = queue.Queue()
         self.subacks: queue.Queue[list[int]] = queue.Queue()
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.paho = access.client(f"test-sec-{uuid.uuid4().hex[:10]}")
+        self.disconnects: queue.Queue[int] = queue.Queue()
+        self.paho = access.client(client_id or f"test-sec-{uuid.uuid4().hex[:10]}")
         self.paho.on_connect = lambda _c, _u, _f, rc, _p: self.connacks.put(_code(rc))
         self.paho.on_publish = lambda _c, _u, _m, rc, _p: self.pubacks.put(_code(rc))
         self.paho.on_subscribe = lambda _c, _u, _m, rcs, _p: self.subacks.put(
             [_code(rc) for rc in rcs]
         )
         self.paho.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
+        self.paho.on_disconnect = lambda _c, _u, _f, rc, _p: self.disconnects.put(_code(rc))
 
     def connect(self) -> int:
         self.paho.connect(self.access.host, self.access.port)
@@ -84,8 +86,8 @@ def clients() -> Iterator[list[Client]]:
         client.close()
 
 
-def _connected(clients: list[Client], access: MqttAccess) -> Client:
-    client = Client(access)
+def _connected(clients: list[Client], access: MqttAccess, client_id: str | None = None) -> Client:
+    client = Client(access, client_id)
     clients.append(client)
     assert client.connect() == 0, f"{access.username} could not connect"
     return client
@@ -197,6 +199,40 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _private_broker_settings(stack: Settings, tmp_path: Path, **more: object) -> Settings:
+    """Own ports and state dir; the stack's build of Mosquitto."""
+    state = {"state_dir": tmp_path / "state", "cache_dir": stack.stack.cache_dir}
+    return Settings(
+        mqtt={"port": _free_port(), "tls_port": _free_port()},  # type: ignore[arg-type]
+        stack=state,  # type: ignore[arg-type]
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def test_on_tls_a_device_cannot_take_the_bridges_client_id_but_loopback_shares_accounts(
+    stack: Settings, tmp_path: Path, clients: list[Client]
+) -> None:
+    """On a private broker from the local template: the TLS listener names sessions after
+    the account (a device sending the bridge's client id does not evict the bridge); the
+    loopback listener keeps client ids, so one account connects from many at once."""
+    private = _private_broker_settings(stack, tmp_path)
+    broker = Mosquitto(private)
+    broker.start(lambda _line: None)
+    try:
+        secure = private.model_copy(update={"mqtt": private.mqtt.model_copy(update={"tls": True})})
+        bridge = _connected(clients, mqtt_access(secure, Account.BRIDGE), "kotaflow-bridge-1")
+        device, _ = _two_devices(secure)
+        _connected(clients, mqtt_access(secure, device), "kotaflow-bridge-1")
+        assert bridge.publish("kotaflow-bridge/probe") in ACCEPTED
+        assert bridge.disconnects.empty(), "the device's connect evicted the bridge"
+        first = _connected(clients, mqtt_access(private, Account.GATEWAY))
+        _connected(clients, mqtt_access(private, Account.GATEWAY))
+        assert first.publish(f"kotaflow/{device}/telemetry") in ACCEPTED
+        assert first.disconnects.empty(), "two client ids of one account evicted each other"
+    finally:
+        broker.stop(lambda _line: None)
+
+
 def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
     stack: Settings, tmp_path: Path, clients: list[Client]
 ) -> None:
@@ -205,12 +241,7 @@ def test_a_new_device_can_publish_after_stack_up_without_a_broker_restart(
     registry = yaml.safe_load(PACKAGED_REGISTRY.read_text(encoding="utf-8"))
     registry_file = tmp_path / "registry.yaml"
     registry_file.write_text(yaml.safe_dump(registry), encoding="utf-8")
-    private = Settings(
-        mqtt={"port": _free_port(), "tls_port": _free_port()},  # type: ignore[arg-type]
-        # own state dir; the stack's cache, where `up` built the broker binary
-        stack={"state_dir": tmp_path / "state", "cache_dir": stack.stack.cache_dir},  # type: ignore[arg-type]
-        registry_file=registry_file,
-    )
+    private = _private_broker_settings(stack, tmp_path, registry_file=registry_file)
     broker = Mosquitto(private)
     broker.start(lambda _line: None)
     try:

@@ -25,6 +25,7 @@ from deploy.local.kafka_topics import planned_topics
 from deploy.local.mosquitto import Mosquitto
 from deploy.local.service import START_MARKER, Paths, ServiceError, log_tail, note_config_drift
 from kotaflow.settings import Settings
+from tests.support.production_mosquitto import listener_blocks
 
 
 def _settings(tmp_path: Path, **sections: object) -> Settings:
@@ -172,3 +173,15 @@ def test_config_drift_is_about_settings_not_comments(tmp_path: Path) -> None:
     note_config_drift("kafka", rendered, "# one node\nnode.id=2\n", notes.append)
     assert len(notes) == 1
     assert "stack down && kotaflow stack up" in notes[0]
+
+
+def test_only_the_tls_listener_names_sessions_after_the_account(tmp_path: Path) -> None:
+    """Devices' listener: a device can never hold the bridge's session. The loopback one is
+    for tests and benchmarks, which log in from many client ids with one account."""
+    settings = _settings(tmp_path)
+    blocks = listener_blocks(Mosquitto(settings)._config_text())
+    option = "use_username_as_clientid true"
+    mqtt = settings.mqtt
+    assert option in blocks[f"listener {mqtt.tls_port} {mqtt.host}"]
+    assert option not in blocks[f"listener {mqtt.port} {mqtt.host}"]
+    assert not any(line.startswith("use_username_as_clientid") for line in blocks[""])
