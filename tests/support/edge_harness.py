@@ -63,10 +63,12 @@ def kecamatan_devices() -> tuple[str, list[str]]:
 
 
 @contextmanager
-def central_broker(tmp_path: Path) -> Iterator[Settings]:
-    """A private Mosquitto as the stack configures it (accounts and ACL from the registry)."""
-    registry = tmp_path / "registry.yaml"
-    registry.write_text(PACKAGED_REGISTRY.read_text())
+def central_broker(tmp_path: Path, registry: Path | None = None) -> Iterator[Settings]:
+    """A private Mosquitto as the stack configures it (accounts and ACL from ``registry``,
+    default a copy of the packaged one)."""
+    if registry is None:
+        registry = tmp_path / "registry.yaml"
+        registry.write_text(PACKAGED_REGISTRY.read_text())
     settings = Settings(
         stack={"state_dir": tmp_path / "central"},
         mqtt={"port": free_port(), "tls_port": free_port()},
