@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 
 import pytest
 
@@ -30,18 +29,6 @@ from tests.support.tcp_relay import TcpRelay
 pytestmark = pytest.mark.services
 
 
-def by_device(collector: Collector) -> dict[str, list[int]]:
-    seen: dict[str, list[int]] = defaultdict(list)
-    with collector.lock:
-        for _topic, payload, _props in collector.got:
-            seen[str(payload["d"])].append(int(str(payload["n"])))
-    return seen
-
-
-def distinct(collector: Collector) -> int:
-    return sum(len(set(v)) for v in by_device(collector).values())
-
-
 def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time(
     edge_process: EdgeProcess, relay: TcpRelay, collector: Collector
 ) -> None:
@@ -55,8 +42,8 @@ def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time
     assert collector.count() == 0  # the link is down
 
     relay.up()
-    wait_until(lambda: distinct(collector) == total, 60, "the backlog at the central broker")
-    for device, numbers in by_device(collector).items():
+    wait_until(lambda: collector.distinct() == total, 60, "the backlog at the central broker")
+    for device, numbers in collector.by_device().items():
         assert numbers == list(range(200)), device  # in order, none twice
     for _topic, _payload, props in collector.got:
         assert int(props[EDGE_RX_PROPERTY]) >= before_ms
@@ -64,7 +51,7 @@ def test_readings_queued_during_an_outage_all_arrive_in_order_with_the_edge_time
     wait_until(lambda: edge_process.queued() == 0, 10, "the queue to empty after the PUBACKs")
 
     publish_readings(publisher, devices, 200, 5)  # live again
-    wait_until(lambda: distinct(collector) == total + 5 * len(devices), 10, "live readings")
+    wait_until(lambda: collector.distinct() == total + 5 * len(devices), 10, "live readings")
     publisher.loop_stop()
 
 
@@ -83,11 +70,11 @@ def test_kill_9_of_the_edge_during_the_drain_loses_nothing(
     relay.up()
     wait_until(lambda: collector.count() >= total // 3, 60, "a third of the drain")
     edge_process.kill()
-    arrived_before = distinct(collector)
+    arrived_before = collector.distinct()
     assert arrived_before < total
     edge_process.start()
-    wait_until(lambda: distinct(collector) == total, 90, "the rest after the restart")
-    for device, numbers in by_device(collector).items():
+    wait_until(lambda: collector.distinct() == total, 90, "the rest after the restart")
+    for device, numbers in collector.by_device().items():
         assert set(numbers) == set(range(per_device)), device
     wait_until(lambda: edge_process.queued() == 0, 15, "the queue to empty")
     # Duplicates are what was in flight (max_in_flight, 100) plus what was confirmed but
@@ -105,16 +92,16 @@ def test_a_hang_style_outage_is_detected_and_nothing_is_lost(
     edge_process.start()
     publisher = local_publisher(edge_process.local_port)
     publish_readings(publisher, devices, 0, 20)
-    wait_until(lambda: distinct(collector) == 20 * len(devices), 30, "live readings")
+    wait_until(lambda: collector.distinct() == 20 * len(devices), 30, "live readings")
 
     relay.hang()  # packets vanish, no reset: only keepalive notices
     publish_readings(publisher, devices, 20, 100)
     time.sleep(12)  # > 1.5 x keepalive (5 s): the edge gave the connection up
-    assert distinct(collector) == 20 * len(devices)
+    assert collector.distinct() == 20 * len(devices)
     relay.down()  # the hung connections die as a NAT timeout would end them
     relay.up()
-    wait_until(lambda: distinct(collector) == 120 * len(devices), 60, "the rest after the hang")
-    for device, numbers in by_device(collector).items():
+    wait_until(lambda: collector.distinct() == 120 * len(devices), 60, "the rest after the hang")
+    for device, numbers in collector.by_device().items():
         assert sorted(set(numbers)) == list(range(120)), device
     assert "central broker 127.0.0.1" in edge_process.log_text()
     assert " lost (" in edge_process.log_text()  # noticed by keepalive, then reconnected
@@ -132,7 +119,7 @@ def test_a_message_the_central_acl_refuses_is_kept_aside_and_the_rest_flow(
     publisher = local_publisher(edge_process.local_port)
     publish_readings(publisher, [stranger], 0, 1)
     publish_readings(publisher, devices, 0, 3)
-    wait_until(lambda: distinct(collector) == 3 * len(devices), 30, "the kecamatan's readings")
+    wait_until(lambda: collector.distinct() == 3 * len(devices), 30, "the kecamatan's readings")
 
     def refused() -> int:
         q = EdgeQueue(edge_process.queue_file, 1 << 40)
@@ -142,7 +129,7 @@ def test_a_message_the_central_acl_refuses_is_kept_aside_and_the_rest_flow(
             q.close()
 
     wait_until(lambda: refused() == 1 and edge_process.queued() == 0, 15, "the refusal")
-    assert stranger not in by_device(collector)
+    assert stranger not in collector.by_device()
     publisher.loop_stop()
 
 
@@ -162,8 +149,8 @@ def test_a_full_budget_leaves_the_rest_with_the_local_broker_until_there_is_room
     assert "resuming" not in edge_process.log_text()  # not before the queue has room
 
     relay.up()
-    wait_until(lambda: distinct(collector) == total, 90, "everything, the rest after resuming")
-    for device, numbers in by_device(collector).items():
+    wait_until(lambda: collector.distinct() == total, 90, "everything, the rest after resuming")
+    for device, numbers in collector.by_device().items():
         assert sorted(set(numbers)) == list(range(125)), device
     assert "resuming" in edge_process.log_text()
     publisher.loop_stop()
@@ -186,7 +173,7 @@ def test_kill_9_of_the_edge_while_devices_publish_loses_nothing(
     publishing.join(60)
     edge_process.start()  # the local broker redelivers what was not acked
     relay.up()
-    wait_until(lambda: distinct(collector) == total, 90, "every reading")
-    for device, numbers in by_device(collector).items():
+    wait_until(lambda: collector.distinct() == total, 90, "every reading")
+    for device, numbers in collector.by_device().items():
         assert sorted(set(numbers)) == list(range(per_device)), device
     publisher.loop_stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import pytest
 
@@ -27,18 +26,6 @@ LIVE_DELAY_BOUND_S = 10.0
 ``backlog_rate_per_s`` below the link's rate (publish to arrival, loaded test machine)."""
 
 
-def numbers_by_device(collector: Collector) -> dict[str, list[int]]:
-    seen: dict[str, list[int]] = defaultdict(list)
-    with collector.lock:
-        for _topic, payload, _props in collector.got:
-            seen[str(payload["d"])].append(int(str(payload["n"])))
-    return seen
-
-
-def distinct(collector: Collector) -> int:
-    return sum(len(set(v)) for v in numbers_by_device(collector).values())
-
-
 def test_a_16_kbit_link_drains_the_backlog_while_live_readings_stay_prompt(
     proxied_edge: EdgeProcess, proxy: Toxiproxy, collector: Collector
 ) -> None:
@@ -55,13 +42,13 @@ def test_a_16_kbit_link_drains_the_backlog_while_live_readings_stay_prompt(
         proxy.toxic(f"cap-{stream}", "bandwidth", stream, rate=KBIT16)
     proxy.toxic("latency", "latency", "downstream", latency=300, jitter=100)
     proxy.enabled(True)
-    wait_until(lambda: distinct(collector) >= backlog // 4, 60, "the drain to start")
+    wait_until(lambda: collector.distinct() >= backlog // 4, 60, "the drain to start")
     sent_ms = int(time.time() * 1000)
     publish_readings(publisher, devices, 1000, 1)  # live, while the backlog drains
     live = set(devices)
 
     def live_arrived() -> bool:
-        return all(1000 in numbers_by_device(collector).get(d, []) for d in live)
+        return all(1000 in collector.by_device().get(d, []) for d in live)
 
     wait_until(live_arrived, 30, "live readings during the drain")
     delays_s = [(collector.first_ms[(d, 1000)] - sent_ms) / 1000 for d in devices]
@@ -70,9 +57,9 @@ def test_a_16_kbit_link_drains_the_backlog_while_live_readings_stay_prompt(
     assert all(
         int(props[EDGE_RX_PROPERTY]) >= sent_ms for _t, p, props in collector.got if p["n"] == 1000
     )
-    assert distinct(collector) < backlog + len(devices)  # live overtook part of the backlog
-    wait_until(lambda: distinct(collector) == backlog + len(devices), 120, "the whole backlog")
-    for device, numbers in numbers_by_device(collector).items():
+    assert collector.distinct() < backlog + len(devices)  # live overtook part of the backlog
+    wait_until(lambda: collector.distinct() == backlog + len(devices), 120, "the whole backlog")
+    for device, numbers in collector.by_device().items():
         older = [n for n in numbers if n < 1000]
         assert older == sorted(set(older)), device  # the backlog in order, once
     publisher.loop_stop()
@@ -93,14 +80,14 @@ def test_resets_mid_stream_and_a_hang_lose_nothing(
     proxy.enabled(True)
     # Every connection is cut after 4 kB (about 30 messages): mid-stream, mid-packet.
     proxy.toxic("cut", "limit_data", "upstream", bytes=4000)
-    wait_until(lambda: distinct(collector) > 100, 60, "progress through the cuts")
+    wait_until(lambda: collector.distinct() > 100, 60, "progress through the cuts")
     proxy.remove("cut")
     proxy.toxic("hang", "timeout", "upstream", timeout=0)  # data vanishes, nothing resets
     publish_readings(publisher, devices, 150, 20)
     time.sleep(10)  # keepalive (5 s) notices; new connections hang too
     proxy.remove("hang")
-    wait_until(lambda: distinct(collector) == total + 20 * len(devices), 90, "everything")
-    for device, numbers in numbers_by_device(collector).items():
+    wait_until(lambda: collector.distinct() == total + 20 * len(devices), 90, "everything")
+    for device, numbers in collector.by_device().items():
         assert set(numbers) == set(range(170)), device
     wait_until(lambda: proxied_edge.queued() == 0, 15, "the queue to empty")
     publisher.loop_stop()

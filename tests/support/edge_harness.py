@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -205,6 +206,18 @@ class Collector:
     def count(self) -> int:
         with self.lock:
             return len(self.got)
+
+    def by_device(self) -> dict[str, list[int]]:
+        """Device -> the reading numbers (``n``) that arrived, in arrival order, repeats kept."""
+        seen: dict[str, list[int]] = defaultdict(list)
+        with self.lock:
+            for _topic, payload, _props in self.got:
+                seen[str(payload["d"])].append(int(str(payload["n"])))
+        return seen
+
+    def distinct(self) -> int:
+        """How many different readings arrived (duplicates counted once)."""
+        return sum(len(set(v)) for v in self.by_device().values())
 
 
 @contextmanager
