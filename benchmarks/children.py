@@ -51,10 +51,21 @@ class Child:
 
 
 def spawn_kotaflow(
-    name: str, argv: Sequence[str], env: dict[str, str], log: Path, stdout: Path | None = None
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    log: Path,
+    stdout: Path | None = None,
+    tree: Path | None = None,
 ) -> Child:
     """Start ``kotaflow <argv>`` with ``env``; its output goes to ``log`` (stdout to
-    ``stdout`` instead, when given: a command's result apart from its logs)."""
+    ``stdout`` instead, when given: a command's result apart from its logs).
+
+    ``tree``: run the code of another checkout (an old commit, for a side-by-side
+    comparison) with this virtualenv: it is the child's working directory, which ``-m``
+    puts first on ``sys.path``, and its ``PYTHONPATH``."""
+    if tree is not None:
+        env = env | {"PYTHONPATH": str(tree.resolve())}
     with log.open("ab") as err, (stdout or log).open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kotaflow", *argv],
@@ -62,6 +73,7 @@ def spawn_kotaflow(
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
+            cwd=tree,
         )
     return Child(name, proc, log)
 
