@@ -111,6 +111,8 @@ class _Session:
     batcher: KafkaBatcher[_Item] = field(init=False)
     lanes: dict[bytes, Lane[_Item]] = field(default_factory=dict)
     """The raw topic's lane per Kafka key (device), looked up once per device."""
+    pubacks: list[bytes] = field(default_factory=list)
+    """PUBACK packets of this loop iteration, sent as one write (:meth:`Bridge._complete`)."""
 
 
 class Bridge:
@@ -243,7 +245,7 @@ class Bridge:
         session.batcher = KafkaBatcher(
             producer,
             functools.partial(self._on_batch, session),
-            self._cfg.linger_ms / 1000,
+            0.0,  # the lingering is done on the MQTT side (bridge.linger_ms), once per window
             self.limits.record_bytes,
         )
         self.metrics.track_in_flight(lambda: len(session.window))
@@ -290,9 +292,10 @@ class Bridge:
                 except KafkaError as err:
                     self._fail(s, err)
                     return
-                # Between bursts, let the batch senders and Kafka callbacks run: a steady
-                # inbox would otherwise starve them, and acks would stall.
-                await asyncio.sleep(0)
+                if inbox:
+                    # Between bursts, let the batch senders and Kafka callbacks run: a
+                    # steady inbox would otherwise starve them, and acks would stall.
+                    await asyncio.sleep(0)
 
     def _forward(
         self,
@@ -306,6 +309,7 @@ class Bridge:
         window = s.window
         if generation != s.generation:
             s.generation = generation  # a new connection: the broker redelivers the rest
+            s.pubacks.clear()  # the old connection's packet ids mean nothing on the new one
             dropped = window.reset()
             if dropped:
                 self.metrics.dropped_unacked.inc(dropped)
@@ -393,15 +397,27 @@ class Bridge:
         self._complete(s, seqs)
 
     def _complete(self, s: _Session, seqs: list[int]) -> None:
-        """These deliveries are in Kafka: ack the completed prefix."""
+        """These deliveries are in Kafka: ack the completed prefix.
+
+        The acks of every batch that completes in one loop iteration (one produce response
+        answers for all partitions) go out as one write: each write wakes paho's thread."""
         pubacks, count, oldest = s.window.complete(seqs)
         if count:
-            s.intake.ack(pubacks)
+            if not s.pubacks:
+                asyncio.get_running_loop().call_soon(self._send_acks, s)
+            s.pubacks.append(pubacks)
             self.metrics.acked.inc(count)
             if oldest is not None:
                 # One observation per ack burst, of its oldest message (the worst case):
                 # one per message was 7% of the bridge's CPU.
                 self.metrics.ack_latency.observe(time.monotonic() - oldest)
+
+    @staticmethod
+    def _send_acks(s: _Session) -> None:
+        if s.pubacks:  # (cleared if a new connection came first)
+            packets = b"".join(s.pubacks)
+            s.pubacks.clear()
+            s.intake.ack(packets)
 
     def _fail(self, s: _Session, err: BaseException | None) -> None:
         if s.failed.is_set():

@@ -24,12 +24,13 @@ after ``BACKLOG_MAX_S``, the exemption ends with a warning.
 
 Threads: paho's network thread (``loop_start``) runs the callbacks and reconnects with
 backoff. The bulk read path (:mod:`ingest.fastpaho`) hands over every ``recv``'s worth of
-messages as one list: the intake takes in-flight slots for them, appends the list to the
-inbox and, if the asyncio side is not already due to look, wakes it once with
-``call_soon_threadsafe`` (one wake-up per burst, not per message). Messages that take
-paho's own path (``on_message``: MQTT 5 properties, QoS 2) join the same inbox. paho's
-per-filter callbacks never fire for ``$share/`` filters, so nothing relies on them.
-``suppress_exceptions`` keeps the network thread alive whatever a callback does.
+messages as one list (at low rates gathered for ``bridge.linger_ms`` first): the intake
+takes in-flight slots for them, appends the list to the inbox and, if the asyncio side is
+not already due to look, wakes it once with ``call_soon_threadsafe`` (one wake-up per burst,
+not per message). Messages that take paho's own path (``on_message``: MQTT 5 properties,
+QoS 2) join the same inbox. paho's per-filter callbacks never fire for ``$share/`` filters,
+so nothing relies on them. ``suppress_exceptions`` keeps the network thread alive whatever
+a callback does.
 
 Memory is bounded twice: MQTT 5 Receive Maximum caps what the broker sends unacked, and a
 local gate (``max_in_flight``) blocks the network thread while that many received messages
@@ -368,6 +369,7 @@ class MqttIntake:
             manual_ack=True,
         )
         client.suppress_exceptions = True
+        client.linger_s = self._bridge.linger_ms / 1000
         client.reconnect_delay_set(
             min_delay=max(1, round(self._bridge.reconnect_min_s)),
             max_delay=max(1, round(self._bridge.reconnect_max_s)),

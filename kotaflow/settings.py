@@ -233,7 +233,13 @@ class BridgeSettings(_Section):
         description="a standby takes over this long after the active bridge dies",
     )
     lease_heartbeat_ms: int = Field(1_000, ge=100, le=20_000)
-    linger_ms: int = Field(10, ge=0, le=1000)
+    linger_ms: int = Field(
+        25,
+        ge=0,
+        le=1000,
+        description="at low rates, gather messages this long before forwarding them (one "
+        "Kafka request and one wake-up per window, not per message); never waits under load",
+    )
     max_batch_bytes: int = Field(524_288, ge=16_384, description="producer batch per partition")
     compression: str = Field("zstd", pattern="^(none|gzip|lz4|zstd|snappy)$")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus; 0: off")

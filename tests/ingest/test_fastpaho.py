@@ -6,13 +6,15 @@ The packets are the bytes a broker sends; a socket pair stands in for its connec
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from ingest.fastpaho import Arrival, FastClient
+from ingest.fastpaho import GATHER_BYTES, Arrival, FastClient
 
 
 def _length(n: int) -> bytes:
@@ -132,3 +134,40 @@ def test_ack_raw_queues_one_write() -> None:
     assert bytes(queued["packet"]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
     client.ack_raw(b"")
     assert len(client._out_packet) == 1
+
+
+def _send_later(peer: socket.socket, data: bytes, delay_s: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay_s), peer.sendall(data)))
+    thread.start()
+    return thread
+
+
+def test_with_a_linger_low_rate_messages_of_one_window_are_one_burst(harness: Harness) -> None:
+    harness.client.linger_s = 0.2
+    later = _send_later(harness.peer, publish("kotaflow/b/telemetry", b"2", mid=2), 0.05)
+    assert (
+        harness.feed(publish("kotaflow/a/telemetry", b"1", mid=1)) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    )
+    later.join()
+    assert [kind for kind, _ in harness.seen] == ["bulk"]  # one hand-over, not two
+    assert [a[5] for a in harness.arrivals()] == [b"1", b"2"]
+
+
+def test_heavy_traffic_is_handed_over_without_waiting(harness: Harness) -> None:
+    harness.client.linger_s = 0.05
+    burst = b"".join(publish("kotaflow/a/telemetry", b"x" * 200, mid=i + 1) for i in range(400))
+    assert len(burst) > GATHER_BYTES
+    harness.feed(burst)  # a drain: GATHER_BYTES or more within one linger period
+    began = time.monotonic()
+    harness.feed(publish("kotaflow/a/telemetry", b"small", mid=2))
+    assert time.monotonic() - began < 0.04  # no linger while busy
+    assert harness.arrivals()[-1][5] == b"small"
+
+
+def test_a_connection_closed_while_gathering_is_found_by_the_next_read(harness: Harness) -> None:
+    harness.client.linger_s = 0.05
+    harness.peer.sendall(publish("kotaflow/a/telemetry", b"1", mid=1))
+    harness.peer.shutdown(socket.SHUT_WR)
+    assert harness.client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert [a[5] for a in harness.arrivals()] == [b"1"]
+    assert harness.client.loop_read() == MQTTErrorCode.MQTT_ERR_CONN_LOST
