@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from kotaflow.logs import redact_settings
 from kotaflow.settings import Settings, SettingsError, load_settings
@@ -24,6 +23,8 @@ class AppContext:
             try:
                 self._settings = load_settings(self.config_file)
             except SettingsError as err:
+                from rich.console import Console  # only here: ~50 ms of every command's start
+
                 Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
                 raise typer.Exit(2) from None
             redact_settings(self._settings)

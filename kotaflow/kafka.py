@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from kotaflow.logs import redact
-from kotaflow.mqtt import local_ca_file
 from kotaflow.settings import Settings
 
 LOCAL_SCRAM_USER = "kotaflow"
@@ -55,6 +54,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """Verifies the brokers' chain and host names (TLS 1.2 at least)."""
+    from kotaflow.mqtt import local_ca_file  # (not at import: it loads paho, ~30 ms)
+
     ca_file = settings.kafka.ca_file
     local = local_ca_file(settings.stack.state_dir)
     if ca_file is None and local.is_file():

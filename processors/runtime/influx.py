@@ -19,6 +19,11 @@ module adds what the stages need on top of it:
 * :meth:`InfluxSink.query` runs a Flux query and returns rows: for a stage stalled and
   retried the same way (a 400 is a bad query and raises); for a tool only outages retry.
 
+Writes and pings are plain ``aiohttp`` requests; influxdb-client runs the Flux queries
+and is imported (in a worker thread) only when the first query comes. Importing it costs
+~0.7 s of CPU here (it loads every generated API model, urllib3, reactivex, dateutil):
+half of ``kotaflow process``'s start to first write, for a write that is one POST.
+
 Create :class:`InfluxSink` inside a coroutine (``async with InfluxSink(...)``).
 """
 
@@ -26,17 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import importlib
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.rest import ApiException
-from influxdb_client.service.write_service import WriteService
 
 from kotaflow.settings import Settings
 from processors.runtime.influx_token import (
@@ -60,6 +65,9 @@ from processors.runtime.write_block import (
     block_reason,
     judge,
 )
+
+if TYPE_CHECKING:
+    from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 log = logging.getLogger("kotaflow.processors.influx")
 
@@ -89,32 +97,106 @@ class Refused:
     message: str
 
 
+class InfluxAnswerError(Exception):
+    """InfluxDB answered a write or ping with an error status (the shape of
+    influxdb-client's ``ApiException``, which its queries raise)."""
+
+    def __init__(self, status: int, reason: str, body: bytes, headers: Any) -> None:
+        super().__init__(f"({status}) {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.headers = headers
+
+
+def _answer_of(err: BaseException) -> Any | None:
+    """``err`` if it carries InfluxDB's answer (status, reason, body, headers)."""
+    if isinstance(err, InfluxAnswerError):
+        return err
+    rest = sys.modules.get("influxdb_client.rest")  # loaded once a query ran
+    if rest is not None and isinstance(err, rest.ApiException):
+        return err
+    return None
+
+
 def _status_of(err: BaseException) -> tuple[int | None, str | None, str]:
     """(HTTP status or None for no answer, Retry-After, message) of a failed request."""
-    if isinstance(err, ApiException):
-        headers: Any = err.headers or {}
+    answer = _answer_of(err)
+    if answer is not None:
+        headers: Any = answer.headers or {}
         retry_after = headers.get("Retry-After") if hasattr(headers, "get") else None
-        body = err.body.decode(errors="replace") if isinstance(err.body, bytes) else str(err.body)
-        return err.status, retry_after, f"{err.status} {err.reason}: {body[:500]}"
+        body = answer.body
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        return answer.status, retry_after, f"{answer.status} {answer.reason}: {text[:500]}"
     return None, None, f"{type(err).__name__}: {err}"
 
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
+_QUERY_MODULES = ("influxdb_client.rest", "influxdb_client.client.influxdb_client_async")
+
+
+def _load_query_modules() -> tuple[ModuleType, ModuleType]:
+    rest, client = (importlib.import_module(name) for name in _QUERY_MODULES)
+    return rest, client
+
 
 class _Client:
-    """One influxdb-client client and where its token comes from."""
+    """One token's connections: an aiohttp session for writes and pings, and the
+    influxdb-client client for queries (made at the first query)."""
 
     def __init__(self, settings: Settings, source: TokenSource) -> None:
         self.source = source
         self.token = self.source.read()
-        self.client = InfluxDBClientAsync(
-            url=settings.influxdb.url,
-            token=self.token,
-            org=settings.influxdb.org,
-            timeout=int(settings.processing.retry.timeout_s * 1000),
-            enable_gzip=False,
-        )
+        self._settings = settings
+        self._timeout_s = settings.processing.retry.timeout_s
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+        self._query_client: InfluxDBClientAsync | None = None
+        self._making: asyncio.Lock | None = None
+
+    def _url(self, path: str) -> str:
+        return self._settings.influxdb.url.rstrip("/") + path
+
+    async def post_write(self, bucket: str, body: bytes) -> None:
+        """POST gzipped line protocol (ms precision); raises :class:`InfluxAnswerError`."""
+        params = {"org": self._settings.influxdb.org, "bucket": bucket, "precision": "ms"}
+        headers = {
+            "Authorization": f"Token {self.token}",
+            "Content-Encoding": "gzip",
+            "Content-Type": "text/plain; charset=utf-8",
+        }
+        async with self.http.post(
+            self._url("/api/v2/write"), params=params, data=body, headers=headers
+        ) as response:
+            if response.status >= 300:
+                raise InfluxAnswerError(
+                    response.status, response.reason or "", await response.read(), response.headers
+                )
+
+    async def ping(self) -> bool:
+        async with self.http.get(self._url("/ping")) as response:
+            return response.status < 300
+
+    async def query_client(self) -> tuple[ModuleType, InfluxDBClientAsync]:
+        """influxdb-client's ``rest`` module (its ``ApiException``) and the query client."""
+        rest, module = await asyncio.to_thread(_load_query_modules)  # imported once
+        if self._query_client is None:
+            self._making = self._making or asyncio.Lock()
+            async with self._making:
+                if self._query_client is None:
+                    self._query_client = module.InfluxDBClientAsync(
+                        url=self._settings.influxdb.url,
+                        token=self.token,
+                        org=self._settings.influxdb.org,
+                        timeout=int(self._timeout_s * 1000),
+                        enable_gzip=False,
+                    )
+        return rest, self._query_client
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self._query_client is not None:
+            await self._query_client.close()  # type: ignore[no-untyped-call]
 
     def reread_token(self) -> None:
         """Use the token its source holds now (a rotated token file); keep the old one if
@@ -128,7 +210,8 @@ class _Client:
             return
         if token != self.token:
             self.token = token
-            self.client.api_client.set_default_header("Authorization", f"Token {token}")  # type: ignore[no-untyped-call]
+            if self._query_client is not None:
+                self._query_client.api_client.set_default_header("Authorization", f"Token {token}")  # type: ignore[no-untyped-call]
             log.warning(
                 "InfluxDB token changed in its source: using the new one",
                 extra={"token": self.source.where()},
@@ -159,7 +242,6 @@ class InfluxSink:
         self._sleep = sleep
         self._writer: _Client | None = None
         self._reader: _Client | None = None
-        self._writes: WriteService | None = None
 
     def _sources(self) -> tuple[TokenSource, TokenSource]:
         role = self.role
@@ -183,13 +265,12 @@ class InfluxSink:
             read.where() == write.where() or not write.rereadable
         )
         self._reader = self._writer if same else _Client(self._settings, read)
-        self._writes = WriteService(self._writer.client.api_client)  # type: ignore[no-untyped-call]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         held = {id(c): c for c in (self._writer, self._reader) if c is not None}
         for client in held.values():
-            await client.client.close()  # type: ignore[no-untyped-call]
+            await client.close()
         self._writer = self._reader = None
 
     def blocked(self, stage: str) -> BlockReason | None:
@@ -227,19 +308,11 @@ class InfluxSink:
         body = await asyncio.to_thread(_gzip, chunk)
         attempt = 0
         while True:
-            writer, writes = self._writer, self._writes
+            writer = self._writer
             assert writer is not None, "use InfluxSink inside `async with`"
-            assert writes is not None
             try:
-                await writes.post_write_async(  # type: ignore[no-untyped-call]
-                    org=self._settings.influxdb.org,
-                    bucket=bucket,
-                    body=body,
-                    precision="ms",
-                    content_encoding="gzip",
-                    content_type="text/plain; charset=utf-8",
-                )
-            except (ApiException, *_TRANSPORT_ERRORS) as err:
+                await writer.post_write(bucket, body)
+            except (InfluxAnswerError, *_TRANSPORT_ERRORS) as err:
                 status, retry_after, message = _status_of(err)
                 verdict = judge(status, message, len(chunk))
                 if verdict is not Verdict.BLOCKED:
@@ -260,11 +333,10 @@ class InfluxSink:
         while True:
             reader = self._reader
             assert reader is not None, "use InfluxSink inside `async with`"
+            rest, client = await reader.query_client()
             try:
-                tables = await reader.client.query_api().query(
-                    flux, org=self._settings.influxdb.org
-                )
-            except (ApiException, *_TRANSPORT_ERRORS) as err:
+                tables = await client.query_api().query(flux, org=self._settings.influxdb.org)
+            except (rest.ApiException, *_TRANSPORT_ERRORS) as err:
                 status, retry_after, _ = _status_of(err)
                 if status == 400 or (stage is None and not retryable(status)):
                     raise
@@ -278,7 +350,7 @@ class InfluxSink:
     async def ping(self) -> bool:
         assert self._writer is not None
         try:
-            return bool(await self._writer.client.ping())
+            return await self._writer.ping()
         except _TRANSPORT_ERRORS:
             return False
 
