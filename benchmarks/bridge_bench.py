@@ -137,9 +137,11 @@ def main() -> None:
         metavar="OUT",
         help="record the draining bridge with py-spy (collapsed stacks, all threads) to OUT",
     )
+    parser.add_argument("--tree", type=Path, help="run the bridge from the checkout at TREE")
     args = parser.parse_args()
+    settings = load_settings()
     run = asyncio.run(
-        measure(load_settings(), args.messages, args.devices, args.payload_bytes, args.py_spy)
+        measure(settings, args.messages, args.devices, args.payload_bytes, args.py_spy, args.tree)
     )
     n = run.messages
     sub_s = run.mosquitto_sub_s
@@ -158,9 +160,15 @@ def main() -> None:
 
 
 async def measure(
-    settings: Settings, n: int, devices: int, payload_bytes: int, py_spy: str | None = None
+    settings: Settings,
+    n: int,
+    devices: int,
+    payload_bytes: int,
+    py_spy: str | None = None,
+    tree: Path | None = None,
 ) -> BridgeRun:
-    """Queue ``n`` messages for both subscribers, drain both, and say how each did."""
+    """Queue ``n`` messages for both subscribers, drain both, and say how each did
+    (``tree``: the bridge from another checkout, :func:`benchmarks.children.spawn_kotaflow`)."""
     sub_tool, pub_tool = (
         _client_tool(settings, "mosquitto_sub"),
         _client_tool(settings, "mosquitto_pub"),
@@ -189,7 +197,7 @@ async def measure(
     bridge: subprocess.Popen[bytes] | None = None
     try:
         _mosquitto_sub(sub_tool, reader, sub_id, ["-E"])  # session + subscriptions, then offline
-        bridge = _spawn_bridge(env, work / "bridge.log")
+        bridge = _spawn_bridge(env, work / "bridge.log", tree)
         wait_log(work / "bridge.log", "MQTT subscribed", bridge)
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=60)
@@ -203,7 +211,7 @@ async def measure(
         _mosquitto_sub(sub_tool, reader, sub_id, ["-C", str(n)])
         sub_s = time.monotonic() - started
 
-        bridge = _spawn_bridge(env, work / "bridge.log")
+        bridge = _spawn_bridge(env, work / "bridge.log", tree)
         spy = _py_spy(bridge.pid, py_spy) if py_spy else None
         first, last, cost, metrics = _watch_bridge(bridge, port, n)
         if spy is not None:
@@ -341,8 +349,10 @@ async def _topics(
         await admin.close()
 
 
-def _spawn_bridge(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return spawn_kotaflow("kotaflow bridge", ["bridge"], env, log).proc
+def _spawn_bridge(
+    env: dict[str, str], log: Path, tree: Path | None = None
+) -> subprocess.Popen[bytes]:
+    return spawn_kotaflow("kotaflow bridge", ["bridge"], env, log, tree=tree).proc
 
 
 def _free_port() -> int:

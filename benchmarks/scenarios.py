@@ -30,11 +30,13 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bridge", "benchmarks.bridge_bench", "MQTT -> Kafka next to mosquitto_sub"),
+    Scenario("bridge-steady", "benchmarks.bridge_steady", "bridge CPU per message at low rates"),
     Scenario("process", "benchmarks.processors_throughput", "Kafka backlog -> InfluxDB"),
     Scenario("late", "benchmarks.late_bench", "a day of late readings -> corrections"),
     Scenario("e2e", "benchmarks.e2e_bench", "devices -> InfluxDB at 2,000 readings/s"),
     Scenario("alert", "benchmarks.alert_bench", "threshold crossing -> webhook"),
     Scenario("public", "benchmarks.public_bench", "wrk on the public page -> InfluxDB queries"),
+    Scenario("startup", "benchmarks.startup_bench", "process and bridge: start to first write"),
 )
 
 

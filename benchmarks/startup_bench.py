@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks.bridge_bench import _topics
+from benchmarks.bridge_bench import PARTITIONS, _topics
 from benchmarks.bridge_steady import PacedPublisher
 from benchmarks.children import spawn_kotaflow, stop, wait_log
 from benchmarks.isolation import child_env, scratch_buckets, wipe_mqtt_session, write_config
@@ -147,14 +147,13 @@ async def bridge_start(settings: Settings, name: str, tree: Path | None) -> Star
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
         await consumer.start()
         try:
-            parts = [
-                TopicPartition(raw, p) for p in (await consumer.partitions_for_topic(raw) or [])
-            ]
+            parts = [TopicPartition(raw, p) for p in range(PARTITIONS)]
+            before: dict[TopicPartition, int] = await consumer.end_offsets(parts)
             proc, spawned, wall = _spawn(["bridge"], env, tree, log)
 
             async def in_kafka() -> bool:
                 ends: dict[TopicPartition, int] = await consumer.end_offsets(parts)
-                return sum(ends.values()) > 0
+                return sum(ends.values()) > sum(before.values())
 
             await _until(in_kafka, proc, log)
             first = time.monotonic() - spawned
