@@ -316,6 +316,9 @@ class StoreSettings(StageConsumer):
     idle_flush_s: float = Field(
         0.02, gt=0, description="caught up with the input: write what is buffered this soon"
     )
+    commit_interval_s: float = Field(
+        1.0, ge=0, description="commit what was written at most this often (0: every write)"
+    )
 
 
 class AggregateSettings(StageConsumer):

@@ -19,7 +19,9 @@ Guarantee
     unwritten record, says once a minute what to fix, and resumes by itself.
 Latency
     A full batch (``batch_lines``) is written at once; a partial one after
-    ``idle_flush_s`` when the input is caught up, else after ``flush_interval_s``.
+    ``idle_flush_s`` when the input is caught up, else after ``flush_interval_s``. At low
+    rates the fetch wait (``fetch_max_wait_ms``) is what gathers a batch. What was written
+    is committed at most every ``commit_interval_s`` (and always before a revoke or stop).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class StoreStage:
         self._buffers: dict[TopicPartition, LineBuffer] = {}
         self._inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         self._covered: dict[TopicPartition, int] = {}
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_commit = time.monotonic()
         self._idle_lines = False
 
     @property
@@ -179,7 +181,10 @@ class StoreStage:
         inflight, self._inflight = list(self._inflight.values()), {}
         await asyncio.gather(*inflight)
         await self._output.drain(STAGE)
-        self._last_flush = time.monotonic()
+        self._last_flush = now = time.monotonic()
+        if not force and now - self._last_commit < self._cfg.commit_interval_s:
+            return {}  # written; committed with a later flush (a commit is a request too)
+        self._last_commit = now
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets
