@@ -82,7 +82,7 @@ from processors.aggregate.windows import (
 from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
 from processors.runtime.kafka_output import KafkaOutput
-from processors.runtime.readings_input import parse_readings, refused_reading
+from processors.runtime.readings_input import parse_record, refused_reading
 from processors.runtime.stage_loop import Batch, Offsets, instance_name
 
 log = logging.getLogger("kotaflow.processors.aggregate")
@@ -192,20 +192,29 @@ class AggregateStage:
             if book is None:  # assigned() failed; never aggregate without the watermark
                 continue
             for record in records:
-                readings, letters = parse_readings(record, STAGE)
+                found, letters = parse_record(record, STAGE)
                 for letter in letters:
                     await self._output.deadletter(STAGE, letter)
-                for parsed in readings:
-                    key = (parsed.device, parsed.metric, parsed.type, parsed.kecamatan)
+                if found is None:
+                    continue
+                device, type_, kecamatan, ts_ms = (
+                    found.device,
+                    found.type,
+                    found.kecamatan,
+                    found.ts_ms,
+                )
+                for metric, value in found.values.items():
+                    key = (device, metric, type_, kecamatan)
                     series = self._series.get(key)
                     if series is None:
                         series = self._series[key] = Series(*key)
-                    added = book.add(series, parsed.ts_ms, parsed.value, record.offset, now_ms)
+                    added = book.add(series, ts_ms, value, record.offset, now_ms)
                     if added is Added.NEW:
                         continue
                     if added is Added.TOO_OLD:
                         why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
-                        letter = refused_reading(record, STAGE, Reason.TIME_TOO_OLD, why, parsed)
+                        reading = found.reading(metric)
+                        letter = refused_reading(record, STAGE, Reason.TIME_TOO_OLD, why, reading)
                         await self._output.deadletter(STAGE, letter)
                     else:
                         self._health.duplicate(STAGE, added.value)
