@@ -33,9 +33,6 @@ from kotaflow.settings import Settings
 from kotaflow.wire.raw import EDGE_RX_PROPERTY, PayloadFormat
 from tests.conftest import ScratchLedger
 from tests.ingest.bridge_support import create_topics
-from tests.processors.conftest import _private, device_tag, env_for, private_fleet, quick_flushes
-from tests.processors.influxcheck import Point, telemetry
-from tests.processors.test_late_rollups import all_rollups_match
 from tests.support.edge_harness import (
     REPO,
     Collector,
@@ -47,7 +44,15 @@ from tests.support.edge_harness import (
     local_publisher,
     wait_until,
 )
+from tests.support.influx_check import Point, all_rollups_match, telemetry
 from tests.support.isolated_kafka import delete_topics
+from tests.support.private_pipeline import (
+    device_tag,
+    env_for,
+    private_fleet,
+    private_pipeline,
+    quick_flushes,
+)
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.services
@@ -81,7 +86,7 @@ def fleet_settings(
     tokens.mkdir()
     fleet_dir = tmp_path / "fleet"
     fleet_dir.mkdir()
-    for mine in _private(stack, scratch_ledger, tokens):
+    for mine in private_pipeline(stack, scratch_ledger, tokens):
         yield quick_flushes(private_fleet(mine, fleet_dir, device_tag(mine)))
 
 

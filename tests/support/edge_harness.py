@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from devices.registry import PACKAGED_REGISTRY, load_registry
 from edge.queue import EdgeQueue
 from kotaflow.mqtt import Account, MqttAccess, mqtt_access
 from kotaflow.settings import Settings
+from tests.support.polling import wait_until as wait_until  # the edge tests' import
 
 REPO = Path(__file__).parents[2]
 
@@ -42,14 +43,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def kecamatan_devices() -> tuple[str, list[str]]:

@@ -1,14 +1,19 @@
-"""Reading back what the processors wrote to InfluxDB, and recomputing rollups from it."""
+"""Reading back what the processors wrote to InfluxDB, and recomputing rollups from it:
+:func:`all_rollups_match` checks the 1-minute, hourly and daily rollups of a test's devices
+against a recomputation from their raw points."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from kotaflow.settings import Settings
-from processors.aggregate.rollups import to_ms
-from processors.aggregate.windows import Aggregate, aggregate_points, window_start
+from processors.aggregate.rollups import HOUR_MS, day_of, hour_of, to_ms
+from processors.aggregate.windows import Aggregate, aggregate_points, combine, window_start
 from processors.runtime.influx import InfluxSink
+from tests.support.polling import wait_for
+from tests.support.private_pipeline import device_tag
 
 Point = tuple[str, str, int]
 """(device, metric, ts_ms)"""
@@ -22,6 +27,20 @@ async def telemetry(s: Settings, tag: str) -> dict[Point, float]:
     async with InfluxSink(s) as influx:
         rows = await influx.query(flux)
     return {(r["device"], r["_field"], to_ms(r["_time"])): float(r["_value"]) for r in rows}
+
+
+async def stored_times(s: Settings, tag: str, start_ms: int, stop_ms: int) -> set[tuple[str, int]]:
+    """(device, ts_ms) of the tagged devices' readings stored with ``start_ms <= ts <
+    stop_ms``: a cheap query for a few recent readings."""
+    flux = (
+        f'from(bucket: "{s.influxdb.telemetry_bucket}")'
+        f" |> range(start: time(v: {start_ms * 1_000_000}), stop: time(v: {stop_ms * 1_000_000}))"
+        f" |> filter(fn: (r) => r.device =~ /^{tag}-/)"
+        ' |> keep(columns: ["_time", "device"])'
+    )
+    async with InfluxSink(s) as influx:
+        rows = await influx.query(flux)
+    return {(str(r["device"]), to_ms(r["_time"])) for r in rows}
 
 
 ROLLUP_FIELDS = frozenset({"count", "min", "max", "sum", "mean", "last"})
@@ -76,3 +95,36 @@ def mismatches(expected: dict[Point, Aggregate], found: dict[Point, dict[str, fl
         if any(abs(want[f] - got[f]) > 1e-9 * max(1.0, abs(want[f])) for f in want):
             bad.append((key, want, got))
     return bad
+
+
+def rolled_up(
+    minutes: dict[Point, Aggregate], start_of: Callable[[int], int]
+) -> dict[Point, Aggregate]:
+    """Minute aggregates combined into the periods ``start_of`` names (hours or days)."""
+    parts: dict[Point, list[Aggregate]] = defaultdict(list)
+    for (device, metric, start), agg in minutes.items():
+        parts[(device, metric, start_of(start))].append(agg)
+    return {key: combine(found) for key, found in parts.items()}
+
+
+async def all_rollups_match(s: Settings, points: set[Point], timeout_s: float = 120) -> None:
+    """Wait until telemetry holds ``points`` and 1m, 1h and 1d rollups equal a recomputation."""
+    tag = device_tag(s)
+    offset_ms = int(s.processing.aggregate.day_offset_h * HOUR_MS)
+
+    async def stored_all() -> bool:
+        return set(await telemetry(s, tag)) == points
+
+    await wait_for(stored_all, timeout_s, "every reading in telemetry")
+    minutes = recompute(await telemetry(s, tag))
+    expected = {
+        "1m": minutes,
+        "1h": rolled_up(minutes, hour_of),
+        "1d": rolled_up(minutes, lambda t: day_of(t, offset_ms)),
+    }
+    for window, want in expected.items():
+
+        async def matches(window: str = window, want: dict[Point, Aggregate] = want) -> bool:
+            return not mismatches(want, await rollups(s, tag, window))
+
+        await wait_for(matches, timeout_s, f"{window} rollups equal to a recomputation from raw")
