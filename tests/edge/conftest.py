@@ -72,13 +72,18 @@ def edge_process(
         process.stop()
 
 
-@pytest.fixture
-def proxy(central: Settings, settings: Settings) -> Iterator[Toxiproxy]:
+@pytest.fixture(scope="session")
+def toxiproxy_binary(settings: Settings) -> Path:
+    """Toxiproxy, built once from the Go module proxy and cached (deploy/local/toxiproxy.py)."""
     try:
-        binary = ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
+        return ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
     except ServiceError as err:  # no Go toolchain: the weak-link tests cannot run
         pytest.skip(f"toxiproxy unavailable: {err}")
-    with toxiproxy(binary, central.mqtt.port) as running:
+
+
+@pytest.fixture
+def proxy(central: Settings, toxiproxy_binary: Path) -> Iterator[Toxiproxy]:
+    with toxiproxy(toxiproxy_binary, central.mqtt.port) as running:
         yield running
 
 

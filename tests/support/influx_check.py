@@ -127,4 +127,8 @@ async def all_rollups_match(s: Settings, points: set[Point], timeout_s: float = 
         async def matches(window: str = window, want: dict[Point, Aggregate] = want) -> bool:
             return not mismatches(want, await rollups(s, tag, window))
 
-        await wait_for(matches, timeout_s, f"{window} rollups equal to a recomputation from raw")
+        try:
+            await wait_for(matches, timeout_s, f"{window} rollups equal to a recomputation")
+        except AssertionError as err:
+            bad = mismatches(want, await rollups(s, tag, window))
+            raise AssertionError(f"{err}: {len(bad)} windows differ, e.g. {bad[:3]}") from None
