@@ -14,13 +14,11 @@ from kotaflow.settings import Settings
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
-    Toxiproxy,
     central_broker,
     central_reader,
     free_port,
     kecamatan_devices,
     local_broker,
-    toxiproxy,
 )
 from tests.support.tcp_relay import TcpRelay
 
@@ -79,21 +77,3 @@ def toxiproxy_binary(settings: Settings) -> Path:
         return ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
     except ServiceError as err:  # no Go toolchain: the weak-link tests cannot run
         pytest.skip(f"toxiproxy unavailable: {err}")
-
-
-@pytest.fixture
-def proxy(central: Settings, toxiproxy_binary: Path) -> Iterator[Toxiproxy]:
-    with toxiproxy(toxiproxy_binary, central.mqtt.port) as running:
-        yield running
-
-
-@pytest.fixture
-def proxied_edge(
-    central: Settings, proxy: Toxiproxy, local_port: int, tmp_path: Path
-) -> Iterator[EdgeProcess]:
-    """The edge behind Toxiproxy."""
-    process = _edge(central, proxy.listen_port, local_port, tmp_path)
-    try:
-        yield process
-    finally:
-        process.stop()

@@ -84,9 +84,14 @@ def check_acceptance(s: Settings, report: ScenarioReport) -> None:
 
     # Per device, the backlog and live data each arrive in order.
     assert not report.order_breaks, report.order_breaks
-    # Live data while the backlog drains: delayed at most the stated bound.
+    # Live data while the backlog drains (16 kbit/s, then a good link): delayed at most
+    # the stated bound from publish at the edge to queryable in InfluxDB.
+    assert set(report.phases) == {"16 kbit/s", "good link"}
     for phase in report.phases.values():
+        assert phase.backlog_left > 0, phase
         assert len(phase.live_delays_s) >= 5, phase
         assert max(phase.live_delays_s) <= LIVE_DELAY_BOUND_S, phase
+    # The hang was one: nothing went through, yet nothing was reset.
+    assert report.bytes_through_hang == 0
     # The bridge's rate limit takes the edge's replay as the backlog it is.
     assert "rate_limited" not in report.bridge_log

@@ -46,7 +46,6 @@ from tests.support.edge_harness import (
     REPO,
     Collector,
     EdgeProcess,
-    Toxiproxy,
     central_broker,
     central_reader,
     free_port,
@@ -295,6 +294,8 @@ class PhaseFigures:
     name: str
     wall_s: float
     backlog_forwarded: int
+    backlog_left: int
+    """Still queued at the phase's end: the live readings were measured during a drain."""
     live_delays_s: list[float] = field(default_factory=list)
 
     @property
@@ -314,6 +315,7 @@ class ScenarioReport:
     queued_at_kill: int
     central_copies: int
     uplink_bytes: int
+    bytes_through_hang: int
     order_breaks: list[str]
     bridge_log: str
     phases: dict[str, PhaseFigures]
@@ -397,38 +399,19 @@ def _pipeline(s: Settings, central: Settings, workdir: Path) -> Iterator[tuple[C
         asyncio.run(delete_topics(s, [lease_topic]))
 
 
-class _Run:
-    """One run of the script; the steps share the parts."""
+@dataclass
+class _DrainMeter:
+    """Measures the drain phases: backlog forwarded, and each live reading's delay."""
 
-    def __init__(
-        self,
-        s: Settings,
-        edge: EdgeProcess,
-        proxy: Toxiproxy,
-        relay: TcpRelay,
-        collector: Collector,
-        clock: DeviceClock,
-        sent: Sent,
-        wall_start_ms: int,
-    ) -> None:
-        self.s, self.edge, self.proxy, self.relay = s, edge, proxy, relay
-        self.collector, self.clock, self.sent = collector, clock, sent
-        self.tag = device_tag(s)
-        self.wall_start_ms = wall_start_ms
-        self.phases: dict[str, PhaseFigures] = {}
-        self.probe: LiveProbe | None = None
+    edge: EdgeProcess
+    sent: Sent
+    probe: LiveProbe
+    phases: dict[str, PhaseFigures] = field(default_factory=dict)
 
-    def stored_count(self) -> int:
-        return len(asyncio.run(telemetry(self.s, self.tag)))
-
-    def live_published(self, since_ms: int, until_ms: int) -> int:
-        return sum(1 for r in self.sent.snapshot() if since_ms <= r.published_ms < until_ms)
-
-    def drain_phase(self, name: str, window_s: float) -> None:
+    def phase(self, name: str, window_s: float) -> None:
         """Hold ``window_s`` while the backlog drains, measuring the live delay to InfluxDB
         of every timed reading published meanwhile; then wait until each of them is
         queryable (or the bound is long past), still in the same link conditions."""
-        assert self.probe is not None
         started, queued_before = time.monotonic(), self.edge.queued()
         window_from = int(time.time() * 1000)
         while time.monotonic() - started < window_s:
@@ -446,16 +429,21 @@ class _Run:
         ):
             self.probe.poll()
             time.sleep(POLL_S)
-        ended_ms = int(time.time() * 1000)
-        wall_s = time.monotonic() - started
-        live_in = self.live_published(window_from, ended_ms)
-        forwarded = queued_before - self.edge.queued() + live_in
+        queued_after = self.edge.queued()
+        live_in = sum(1 for r in self.sent.snapshot() if r.published_ms >= window_from)
+        never = 10**15  # not seen at all: fails any bound
         delays = [
-            (self.probe.first_seen_ms.get((r.device, r.device_ms or 0), 10**15) - r.published_ms)
+            (self.probe.first_seen_ms.get((r.device, r.device_ms or 0), never) - r.published_ms)
             / 1000
             for r in measured
         ]
-        self.phases[name] = PhaseFigures(name, wall_s, forwarded, delays)
+        self.phases[name] = PhaseFigures(
+            name,
+            wall_s=time.monotonic() - started,
+            backlog_forwarded=queued_before - queued_after + live_in,
+            backlog_left=queued_after,
+            live_delays_s=delays,
+        )
 
 
 @contextmanager
@@ -489,7 +477,7 @@ def weak_link_scenario(
         edge.extra_env["KOTAFLOW_EDGE__CLIENT_ID"] = f"edge-e2e-{uuid.uuid4().hex[:8]}"
         parts.callback(edge.stop)
         edge.start()
-        run = _Run(s, edge, proxy, relay, collector, clock, sent, wall_start_ms)
+        tag = device_tag(s)
         publisher = threading.Thread(
             target=publish_like_devices,
             args=(local_port, devices, clock, start_ms, sent, stopping),
@@ -500,7 +488,9 @@ def weak_link_scenario(
         parts.callback(stopping.set)
 
         say(SCRIPT[0])
-        wait_until(lambda: run.stored_count() > 0, 90, "the first live readings in InfluxDB")
+        wait_until(
+            lambda: bool(asyncio.run(telemetry(s, tag))), 90, "the first live readings in InfluxDB"
+        )
 
         say(SCRIPT[1])
         proxy.enabled(False)
@@ -521,13 +511,13 @@ def weak_link_scenario(
         arrived = collector.count()
         proxy.enabled(True)
         wait_until(lambda: collector.count() > arrived + 5, 60, "the drain to be under way")
-        run.probe = LiveProbe(s, run.tag, outage_to, wall_start_ms)
-        run.drain_phase("16 kbit/s", 20)
+        meter = _DrainMeter(edge, sent, LiveProbe(s, tag, outage_to, wall_start_ms))
+        meter.phase("16 kbit/s", 20)
 
         say(SCRIPT[3])
         for stream in ("upstream", "downstream"):
             proxy.remove(f"cap-{stream}")
-        run.drain_phase("good link", 8)
+        meter.phase("good link", 8)
 
         say(SCRIPT[4])
         queued_at_kill = edge.queued()
@@ -545,8 +535,10 @@ def weak_link_scenario(
 
         say(SCRIPT[6])
         assert edge.queued() > 0, "the backlog drained before the hang"
+        before_hang = relay.bytes_up
         proxy.toxic("hang", "timeout", "upstream", timeout=0)
-        time.sleep(12)  # > 1.5 x keepalive (5 s): the edge gives the connection up
+        time.sleep(12)  # > 2 x keepalive (5 s): paho gives the connection up
+        through_hang = relay.bytes_up - before_hang
         proxy.remove("hang")
 
         say(SCRIPT[7])
@@ -557,11 +549,11 @@ def weak_link_scenario(
         expected = expected_points(sent, collector)
 
         def complete() -> bool:
-            return asyncio.run(telemetry(s, run.tag)).keys() >= expected.keys()
+            return asyncio.run(telemetry(s, tag)).keys() >= expected.keys()
 
         with contextlib.suppress(AssertionError):  # the report shows what is missing
             wait_until(complete, 90, "every reading in InfluxDB")
-        stored = asyncio.run(telemetry(s, run.tag))
+        stored = asyncio.run(telemetry(s, tag))
         assert clock.now_ms() < wall_start_ms, "device time ran into the wall clock's"
         yield ScenarioReport(
             sent=sent.snapshot(),
@@ -572,9 +564,10 @@ def weak_link_scenario(
             queued_at_kill=queued_at_kill,
             central_copies=collector.count(),
             uplink_bytes=relay.bytes_up,
+            bytes_through_hang=through_hang,
             order_breaks=order_breaks(collector, devices),
             bridge_log=bridge_log.read_text(encoding="utf-8", errors="replace"),
-            phases=run.phases,
+            phases=meter.phases,
             device_span_ms=(start_ms, clock.now_ms()),
             wall_s=time.monotonic() - t0,
         )
