@@ -91,7 +91,9 @@ def check_acceptance(s: Settings, report: ScenarioReport) -> None:
         assert phase.backlog_left > 0, phase
         assert len(phase.live_delays_s) >= 5, phase
         assert max(phase.live_delays_s) <= LIVE_DELAY_BOUND_S, phase
-    # The hang was one: nothing went through, yet nothing was reset.
+    # The hang was one (nothing went through, nothing was reset) and the edge's keepalive
+    # noticed it.
     assert report.bytes_through_hang == 0
+    assert "lost (Keep alive timeout)" in report.edge_log
     # The bridge's rate limit takes the edge's replay as the backlog it is.
     assert "rate_limited" not in report.bridge_log

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -193,8 +192,6 @@ class Collector:
 
     got: list[tuple[str, dict[str, object], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    first_ms: dict[tuple[str, int], int] = field(default_factory=dict)
-    """(device, n) -> when it first arrived, ms since the epoch."""
 
     def count(self) -> int:
         with self.lock:
@@ -225,8 +222,6 @@ def central_reader(central: Settings) -> Iterator[Collector]:
         payload = json.loads(msg.payload)
         with found.lock:
             found.got.append((msg.topic, payload, props))
-            key = (str(payload.get("d")), int(payload.get("n", -1)))
-            found.first_ms.setdefault(key, int(time.time() * 1000))
 
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()

@@ -92,9 +92,12 @@ SCRIPT = (
     "good link: the cap removed; live delay measured again",
     "kill -9 of the edge with the backlog half drained; restarted",
     "resets: every connection reset (RST) 1.5 s after it opens, then cut after 3 kB",
-    "hang: packets vanish without a reset for 12 s (keepalive notices)",
+    "hang: on a flowing link, packets vanish both ways without a reset (keepalive notices)",
     "the rest drains; every reading checked in InfluxDB",
 )
+HANG_S = 16
+"""More than 2 x the edge's keepalive (5 s here): paho pings after one keepalive of
+silence and gives the connection up after another."""
 POLL_S = 0.5
 
 
@@ -316,6 +319,7 @@ class ScenarioReport:
     central_copies: int
     uplink_bytes: int
     bytes_through_hang: int
+    edge_log: str
     order_breaks: list[str]
     bridge_log: str
     phases: dict[str, PhaseFigures]
@@ -534,12 +538,16 @@ def weak_link_scenario(
         proxy.remove("cut")
 
         say(SCRIPT[6])
+        flowing = collector.count()
+        wait_until(lambda: collector.count() > flowing + 20, 30, "the link to flow again")
         assert edge.queued() > 0, "the backlog drained before the hang"
         before_hang = relay.bytes_up
-        proxy.toxic("hang", "timeout", "upstream", timeout=0)
-        time.sleep(12)  # > 2 x keepalive (5 s): paho gives the connection up
+        for stream in ("upstream", "downstream"):  # neither data nor a close gets through
+            proxy.toxic(f"hang-{stream}", "timeout", stream, timeout=0)
+        time.sleep(HANG_S)
         through_hang = relay.bytes_up - before_hang
-        proxy.remove("hang")
+        for stream in ("upstream", "downstream"):
+            proxy.remove(f"hang-{stream}")
 
         say(SCRIPT[7])
         wait_until(lambda: edge.queued() < 10, 180, "the backlog to drain")
@@ -565,6 +573,7 @@ def weak_link_scenario(
             central_copies=collector.count(),
             uplink_bytes=relay.bytes_up,
             bytes_through_hang=through_hang,
+            edge_log=edge.log_text(),
             order_breaks=order_breaks(collector, devices),
             bridge_log=bridge_log.read_text(encoding="utf-8", errors="replace"),
             phases=meter.phases,
