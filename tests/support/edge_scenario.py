@@ -541,13 +541,19 @@ def weak_link_scenario(
         flowing = collector.count()
         wait_until(lambda: collector.count() > flowing + 20, 30, "the link to flow again")
         assert edge.queued() > 0, "the backlog drained before the hang"
-        before_hang = relay.bytes_up
-        for stream in ("upstream", "downstream"):  # neither data nor a close gets through
+        # Data vanishes both ways in Toxiproxy; the relay behind it keeps the central
+        # broker's close (its keepalive gives up first) from reaching the edge, as a dead
+        # path would: only the edge's own keepalive can notice.
+        relay.hold_closes(True)
+        for stream in ("upstream", "downstream"):
             proxy.toxic(f"hang-{stream}", "timeout", stream, timeout=0)
-        time.sleep(HANG_S)
+        time.sleep(1)  # what was inside Toxiproxy's latency toxic when the hang began
+        before_hang = relay.bytes_up
+        time.sleep(HANG_S - 1)
         through_hang = relay.bytes_up - before_hang
         for stream in ("upstream", "downstream"):
             proxy.remove(f"hang-{stream}")
+        relay.hold_closes(False)
 
         say(SCRIPT[7])
         wait_until(lambda: edge.queued() < 10, 180, "the backlog to drain")
