@@ -5,7 +5,7 @@ against a recomputation from their raw points."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from kotaflow.settings import Settings
@@ -107,16 +107,27 @@ def rolled_up(
     return {key: combine(found) for key, found in parts.items()}
 
 
-async def all_rollups_match(s: Settings, points: set[Point], timeout_s: float = 120) -> None:
-    """Wait until telemetry holds ``points`` and 1m, 1h and 1d rollups equal a recomputation."""
+async def all_rollups_match(
+    s: Settings,
+    points: set[Point],
+    timeout_s: float = 120,
+    devices: Collection[str] | None = None,
+) -> None:
+    """Wait until telemetry holds ``points`` and 1m, 1h and 1d rollups equal a recomputation.
+
+    ``devices``: only these of the test's devices are compared (others, such as an edge's
+    own readings, are left out); default all."""
     tag = device_tag(s)
     offset_ms = int(s.processing.aggregate.day_offset_h * HOUR_MS)
 
+    def mine(found: dict[Point, Any]) -> dict[Point, Any]:
+        return found if devices is None else {k: v for k, v in found.items() if k[0] in devices}
+
     async def stored_all() -> bool:
-        return set(await telemetry(s, tag)) == points
+        return set(mine(await telemetry(s, tag))) == points
 
     await wait_for(stored_all, timeout_s, "every reading in telemetry")
-    minutes = recompute(await telemetry(s, tag))
+    minutes = recompute(mine(await telemetry(s, tag)))
     expected = {
         "1m": minutes,
         "1h": rolled_up(minutes, hour_of),
@@ -125,10 +136,10 @@ async def all_rollups_match(s: Settings, points: set[Point], timeout_s: float = 
     for window, want in expected.items():
 
         async def matches(window: str = window, want: dict[Point, Aggregate] = want) -> bool:
-            return not mismatches(want, await rollups(s, tag, window))
+            return not mismatches(want, mine(await rollups(s, tag, window)))
 
         try:
             await wait_for(matches, timeout_s, f"{window} rollups equal to a recomputation")
         except AssertionError as err:
-            bad = mismatches(want, await rollups(s, tag, window))
+            bad = mismatches(want, mine(await rollups(s, tag, window)))
             raise AssertionError(f"{err}: {len(bad)} windows differ, e.g. {bad[:3]}") from None
