@@ -78,6 +78,17 @@ DOMAINS: tuple[Domain, ...] = (
         ),
         ("streetlight",),
     ),
+    Domain(
+        "edge",
+        Text("Gateway edge", "Edge gateways"),
+        Text(
+            "Gateway simpan-dan-teruskan di kecamatan: antrean (pesan, byte, umur tertua), "
+            "tautan ke pusat, laju kirim. Gateway senyap: tautan putus atau gateway mati.",
+            "Store-and-forward gateways in the kecamatan: backlog (messages, bytes, oldest "
+            "age), central link, forward rate. A silent gateway: its link or the gateway is down.",
+        ),
+        ("gateway",),
+    ),
 )
 
 HEADLINE: Mapping[str, str] = MappingProxyType(
@@ -89,6 +100,7 @@ HEADLINE: Mapping[str, str] = MappingProxyType(
         "noise": "laeq",
         "water_meter": "water_pressure",
         "streetlight": "power",
+        "gateway": "queue_messages",
     }
 )
 """The metric the city map shows per device type (else the type's first metric)."""

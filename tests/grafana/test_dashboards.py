@@ -40,7 +40,7 @@ def test_each_language_has_the_same_dashboards_with_distinct_uids(bundle: Bundle
         by_lang.setdefault(folder.lang.value, []).append(board["uid"])
     assert set(by_lang) == {"id", "en"}
     assert [u + "-en" for u in by_lang["id"]] == by_lang["en"]
-    names = {"overview", "air", "weather", "rivers", "water", "noise", "energy", "device"}
+    names = {"overview", "air", "weather", "rivers", "water", "noise", "energy", "edge", "device"}
     assert {f"kotaflow-{n}" for n in names | {"pipeline"}} == set(by_lang["id"])
 
 
