@@ -438,6 +438,7 @@ def scope_condition(scope: Scope) -> list[str]:
     if scope.devices:
         parts.append(any_of("device", sorted(scope.devices)))
     parts += [f"r.device != {flux_string(d)}" for d in sorted(scope.exclude_devices)]
+    parts += [f"r._measurement != {flux_string(t)}" for t in sorted(scope.exclude_types)]
     return parts
 
 
