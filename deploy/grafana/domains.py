@@ -21,6 +21,9 @@ class Domain:
     title: Text
     description: Text
     types: tuple[str, ...]
+    latest: tuple[str, ...] = ()
+    """Metrics shown side by side per device at the top, from each one's latest report
+    (the edge gateways' backlog: one row per edge)."""
 
 
 DOMAINS: tuple[Domain, ...] = (
@@ -88,6 +91,7 @@ DOMAINS: tuple[Domain, ...] = (
             "age), central link, forward rate. A silent gateway: its link or the gateway is down.",
         ),
         ("gateway",),
+        latest=("queue_messages", "queue_bytes", "oldest_age", "budget_used", "link_uptime"),
     ),
 )
 
