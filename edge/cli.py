@@ -16,7 +16,7 @@ from edge.metrics import EdgeMetrics
 from edge.queue import EdgeQueue
 from kotaflow.context import settings_of
 from kotaflow.logs import setup_logging
-from kotaflow.mqtt import MqttAccess, MqttAccessError, MqttLogin, mqtt_access
+from kotaflow.mqtt import MqttAccessError, edge_local_access, mqtt_access
 from kotaflow.settings import Settings
 
 app = typer.Typer(
@@ -28,15 +28,6 @@ app = typer.Typer(
 
 def queue_path(settings: Settings) -> Path:
     return settings.edge.queue_file or settings.stack.state_dir / "edge" / "queue.db"
-
-
-def local_access(settings: Settings) -> MqttAccess:
-    """The gateway's own broker: plain MQTT on loopback, a login if one is set."""
-    edge = settings.edge
-    login = MqttLogin(edge.local_username, edge.local_password) if edge.local_username else None
-    return MqttAccess(
-        edge.local_host, edge.local_port, settings.mqtt.keepalive_s, tls=False, login=login
-    )
 
 
 @app.callback()
@@ -68,7 +59,9 @@ def edge(ctx: typer.Context) -> None:
 
         start_http_server(settings.edge.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     client_id = settings.edge.central_client_id or f"kotaflow-edge-{settings.edge.name}"
-    gateway = Gateway(settings.edge, store, local_access(settings), central, client_id, metrics)
+    gateway = Gateway(
+        settings.edge, store, edge_local_access(settings), central, client_id, metrics
+    )
 
     def on_signal(_sig: int, _frame: Any) -> None:
         gateway.stop()
