@@ -11,6 +11,8 @@ import pytest
 from deploy.local.service import ServiceError
 from deploy.local.toxiproxy import ensure_toxiproxy
 from kotaflow.settings import Settings
+from tests.conftest import ScratchLedger
+from tests.processors.conftest import _private, device_tag, private_fleet, quick_flushes
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
@@ -92,3 +94,17 @@ def proxied_edge(
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def fleet_settings(
+    stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path
+) -> Iterator[Settings]:
+    """Private topics, groups, buckets (least-privilege tokens) and tagged device ids, for
+    tests that run the central pipeline (tests/support/central_pipeline.py)."""
+    tokens = tmp_path / "influx-tokens"
+    tokens.mkdir()
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    for mine in _private(stack, scratch_ledger, tokens):
+        yield quick_flushes(private_fleet(mine, fleet_dir, device_tag(mine)))
