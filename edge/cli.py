@@ -36,7 +36,9 @@ def edge(ctx: typer.Context) -> None:
     central broker (``mqtt.*``, TLS with ``mqtt.tls``) and delete each after its PUBACK.
 
     The central login is ``mqtt.username`` if set, else the account
-    ``kotaflow-edge-<edge.name>`` from the credentials file.
+    ``kotaflow-edge-<edge.name>`` from the credentials file. With ``edge.device_id`` (the
+    registry's gateway of this kecamatan) it reports its queue and link as that device's
+    readings every ``edge.report_every_s``.
 
     Example: KOTAFLOW_EDGE__NAME=cibal KOTAFLOW_MQTT__TLS=true kotaflow edge
     Example: kotaflow edge status

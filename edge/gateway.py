@@ -127,6 +127,12 @@ class Gateway:
 
     def run(self) -> None:
         """Connect both sides and forward until :meth:`stop`; then flush and disconnect."""
+        if self._reporter is not None:
+            log.info(
+                "gateway readings as %s every %g s",
+                self._reporter.device_id,
+                self._reporter.every_s,
+            )
         self._connect_local()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0
