@@ -11,6 +11,7 @@ import pytest
 from deploy.local.service import ServiceError
 from deploy.local.toxiproxy import ensure_toxiproxy
 from kotaflow.settings import Settings
+from tests.conftest import ScratchLedger
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
@@ -19,6 +20,12 @@ from tests.support.edge_harness import (
     free_port,
     kecamatan_devices,
     local_broker,
+)
+from tests.support.private_pipeline import (
+    device_tag,
+    private_fleet,
+    private_pipeline,
+    quick_flushes,
 )
 from tests.support.tcp_relay import TcpRelay
 
@@ -77,3 +84,17 @@ def toxiproxy_binary(settings: Settings) -> Path:
         return ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
     except ServiceError as err:  # no Go toolchain: the weak-link tests cannot run
         pytest.skip(f"toxiproxy unavailable: {err}")
+
+
+@pytest.fixture
+def fleet_settings(
+    stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path
+) -> Iterator[Settings]:
+    """Private topics, groups, buckets (least-privilege tokens) and tagged device ids, for
+    tests that run the central pipeline (tests/support/central_pipeline.py)."""
+    tokens = tmp_path / "influx-tokens"
+    tokens.mkdir()
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    for mine in private_pipeline(stack, scratch_ledger, tokens):
+        yield quick_flushes(private_fleet(mine, fleet_dir, device_tag(mine)))

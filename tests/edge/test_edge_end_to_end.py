@@ -7,14 +7,12 @@ to InfluxDB (the scenario and its parts: tests/support/edge_scenario.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kotaflow.settings import Settings
 from processors.aggregate.rollups import HOUR_MS, day_of, hour_of
-from tests.conftest import ScratchLedger
 from tests.support.edge_scenario import (
     LIVE_DELAY_BOUND_S,
     OUTAGE_DEVICE_H,
@@ -22,27 +20,8 @@ from tests.support.edge_scenario import (
     weak_link_scenario,
 )
 from tests.support.influx_check import all_rollups_match
-from tests.support.private_pipeline import (
-    device_tag,
-    private_fleet,
-    private_pipeline,
-    quick_flushes,
-)
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-
-@pytest.fixture
-def fleet_settings(
-    stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path
-) -> Iterator[Settings]:
-    """Private topics, groups, buckets (least-privilege tokens) and tagged device ids."""
-    tokens = tmp_path / "influx-tokens"
-    tokens.mkdir()
-    fleet_dir = tmp_path / "fleet"
-    fleet_dir.mkdir()
-    for mine in private_pipeline(stack, scratch_ledger, tokens):
-        yield quick_flushes(private_fleet(mine, fleet_dir, device_tag(mine)))
 
 
 def test_a_weak_link_with_a_6_h_outage_resets_a_hang_and_kill_9_stores_every_reading_once(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 import time
 import uuid
@@ -34,16 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.children import Child, spawn_kotaflow, stop, wait_log
 from devices.catalogue import Metric
 from devices.fleet import load_fleet
 from devices.topics import device_topic
 from kotaflow.settings import Settings
 from kotaflow.wire.raw import EDGE_RX_PROPERTY, PayloadFormat
 from processors.aggregate.rollups import HOUR_MS, day_of
-from tests.ingest.bridge_support import create_topics
+from tests.support.central_pipeline import central_pipeline
 from tests.support.edge_harness import (
-    REPO,
     Collector,
     EdgeProcess,
     central_broker,
@@ -54,9 +51,8 @@ from tests.support.edge_harness import (
     toxiproxy,
 )
 from tests.support.influx_check import Point, stored_times, telemetry
-from tests.support.isolated_kafka import delete_topics
 from tests.support.polling import wait_until
-from tests.support.private_pipeline import device_tag, env_for
+from tests.support.private_pipeline import device_tag
 from tests.support.tcp_relay import TcpRelay
 
 KECAMATAN = "Langke Rembong"
@@ -161,7 +157,7 @@ def field_devices(s: Settings) -> list[FieldDevice]:
             offset_ms=index * 7_000,
         )
         for index, d in enumerate(fleet.registry)
-        if d.kecamatan == KECAMATAN and d.enabled and not d.calibration
+        if d.kecamatan == KECAMATAN and d.enabled and not d.calibration and d.type != "gateway"
     ]
 
 
@@ -365,44 +361,6 @@ def clock_start(wall_start_ms: int, day_offset_h: float) -> int:
     return midnight - 2 * HOUR_MS
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
-
-
-@contextmanager
-def _pipeline(s: Settings, central: Settings, workdir: Path) -> Iterator[tuple[Child, Path]]:
-    """``kotaflow bridge`` on the central broker and ``kotaflow process``; yields the
-    bridge and its log once it has subscribed."""
-    tag = device_tag(s)
-    lease_topic = f"test.{tag}.bridge-lease"
-    asyncio.run(create_topics(s, [lease_topic], partitions=1))
-    pipeline = env_for(s)
-    bridge_env = {
-        **pipeline,
-        "KOTAFLOW_KAFKA__TOPICS__BRIDGE_LEASE": lease_topic,
-        "KOTAFLOW_BRIDGE__CLIENT_ID": f"test-bridge-{tag}",
-        "KOTAFLOW_BRIDGE__METRICS_PORT": "0",
-        "KOTAFLOW_BRIDGE__LEASE_SESSION_TIMEOUT_MS": "6000",
-        "KOTAFLOW_MQTT__PORT": str(central.mqtt.port),
-        "KOTAFLOW_MQTT__CREDENTIALS_FILE": str(
-            central.stack.state_dir / "mosquitto" / "credentials.json"
-        ),
-    }  # the bridge's per-device rate limit stays at its default: the replay must fit it
-    bridge_log, process_log = workdir / "bridge.log", workdir / "process.log"
-    children: list[Child] = []
-    try:
-        bridge = spawn_kotaflow("bridge", ["bridge"], _env(bridge_env), bridge_log)
-        children.append(bridge)
-        process_env = _env({**pipeline, "KOTAFLOW_METRICS_PORT": "0"})
-        children.append(spawn_kotaflow("process", ["process"], process_env, process_log))
-        wait_log(bridge_log, "MQTT subscribed", bridge.proc, 90)
-        yield bridge, bridge_log
-    finally:
-        for child in children:
-            stop(child.proc)
-        asyncio.run(delete_topics(s, [lease_topic]))
-
-
 @dataclass
 class _DrainMeter:
     """Measures the drain phases: backlog forwarded, and each live reading's delay."""
@@ -475,7 +433,8 @@ def weak_link_scenario(
         proxy = parts.enter_context(toxiproxy(toxiproxy_binary, relay.port))
         for stream in ("upstream", "downstream"):
             proxy.toxic(f"lag-{stream}", "latency", stream, latency=LATENCY_MS, jitter=JITTER_MS)
-        _bridge, bridge_log = parts.enter_context(_pipeline(s, central, workdir))
+        parts.enter_context(central_pipeline(s, central, workdir))
+        bridge_log = workdir / "bridge.log"
         edge = EdgeProcess(central, proxy.listen_port, local_port, workdir, KECAMATAN)
         edge.extra_env.update(EDGE_TUNING)
         edge.extra_env["KOTAFLOW_EDGE__CLIENT_ID"] = f"edge-e2e-{uuid.uuid4().hex[:8]}"
