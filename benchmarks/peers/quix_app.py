@@ -34,10 +34,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from influxdb_client import InfluxDBClient
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from quixstreams import Application
 from quixstreams.dataframe.windows.aggregations import Aggregator
@@ -54,6 +55,8 @@ from benchmarks.peers.quix_logic import (
 )
 
 TOKEN_ENV = "QUIX_PEER_INFLUX_TOKEN"
+MS = cast(WritePrecision, WritePrecision.MS)
+"""(the client's constants are typed ``str``, its parameters ``WritePrecision``)"""
 WRITE_LINES = 5000
 """Lines per InfluxDB write (InfluxData's advice, and kotaflow's ``store.batch_lines``)."""
 log = logging.getLogger("quix_peer")
@@ -91,15 +94,20 @@ class LineSink(BatchingSink):
                 lines.append(line)
                 readings += n
             try:
-                self._write.write(self._bucket, record="\n".join(lines), write_precision="ms")
+                self._write.write(self._bucket, record="\n".join(lines), write_precision=MS)
             except ApiException as err:
                 if err.status in (429, 503):
-                    retry = (err.headers or {}).get("Retry-After", "1")
-                    raise SinkBackpressureError(retry_after=float(retry)) from err
+                    headers: Any = err.headers or {}
+                    retry = float(headers.get("Retry-After") or 1)
+                    raise SinkBackpressureError(retry_after=retry) from err
                 raise
             self._lines += len(lines)
             self._readings += readings
-            report = {"sink": self._name, "lines": self._lines, "readings": self._readings}
+            report: dict[str, object] = {
+                "sink": self._name,
+                "lines": self._lines,
+                "readings": self._readings,
+            }
             report.update(self._counts)
             print(json.dumps(report), flush=True)
 

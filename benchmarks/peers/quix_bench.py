@@ -68,8 +68,7 @@ async def landed(settings: Settings, expected: Counter[WindowKey]) -> dict[str, 
     b = settings.influxdb
     raw = await flux_rows(
         settings,
-        f'from(bucket: "{b.telemetry_bucket}") |> range(start: 0) |> count()'
-        ' |> group() |> sum()',
+        f'from(bucket: "{b.telemetry_bucket}") |> range(start: 0) |> count() |> group() |> sum()',
     )
     counts = await flux_rows(
         settings,

@@ -146,7 +146,9 @@ def rollup_lines(meta: DeviceMeta, start_ms: int, state: WindowState) -> list[st
         if m is None or count <= 0:
             continue
         n = int(count)
-        fields = f"count={n}i,last={last!r},max={high!r},mean={total / n!r},min={low!r},sum={total!r}"
+        fields = (
+            f"count={n}i,last={last!r},max={high!r},mean={total / n!r},min={low!r},sum={total!r}"
+        )
         lines.append(f"{m['rollup']} {fields} {start_ms}")
     return lines
 

@@ -47,7 +47,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks.peers.common import BacklogJob, InfluxTarget, PeerNotRunError, PeerRun
-from benchmarks.peers.quix_logic import DeviceMap
+from benchmarks.peers.quix_logic import DeviceMap, MetricMeta
 from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
 from deploy.local.quixstreams import QUIXSTREAMS_VERSION, ensure_quixstreams
 from deploy.local.service import ServiceError
@@ -82,15 +82,15 @@ def device_map(fleet: Fleet) -> DeviceMap:
         if not device.enabled:
             continue
         tags = telemetry_tags(device.id, device.type, device.kecamatan)
-        metrics = {}
+        metrics: dict[str, MetricMeta] = {}
         for name, m in fleet.metrics_of(device).items():
             rollup = rollup_tags(device.id, device.type, device.kecamatan, name, "1m")
-            metrics[name] = {
-                "field": escape_key(name),
-                "rollup": series_prefix(device.type, rollup),
-                "min": m.minimum,
-                "max": m.maximum,
-            }
+            metrics[name] = MetricMeta(
+                field=escape_key(name),
+                rollup=series_prefix(device.type, rollup),
+                min=m.minimum,
+                max=m.maximum,
+            )
         out[device.id] = {"telemetry": series_prefix(device.type, tags), "metrics": metrics}
     return out
 
@@ -165,16 +165,9 @@ async def run_quix_backlog(job: BacklogJob) -> PeerRun:
     devices.write_text(json.dumps(device_map(load_fleet(settings))), encoding="utf-8")
     out, err_log = job.work_dir / "quix.out", job.work_dir / "quix.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), TOKEN_ENV: job.influx.token}
+    argv = app_argv(python, job, devices, grace_s)
     try:
-        with out.open("ab") as stdout, err_log.open("ab") as stderr:
-            proc = subprocess.Popen(
-                app_argv(python, job, devices, grace_s),
-                env=env,
-                cwd=job.work_dir,
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-            )
+        proc = await asyncio.to_thread(_spawn, argv, env, job.work_dir, out, err_log)
         progress = _Progress(job.messages, time.monotonic())
         try:
             cost = await _watch(job, proc, progress, err_log)
@@ -183,6 +176,15 @@ async def run_quix_backlog(job: BacklogJob) -> PeerRun:
     finally:
         await delete_internal_topics(job.bootstrap_servers, job.group)
     return _result(job, progress, cost, grace_s)
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], cwd: Path, out: Path, err_log: Path
+) -> subprocess.Popen[bytes]:
+    with out.open("ab") as stdout, err_log.open("ab") as stderr:
+        return subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+        )
 
 
 async def _watch(
@@ -209,7 +211,8 @@ async def _watch(
 
 
 def _result(job: BacklogJob, p: _Progress, cost: ProcessCost, grace_s: float) -> PeerRun:
-    assert p.at_10 is not None and p.at_end is not None
+    assert p.at_10 is not None
+    assert p.at_end is not None
     t10, cpu10, done10 = p.at_10
     t_end, cpu_end = p.at_end
     share = (job.messages - done10) / job.messages

@@ -14,16 +14,13 @@ interrupted install is redone from scratch; a lock file serialises two installs.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.local.installers import run_logged
-from deploy.local.service import Report, ServiceError
+from deploy.local.service import Report, ServiceError, exclusive
 
 QUIXSTREAMS_VERSION = "3.28.1"
 INFLUXDB_CLIENT_VERSION = "1.50.0"
@@ -39,32 +36,19 @@ def requirements(version: str = QUIXSTREAMS_VERSION) -> list[str]:
     return [f"quixstreams=={version}", f"influxdb-client=={INFLUXDB_CLIENT_VERSION}"]
 
 
-def ensure_quixstreams(
-    cache_dir: Path, report: Report, version: str = QUIXSTREAMS_VERSION
-) -> Path:
+def ensure_quixstreams(cache_dir: Path, report: Report, version: str = QUIXSTREAMS_VERSION) -> Path:
     """The ``python`` of the cached Quix Streams venv, installed first if it is missing."""
     target = quixstreams_dir(cache_dir, version)
     python = target / "venv" / "bin" / "python"
     if (target / MARKER).is_file() and python.is_file():
         return python
     target.mkdir(parents=True, exist_ok=True)
-    with _install_lock(target, report):
+    waiting = "quixstreams: waiting for another install to finish"
+    with exclusive(target / "install.lock", report, waiting):
         if (target / MARKER).is_file() and python.is_file():  # another process did it
             return python
         _install(target, python, version, report)
     return python
-
-
-@contextmanager
-def _install_lock(target: Path, report: Report) -> Iterator[None]:
-    lock_path = target / "install.lock"
-    with lock_path.open("w", encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            report(f"quixstreams: waiting for another install to finish (lock {lock_path})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _install(target: Path, python: Path, version: str, report: Report) -> None:
