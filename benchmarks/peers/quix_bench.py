@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,9 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +90,6 @@ async def landed(settings: Settings, expected: Counter[WindowKey]) -> dict[str, 
 
 
 def _ms(rfc3339: str) -> int:
-    from datetime import datetime
-
     return round(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
 
 
@@ -102,7 +104,19 @@ def _run_figures(run: PeerRun) -> dict[str, Any]:
     }
 
 
-async def measure(count: int, with_kotaflow: bool) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PreparedBacklog:
+    tag: str
+    settings: Settings
+    """Isolated topics and scratch buckets holding the backlog (and the peer's points)."""
+    job: BacklogJob
+    expected: Counter[WindowKey]
+
+
+@contextlib.asynccontextmanager
+async def prepared_backlog(count: int) -> AsyncIterator[PreparedBacklog]:
+    """``count`` messages of the ``process`` backlog in a fresh raw topic, with scratch
+    buckets and a work folder for the peer; all removed on exit."""
     tag = uuid.uuid4().hex[:8]
     base = isolated(load_settings(), tag, prefix="bench")
     work = Path(tempfile.mkdtemp(prefix=f"quix-{tag}-"))
@@ -129,18 +143,26 @@ async def measure(count: int, with_kotaflow: bool) -> dict[str, Any]:
                 ),
                 work_dir=work,
             )
-            quix = await run_quix_backlog(job)
-            figures: dict[str, Any] = {
-                "messages": count,
-                "readings": readings,
-                "quix": {**_run_figures(quix), **await landed(mine, expected)},
-                "quix_notes": list(quix.notes),
-            }
-            if with_kotaflow:
-                figures["kotaflow"] = await _kotaflow(tag, mine, count, readings, expected)
+            yield PreparedBacklog(tag, mine, job, expected)
         finally:
             await cleanup(mine)
             shutil.rmtree(work, ignore_errors=True)
+
+
+async def measure(count: int, with_kotaflow: bool) -> dict[str, Any]:
+    async with prepared_backlog(count) as prepared:
+        mine, job = prepared.settings, prepared.job
+        quix = await run_quix_backlog(job)
+        figures: dict[str, Any] = {
+            "messages": count,
+            "readings": job.readings,
+            "quix": {**_run_figures(quix), **await landed(mine, prepared.expected)},
+            "quix_notes": list(quix.notes),
+        }
+        if with_kotaflow:
+            figures["kotaflow"] = await _kotaflow(
+                prepared.tag, mine, count, job.readings, prepared.expected
+            )
     figures["load_avg_1m"] = os.getloadavg()[0]
     return figures
 
