@@ -5,8 +5,8 @@ Fills a private raw topic with the ``process`` scenario's native-JSON backlog
 (:func:`benchmarks.processors_throughput.backlog`), drains it with the Quix app
 (:func:`benchmarks.peers.quix_peer.run_quix_backlog`) into scratch buckets, counts raw points
 and complete event-time 1-minute windows there, then (unless ``--no-kotaflow``) drains the
-same backlog with kotaflow (validate, then store + aggregate, each a fresh process, as the
-``process`` scenario does) and prints one JSON line::
+same backlog with ``kotaflow process`` (every stage in one fresh process) and prints one
+JSON line::
 
     uv run python -m benchmarks.peers.quix_bench --messages 40000
 """
@@ -149,52 +149,57 @@ async def prepared_backlog(count: int) -> AsyncIterator[PreparedBacklog]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def measure(count: int, with_kotaflow: bool) -> dict[str, Any]:
+async def measure(count: int, with_kotaflow: bool, kotaflow_first: bool) -> dict[str, Any]:
+    """One round on one backlog: the Quix app and (unless not wanted) kotaflow, in the
+    order asked (rounds alternate it, so neither always gets the fresher machine)."""
     async with prepared_backlog(count) as prepared:
         mine, job = prepared.settings, prepared.job
+        figures: dict[str, Any] = {"messages": count, "readings": job.readings}
+        if with_kotaflow and kotaflow_first:
+            figures["kotaflow"] = await _kotaflow(prepared, mine)
         quix = await run_quix_backlog(job)
-        figures: dict[str, Any] = {
-            "messages": count,
-            "readings": job.readings,
-            "quix": {**_run_figures(quix), **await landed(mine, prepared.expected)},
-            "quix_notes": list(quix.notes),
+        figures["quix"] = {**_run_figures(quix), **await landed(mine, prepared.expected)}
+        if with_kotaflow and not kotaflow_first:
+            figures["kotaflow"] = await _kotaflow(prepared, mine)
+        figures["quix_notes"] = list(quix.notes)
+    if with_kotaflow:
+        k, q = figures["kotaflow"], figures["quix"]
+        figures["kotaflow_vs_quix"] = {
+            "readings_per_s": round(k["readings_per_s"] / max(1, q["readings_per_s"]), 2),
+            "cpu_per_reading": round(k["cpu_us_per_reading"] / q["cpu_us_per_reading"], 2),
         }
-        if with_kotaflow:
-            figures["kotaflow"] = await _kotaflow(
-                prepared.tag, mine, count, job.readings, prepared.expected
-            )
     figures["load_avg_1m"] = os.getloadavg()[0]
     return figures
 
 
-async def _kotaflow(
-    tag: str, settings: Settings, count: int, readings: int, expected: Counter[WindowKey]
-) -> dict[str, Any]:
-    """kotaflow's ``process`` scenario on the same backlog, into buckets of its own."""
-    async with scratch_buckets(settings, tag, prefix="benchk") as mine:
-        validate = await asyncio.to_thread(drain_in_child, mine, [StageName.VALIDATE], count)
-        write = await asyncio.to_thread(
-            drain_in_child, mine, [StageName.STORE, StageName.AGGREGATE], count
-        )
-        v, w = validate.timing, write.timing
-        cpu_s = v.steady_cpu_s / v.steady_share + w.steady_cpu_s / w.steady_share
-        wall_s = v.steady_s / v.steady_share + w.steady_s / w.steady_share
+async def _kotaflow(prepared: PreparedBacklog, settings: Settings) -> dict[str, Any]:
+    """``kotaflow process`` (validate, store and aggregate in one fresh process) on the same
+    backlog, into buckets of its own; rates from its first record on."""
+    stages = [StageName.VALIDATE, StageName.STORE, StageName.AGGREGATE]
+    job = prepared.job
+    readings = job.readings
+    async with scratch_buckets(settings, prepared.tag, prefix="benchk") as mine:
+        run = await asyncio.to_thread(drain_in_child, mine, stages, job.messages)
+        t = run.timing
         return {
-            "validate_readings_per_s": round(v.rate(readings)),
-            "store_aggregate_readings_per_s": round(w.rate(readings)),
-            "readings_per_s_both_steps": round(readings / wall_s),
-            "cpu_us_per_reading": round(1e6 * cpu_s / readings, 1),
-            "peak_rss_mb": round(validate.cost.peak_rss_mb + write.cost.peak_rss_mb, 1),
-            **await landed(mine, expected),
+            "readings_per_s": round(t.rate(readings)),
+            "cpu_us_per_reading": round(1e6 / t.per_cpu_s(readings), 1),
+            "steady_s": round(t.steady_s, 2),
+            "total_s": round(t.elapsed_s, 2),
+            "peak_rss_mb": round(run.cost.peak_rss_mb, 1),
+            **await landed(mine, prepared.expected),
         }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved, one line each")
     parser.add_argument("--no-kotaflow", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.messages, not args.no_kotaflow))))
+    for i in range(args.rounds):
+        figures = asyncio.run(measure(args.messages, not args.no_kotaflow, i % 2 == 1))
+        print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":
