@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -175,7 +176,8 @@ async def run_quix_backlog(job: BacklogJob) -> PeerRun:
             await asyncio.to_thread(stop_gracefully, proc, STOP_TIMEOUT_S)
     finally:
         await delete_internal_topics(job.bootstrap_servers, job.group)
-    return _result(job, progress, cost, grace_s)
+    notes = configuration_notes(grace_s) + run_notes(proc.returncode, out)
+    return _result(job, progress, cost, notes)
 
 
 def _spawn(
@@ -210,7 +212,24 @@ async def _watch(
             await asyncio.sleep(POLL_S)  # polling offsets with a deadline
 
 
-def _result(job: BacklogJob, p: _Progress, cost: ProcessCost, grace_s: float) -> PeerRun:
+def run_notes(returncode: int | None, out: Path) -> tuple[str, ...]:
+    """What the app said about its run: readings it dropped (its last sink report), and
+    how it stopped when not cleanly."""
+    notes = []
+    reports = [json.loads(line) for line in _lines(out) if line.startswith("{")]
+    raw = [r for r in reports if r.get("sink") == "raw"]
+    if raw:
+        notes.append(f"readings the app dropped as invalid: {raw[-1].get('dropped', 0):,}")
+    if returncode not in (0, -signal.SIGTERM):
+        notes.append(f"the app ended with exit code {returncode} (SIGKILL if it ignored SIGTERM)")
+    return tuple(notes)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+
+
+def _result(job: BacklogJob, p: _Progress, cost: ProcessCost, notes: tuple[str, ...]) -> PeerRun:
     assert p.at_10 is not None
     assert p.at_end is not None
     t10, cpu10, done10 = p.at_10
@@ -225,7 +244,7 @@ def _result(job: BacklogJob, p: _Progress, cost: ProcessCost, grace_s: float) ->
         total_cpu_s=cost.cpu_s,
         startup_s=None if p.first_write is None else p.first_write - p.started,
         processes=(cost,),
-        notes=configuration_notes(grace_s),
+        notes=notes,
     )
 
 
