@@ -47,13 +47,13 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from benchmarks.children import Child, stop
 from benchmarks.peers.common import BacklogJob, InfluxTarget, PeerNotRunError, PeerRun
 from benchmarks.peers.quix_logic import DeviceMap, MetricMeta
 from benchmarks.procstats import ProcessCost, cost_of, cpu_seconds
 from deploy.local.quixstreams import QUIXSTREAMS_VERSION, ensure_quixstreams
 from deploy.local.service import ServiceError
 from devices.fleet import Fleet, load_fleet
-from kotaflow.processes import stop_gracefully
 from kotaflow.settings import load_settings
 from processors.runtime.lineprotocol import (
     escape_key,
@@ -151,13 +151,27 @@ class _Progress:
     at_end: tuple[float, float] | None = None
 
 
-async def run_quix_backlog(job: BacklogJob) -> PeerRun:
-    """Drain ``job``'s backlog with the Quix Streams app; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class QuixApp:
+    """The running app of one job: its process (``child.log`` is its stderr), its stdout
+    (one JSON line per InfluxDB write: running totals, readings dropped as invalid)."""
+
+    child: Child
+    out: Path
+    grace_s: float
+
+    def notes(self) -> tuple[str, ...]:
+        """Its configuration, and (once stopped) what it reported and how it ended."""
+        return configuration_notes(self.grace_s) + run_notes(self.child.proc.returncode, self.out)
+
+
+def spawn_quix_app(job: BacklogJob) -> QuixApp:
+    """Start the app on ``job`` (installing Quix Streams first if it is not cached yet:
+    blocking); raise :class:`PeerNotRunError` if it cannot be installed. Stop it with
+    :func:`benchmarks.children.stop`, then :func:`delete_internal_topics`."""
     settings = load_settings()
     try:
-        python = await asyncio.to_thread(
-            ensure_quixstreams, settings.stack.cache_dir, lambda line: log.info("%s", line)
-        )
+        python = ensure_quixstreams(settings.stack.cache_dir, lambda line: log.info("%s", line))
     except ServiceError as err:
         raise PeerNotRunError(f"quixstreams not installed: {err}") from err
     grace_s = settings.processing.aggregate.grace_s
@@ -166,40 +180,42 @@ async def run_quix_backlog(job: BacklogJob) -> PeerRun:
     devices.write_text(json.dumps(device_map(load_fleet(settings))), encoding="utf-8")
     out, err_log = job.work_dir / "quix.out", job.work_dir / "quix.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), TOKEN_ENV: job.influx.token}
-    argv = app_argv(python, job, devices, grace_s)
+    with out.open("ab") as stdout, err_log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            app_argv(python, job, devices, grace_s),
+            env=env,
+            cwd=job.work_dir,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
+    return QuixApp(Child("quix app", proc, err_log), out, grace_s)
+
+
+async def run_quix_backlog(job: BacklogJob) -> PeerRun:
+    """Drain ``job``'s backlog with the Quix Streams app; see the module docstring."""
+    started = time.monotonic()
+    app = await asyncio.to_thread(spawn_quix_app, job)
     try:
-        proc = await asyncio.to_thread(_spawn, argv, env, job.work_dir, out, err_log)
-        progress = _Progress(job.messages, time.monotonic())
+        progress = _Progress(job.messages, started)
         try:
-            cost = await _watch(job, proc, progress, err_log)
+            cost = await _watch(job, app.child, progress)
         finally:
-            await asyncio.to_thread(stop_gracefully, proc, STOP_TIMEOUT_S)
+            await asyncio.to_thread(stop, app.child.proc, STOP_TIMEOUT_S)
     finally:
         await delete_internal_topics(job.bootstrap_servers, job.group)
-    notes = configuration_notes(grace_s) + run_notes(proc.returncode, out)
-    return _result(job, progress, cost, notes)
+    return _result(job, progress, cost, app.notes())
 
 
-def _spawn(
-    argv: list[str], env: dict[str, str], cwd: Path, out: Path, err_log: Path
-) -> subprocess.Popen[bytes]:
-    with out.open("ab") as stdout, err_log.open("ab") as stderr:
-        return subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
-        )
-
-
-async def _watch(
-    job: BacklogJob, proc: subprocess.Popen[bytes], progress: _Progress, err_log: Path
-) -> ProcessCost:
+async def _watch(job: BacklogJob, child: Child, progress: _Progress) -> ProcessCost:
     """Poll until the group committed everything; the app's cost just before it stops."""
     deadline = progress.started + job.messages / MIN_RATE + 120
+    proc = child.proc
     async with _admin(job.bootstrap_servers) as admin, _influx(job.influx) as http:
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the Quix app exited with {proc.returncode}:\n{_tail(err_log)}")
+            child.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Quix app did not drain in time:\n{_tail(err_log)}")
+                raise RuntimeError(f"the Quix app did not drain in time:\n{child.tail()}")
             now, cpu = time.monotonic(), cpu_seconds(proc.pid)
             if progress.first_write is None and await _has_point(http, job.influx):
                 progress.first_write = time.monotonic()
@@ -208,7 +224,7 @@ async def _watch(
                 progress.at_10 = (now, cpu, done)
             if done >= job.messages:
                 progress.at_end = (now, cpu)
-                return cost_of("quix app", proc.pid)
+                return cost_of(child.name, proc.pid)
             await asyncio.sleep(POLL_S)  # polling offsets with a deadline
 
 
@@ -291,7 +307,3 @@ async def _influx(influx: InfluxTarget) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Token {influx.token}", "Accept": "application/csv"}
     async with httpx.AsyncClient(base_url=influx.url, headers=headers, timeout=30.0) as http:
         yield http
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
