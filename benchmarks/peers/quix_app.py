@@ -42,7 +42,12 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from quixstreams import Application
 from quixstreams.dataframe.windows.aggregations import Aggregator
-from quixstreams.models import HeadersTuples
+from quixstreams.models import HeadersTuples, RawConfluentKafkaMessageProto
+from quixstreams.models.serializers.exceptions import (
+    KeyDeserializationError,
+    SerializationError,
+    ValueDeserializationError,
+)
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
 from benchmarks.peers.quix_logic import (
@@ -65,9 +70,10 @@ log = logging.getLogger("quix_peer")
 class LineSink(BatchingSink):
     """Line protocol into one InfluxDB 2.x bucket, ``WRITE_LINES`` per synchronous write.
 
-    ``lines_of`` turns a record's value into its line and the readings it carries. After
-    each write it prints ``{"sink": name, "lines": n, "readings": n, **counts}`` (running
-    totals; ``counts`` is shared with the parse step: readings it dropped)."""
+    ``lines_of`` turns a record's value into its line and the readings it carries. After a
+    checkpoint's flush that changed anything it prints ``{"sink": name, "lines": n,
+    "readings": n, **counts}`` (running totals; ``counts`` is shared with the parse step
+    and the consumer: readings dropped, records skipped)."""
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class LineSink(BatchingSink):
         self._counts = counts
         self._lines = 0
         self._readings = 0
+        self._reported: dict[str, object] = {}
 
     def write(self, batch: SinkBatch) -> None:
         for chunk in batch.iter_chunks(n=WRITE_LINES):
@@ -103,13 +110,18 @@ class LineSink(BatchingSink):
                 raise
             self._lines += len(lines)
             self._readings += readings
-            report: dict[str, object] = {
-                "sink": self._name,
-                "lines": self._lines,
-                "readings": self._readings,
-            }
-            report.update(self._counts)
+
+    def flush(self) -> None:
+        super().flush()  # raises if a write failed: the checkpoint is not committed
+        report: dict[str, object] = {
+            "sink": self._name,
+            "lines": self._lines,
+            "readings": self._readings,
+            **self._counts,
+        }
+        if report != self._reported:
             print(json.dumps(report), flush=True)
+            self._reported = report
 
 
 class DeviceWindow(Aggregator):
@@ -125,14 +137,15 @@ class DeviceWindow(Aggregator):
         return value
 
 
-def build(app: Application, args: argparse.Namespace, devices: DeviceMap) -> None:
-    """The topology of the module docstring, on ``app``."""
+def build(
+    app: Application, args: argparse.Namespace, devices: DeviceMap, counts: dict[str, int]
+) -> None:
+    """The topology of the module docstring, on ``app``; ``counts["dropped"]`` counts the
+    readings the parse step drops."""
     token = os.environ.get(TOKEN_ENV, "")
     client = InfluxDBClient(url=args.influx_url, token=token, org=args.org, timeout=30_000)
     topic = app.topic(args.topic, key_deserializer="str", value_deserializer="json")
     sdf = app.dataframe(topic)
-
-    counts = {"dropped": 0}
 
     def entries(value: Any, key: Any, timestamp: int, headers: HeadersTuples) -> list[Parsed]:
         out = parse(devices.get(key), value, timestamp)
@@ -171,6 +184,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     devices: DeviceMap = json.loads(args.devices.read_text(encoding="utf-8"))
+    counts = {"dropped": 0, "undecodable": 0}
+
+    def skip_undecodable(
+        exc: Exception, message: RawConfluentKafkaMessageProto | None, logger: logging.Logger
+    ) -> bool:
+        """A record that is not JSON is skipped and counted (Quix's default stops the app);
+        any other consumer error still stops it."""
+        undecodable = (SerializationError, KeyDeserializationError, ValueDeserializationError)
+        if not isinstance(exc, undecodable):
+            return False
+        counts["undecodable"] += 1
+        where = f"{message.topic()}[{message.partition()}]@{message.offset()}" if message else ""
+        logger.warning("skipping a record that is not JSON %s: %s", where, exc)
+        return True
+
     app = Application(
         broker_address=args.brokers,
         consumer_group=args.group,
@@ -179,8 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         commit_interval=args.commit_interval_s,
         state_dir=args.state_dir,
         loglevel="INFO",
+        on_consumer_error=skip_undecodable,
     )
-    build(app, args, devices)
+    build(app, args, devices, counts)
     app.run()
 
 

@@ -235,7 +235,11 @@ def run_notes(returncode: int | None, out: Path) -> tuple[str, ...]:
     reports = [json.loads(line) for line in _lines(out) if line.startswith("{")]
     raw = [r for r in reports if r.get("sink") == "raw"]
     if raw:
-        notes.append(f"readings the app dropped as invalid: {raw[-1].get('dropped', 0):,}")
+        last = raw[-1]
+        notes.append(
+            f"the app dropped {last.get('dropped', 0):,} invalid readings and skipped "
+            f"{last.get('undecodable', 0):,} records that were not JSON"
+        )
     if returncode not in (0, -signal.SIGTERM):
         notes.append(f"the app ended with exit code {returncode} (SIGKILL if it ignored SIGTERM)")
     return tuple(notes)
