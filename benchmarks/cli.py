@@ -17,7 +17,8 @@ def bench(
     scenarios: Annotated[
         list[str] | None,
         typer.Argument(
-            help="bridge | process | late | e2e | alert | public (default: all, in that order).",
+            help="bridge | process | late | e2e | alert | public | peers (default: all, in that "
+            "order).",
             show_default=False,
         ),
     ] = None,
