@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -64,6 +64,8 @@ class Judged:
 
     run: PeerRun
     stored: int
+    rollup_rows: int
+    """(device, metric, time) rows with a count in the rollup bucket."""
     complete_windows: int
 
 
@@ -263,12 +265,12 @@ async def _judge(settings: Settings, run: PeerRun, expected: Counter[Window]) ->
     poller = ArrivalPoller(settings, [], 0)
     try:
         target = influx_target(settings)
-        stored, complete = await judge(
+        stored, rows, complete = await judge(
             poller.query, target.raw_bucket, target.rollup_bucket, expected
         )
     finally:
         await poller.close()
-    return Judged(replace(run), stored, complete)
+    return Judged(run, stored, rows, complete)
 
 
 def figures(round_: BacklogRound, peer: str) -> dict[str, float | None]:
@@ -278,6 +280,8 @@ def figures(round_: BacklogRound, peer: str) -> dict[str, float | None]:
         "CPU per reading": j.run.cpu_us_per_item,
         "CPU per reading, whole run with start-up": 1e6 * j.run.total_cpu_s / round_.readings,
         "raw readings stored": j.stored,
+        "1-minute rollup rows written": j.rollup_rows,
         "complete event-time 1-minute windows": j.complete_windows,
+        "complete windows, share of the backlog's": 100 * j.complete_windows / round_.windows,
         "start to first InfluxDB write": j.run.startup_s,
     }

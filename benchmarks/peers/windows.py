@@ -89,8 +89,9 @@ async def stored_readings(query: Query, bucket: str, metrics: Iterable[str]) -> 
 
 async def judge(
     query: Query, raw_bucket: str, rollup_bucket: str, expected: Counter[Window]
-) -> tuple[int, int]:
-    """(raw readings stored, complete event-time windows) of one peer's buckets."""
+) -> tuple[int, int, int]:
+    """(raw readings stored, 1-minute rollup rows, complete event-time windows) of one
+    peer's buckets."""
     stored = await stored_readings(query, raw_bucket, {metric for _, metric, _ in expected})
     found = found_windows(await query(rollup_flux(rollup_bucket)))
-    return stored, complete_windows(expected, found)
+    return stored, len(found), complete_windows(expected, found)
