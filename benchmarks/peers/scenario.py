@@ -31,8 +31,8 @@ from benchmarks.report import Figure, ScenarioResult, Target
 from kotaflow.settings import Settings
 
 ROUNDS = {True: 2, False: 3}
-MQTT_MESSAGES = {True: 50_000, False: 200_000}
-BACKLOG_MESSAGES = {True: 40_000, False: 200_000}
+MQTT_MESSAGES = {True: 100_000, False: 200_000}
+BACKLOG_MESSAGES = {True: 100_000, False: 200_000}
 E2E_DURATION_S = {True: 10.0, False: 30.0}
 
 
