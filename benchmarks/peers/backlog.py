@@ -54,6 +54,8 @@ from tests.support.isolated_kafka import isolated
 PEERS = ("kotaflow", "telegraf", "quix")
 KOTAFLOW_STAGES = ("validate", "store", "aggregate")
 PROGRESS_POLL_S = 0.1
+JUDGE_TIMEOUT_S = 300.0
+"""Counting a backlog's points afterwards may take a while on a busy InfluxDB."""
 RX_DELAY_MS = 50
 """:func:`benchmarks.processors_throughput.messages` stamps receive = reading time + 50 ms."""
 
@@ -262,7 +264,7 @@ def _peer_run(peer: str, drain: Drain, job: BacklogJob, child: Child) -> PeerRun
 
 
 async def _judge(settings: Settings, run: PeerRun, expected: Counter[Window]) -> Judged:
-    poller = ArrivalPoller(settings, [], 0)
+    poller = ArrivalPoller(settings, [], 0, timeout_s=JUDGE_TIMEOUT_S)
     try:
         target = influx_target(settings)
         stored, rows, complete = await judge(
