@@ -104,6 +104,8 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
             f"backlog: {two.messages:,} messages, {two.readings:,} readings, "
             f"{two.windows:,} event-time (device, metric) 1-minute windows"
         ]
+        peer_notes = {f"{p}: {n}" for p, j in two.judged.items() for n in j.run.notes}
+        second.notes += sorted(peer_notes)
         figures_by_peer: dict[str, dict[str, float | None]] = {p: {} for p in third.peers}
         for rate in e2e.rates(quick):
             for peer in _order(e2e.PEERS, r):
