@@ -47,7 +47,7 @@ import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks.children import Child, spawn_kotaflow, stop, wait_log
+from benchmarks.children import Child, ready_or_stopped, spawn_kotaflow, stop
 from benchmarks.isolation import (
     child_env,
     scratch_buckets,
@@ -112,7 +112,9 @@ class E2ERun:
 class ArrivalPoller:
     """Asks InfluxDB for the newest point time of each device, and remembers when."""
 
-    def __init__(self, settings: Settings, devices: Iterable[str], start_ms: int) -> None:
+    def __init__(
+        self, settings: Settings, devices: Iterable[str], start_ms: int, timeout_s: float = 10.0
+    ) -> None:
         token = settings.influxdb.token
         assert token is not None, "scratch_buckets sets the token"
         self._http = httpx.AsyncClient(
@@ -121,7 +123,7 @@ class ArrivalPoller:
                 "Authorization": f"Token {token.get_secret_value()}",
                 "Accept": "application/csv",
             },
-            timeout=10.0,
+            timeout=timeout_s,
         )
         self._org = settings.influxdb.org
         self._bucket = settings.influxdb.telemetry_bucket
@@ -218,13 +220,9 @@ async def kotaflow_pipeline(settings: Settings, env: dict[str, str], work: Path)
     """``kotaflow bridge`` and ``kotaflow process`` (every stage), the default pipeline."""
     bridge = spawn_kotaflow("kotaflow bridge", ["bridge"], env, work / "bridge.log")
     process = spawn_kotaflow("kotaflow process", ["process"], env, work / "process.log")
-    try:
-        await asyncio.to_thread(wait_log, bridge.log, "MQTT subscribed", bridge.proc, 120)
-    except BaseException:
-        for child in (process, bridge):
-            stop(child.proc)
-        raise
-    return [bridge, process]
+    return await asyncio.to_thread(
+        ready_or_stopped, [bridge, process], bridge, "MQTT subscribed", 120
+    )
 
 
 def expected_readings(manifest: Path) -> list[tuple[str, int]]:

@@ -55,6 +55,8 @@ from tests.support.isolated_kafka import isolated
 PEERS = ("kotaflow", "telegraf", "quix")
 KOTAFLOW_STAGES = ("validate", "store", "aggregate")
 PROGRESS_POLL_S = 0.1
+JUDGE_TIMEOUT_S = 300.0
+"""Counting a backlog's points afterwards may take a while on a busy InfluxDB."""
 RX_DELAY_MS = 50
 """:func:`benchmarks.processors_throughput.messages` stamps receive = reading time + 50 ms."""
 
@@ -65,6 +67,8 @@ class Judged:
 
     run: PeerRun
     stored: int
+    rollup_rows: int
+    """(device, metric, time) rows with a count in the rollup bucket."""
     complete_windows: int
 
 
@@ -265,15 +269,15 @@ def _peer_run(peer: str, drain: Drain, job: BacklogJob, child: Child) -> PeerRun
 
 
 async def _judge(settings: Settings, run: PeerRun, expected: Counter[Window]) -> Judged:
-    poller = ArrivalPoller(settings, [], 0)
+    poller = ArrivalPoller(settings, [], 0, timeout_s=JUDGE_TIMEOUT_S)
     try:
         target = influx_target(settings)
-        stored, complete = await judge(
+        stored, rows, complete = await judge(
             poller.query, target.raw_bucket, target.rollup_bucket, expected
         )
     finally:
         await poller.close()
-    return Judged(replace(run), stored, complete)
+    return Judged(run, stored, rows, complete)
 
 
 def figures(round_: BacklogRound, peer: str) -> dict[str, float | None]:
@@ -283,6 +287,8 @@ def figures(round_: BacklogRound, peer: str) -> dict[str, float | None]:
         "CPU per reading": j.run.cpu_us_per_item,
         "CPU per reading, whole run with start-up": 1e6 * j.run.total_cpu_s / round_.readings,
         "raw readings stored": j.stored,
+        "1-minute rollup rows written": j.rollup_rows,
         "complete event-time 1-minute windows": j.complete_windows,
+        "complete windows, share of the backlog's": 100 * j.complete_windows / round_.windows,
         "start to first InfluxDB write": j.run.startup_s,
     }

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.children import Child, stop, wait_log
+from benchmarks.children import Child, ready_or_stopped
 from benchmarks.e2e_bench import E2ERun, Pipeline, kotaflow_pipeline, measure
 from benchmarks.peers.mqtt_kafka import telegraf_secrets, telegraf_source
 from benchmarks.peers.telegraf import (
@@ -64,13 +64,7 @@ def telegraf_pipeline(binary: Path) -> Pipeline:
             work,
             secrets,
         )
-        try:
-            await asyncio.to_thread(wait_log, edge.log, "Connected [", edge.proc, 60)
-        except BaseException:
-            for child in (writer, edge):
-                stop(child.proc)
-            raise
-        return [edge, writer]
+        return await asyncio.to_thread(ready_or_stopped, [edge, writer], edge, "Connected [")
 
     return start
 
