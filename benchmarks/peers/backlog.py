@@ -57,8 +57,6 @@ KOTAFLOW_STAGES = ("validate", "store", "aggregate")
 PROGRESS_POLL_S = 0.1
 JUDGE_TIMEOUT_S = 300.0
 """Counting a backlog's points afterwards may take a while on a busy InfluxDB."""
-RX_DELAY_MS = 50
-""":func:`benchmarks.processors_throughput.messages` stamps receive = reading time + 50 ms."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +102,10 @@ async def run_round(
     tag = uuid.uuid4().hex[:8]
     base = isolated(settings, tag, prefix="bench")
     envelopes, readings = backlog(base, count)
-    expected = expected_windows(backlog_readings((e.device_key, e.payload) for e in envelopes))
-    schedule = schedule_of((e.device_key, e.rx_ms - RX_DELAY_MS) for e in envelopes)
+    readings_of = list(backlog_readings((e.device_key, e.payload) for e in envelopes))
+    expected = expected_windows(readings_of)
+    schedule = schedule_of((device, ts) for device, ts, _ in readings_of)
+    del readings_of
     work = Path(tempfile.mkdtemp(prefix="kotaflow-peers-"))
     judged: dict[str, Judged] = {}
     not_run: dict[str, str] = {}
