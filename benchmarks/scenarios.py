@@ -35,6 +35,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("e2e", "benchmarks.e2e_bench", "devices -> InfluxDB at 2,000 readings/s"),
     Scenario("alert", "benchmarks.alert_bench", "threshold crossing -> webhook"),
     Scenario("public", "benchmarks.public_bench", "wrk on the public page -> InfluxDB queries"),
+    Scenario("peers", "benchmarks.peers.scenario", "kotaflow beside Telegraf and Quix Streams"),
 )
 
 

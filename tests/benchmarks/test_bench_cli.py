@@ -29,7 +29,15 @@ from kotaflow.wire.raw import DeviceKeyKind
 
 
 def test_every_scenario_is_registered_in_run_order() -> None:
-    assert [s.name for s in chosen([])] == ["bridge", "process", "late", "e2e", "alert", "public"]
+    assert [s.name for s in chosen([])] == [
+        "bridge",
+        "process",
+        "late",
+        "e2e",
+        "alert",
+        "public",
+        "peers",
+    ]
 
 
 def test_named_scenarios_run_in_registry_order_once() -> None:
@@ -38,7 +46,7 @@ def test_named_scenarios_run_in_registry_order_once() -> None:
 
 def test_unknown_scenario_is_refused_with_the_known_names() -> None:
     with pytest.raises(
-        UnknownScenarioError, match="known: bridge, process, late, e2e, alert, public"
+        UnknownScenarioError, match="known: bridge, process, late, e2e, alert, public, peers"
     ):
         chosen(["bridge", "nope"])
 
