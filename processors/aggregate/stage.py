@@ -14,7 +14,8 @@ Guarantee
     up to the first record of the oldest window not yet written, with the watermark in the
     commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Hourly/daily
     rollups of every hour/day a written window touched are recomputed before each commit
-    (every ``rollup_interval_s``), so a commit never covers a stale hour or day.
+    (every ``rollup_interval_s``, or as soon as every window is written and the input has
+    gone quiet), so a commit never covers a stale hour or day.
 Late readings, however late
     There is no lateness horizon (unless ``max_lateness_h`` is set): validate accepts
     readings up to 7 days old, the store stores them, and the aggregate corrects their
@@ -120,6 +121,7 @@ class AggregateStage:
         self._last_flush = time.monotonic()
         self._last_rollup = time.monotonic()
         self._series: dict[tuple[str, str, str, str], Series] = {}
+        self._committed: dict[TopicPartition, int] = {}
 
     @property
     def input_topic(self) -> str:
@@ -177,6 +179,7 @@ class AggregateStage:
         for tp in partitions:
             self.books.pop(tp, None)
             self._next.pop(tp, None)
+            self._committed.pop(tp, None)
 
     def caught_up(self, partitions: set[TopicPartition]) -> None:
         now_ms = time.time_ns() // 1_000_000
@@ -246,18 +249,29 @@ class AggregateStage:
             1 for book in self.books.values() for w in book.windows.values() if w.correction
         )
         self._health.pending_corrections(STAGE, pending)
-        if not force and time.monotonic() - self._last_rollup < self._cfg.rollup_interval_s:
+        waited = time.monotonic() - self._last_rollup
+        if not force and waited < self._cfg.rollup_interval_s and not self._settled():
             return {}
         await self._rollups()
         await self._output.drain(STAGE)
         self._last_rollup = time.monotonic()
-        return {
+        offsets = {
             tp: OffsetAndMetadata(
                 book.commit_offset(self._next[tp]), encode_metadata(book.watermark_ms)
             )
             for tp, book in self.books.items()
             if tp in self._next
         }
+        self._committed.update((tp, om.offset) for tp, om in offsets.items())
+        return offsets
+
+    def _settled(self) -> bool:
+        """Every window is written and some input is not committed yet: the input went quiet
+        (the end of a backlog). Commit now, not at the next rollup interval: until then
+        Kafka shows the backlog as unprocessed."""
+        if any(book.windows for book in self.books.values()):
+            return False
+        return any(n > self._committed.get(tp, -1) for tp, n in self._next.items())
 
     def _touch(self, window: Window) -> None:
         self._dirty_hours.touch(hour_of(window.start_ms), window.series.device)
