@@ -12,7 +12,7 @@ from benchmarks.peers.quix_peer import device_map
 from deploy.local.quixstreams import MARKER, ensure_quixstreams, quixstreams_dir
 from devices.fleet import Fleet, load_fleet
 from kotaflow.settings import Settings
-from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.readings import ReadingsRecord
 from processors.aggregate.rollups import rollup_line
 from processors.aggregate.windows import Series, aggregate_points
 from processors.runtime.readings_input import RecordRef
@@ -40,8 +40,9 @@ def test_telemetry_line_is_the_one_kotaflows_store_writes(fleet: Fleet) -> None:
     [entry] = parse(meta, {"ts": T0, "values": values}, T0 + 50)
     ours = LineBuffer()
     ref = RecordRef("raw", 0, 0, None, None)
-    for metric, value in values.items():
-        ours.add(ValidReading(device.id, device.type, device.kecamatan, metric, value, "", T0), ref)
+    units = dict.fromkeys(values, "")
+    record = ReadingsRecord(device.id, device.type, device.kecamatan, units, T0, (), values)
+    ours.add(record, ref)
     assert [entry.line] == ours.take()[0]
     assert (entry.ts_ms, entry.values, entry.dropped) == (T0, values, 0)
 
