@@ -282,6 +282,13 @@ class EdgeSettings(_Section):
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9110, ge=0, le=65_535, description="Prometheus; 0: off")
+    device_id: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$",
+        description="the gateway's registry id (type gateway): report metrics as its "
+        "readings; unset: none",
+    )
+    report_every_s: float = Field(60.0, ge=1, description="one gateway reading this often")
 
 
 class ValidateSettings(StageConsumer):
