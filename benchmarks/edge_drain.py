@@ -80,7 +80,9 @@ def run(messages: int, slow: bool) -> dict[str, float]:
                     uplink = relay.port
                 edge = EdgeProcess(central, uplink, local, work, KECAMATAN)
                 edge.extra_env["KOTAFLOW_EDGE__CLIENT_ID"] = f"edge-bench-{uuid.uuid4().hex[:6]}"
+                # What the edge itself can drain: no rate cap, a wide window (docs/edge.md)
                 edge.extra_env["KOTAFLOW_EDGE__BACKLOG_RATE_PER_S"] = "100000"
+                edge.extra_env["KOTAFLOW_EDGE__MAX_IN_FLIGHT"] = "100"
                 try:
                     edge.start()
                     assert edge.proc is not None

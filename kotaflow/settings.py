@@ -276,9 +276,15 @@ class EdgeSettings(_Section):
     budget_bytes: int = Field(1 << 30, ge=1 << 16, description="queue file byte budget")
     alarm_fraction: float = Field(0.5, gt=0, lt=1, description="alarm past this share of budget")
     batch_ms: int = Field(50, ge=1, le=5_000, description="one queue transaction per this long")
-    max_in_flight: int = Field(100, ge=1, le=65_535, description="central publishes unacked")
+    max_in_flight: int = Field(
+        20,
+        ge=1,
+        le=65_535,
+        description="central publishes unacked; small so a live reading on a weak link waits "
+        "behind at most max_in_flight - live_reserve backlog messages (docs/edge.md)",
+    )
     backlog_rate_per_s: float = Field(200.0, gt=0, description="backlog drain cap, messages/s")
-    live_reserve: int = Field(20, ge=1, description="in-flight slots backlog may never use")
+    live_reserve: int = Field(5, ge=1, description="in-flight slots backlog may never use")
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9110, ge=0, le=65_535, description="Prometheus; 0: off")

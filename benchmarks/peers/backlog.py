@@ -9,7 +9,7 @@ buckets:
   process, as ``kotaflow process`` runs them), done when all three groups committed all;
 - Telegraf: ``kafka_consumer`` (json_v2) -> ``influxdb_v2`` raw + ``basicstats`` 60 s ->
   ``influxdb_v2`` rollups (:func:`benchmarks.peers.telegraf.kafka_to_influx_config`);
-- the Quix Streams app: :func:`benchmarks.peers.quix_peer.run_quix_backlog`.
+- the Quix Streams app: :func:`benchmarks.peers.quix_peer.spawn_quix_app`.
 
 Each is timed by its committed offsets (:mod:`benchmarks.peers.drain`), and judged by the
 same queries afterwards (:mod:`benchmarks.peers.windows`): raw readings stored and complete
@@ -19,6 +19,7 @@ waits in Kafka when the peer starts).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -37,7 +38,7 @@ from benchmarks.isolation import child_env, scratch_buckets, write_config
 from benchmarks.peers.common import BacklogJob, InfluxTarget, PeerNotRunError, PeerRun
 from benchmarks.peers.drain import Drain, KafkaProgress, watch_drain
 from benchmarks.peers.mqtt_kafka import telegraf_secrets
-from benchmarks.peers.quix_peer import run_quix_backlog
+from benchmarks.peers.quix_peer import delete_internal_topics, install_quix, spawn_quix_app
 from benchmarks.peers.telegraf import InfluxSink, kafka_to_influx_config, spawn_telegraf
 from benchmarks.peers.windows import (
     Window,
@@ -196,11 +197,12 @@ def queryable_messages(newest: dict[str, int], schedule: Schedule) -> int:
 async def _drain(
     peer: str, settings: Settings, job: BacklogJob, telegraf: Path, schedule: Schedule
 ) -> PeerRun:
-    if peer == "quix":
-        return await run_quix_backlog(job)
+    # Quix's venv is installed (once) before the clock starts: that is not its start-up.
+    python = await asyncio.to_thread(install_quix, settings) if peer == "quix" else None
     progress = QueryableProgress(settings, job, schedule)
     started = time.monotonic()
-    child = _start(peer, settings, job, telegraf)
+    quix = spawn_quix_app(job, python, settings) if python else None
+    child = quix.child if quix else _start(peer, settings, job, telegraf)
     try:
         async with KafkaProgress(client_options(settings)) as kafka:
             drain = await watch_drain(
@@ -214,7 +216,10 @@ async def _drain(
     finally:
         stop(child.proc)
         await progress.close()
-    return _peer_run(peer, drain, job, child)
+        if quix:
+            await delete_internal_topics(settings, job.group)
+    run = _peer_run(peer, drain, job, child)
+    return replace(run, notes=quix.notes()) if quix else run
 
 
 def _start(peer: str, settings: Settings, job: BacklogJob, telegraf: Path) -> Child:

@@ -69,13 +69,10 @@ KBIT16 = 2
 """16 kbit/s in Toxiproxy's bandwidth unit (KB/s), each way."""
 LATENCY_MS, JITTER_MS = 150, 100
 """Each way, all along: a GSM/3G round trip of 300 ms +- 200 ms."""
-EDGE_TUNING = {
-    "KOTAFLOW_EDGE__BACKLOG_RATE_PER_S": "40",
-    "KOTAFLOW_EDGE__MAX_IN_FLIGHT": "20",
-    "KOTAFLOW_EDGE__LIVE_RESERVE": "5",
-}
-"""Settings for a weak link (docs/edge.md): at most 15 backlog messages (~3.5 kB, ~1.8 s at
-16 kbit/s) are ever in the pipe ahead of a live reading."""
+EDGE_TUNING = {"KOTAFLOW_EDGE__BACKLOG_RATE_PER_S": "40"}
+"""The defaults (max_in_flight 20, live_reserve 5: at most 15 backlog messages, ~3.5 kB,
+~1.8 s at 16 kbit/s, are ever in the pipe ahead of a live reading), with a slower drain so
+the backlog lasts through the 16 kbit/s and good-link phases."""
 LIVE_DELAY_BOUND_S = 10.0
 """Publish at the edge -> queryable in InfluxDB, for live readings sent while the backlog
 drains with the link up (16 kbit/s or good, latency and jitter on): the pipe ahead of them
