@@ -39,29 +39,11 @@ BUILD_DIR="$OUT/build"
 LOG="$OUT/build.log"
 STARTED=$(date +%s)
 
-mkdir -p "$OUT"
-if [[ -t 1 ]]; then exec > >(tee -a "$LOG") 2>&1; fi
-
-elapsed() { local s=$(( $(date +%s) - STARTED )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
-step() { echo "$*" > "$OUT/.step"; echo "==> [$(elapsed)] $*"; }
-fail() { echo "==> FAILED after $(elapsed): $*" >&2; exit 1; }
-
-# One build at a time per version: a second run waits instead of racing.
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-    echo "==> another build of telegraf $VERSION is running; waiting for it to finish"
-    flock 9
-fi
-
-if [[ -x "$OUT/telegraf" ]]; then
-    echo "==> telegraf $VERSION already built at $OUT/telegraf"
-    exit 0
-fi
-
-# Go's final link prints nothing for minutes: say every 30 s that the build is alive.
-( while sleep 30; do echo "==> [$(elapsed)] still working: $(cat "$OUT/.step" 2>/dev/null)"; done ) &
-HEARTBEAT=$!
-trap 'kill $HEARTBEAT 2>/dev/null; rm -f "$OUT/.step"' EXIT
+# shellcheck source=deploy/local/build_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/build_common.sh"
+build_begin telegraf "$VERSION" "$OUT/telegraf"
+# Go's final link prints nothing for minutes.
+build_heartbeat
 
 export PATH="$PATH:/usr/local/go/bin"
 export GOTOOLCHAIN=local
@@ -94,6 +76,5 @@ go build -v \
 "$OUT/telegraf.tmp" --version || fail "the built telegraf does not run"
 mv "$OUT/telegraf.tmp" "$OUT/telegraf"
 rm -rf "$BUILD_DIR"
-printf '{"version": "%s", "tags": "%s", "build_seconds": %d, "built_at": "%s"}\n' \
-    "$VERSION" "$TAGS" "$(( $(date +%s) - STARTED ))" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$OUT/build-info.json"
+build_info "\"tags\": \"$TAGS\""
 step "built $OUT/telegraf in $(elapsed)"
