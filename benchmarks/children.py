@@ -88,6 +88,20 @@ def wait_log(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: flo
         time.sleep(0.05)
 
 
+def ready_or_stopped(
+    children: Sequence[Child], watched: Child, text: str, timeout_s: float = 60
+) -> list[Child]:
+    """``children``, once ``watched`` logged ``text``; if it does not, stop them all and
+    raise (a pipeline started in pieces is either all ready or all gone)."""
+    try:
+        wait_log(watched.log, text, watched.proc, timeout_s)
+    except BaseException:
+        for child in reversed(children):
+            stop(child.proc)
+        raise
+    return list(children)
+
+
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM (the graceful stop every kotaflow command handles), then SIGKILL if needed."""
     stop_gracefully(proc, timeout_s)

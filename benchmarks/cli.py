@@ -17,8 +17,8 @@ def bench(
     scenarios: Annotated[
         list[str] | None,
         typer.Argument(
-            help="bridge | bridge-steady | process | late | e2e | alert | public | startup "
-            "(default: all, in that order).",
+            help="bridge | bridge-steady | process | late | e2e | alert | public | startup | "
+            "peers (default: all, in that order).",
             show_default=False,
         ),
     ] = None,
@@ -38,7 +38,11 @@ def bench(
     kotaflow.bench.result/1). Exit code 1 if a scenario failed to run; missed targets are
     reported in the tables, not failures.
 
-    Example: kotaflow bench --quick  (all in a few minutes; or: kotaflow bench e2e)
+    `peers` runs kotaflow beside Telegraf (built once from the Go module proxy, ~4 min)
+    and a Quix Streams app: see docs/benchmarks.md.
+
+    Example: kotaflow bench --quick  (all in a few minutes; or: kotaflow bench e2e,
+    kotaflow bench peers --quick)
     """
     from rich.console import Console
 

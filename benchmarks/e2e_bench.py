@@ -47,7 +47,7 @@ import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks.children import Child, spawn_kotaflow, stop, wait_log
+from benchmarks.children import Child, ready_or_stopped, spawn_kotaflow, stop
 from benchmarks.isolation import (
     child_env,
     scratch_buckets,
@@ -55,7 +55,7 @@ from benchmarks.isolation import (
     write_config,
 )
 from benchmarks.processors_throughput import cleanup
-from benchmarks.procstats import ProcessCost
+from benchmarks.procstats import ProcessCost, cpu_seconds
 from benchmarks.report import Figure, Latency, ScenarioResult, Target
 from deploy.local.kafka_topics import ensure_topics
 from devices.decoding import rfc3339_ms
@@ -104,12 +104,17 @@ class E2ERun:
     faulty messages, and other pipelines' traffic the run's bridge also received."""
     arrivals: list[tuple[int, float | None]] = field(default_factory=list)
     """(device time, latency or None) of every valid reading, in the manifest's order."""
+    run_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each pipeline process used from the simulator's start until the last
+    reading arrived (start-up and warm-up left out)."""
 
 
 class ArrivalPoller:
     """Asks InfluxDB for the newest point time of each device, and remembers when."""
 
-    def __init__(self, settings: Settings, devices: Iterable[str], start_ms: int) -> None:
+    def __init__(
+        self, settings: Settings, devices: Iterable[str], start_ms: int, timeout_s: float = 10.0
+    ) -> None:
         token = settings.influxdb.token
         assert token is not None, "scratch_buckets sets the token"
         self._http = httpx.AsyncClient(
@@ -118,7 +123,7 @@ class ArrivalPoller:
                 "Authorization": f"Token {token.get_secret_value()}",
                 "Accept": "application/csv",
             },
-            timeout=10.0,
+            timeout=timeout_s,
         )
         self._org = settings.influxdb.org
         self._bucket = settings.influxdb.telemetry_bucket
@@ -205,6 +210,21 @@ def bench_registry(settings: Settings, tag: str, path: Path) -> list[str]:
     return enabled
 
 
+Pipeline = Callable[[Settings, dict[str, str], Path], Awaitable[list[Child]]]
+"""Starts the pipeline under test for a run: ``(run settings, child environment, scratch
+folder) -> its processes``, returned once it is subscribed and ready for readings. The
+run's MQTT session to use is ``settings.bridge.client_id`` (wiped at the end)."""
+
+
+async def kotaflow_pipeline(settings: Settings, env: dict[str, str], work: Path) -> list[Child]:
+    """``kotaflow bridge`` and ``kotaflow process`` (every stage), the default pipeline."""
+    bridge = spawn_kotaflow("kotaflow bridge", ["bridge"], env, work / "bridge.log")
+    process = spawn_kotaflow("kotaflow process", ["process"], env, work / "process.log")
+    return await asyncio.to_thread(
+        ready_or_stopped, [bridge, process], bridge, "MQTT subscribed", 120
+    )
+
+
 def expected_readings(manifest: Path) -> list[tuple[str, int]]:
     """(device, device time) of every reading the pipeline must store."""
     out = []
@@ -262,6 +282,8 @@ async def measure(
     inspect: Callable[[Settings, str], Awaitable[None]] | None = None,
     logs_to: Path | None = None,
     settle_s: float = SETTLE_S,
+    pipeline: Pipeline = kotaflow_pipeline,
+    payload_format: str | None = None,
 ) -> E2ERun:
     """Simulated devices -> bridge -> process -> InfluxDB; ``faults`` as ``simulate --faults``;
     ``deadletters``: also keep the manifest and read the dead-letter topic before it goes.
@@ -270,7 +292,9 @@ async def measure(
     the run settles); ``inspect(run settings, device id prefix)`` runs once everything
     arrived, before the run's buckets and topics are deleted (checks of what was stored).
     ``logs_to``: a folder the children's logs are copied to at the end (for a test's report);
-    ``settle_s``: how long the last readings may take to arrive after the simulator ends."""
+    ``settle_s``: how long the last readings may take to arrive after the simulator ends;
+    ``pipeline``: what is measured (default kotaflow's bridge and process);
+    ``payload_format``: ``simulate --format`` (default mixed)."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kotaflow-e2e-"))
     base = isolated(settings, tag, prefix="bench")
@@ -300,11 +324,8 @@ async def measure(
         polling: asyncio.Task[None] | None = None
         try:
             await asyncio.to_thread(ensure_topics, mine.kafka, wanted, lambda _: None)
-            bridge = spawn_kotaflow("kotaflow bridge", ["bridge"], env, work / "bridge.log")
-            children.append(bridge)
-            process = spawn_kotaflow("kotaflow process", ["process"], env, work / "process.log")
-            children.append(process)
-            await asyncio.to_thread(wait_log, bridge.log, "MQTT subscribed", bridge.proc, 120)
+            piped = await pipeline(mine, env, work)
+            children += piped
             await _warm_up(mine, children, devices)
             start_ms = time.time_ns() // 1_000_000
             poller = ArrivalPoller(mine, devices, start_ms)
@@ -314,6 +335,9 @@ async def measure(
             argv += ["--manifest", str(manifest), "--json", "--no-trace", "--seed", "7"]
             if faults:
                 argv += ["--faults", faults]
+            if payload_format:
+                argv += ["--format", payload_format]
+            cpu_start = {c.name: cpu_seconds(c.proc.pid) for c in piped}
             summary_file = work / "summary.json"
             sim = spawn_kotaflow(
                 "kotaflow simulate", argv, env, work / "simulate.log", stdout=summary_file
@@ -331,11 +355,12 @@ async def measure(
                 last_ts[device] = max(ts, last_ts.get(device, 0))
             deadline = time.monotonic() + settle_s
             while not poller.caught_up(last_ts) and time.monotonic() < deadline:
-                for child in (bridge, process):
+                for child in piped:
                     child.check_alive()
                     child.sample()
                 await asyncio.sleep(POLL_S)
             costs = [c.sample() for c in children]
+            run_cpu = {c.name: c.last_cost.cpu_s - cpu_start[c.name] for c in piped if c.last_cost}
             stop_polling.set()
             await polling
             stored = await poller.count_since(start_ms)
@@ -362,6 +387,7 @@ async def measure(
                 lines,
                 letters,
                 [(ts, latency) for (_, ts), latency in zip(expected, latencies, strict=True)],
+                run_cpu,
             )
         finally:
             stop_polling.set()

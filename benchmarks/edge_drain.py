@@ -1,16 +1,20 @@
 """The edge's costs and drain rates, between two private Mosquitto brokers.
 
-``uv run python -m benchmarks.edge_drain [MESSAGES]`` queues MESSAGES readings (8 devices
-of one kecamatan, interleaved) with the uplink down, then opens it and times the drain,
-once over a good link (a loopback TCP relay) and once over a 16 kbit/s Toxiproxy link
-with 300 ms +- 100 ms latency (fewer messages: it is slow). Prints per run: intake rate
-and CPU per message while queueing, drain rate, CPU per message while draining, the
-edge's peak RSS, queue-file bytes per message at full backlog, and uplink bytes per
-message. No service of the shared stack is used.
+``uv run python -m benchmarks.edge_drain [MESSAGES]`` queues MESSAGES readings with the
+uplink down, then opens it and times the drain, once over a good link (a loopback TCP
+relay) and once over a 16 kbit/s Toxiproxy link with 300 ms +- 100 ms latency (fewer
+messages: it is slow). The readings are those of the end-to-end test
+(tests/support/edge_scenario.py): native JSON of the catalogue's metrics for the 6
+uncalibrated devices of one kecamatan (weather, 2 noise, water meter, 2 streetlights),
+interleaved, every 4th without a time. Prints per run: intake rate and CPU per message
+while queueing, drain rate, CPU per message while draining, the edge's peak RSS, payload
+bytes, queue-file bytes and uplink bytes per message. No service of the shared stack is
+used.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -19,29 +23,48 @@ from pathlib import Path
 
 from benchmarks.procstats import cpu_seconds, peak_rss_kb
 from deploy.local.toxiproxy import ensure_toxiproxy
+from devices.topics import device_topic
+from kotaflow.settings import Settings
+from kotaflow.wire.raw import PayloadFormat
 from tests.support.edge_harness import (
     EdgeProcess,
     central_broker,
     central_reader,
     free_port,
-    kecamatan_devices,
     local_broker,
     local_publisher,
-    publish_readings,
     toxiproxy,
     wait_until,
 )
+from tests.support.edge_scenario import KECAMATAN, field_devices, reading_payload
 from tests.support.tcp_relay import TcpRelay
+
+START_MS = 1_780_000_000_000
+"""Device time of the first reading (any past time does: nothing here decodes it)."""
 
 
 def _file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
+def readings(per_device: int) -> list[tuple[str, bytes]]:
+    """(topic, payload) of ``per_device`` readings of each device, interleaved."""
+    devices = field_devices(Settings())
+    return [
+        (
+            device_topic(PayloadFormat.NATIVE_JSON, d.id),
+            json.dumps(
+                reading_payload(i, n, d.metrics, START_MS + n * d.interval_s * 1000)
+            ).encode(),
+        )
+        for n in range(per_device)
+        for i, d in enumerate(devices)
+    ]
+
+
 def run(messages: int, slow: bool) -> dict[str, float]:
-    kecamatan, devices = kecamatan_devices()
-    per_device = max(1, messages // len(devices))
-    total = per_device * len(devices)
+    traffic = readings(max(1, messages // len(field_devices(Settings()))))
+    total = len(traffic)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         work = Path(tmp)
         with central_broker(work) as central, local_broker(work) as local:
@@ -55,16 +78,20 @@ def run(messages: int, slow: bool) -> dict[str, float]:
                     uplink = proxy.listen_port
                 else:
                     uplink = relay.port
-                edge = EdgeProcess(central, uplink, local, work, kecamatan)
+                edge = EdgeProcess(central, uplink, local, work, KECAMATAN)
                 edge.extra_env["KOTAFLOW_EDGE__CLIENT_ID"] = f"edge-bench-{uuid.uuid4().hex[:6]}"
+                # What the edge itself can drain: no rate cap, a wide window (docs/edge.md)
                 edge.extra_env["KOTAFLOW_EDGE__BACKLOG_RATE_PER_S"] = "100000"
+                edge.extra_env["KOTAFLOW_EDGE__MAX_IN_FLIGHT"] = "100"
                 try:
                     edge.start()
                     assert edge.proc is not None
                     pid = edge.proc.pid
                     publisher = local_publisher(local)
                     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-                    publish_readings(publisher, devices, 0, per_device)
+                    infos = [publisher.publish(topic, body, qos=1) for topic, body in traffic]
+                    for info in infos:
+                        info.wait_for_publish(60)
                     wait_until(lambda: edge.queued() == total, 600, "the backlog")
                     t1, cpu1 = time.monotonic(), cpu_seconds(pid)
                     queue_bytes = _file_bytes(edge.queue_file)
@@ -91,6 +118,7 @@ def run(messages: int, slow: bool) -> dict[str, float]:
         "drain_msg_s": total / (t3 - t2),
         "drain_cpu_us_per_msg": (cpu3 - cpu1) / total * 1e6,
         "peak_rss_mb": rss_mb,
+        "payload_bytes_per_msg": sum(len(body) for _, body in traffic) / total,
         "queue_file_bytes_per_msg": queue_bytes / total,
         "uplink_bytes_per_msg": relay.bytes_up / total,
     }

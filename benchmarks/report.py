@@ -16,10 +16,14 @@ notebook::
      "processes": [{"name": "kotaflow bridge", "peak_rss_mb": 71.2, "cpu_s": 3.1}, ...],
      "targets": [{"name": "bridge vs mosquitto_sub", "value": 85.0, "limit": 80.0,
                   "unit": "%", "comparison": ">=", "met": true}, ...],
-     "notes": ["..."]}
+     "notes": ["..."],
+     "sections": [{"key": "...", "title": "...", "columns": ["figure", ...],
+                   "rows": [["...", ...]], "notes": ["..."], "data": {...}}]}
 
 ``python_speed_*`` is :func:`benchmarks.calibration.python_speed`: this shared VM's speed
 changes by a third from one hour to the next, so compare throughput per unit of it.
+``sections`` (optional, additive) are further tables a scenario prints under its main one
+(``kotaflow bench peers``: one per comparison), as printed, with their numbers in ``data``.
 ``latency`` is null where the scenario has no per-item latency (a backlog drain); a
 target's ``value`` and ``met`` are null when it could not be measured.
 """
@@ -112,6 +116,8 @@ class ScenarioResult:
     processes: list[ProcessCost] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    """Further tables, printed under the main one (see the module docstring)."""
     started_at: str = ""
     duration_s: float = 0.0
     machine: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +136,7 @@ class ScenarioResult:
             "processes": [asdict(p) for p in self.processes],
             "targets": [{**asdict(t), "met": t.met} for t in self.targets],
             "notes": list(self.notes),
+            **({"sections": self.sections} if self.sections else {}),
         }
 
 
@@ -211,6 +218,25 @@ def render(result: ScenarioResult) -> Any:
             table.add_row(target.name, value, _target_text(target))
     for note in result.notes:
         table.add_row(f"[dim]{note}[/dim]", "", "")
+    if not result.sections:
+        return table
+    from rich.console import Group
+
+    return Group(table, *(_section_table(s) for s in result.sections))
+
+
+def _section_table(section: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=section["title"],
+        caption="\n".join(section.get("notes", [])),
+        caption_justify="left",
+    )
+    for i, column in enumerate(section["columns"]):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in section["rows"]:
+        table.add_row(*row)
     return table
 
 

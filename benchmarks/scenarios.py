@@ -37,6 +37,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("alert", "benchmarks.alert_bench", "threshold crossing -> webhook"),
     Scenario("public", "benchmarks.public_bench", "wrk on the public page -> InfluxDB queries"),
     Scenario("startup", "benchmarks.startup_bench", "process and bridge: start to first write"),
+    Scenario("peers", "benchmarks.peers.scenario", "kotaflow beside Telegraf and Quix Streams"),
 )
 
 

@@ -16,7 +16,7 @@ from edge.metrics import EdgeMetrics
 from edge.queue import EdgeQueue
 from kotaflow.context import settings_of
 from kotaflow.logs import setup_logging
-from kotaflow.mqtt import MqttAccess, MqttAccessError, MqttLogin, mqtt_access
+from kotaflow.mqtt import MqttAccessError, edge_local_access, mqtt_access
 from kotaflow.settings import Settings
 
 app = typer.Typer(
@@ -30,22 +30,15 @@ def queue_path(settings: Settings) -> Path:
     return settings.edge.queue_file or settings.stack.state_dir / "edge" / "queue.db"
 
 
-def local_access(settings: Settings) -> MqttAccess:
-    """The gateway's own broker: plain MQTT on loopback, a login if one is set."""
-    edge = settings.edge
-    login = MqttLogin(edge.local_username, edge.local_password) if edge.local_username else None
-    return MqttAccess(
-        edge.local_host, edge.local_port, settings.mqtt.keepalive_s, tls=False, login=login
-    )
-
-
 @app.callback()
 def edge(ctx: typer.Context) -> None:
     """Take device messages from the local broker, keep them on disk, forward them to the
     central broker (``mqtt.*``, TLS with ``mqtt.tls``) and delete each after its PUBACK.
 
     The central login is ``mqtt.username`` if set, else the account
-    ``kotaflow-edge-<edge.name>`` from the credentials file.
+    ``kotaflow-edge-<edge.name>`` from the credentials file. With ``edge.device_id`` (the
+    registry's gateway of this kecamatan) it reports its queue and link as that device's
+    readings every ``edge.report_every_s``.
 
     Example: KOTAFLOW_EDGE__NAME=cibal KOTAFLOW_MQTT__TLS=true kotaflow edge
     Example: kotaflow edge status
@@ -68,7 +61,9 @@ def edge(ctx: typer.Context) -> None:
 
         start_http_server(settings.edge.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     client_id = settings.edge.central_client_id or f"kotaflow-edge-{settings.edge.name}"
-    gateway = Gateway(settings.edge, store, local_access(settings), central, client_id, metrics)
+    gateway = Gateway(
+        settings.edge, store, edge_local_access(settings), central, client_id, metrics
+    )
 
     def on_signal(_sig: int, _frame: Any) -> None:
         gateway.stop()

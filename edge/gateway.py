@@ -47,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices.topics import SUBSCRIPTIONS
 from edge.metrics import EdgeMetrics
 from edge.queue import EdgeQueue, Incoming, Level, Queued, QueueFullError
+from edge.report import Counters, GatewayReporter
 from kotaflow.mqtt import MqttAccess
 from kotaflow.settings import EdgeSettings
 from kotaflow.wire.raw import EDGE_NAME_PROPERTY, EDGE_RX_PROPERTY
@@ -65,6 +66,7 @@ class _Link:
 
     up: threading.Event = field(default_factory=threading.Event)
     connects: int = 0
+    drops: int = 0
     acks: threadqueue.SimpleQueue[tuple[int, int, str]] = field(
         default_factory=threadqueue.SimpleQueue
     )
@@ -110,6 +112,13 @@ class Gateway:
         self._warned = False
         self._local = self._make_local()
         self._central = self._make_central()
+        self._reporter = (
+            GatewayReporter(
+                settings.device_id, settings.report_every_s, time.monotonic(), self._counters()
+            )
+            if settings.device_id
+            else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -118,6 +127,12 @@ class Gateway:
 
     def run(self) -> None:
         """Connect both sides and forward until :meth:`stop`; then flush and disconnect."""
+        if self._reporter is not None:
+            log.info(
+                "gateway readings as %s every %g s",
+                self._reporter.device_id,
+                self._reporter.every_s,
+            )
         self._connect_local()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0
@@ -140,6 +155,7 @@ class Gateway:
                 )
                 last_tick = now
                 self._take_acks()
+                self._report(now)
                 if now - last_delete >= DELETE_EVERY_S:
                     self._flush_confirmed()
                     last_delete = now
@@ -312,6 +328,7 @@ class Gateway:
         def on_disconnect(_c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             if link.up.is_set() and not self._stopping.is_set():
                 log.warning("central broker %s lost (%s)", self._central_access.address, reason)
+                link.drops += 1
             link.up.clear()
 
         def on_publish(_c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
@@ -398,6 +415,30 @@ class Gateway:
         )
         self._in_flight[info.mid] = (message.seq, backlog)
         self._held.add(message.seq)
+
+    # -- the gateway's own readings (edge/report.py) ------------------------------------
+
+    def _counters(self) -> Counters:
+        return Counters(
+            self.metrics.received_total(), self.metrics.forwarded_total(), self._link.drops
+        )
+
+    def _report(self, now: float) -> None:
+        """Queue the gateway reading when due: live at once while the link is up, history
+        in the backlog while it is down."""
+        reporter = self._reporter
+        if reporter is None:
+            return
+        reporter.observe(now, self._link.up.is_set())
+        if not reporter.due(now):
+            return
+        reading = reporter.report(
+            now, int(time.time() * 1000), self._queue.stats(), self._counters()
+        )
+        try:
+            self._queue.append([reading])
+        except QueueFullError:
+            log.warning("edge queue full: gateway reading of %s not queued", reporter.device_id)
 
     def _show_stats(self) -> None:
         self.metrics.show(self._queue.stats())

@@ -41,6 +41,16 @@ class EdgeMetrics:
         self.forwarded_backlog = self.forwarded.labels(kind="backlog")
         self.refused = Counter("kotaflow_edge_refused", "refused by the central broker", registry=r)
 
+    def received_total(self) -> float:
+        return self.registry.get_sample_value("kotaflow_edge_received_total") or 0.0
+
+    def forwarded_total(self) -> float:
+        value = self.registry.get_sample_value
+        return sum(
+            value("kotaflow_edge_forwarded_total", {"kind": kind}) or 0.0
+            for kind in ("live", "backlog")
+        )
+
     def show(self, stats: QueueStats) -> None:
         self.queue_messages.set(stats.messages)
         self.queue_bytes.set(stats.bytes)

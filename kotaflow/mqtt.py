@@ -153,6 +153,23 @@ def mqtt_access(settings: Settings, account: Account | str) -> MqttAccess:
     )
 
 
+def edge_local_access(
+    settings: Settings, host: str | None = None, port: int | None = None
+) -> MqttAccess:
+    """An edge gateway's own broker (``edge.local_*``; ``host``/``port`` override them):
+    plain MQTT, on loopback by default, with a login if ``edge.local_username`` is set. The
+    edge reads its devices there; ``kotaflow simulate --behind-edge`` publishes there."""
+    edge = settings.edge
+    login = MqttLogin(edge.local_username, edge.local_password) if edge.local_username else None
+    return MqttAccess(
+        host or edge.local_host,
+        port or edge.local_port,
+        settings.mqtt.keepalive_s,
+        tls=False,
+        login=login,
+    )
+
+
 def login_for(settings: Settings, account: Account | str) -> MqttLogin | None:
     """``mqtt.username`` if set, else ``account`` from the credentials file, else None."""
     mqtt = settings.mqtt

@@ -19,7 +19,9 @@ Guarantee
     unwritten record, says once a minute what to fix, and resumes by itself.
 Latency
     A full batch (``batch_lines``) is written at once; a partial one after
-    ``idle_flush_s`` when the input is caught up, else after ``flush_interval_s``.
+    ``idle_flush_s`` when the input is caught up, else after ``flush_interval_s``. At low
+    rates the fetch wait (``fetch_max_wait_ms``) is what gathers a batch. What was written
+    is committed at most every ``commit_interval_s`` (and always before a revoke or stop).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from kotaflow.settings import Settings, StoreSettings
-from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.readings import ReadingsRecord
 from kotaflow.wire.reasons import Reason
 from processors.runtime.clients import InfluxWriter
 from processors.runtime.health import Health
@@ -39,11 +41,10 @@ from processors.runtime.kafka_output import KafkaOutput
 from processors.runtime.lineprotocol import (
     LineProtocolError,
     escape_key,
-    format_float,
     series_prefix,
     telemetry_tags,
 )
-from processors.runtime.readings_input import RecordRef, parse_readings, refused, refused_reading
+from processors.runtime.readings_input import RecordRef, parse_record, refused, refused_reading
 from processors.runtime.stage_loop import Batch, Offsets
 
 STAGE = "store"
@@ -62,27 +63,40 @@ class LineBuffer:
     def __len__(self) -> int:
         return len(self.points)
 
-    def add(self, r: ValidReading, origin: RecordRef) -> None:
-        """Add one reading (``origin``: the record it came from); raises LineProtocolError
-        if it cannot be expressed."""
+    def add(self, r: ReadingsRecord, origin: RecordRef) -> list[tuple[str, LineProtocolError]]:
+        """Add the readings of one record (``origin``: where it came from; its values are
+        finite); return the metrics that cannot be expressed as line protocol, and why."""
         series = (r.type, r.device, r.kecamatan)
         prefix = self._prefixes.get(series)
         if prefix is None:
-            prefix = series_prefix(r.type, telemetry_tags(r.device, r.type, r.kecamatan))
+            try:
+                prefix = series_prefix(r.type, telemetry_tags(r.device, r.type, r.kecamatan))
+            except LineProtocolError as err:
+                return [(metric, err) for metric in r.values]
             self._prefixes[series] = prefix
-        name = self._fields.get(r.metric)
-        if name is None:
-            name = escape_key(r.metric)
-            self._fields[r.metric] = name
-        value = format_float(r.value)
+        names = self._fields
+        fields: dict[str, str] = {}
+        refused: list[tuple[str, LineProtocolError]] = []
+        for metric, value in r.values.items():
+            name = names.get(metric)
+            if name is None:
+                try:
+                    name = names[metric] = escape_key(metric)
+                except LineProtocolError as err:
+                    refused.append((metric, err))
+                    continue
+            fields[name] = repr(value)
+        if not fields:
+            return refused
         key = (prefix, r.ts_ms)
-        fields = self.points.get(key)
-        if fields is None:
-            self.points[key] = {name: value}
+        merged = self.points.get(key)
+        if merged is None:
+            self.points[key] = fields
             self.origins[key] = [origin]
         else:
-            fields[name] = value
+            merged.update(fields)
             self.origins[key].append(origin)
+        return refused
 
     def take(self) -> tuple[list[str], list[list[RecordRef]]]:
         lines = [
@@ -111,7 +125,7 @@ class StoreStage:
         self._buffers: dict[TopicPartition, LineBuffer] = {}
         self._inflight: dict[TopicPartition, asyncio.Task[None]] = {}
         self._covered: dict[TopicPartition, int] = {}
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_commit = time.monotonic()
         self._idle_lines = False
 
     @property
@@ -147,17 +161,16 @@ class StoreStage:
                 buffer = LineBuffer(_prefixes=self._prefixes, _fields=self._fields)
                 self._buffers[tp] = buffer
             for record in records:
-                readings, letters = parse_readings(record, STAGE)
+                found, letters = parse_record(record, STAGE)
                 for letter in letters:
                     await self._output.deadletter(STAGE, letter)
-                ref = RecordRef.of(record)
-                for reading in readings:
-                    try:
-                        buffer.add(reading, ref)
-                    except LineProtocolError as err:
-                        why = f"cannot be written as line protocol: {err}"
-                        letter = refused_reading(record, STAGE, Reason.BAD_SHAPE, why, reading)
-                        await self._output.deadletter(STAGE, letter)
+                if found is None:
+                    continue
+                for metric, err in buffer.add(found, RecordRef.of(record)):
+                    why = f"cannot be written as line protocol: {err}"
+                    reading = found.reading(metric)
+                    letter = refused_reading(record, STAGE, Reason.BAD_SHAPE, why, reading)
+                    await self._output.deadletter(STAGE, letter)
             if records:
                 self._covered[tp] = records[-1].offset + 1
             if len(buffer) >= self._cfg.batch_lines:
@@ -179,7 +192,10 @@ class StoreStage:
         inflight, self._inflight = list(self._inflight.values()), {}
         await asyncio.gather(*inflight)
         await self._output.drain(STAGE)
-        self._last_flush = time.monotonic()
+        self._last_flush = now = time.monotonic()
+        if not force and now - self._last_commit < self._cfg.commit_interval_s:
+            return {}  # written; committed with a later flush (a commit is a request too)
+        self._last_commit = now
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._covered.items()}
         self._covered.clear()
         return offsets

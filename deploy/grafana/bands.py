@@ -115,7 +115,8 @@ def rule_for(
             device in scope.exclude_devices or (scope.devices and device not in scope.devices)
         ):
             continue
-        if not scope.types or scope.types & set(types):
+        watched = set(types) - scope.exclude_types
+        if watched and (not scope.types or scope.types & watched):
             return rule
     return None
 

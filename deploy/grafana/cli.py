@@ -116,7 +116,8 @@ def sync(
         bool, typer.Option(help="Update even unchanged objects (rotated secrets).")
     ] = False,
 ) -> None:
-    """Create or update folders, data source, dashboards and alerting in a running Grafana.
+    """Create or update folders, data source, dashboards and alerting in a running Grafana;
+    delete the contact points and rule groups kotaflow made that the settings no longer have.
 
     Example: kotaflow grafana sync --url https://grafana.example.id --token glsa_... --dry-run
     """
@@ -130,6 +131,8 @@ def sync(
     api = GrafanaApi.from_url(url, credential=token, timeout=30.0)
     desired = syncing.desired_objects(bundle)
     changes = syncing.plan(desired, syncing.fetch_current(api, desired), force=force)
+    owned = syncing.fetch_owned(api, bundle.alerting.folder_uid)
+    changes += syncing.leftovers(desired, owned)
     table = Table("kind", "uid", "title", "action")
     for change in changes:
         item = change.desired
@@ -141,10 +144,12 @@ def sync(
         console.print("dry run: nothing sent")
         return
     try:
-        syncing.apply(api, changes)
+        refused = syncing.apply(api, changes)
     except MissingSecretError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
+    for problem in refused:
+        console.print(f"[yellow]warning:[/yellow] {problem}")
 
 
 @app.command()

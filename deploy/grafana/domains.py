@@ -21,6 +21,9 @@ class Domain:
     title: Text
     description: Text
     types: tuple[str, ...]
+    latest: tuple[str, ...] = ()
+    """Metrics shown side by side per device at the top, from each one's latest report
+    (the edge gateways' backlog: one row per edge)."""
 
 
 DOMAINS: tuple[Domain, ...] = (
@@ -78,6 +81,18 @@ DOMAINS: tuple[Domain, ...] = (
         ),
         ("streetlight",),
     ),
+    Domain(
+        "edge",
+        Text("Gateway edge", "Edge gateways"),
+        Text(
+            "Gateway simpan-dan-teruskan di kecamatan: antrean (pesan, byte, umur tertua), "
+            "tautan ke pusat, laju kirim. Gateway senyap: tautan putus atau gateway mati.",
+            "Store-and-forward gateways in the kecamatan: backlog (messages, bytes, oldest "
+            "age), central link, forward rate. A silent gateway: its link or the gateway is down.",
+        ),
+        ("gateway",),
+        latest=("queue_messages", "queue_bytes", "oldest_age", "budget_used", "link_uptime"),
+    ),
 )
 
 HEADLINE: Mapping[str, str] = MappingProxyType(
@@ -89,6 +104,7 @@ HEADLINE: Mapping[str, str] = MappingProxyType(
         "noise": "laeq",
         "water_meter": "water_pressure",
         "streetlight": "power",
+        "gateway": "queue_messages",
     }
 )
 """The metric the city map shows per device type (else the type's first metric)."""

@@ -193,6 +193,16 @@ def _bands_of(row: RegistryRow) -> str:
     )
 
 
+_AGE_AND_STATUS = (
+    "    age_s = if exists r._time\n"
+    "      then (int(v: now()) - int(v: r._time)) / 1000000000\n"
+    "      else -1\n"
+    "    status = if age_s < 0 then 2 else if age_s > l.silent_after_s then 1 else 0\n"
+)
+"""Inside a ``join.left`` of registry ``l`` and latest reading ``r``: the reading's age and
+the device status (0 reporting, 1 silent, 2 never reported)."""
+
+
 def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool = False) -> str:
     """Every registered device with position, last reading, age and status.
 
@@ -206,29 +216,12 @@ def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool
         for t, m in headline
     )
     query = (
-        'import "array"\nimport "join"\n\n'
-        f"registry = {registry_rows(rows)}\n"
-        "latest = "
-        + _pipe(
-            f"from(bucket: {flux_string(bucket)})",
-            f"range(start: {STATUS_LOOKBACK})",
-            f"filter(fn: (r) => {selector})",
-            "last()",
-            "group()",
-            'keep(columns: ["device", "_time", "_value"])',
+        _status_join(
+            rows,
+            _latest(bucket, selector, 'keep(columns: ["device", "_time", "_value"])'),
+            "{l with last_seen: r._time, age_s: age_s, value: r._value, status: status}",
         )
-        + "\n\njoin.left(\n"
-        "  left: registry,\n"
-        "  right: latest,\n"
-        "  on: (l, r) => l.device == r.device,\n"
-        "  as: (l, r) => {\n"
-        "    age_s = if exists r._time\n"
-        "      then (int(v: now()) - int(v: r._time)) / 1000000000\n"
-        "      else -1\n"
-        "    status = if age_s < 0 then 2 else if age_s > l.silent_after_s then 1 else 0\n"
-        "    return {l with last_seen: r._time, age_s: age_s, value: r._value, status: status}\n"
-        "  },\n"
-        ")\n"
+        + "\n"
         # The category of the latest value: how many band steps it has reached.
         "  |> map(fn: (r) => {\n"
         f"    v = if exists r.value then r.value else {flux_float(-NO_STEP)}\n"
@@ -245,6 +238,54 @@ def device_status(bucket: str, rows: Sequence[RegistryRow], *, only_silent: bool
         query += "\n  |> filter(fn: (r) => r.status > 0)"
         query += "\n  |> " + keep(*SILENT_COLUMNS)
     return query
+
+
+def latest_report(bucket: str, rows: Sequence[RegistryRow], fields: Sequence[str]) -> str:
+    """Every registered device of ``rows`` with the ``fields`` of its latest report side by
+    side, its last report time, age and status as :func:`device_status` has them (the edge
+    gateways' backlog table: one row per edge)."""
+    types = sorted({r.type for r in rows})
+    columns = ", ".join(f"{f}: r.{f}" for f in fields)
+    return _status_join(
+        rows,
+        _latest(
+            bucket,
+            f"{any_of('_measurement', types)} and {any_of('_field', fields)}",
+            'pivot(rowKey: ["device", "_time"], columnKey: ["_field"], valueColumn: "_value")',
+        ),
+        "{name: l.name, device: l.device, kecamatan: l.kecamatan, "
+        f"{columns}, last_seen: r._time, age_s: age_s, status: status}}",
+    )
+
+
+def _latest(bucket: str, condition: str, shape: str) -> str:
+    """The latest point of each series matching ``condition`` in the status look-back, in
+    one table, then ``shape``d to one row per device."""
+    return _pipe(
+        f"from(bucket: {flux_string(bucket)})",
+        f"range(start: {STATUS_LOOKBACK})",
+        f"filter(fn: (r) => {condition})",
+        "last()",
+        "group()",
+        shape,
+    )
+
+
+def _status_join(rows: Sequence[RegistryRow], latest: str, returned: str) -> str:
+    """The registry (``l``) left-joined with ``latest`` (``r``: one row per device with its
+    ``_time``); each row is ``returned``, which may use ``age_s`` and ``status``."""
+    return (
+        'import "array"\nimport "join"\n\n'
+        f"registry = {registry_rows(rows)}\n"
+        f"latest = {latest}\n\n"
+        "join.left(\n"
+        "  left: registry,\n"
+        "  right: latest,\n"
+        "  on: (l, r) => l.device == r.device,\n"
+        "  as: (l, r) => {\n" + _AGE_AND_STATUS + f"    return {returned}\n"
+        "  },\n"
+        ")"
+    )
 
 
 def device_info(rows: Sequence[RegistryRow], device_var: str) -> str:
@@ -438,6 +479,7 @@ def scope_condition(scope: Scope) -> list[str]:
     if scope.devices:
         parts.append(any_of("device", sorted(scope.devices)))
     parts += [f"r.device != {flux_string(d)}" for d in sorted(scope.exclude_devices)]
+    parts += [f"r._measurement != {flux_string(t)}" for t in sorted(scope.exclude_types)]
     return parts
 
 

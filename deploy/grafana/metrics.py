@@ -44,6 +44,15 @@ NAMES: Mapping[str, Text] = MappingProxyType(
         "current": Text("Arus", "Current"),
         "lamp_on": Text("Lampu menyala", "Lamp on"),
         "battery": Text("Tegangan baterai", "Battery voltage"),
+        "queue_messages": Text("Antrean (pesan)", "Queue (messages)"),
+        "queue_bytes": Text("Antrean (byte)", "Queue (bytes)"),
+        "oldest_age": Text("Umur pesan tertua", "Oldest message age"),
+        "budget_used": Text("Anggaran antrean terpakai", "Queue budget used"),
+        "link_uptime": Text("Tautan ke pusat tersambung", "Central link up"),
+        "link_drops": Text("Tautan terputus", "Link drops"),
+        "forward_rate": Text("Laju kirim ke pusat", "Forward rate"),
+        "receive_rate": Text("Laju terima dari perangkat", "Receive rate"),
+        "refused": Text("Pesan ditolak pusat", "Refused by the central broker"),
     }
 )
 
@@ -64,6 +73,11 @@ GRAFANA_UNITS: Mapping[str, str] = MappingProxyType(
         "V": units.Volt,
         "A": units.Ampere,
         "": units.NoUnit,
+        "count": units.Short,
+        "B": units.BytesIEC,
+        "s": units.DurationSeconds,
+        "%": units.Percent,
+        "1/s": units.MessagesPerSecond,
     }
 )
 SHOWN_AS = MappingProxyType({"dBA": "dB(A)", "m3": "m³", "ug/m3": "µg/m³", "Cel": "°C"})

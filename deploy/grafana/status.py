@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 
 from grafana_foundation_sdk.builders import table as tb
@@ -56,9 +56,11 @@ def table(
     size: tuple[int, int],
     columns: Collection[str] = tuple(COLUMNS),
     when_empty: Text | None = None,
+    more: Mapping[str, Text] | None = None,
 ) -> tb.Panel:
-    """A device-status table: labelled columns, status as text and colour, age as duration."""
-    renames = {k: v for k, v in COLUMNS.items() if k in columns}
+    """A device-status table: labelled columns (``more``: labels of further columns),
+    status as text and colour, age as duration."""
+    renames = {k: v for k, v in COLUMNS.items() if k in columns} | dict(more or {})
     return data_table(
         ctx,
         title,

@@ -10,7 +10,12 @@ Three steps, the middle one pure:
    (:class:`~deploy.grafana.envref.EnvRef`), which Grafana never returns - so a rotated
    token is pushed only with ``--force``;
 3. :func:`apply` sends the creates and updates, in dependency order (folders, data source,
-   dashboards, contact points, rule groups, notification policy).
+   dashboards, contact points, rule groups, notification policy), then the deletions.
+
+What kotaflow made and no longer wants is deleted (:func:`fetch_owned`, :func:`leftovers`):
+contact points with our ``kf-`` uid prefix (a receiver removed from the alerting settings,
+or Grafana's notifications turned off) and rule groups in our alert folder (a rule removed
+or renamed). Nothing else in Grafana is touched.
 
 Running it twice in a row reports everything unchanged the second time.
 """
@@ -45,6 +50,11 @@ class Action(StrEnum):
     CREATE = "created"
     UPDATE = "updated"
     UNCHANGED = "unchanged"
+    DELETE = "deleted"
+
+
+CONTACT_UID_PREFIX = "kf-"
+"""Every contact point kotaflow makes has a uid with this prefix (``alerting._contact_uid``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +166,35 @@ def plan(
     return changes
 
 
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """What Grafana holds that kotaflow made, to find what is no longer wanted."""
+
+    contact_points: Mapping[str, str]
+    """uid -> name, for contact points with :data:`CONTACT_UID_PREFIX`."""
+    rule_groups: Mapping[str, tuple[str, ...]]
+    """``folder/group`` -> the uids of its rules, for groups in our alert folder."""
+
+
+def leftovers(desired: Iterable[Desired], owned: Owned) -> list[Change]:
+    """Pure: a deletion for each object of ours that the bundle no longer has."""
+    wanted = {(d.kind, d.key) for d in desired}
+    changes = [
+        Change(
+            Desired(Kind.RULE_GROUP, key, key.split("/", 1)[1], {"rules": list(uids)}, {}),
+            Action.DELETE,
+        )
+        for key, uids in sorted(owned.rule_groups.items())
+        if (Kind.RULE_GROUP, key) not in wanted
+    ]
+    changes += [
+        Change(Desired(Kind.CONTACT_POINT, uid, name, {}, {}), Action.DELETE)
+        for uid, name in sorted(owned.contact_points.items())
+        if (Kind.CONTACT_POINT, uid) not in wanted
+    ]
+    return changes
+
+
 def summary(changes: Iterable[Change]) -> dict[Action, int]:
     counts = dict.fromkeys(Action, 0)
     for change in changes:
@@ -191,13 +230,36 @@ def fetch_current(
     return {(d.kind, d.key): _or_none(readers[d.kind], d) for d in desired}
 
 
+def fetch_owned(api: GrafanaLike, folder_uid: str) -> Owned:
+    """Our contact points (by uid prefix) and the rule groups in our alert folder."""
+    provisioning = api.alertingprovisioning
+    points = {
+        str(p["uid"]): str(p.get("name", ""))
+        for p in provisioning.get_contactpoints() or []
+        if str(p.get("uid", "")).startswith(CONTACT_UID_PREFIX)
+    }
+    groups: dict[str, list[str]] = {}
+    for rule in provisioning.get_alertrules_all() or []:
+        if rule.get("folderUID") == folder_uid:
+            groups.setdefault(f"{folder_uid}/{rule['ruleGroup']}", []).append(str(rule["uid"]))
+    return Owned(points, {key: tuple(uids) for key, uids in groups.items()})
+
+
 def apply(
     api: GrafanaLike, changes: Iterable[Change], environ: Mapping[str, str] | None = None
-) -> None:
-    """Send every create and update, in :data:`ORDER`."""
-    todo = [c for c in changes if c.action is not Action.UNCHANGED]
+) -> list[str]:
+    """Send every create and update, in :data:`ORDER`; then the deletions, rules before
+    contact points (after the policy no longer routes to them). Returns the deletions
+    Grafana refused (a contact point a policy made by hand still routes to), each with
+    Grafana's reason: they are reported, not fatal."""
+    from grafana_client.client import GrafanaClientError
+
+    changes = list(changes)
+    todo = [c for c in changes if c.action in (Action.CREATE, Action.UPDATE)]
     todo.sort(key=lambda c: ORDER.index(c.desired.kind))
     provisioning = api.alertingprovisioning
+    gone = [c.desired for c in changes if c.action is Action.DELETE]
+    gone.sort(key=lambda d: d.kind is not Kind.RULE_GROUP)
     for change in todo:
         item, create = change.desired, change.action is Action.CREATE
         body = for_api(item.body, environ)
@@ -223,6 +285,17 @@ def apply(
             provisioning.update_rule_group(folder_uid, group, body)
         else:
             provisioning.set_notification_policy_tree(body)
+    refused = []
+    for item in gone:
+        try:
+            if item.kind is Kind.RULE_GROUP:
+                for uid in item.body["rules"]:
+                    provisioning.delete_alertrule(uid)
+            else:
+                provisioning.delete_contactpoint(item.key)
+        except GrafanaClientError as err:
+            refused.append(f"{item.kind.value} {item.key} not deleted: {err}")
+    return refused
 
 
 def _or_none(read: Callable[[Desired], Any], item: Desired) -> Mapping[str, Any] | None:

@@ -29,31 +29,11 @@ BUILD_DIR="$OUT/build"
 LOG="$OUT/build.log"
 STARTED=$(date +%s)
 
-mkdir -p "$OUT"
-# Run by hand, keep a log; run by `kotaflow stack up`, the caller logs our output.
-if [[ -t 1 ]]; then exec > >(tee -a "$LOG") 2>&1; fi
-
-elapsed() { local s=$(( $(date +%s) - STARTED )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
-step() { echo "$*" > "$OUT/.step"; echo "==> [$(elapsed)] $*"; }
-fail() { echo "==> FAILED after $(elapsed): $*" >&2; exit 1; }
-
-# One build at a time per version: a second `stack up` waits instead of racing.
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-    echo "==> another build of influxd $VERSION is running; waiting for it to finish"
-    flock 9
-fi
-
-if [[ -x "$OUT/influxd" ]]; then
-    echo "==> influxd $VERSION already built at $OUT/influxd"
-    exit 0
-fi
-
-# Cargo's link-time optimisation and Go's final link print nothing for minutes: say every
-# 30 s that the build is alive and in which step, so nobody kills a healthy build.
-( while sleep 30; do echo "==> [$(elapsed)] still working: $(cat "$OUT/.step" 2>/dev/null)"; done ) &
-HEARTBEAT=$!
-trap 'kill $HEARTBEAT 2>/dev/null; rm -f "$OUT/.step"' EXIT
+# shellcheck source=deploy/local/build_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
+build_begin influxd "$VERSION" "$OUT/influxd"
+# Cargo's link-time optimisation and Go's final link print nothing for minutes.
+build_heartbeat
 
 # Toolchains: the machine's Go and Rust; never let either fetch another toolchain.
 export PATH="$PATH:/usr/local/go/bin:$HOME/.cargo/bin"
@@ -129,6 +109,5 @@ go build -v \
 "$OUT/influxd.tmp" version || fail "the built influxd does not run"
 mv "$OUT/influxd.tmp" "$OUT/influxd"
 rm -rf "$BUILD_DIR"
-printf '{"version": "%s", "build_seconds": %d, "built_at": "%s"}\n' \
-    "$VERSION" "$(( $(date +%s) - STARTED ))" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$OUT/build-info.json"
+build_info
 step "built $OUT/influxd in $(elapsed)"

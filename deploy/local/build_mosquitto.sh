@@ -41,29 +41,14 @@ BUILD_DIR="$OUT/build"
 LOG="$OUT/build.log"
 STARTED=$(date +%s)
 
-mkdir -p "$OUT"
-# Run by hand, keep a log; run by `kotaflow stack up`, the caller logs our output.
-if [[ -t 1 ]]; then exec > >(tee -a "$LOG") 2>&1; fi
-
-elapsed() { local s=$(( $(date +%s) - STARTED )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
-step() { echo "==> [$(elapsed)] $*"; }
-fail() { echo "==> FAILED after $(elapsed): $*" >&2; exit 1; }
+# shellcheck source=deploy/local/build_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
 as_root() {
     [[ $(id -u) -eq 0 ]] || fail "$1 needs root; run once: sudo $0 --version $VERSION --out $OUT"
 }
 apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 
-# One build at a time per version: a second `stack up` waits instead of racing.
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-    echo "==> another build of mosquitto $VERSION is running; waiting for it to finish"
-    flock 9
-fi
-
-if [[ -x "$OUT/sbin/mosquitto" ]]; then
-    echo "==> mosquitto $VERSION already built at $OUT/sbin/mosquitto"
-    exit 0
-fi
+build_begin mosquitto "$VERSION" "$OUT/sbin/mosquitto"
 command -v apt-get >/dev/null || fail "apt-get not found: this build uses Debian's source package"
 
 missing=()
@@ -128,7 +113,5 @@ install -m 0755 "$BUILD_DIR/out/client/mosquitto_pub" "$BUILD_DIR/out/client/mos
 install -m 0755 "$BUILD_DIR/out/src/mosquitto" "$OUT/sbin/mosquitto.tmp"
 mv "$OUT/sbin/mosquitto.tmp" "$OUT/sbin/mosquitto"
 rm -rf "$BUILD_DIR"
-printf '{"version": "%s", "source": "debian %s", "build_seconds": %d, "built_at": "%s"}\n' \
-    "$VERSION" "$SUITE" "$(( $(date +%s) - STARTED ))" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    > "$OUT/build-info.json"
+build_info "\"source\": \"debian $SUITE\""
 step "built $OUT/sbin/mosquitto in $(elapsed)"

@@ -7,13 +7,15 @@ steps are idempotent: ``install`` and ``start`` do nothing when their work is al
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
@@ -251,3 +253,17 @@ def _is_group_leader(pid: int) -> bool:
         return os.getpgid(pid) == pid
     except OSError:
         return False
+
+
+@contextmanager
+def exclusive(lock_path: Path, report: Report, waiting: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (released if the process dies); say
+    ``waiting`` first if someone else holds it."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report(f"{waiting} (lock {lock_path})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

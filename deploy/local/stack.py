@@ -8,7 +8,6 @@ the services running and leaves them be.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from deploy.local.influxdb import InfluxDB
 from deploy.local.kafka import Kafka
 from deploy.local.mosquitto import Mosquitto
-from deploy.local.service import Report, Service, ServiceStatus
+from deploy.local.service import Report, Service, ServiceStatus, exclusive
 from kotaflow.settings import Settings
 
 
@@ -54,12 +53,6 @@ def status(settings: Settings) -> list[ServiceStatus]:
 @contextmanager
 def _stack_lock(settings: Settings, report: Report) -> Iterator[None]:
     """Serialise ``up``/``down`` on one state directory (released if the process dies)."""
-    settings.stack.state_dir.mkdir(parents=True, exist_ok=True)
     lock_path = settings.stack.state_dir / "stack.lock"
-    with lock_path.open("w", encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            report(f"waiting for another `kotaflow stack up/down` to finish (lock {lock_path})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(lock_path, report, "waiting for another `kotaflow stack up/down` to finish"):
         yield

@@ -15,7 +15,12 @@ from rich.live import Live
 from rich.table import Table
 
 from devices.simulator.faults import FaultMix
-from devices.simulator.options import FormatChoice, OptionsError, SimulationOptions
+from devices.simulator.options import (
+    FormatChoice,
+    OptionsError,
+    SimulationOptions,
+    broker_address,
+)
 from devices.simulator.plan import PlanError
 from devices.simulator.publisher import PublishError
 from devices.simulator.runner import run_simulation
@@ -86,6 +91,20 @@ def simulate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
     ] = False,
+    behind_edge: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of an edge gateway's local broker (kotaflow edge): the "
+            "--edge-devices publish there instead of centrally.",
+        ),
+    ] = None,
+    edge_devices: Annotated[
+        str | None,
+        typer.Option(
+            help="With --behind-edge: the devices behind it, comma-separated globs on id, "
+            "type or kecamatan (e.g. 'Reok,nrg-*'); none given: every device.",
+        ),
+    ] = None,
 ) -> None:
     """Publish simulated Manggarai field-device traffic over MQTT (QoS 1, MQTT 5).
 
@@ -96,6 +115,8 @@ def simulate(
     then waits for the last PUBACKs.
 
     Example: kotaflow simulate --rate 2000 --duration 60 --faults malformed=0.01,silent=0.05
+
+    Example: kotaflow simulate --behind-edge 127.0.0.1:1884 --edge-devices Reok --time-scale 30
     """
     try:
         options = SimulationOptions(
@@ -103,7 +124,7 @@ def simulate(
             duration_s=duration,
             count=count,
             format=fmt,
-            devices=tuple(p.strip() for p in (devices or "").split(",") if p.strip()),
+            devices=_patterns(devices),
             faults=FaultMix.parse(faults),
             seed=seed,
             time_scale=time_scale,
@@ -111,6 +132,8 @@ def simulate(
             manifest=manifest,
             max_inflight=max_inflight,
             trace=trace,
+            behind_edge=broker_address(behind_edge) if behind_edge else None,
+            edge_devices=_patterns(edge_devices),
         )
     except (OptionsError, ValueError) as err:
         errors.print(f"[red]error:[/red] {err}")
@@ -131,6 +154,10 @@ def simulate(
         Console().print(summary_table(summary))
     if summary.unacked or summary.refused:
         raise typer.Exit(1)
+
+
+def _patterns(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 
 async def _run(settings: Settings, options: SimulationOptions) -> Summary:

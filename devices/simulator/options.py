@@ -54,6 +54,11 @@ class SimulationOptions:
     client_id: str | None = None
     ack_timeout_s: float = 30.0
     """How long to wait for outstanding PUBACKs at the end."""
+    behind_edge: tuple[str, int] | None = None
+    """An edge gateway's local broker (host, port): the ``edge_devices`` publish there (as
+    they would in the field, the edge forwards them), the rest to the central broker."""
+    edge_devices: tuple[str, ...] = ()
+    """Globs on device id, type or kecamatan put behind the edge; empty: every device."""
 
     def __post_init__(self) -> None:
         if self.rate is not None and not 0 < self.rate <= 1_000_000:
@@ -70,3 +75,14 @@ class SimulationOptions:
             raise OptionsError(f"--max-inflight must be 1..65535, got {self.max_inflight}")
         if self.ack_timeout_s <= 0:
             raise OptionsError("ack timeout must be > 0 seconds")
+        if self.edge_devices and self.behind_edge is None:
+            raise OptionsError("--edge-devices needs --behind-edge HOST:PORT")
+
+
+def broker_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:1883`` for IPv6) as a pair; OptionsError naming the flag."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionsError(f"--behind-edge must be HOST:PORT (e.g. 127.0.0.1:1884), got {text!r}")
+    return host, int(port)

@@ -2,6 +2,9 @@
 
 * devices: the registry's enabled devices, narrowed by ``--devices`` globs on id or type,
   minus those that cannot speak the chosen format (ChirpStack needs a DevEUI);
+* behind an edge (``--behind-edge``): the devices matching ``--edge-devices`` (globs on id,
+  type or kecamatan; none given: all) publish to the edge's local broker. A ``gateway``
+  device there is left out: the edge itself reports as its gateway (edge/report.py);
 * format: the chosen one, or with ``mixed`` each device its own: a device registered on
   The Things Stack (``tts_device_id``) uses TTS, another LoRaWAN device (DevEUI)
   ChirpStack, the rest native JSON or SenML (a coin per device, from the seed);
@@ -73,6 +76,8 @@ class SimDevice:
     format: PayloadFormat
     site: Site
     units: Mapping[str, WireUnit]
+    behind_edge: bool = False
+    """Publishes to the edge's local broker, not the central one."""
 
     @property
     def id(self) -> str:
@@ -85,7 +90,7 @@ class DevicePlan:
     """The devices that publish."""
     silent: tuple[str, ...]
     excluded: tuple[str, ...]
-    """Selected devices that cannot use the chosen format."""
+    """Selected devices that cannot use the chosen format, or gateways behind the edge."""
 
     def natural_rate(self) -> float:
         """Readings per second when every publishing device reports at its interval."""
@@ -105,12 +110,34 @@ def plan_devices(fleet: Fleet, options: SimulationOptions) -> DevicePlan:
     if not chosen:
         raise PlanError(f"no enabled device matches --devices {','.join(options.devices)}")
     able = [d for d in chosen if _can_speak(d, options.format)]
-    excluded = tuple(d.id for d in chosen if d not in able)
     if not able:
         raise PlanError(f"none of the {len(chosen)} selected devices can send {options.format}")
+    behind = _behind_edge(able, options)
+    able = [d for d in able if not (d.id in behind and d.type == GATEWAY_TYPE)]
+    excluded = tuple(d.id for d in chosen if d not in able)
     silent = silent_devices([d.id for d in able], options.faults.silent, options.seed)
-    devices = tuple(_sim_device(fleet, d, options) for d in able if d.id not in silent)
+    devices = tuple(
+        _sim_device(fleet, d, options, d.id in behind) for d in able if d.id not in silent
+    )
     return DevicePlan(devices, tuple(sorted(silent)), excluded)
+
+
+GATEWAY_TYPE = "gateway"
+
+
+def _behind_edge(able: list[Device], options: SimulationOptions) -> set[str]:
+    if options.behind_edge is None:
+        return set()
+    patterns = options.edge_devices
+    behind = {
+        d.id
+        for d in able
+        if not patterns
+        or any(fnmatch.fnmatchcase(d.kecamatan, p) or _selected(d, (p,)) for p in patterns)
+    }
+    if not behind - {d.id for d in able if d.type == GATEWAY_TYPE}:
+        raise PlanError(f"--edge-devices {','.join(patterns)} matches no selected device")
+    return behind
 
 
 def _selected(device: Device, patterns: tuple[str, ...]) -> bool:
@@ -134,7 +161,9 @@ def format_of(device: Device, choice: FormatChoice, seed: int) -> PayloadFormat:
     return PayloadFormat.SENML_JSON if coin < 0.5 else PayloadFormat.NATIVE_JSON
 
 
-def _sim_device(fleet: Fleet, device: Device, options: SimulationOptions) -> SimDevice:
+def _sim_device(
+    fleet: Fleet, device: Device, options: SimulationOptions, behind_edge: bool = False
+) -> SimDevice:
     fmt = format_of(device, options.format, options.seed)
     device_type = fleet.type_of(device)
     units: dict[str, WireUnit] = {}
@@ -152,4 +181,5 @@ def _sim_device(fleet: Fleet, device: Device, options: SimulationOptions) -> Sim
         format=fmt,
         site=Site.of(device, options.seed),
         units=MappingProxyType(units),
+        behind_edge=behind_edge,
     )

@@ -11,6 +11,10 @@ open), every account resolves to the same login and the pool holds a single conn
 device the broker has no account for (a private copy of the registry, as tests and
 benchmarks make) publishes through the ``kotaflow-gateway`` account, and a warning says so.
 
+Devices behind an edge (``--behind-edge``) share one connection to the edge's local
+broker (anonymous, or ``edge.local_username``), as a kecamatan's devices reach the gateway's
+own Mosquitto; the edge forwards them with its own central account.
+
 Flow control: all connections count into one :class:`PublishTally`, and the pool's
 capacity is the smaller of ``max_inflight`` and the smallest Receive Maximum a broker
 session granted, so no connection can exceed its own.
@@ -38,13 +42,19 @@ class PublisherPool:
         devices: Sequence[SimDevice],
         client_id: str,
         max_inflight: int,
+        edge: MqttAccess | None = None,
     ) -> None:
         self.tally = PublishTally()
         self._max_inflight = max_inflight
         accesses = {
-            sim.id: _access(settings, publishing_account(sim.format, sim.id)) for sim in devices
+            sim.id: edge
+            if sim.behind_edge and edge is not None
+            else _access(settings, publishing_account(sim.format, sim.id))
+            for sim in devices
         }
-        gatewayed = sorted(d for d, a in accesses.items() if a.username == Account.GATEWAY)
+        gatewayed = sorted(
+            d for d, a in accesses.items() if a is not edge and a.username == Account.GATEWAY
+        )
         if gatewayed:
             log.warning(
                 "%d devices have no broker account of their own; they publish as %s: %s",
@@ -52,15 +62,15 @@ class PublisherPool:
                 Account.GATEWAY,
                 ", ".join(gatewayed[:5]) + (", ..." if len(gatewayed) > 5 else ""),
             )
-        logins = {access.username: access for access in accesses.values()}
+        logins = {_connection(a, edge): a for a in accesses.values()}
         shared = len(logins) == 1  # one connection keeps the client id asked for
         publishers = {
-            user: MqttPublisher(
-                access, client_id if shared else f"{client_id}-{user}", max_inflight, self.tally
+            name: MqttPublisher(
+                access, client_id if shared else f"{client_id}-{name}", max_inflight, self.tally
             )
-            for user, access in logins.items()
+            for name, access in logins.items()
         }
-        self._route = {device: publishers[access.username] for device, access in accesses.items()}
+        self._route = {device: publishers[_connection(a, edge)] for device, a in accesses.items()}
         self._publishers = list(publishers.values())
 
     @property
@@ -103,6 +113,14 @@ class PublisherPool:
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self._publishers))
+
+
+EDGE_CONNECTION = "edge"
+
+
+def _connection(access: MqttAccess, edge: MqttAccess | None) -> str:
+    """One connection per central login, and one to the edge (its suffix of the client id)."""
+    return EDGE_CONNECTION if access is edge else str(access.username)
 
 
 def _access(settings: Settings, account: str) -> MqttAccess:

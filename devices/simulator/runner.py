@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -29,8 +30,10 @@ from devices.simulator.plan import DevicePlan, plan_devices
 from devices.simulator.pool import PublisherPool
 from devices.simulator.stream import MessageStream, SimMessage
 from devices.simulator.summary import Summary
+from kotaflow.mqtt import edge_local_access
 from kotaflow.settings import Settings
 
+log = logging.getLogger(__name__)
 TRACE_PROPERTY = "kf-sim"
 MAX_SLEEP_S = 0.25
 """Longest nap between checks of ``stop`` and progress reports."""
@@ -56,8 +59,14 @@ async def run_simulation(
     plan = plan_devices(fleet, options)
     run_id = uuid.uuid4().hex[:8]
     manifest = ManifestWriter(options.manifest, run_id) if options.manifest else None
+    edge = edge_local_access(settings, *options.behind_edge) if options.behind_edge else None
+    _warn_about_edge_kecamatan(plan)
     publisher = PublisherPool(
-        settings, plan.devices, options.client_id or f"kotaflow-sim-{run_id}", options.max_inflight
+        settings,
+        plan.devices,
+        options.client_id or f"kotaflow-sim-{run_id}",
+        options.max_inflight,
+        edge,
     )
     try:
         await publisher.connect()
@@ -68,6 +77,18 @@ async def run_simulation(
         await publisher.close()
         if manifest is not None:
             manifest.close()
+
+
+def _warn_about_edge_kecamatan(plan: DevicePlan) -> None:
+    kecamatan = sorted({d.device.kecamatan for d in plan.devices if d.behind_edge})
+    if len(kecamatan) > 1:
+        log.warning(
+            "devices of %d kecamatan behind one edge (%s): its central account may publish "
+            "for its own kecamatan only, the central broker refuses the rest (the edge keeps "
+            "them aside); narrow --edge-devices to one kecamatan",
+            len(kecamatan),
+            ", ".join(kecamatan),
+        )
 
 
 async def _publish(
@@ -108,6 +129,7 @@ def _new_summary(run_id: str, options: SimulationOptions, plan: DevicePlan, t0_m
         devices=len(plan.devices),
         silent_devices=list(plan.silent),
         excluded_devices=list(plan.excluded),
+        behind_edge=sorted(d.id for d in plan.devices if d.behind_edge),
         manifest=str(options.manifest) if options.manifest else None,
     )
 

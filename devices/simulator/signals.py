@@ -16,7 +16,9 @@ shapes, in WITA local time:
   cumulative meter index;
 * streetlights: on from 18:00 to 06:00 (timer), power, mains voltage sagging at the evening
   peak, current, a cumulative energy index;
-* battery voltage slowly falling from the install date.
+* battery voltage slowly falling from the install date;
+* edge gateways: the uplink down now and then for an hour or two (more in wet weather),
+  the queue growing meanwhile (what ``kotaflow edge`` reports about itself).
 
 Cumulative meters (``volume``, ``energy``) are integrals in closed form, so they never run
 backwards even for late readings computed out of order. Metrics with no model here (a
@@ -396,6 +398,27 @@ def _battery(i: Instant) -> float:
     return min(3.7, max(2.9, value + 0.003 * i.wander(0xBA, 600.0)))
 
 
+GATEWAY_MESSAGE_BYTES = 200.0
+"""About what one queued device message costs an edge (docs/edge.md, sizing)."""
+GATEWAY_BUDGET_BYTES = float(1 << 30)
+
+
+def _uplink_down(i: Instant) -> float:
+    """Share of the time an edge's uplink is down: now and then for an hour or two, more
+    often in wet weather (storms take GSM/radio links down)."""
+    slow = i.wander(0x6A, 2 * 3600.0)
+    return min(1.0, max(0.0, slow - 0.55) / 0.45 * (0.6 + 0.4 * i.wetness))
+
+
+def _gateway_queue(i: Instant) -> float:
+    """Messages waiting: a backlog that grows while the uplink is down, a few in flight."""
+    return float(round(600.0 * _uplink_down(i) + 2.0 * (1.0 + i.wander(0x6B, 120.0))))
+
+
+def _gateway_forward_rate(i: Instant) -> float:
+    return (1.0 - _uplink_down(i)) * (0.1 + 0.03 * (1.0 + i.wander(0x6C, 600.0)))
+
+
 MODELS: Mapping[str, MetricModel] = MappingProxyType(
     {
         "temperature": lambda i: i.temperature,
@@ -424,6 +447,17 @@ MODELS: Mapping[str, MetricModel] = MappingProxyType(
         "current": _current,
         "energy": _energy,
         "battery": _battery,
+        "queue_messages": _gateway_queue,
+        "queue_bytes": lambda i: _gateway_queue(i) * GATEWAY_MESSAGE_BYTES,
+        "oldest_age": lambda i: 1.0 + 3600.0 * _uplink_down(i),
+        "budget_used": lambda i: (
+            100.0 * _gateway_queue(i) * GATEWAY_MESSAGE_BYTES / GATEWAY_BUDGET_BYTES
+        ),
+        "link_uptime": lambda i: 100.0 * (1.0 - _uplink_down(i)),
+        "link_drops": lambda i: float(round(3.0 * _uplink_down(i))),
+        "forward_rate": _gateway_forward_rate,
+        "receive_rate": lambda i: 0.1 + 0.03 * (1.0 + i.wander(0x6D, 600.0)),
+        "refused": lambda _i: 0.0,
     }
 )
 """Every modelled metric, by catalogue name."""

@@ -9,6 +9,7 @@ The JSON form (``kotaflow simulate --json``, :meth:`Summary.to_json`), schema
       "started_at": "2026-11-28T01:50:00.000Z", "time_scale": 1.0,
       "rate_requested": 2000.0,          # readings/s
       "devices": 38, "silent_devices": ["..."], "excluded_devices": [],
+      "behind_edge": ["nrg-rl-01", "..."],   # published to the edge's broker (--behind-edge)
       "messages": 1234,                  # MQTT messages published (QoS 1)
       "readings": 6000,                  # values they carry, faulty and repeated ones too
       "valid": 5700,                     # values the pipeline must store: accepted, first copy
@@ -60,6 +61,8 @@ class Summary:
     devices: int = 0
     silent_devices: list[str] = field(default_factory=list)
     excluded_devices: list[str] = field(default_factory=list)
+    behind_edge: list[str] = field(default_factory=list)
+    """Devices that published to an edge's local broker (``--behind-edge``)."""
     messages: int = 0
     readings: int = 0
     valid: int = 0
@@ -113,6 +116,7 @@ class Summary:
             "devices": self.devices,
             "silent_devices": self.silent_devices,
             "excluded_devices": self.excluded_devices,
+            "behind_edge": self.behind_edge,
             "messages": self.messages,
             "readings": self.readings,
             "valid": self.valid,

@@ -14,7 +14,8 @@ Guarantee
     up to the first record of the oldest window not yet written, with the watermark in the
     commit metadata (design and proof sketch in ``processors/aggregate/windows.py``). Hourly/daily
     rollups of every hour/day a written window touched are recomputed before each commit
-    (every ``rollup_interval_s``), so a commit never covers a stale hour or day.
+    (every ``rollup_interval_s``, or as soon as every window is written and the input has
+    gone quiet), so a commit never covers a stale hour or day.
 Late readings, however late
     There is no lateness horizon (unless ``max_lateness_h`` is set): validate accepts
     readings up to 7 days old, the store stores them, and the aggregate corrects their
@@ -82,7 +83,7 @@ from processors.aggregate.windows import (
 from processors.runtime.clients import REAL_CLIENTS, InfluxWriter, StageClients
 from processors.runtime.health import Health
 from processors.runtime.kafka_output import KafkaOutput
-from processors.runtime.readings_input import parse_readings, refused_reading
+from processors.runtime.readings_input import parse_record, refused_reading
 from processors.runtime.stage_loop import Batch, Offsets, instance_name
 
 log = logging.getLogger("kotaflow.processors.aggregate")
@@ -120,6 +121,7 @@ class AggregateStage:
         self._last_flush = time.monotonic()
         self._last_rollup = time.monotonic()
         self._series: dict[tuple[str, str, str, str], Series] = {}
+        self._committed: dict[TopicPartition, int] = {}
 
     @property
     def input_topic(self) -> str:
@@ -177,6 +179,7 @@ class AggregateStage:
         for tp in partitions:
             self.books.pop(tp, None)
             self._next.pop(tp, None)
+            self._committed.pop(tp, None)
 
     def caught_up(self, partitions: set[TopicPartition]) -> None:
         now_ms = time.time_ns() // 1_000_000
@@ -192,20 +195,29 @@ class AggregateStage:
             if book is None:  # assigned() failed; never aggregate without the watermark
                 continue
             for record in records:
-                readings, letters = parse_readings(record, STAGE)
+                found, letters = parse_record(record, STAGE)
                 for letter in letters:
                     await self._output.deadletter(STAGE, letter)
-                for parsed in readings:
-                    key = (parsed.device, parsed.metric, parsed.type, parsed.kecamatan)
+                if found is None:
+                    continue
+                device, type_, kecamatan, ts_ms = (
+                    found.device,
+                    found.type,
+                    found.kecamatan,
+                    found.ts_ms,
+                )
+                for metric, value in found.values.items():
+                    key = (device, metric, type_, kecamatan)
                     series = self._series.get(key)
                     if series is None:
                         series = self._series[key] = Series(*key)
-                    added = book.add(series, parsed.ts_ms, parsed.value, record.offset, now_ms)
+                    added = book.add(series, ts_ms, value, record.offset, now_ms)
                     if added is Added.NEW:
                         continue
                     if added is Added.TOO_OLD:
                         why = f"older than {self._cfg.max_lateness_h} h: not aggregated"
-                        letter = refused_reading(record, STAGE, Reason.TIME_TOO_OLD, why, parsed)
+                        reading = found.reading(metric)
+                        letter = refused_reading(record, STAGE, Reason.TIME_TOO_OLD, why, reading)
                         await self._output.deadletter(STAGE, letter)
                     else:
                         self._health.duplicate(STAGE, added.value)
@@ -237,18 +249,29 @@ class AggregateStage:
             1 for book in self.books.values() for w in book.windows.values() if w.correction
         )
         self._health.pending_corrections(STAGE, pending)
-        if not force and time.monotonic() - self._last_rollup < self._cfg.rollup_interval_s:
+        waited = time.monotonic() - self._last_rollup
+        if not force and waited < self._cfg.rollup_interval_s and not self._settled():
             return {}
         await self._rollups()
         await self._output.drain(STAGE)
         self._last_rollup = time.monotonic()
-        return {
+        offsets = {
             tp: OffsetAndMetadata(
                 book.commit_offset(self._next[tp]), encode_metadata(book.watermark_ms)
             )
             for tp, book in self.books.items()
             if tp in self._next
         }
+        self._committed.update((tp, om.offset) for tp, om in offsets.items())
+        return offsets
+
+    def _settled(self) -> bool:
+        """Every window is written and some input is not committed yet: the input went quiet
+        (the end of a backlog). Commit now, not at the next rollup interval: until then
+        Kafka shows the backlog as unprocessed."""
+        if any(book.windows for book in self.books.values()):
+            return False
+        return any(n > self._committed.get(tp, -1) for tp, n in self._next.items())
 
     def _touch(self, window: Window) -> None:
         self._dirty_hours.touch(hour_of(window.start_ms), window.series.device)

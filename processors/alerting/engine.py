@@ -267,6 +267,27 @@ class Engine:
                 levels = rule.levels_for(device)
                 self.states[(rule_name, device)] = AlertState.from_json(data, levels)
 
+    def use_rules(self, rules: RuleSet) -> None:
+        """Switch to ``rules`` (the same rules, other device levels: a registry change)
+        keeping every alert's state. A level is carried over by name or, when the new
+        levels lack that name, by position (clamped), so a firing alert stays firing and
+        its next reading moves it to its level under the new thresholds, with the change
+        notified, instead of vanishing unannounced."""
+        old, self.rules = self.rules, rules
+        for key, state in self.states.items():
+            before, after = old.by_name(key[0]), rules.by_name(key[0])
+            if before is None or after is None:
+                continue
+            was, now = before.levels_for(key[1]), after.levels_for(key[1])
+            if was == now:
+                continue
+            state.level = _carried(state.level, was, now)
+            state.pending = _carried(state.pending, was, now)
+            state.notified_level = _carried(state.notified_level, was, now)
+            if state.pending is None:
+                state.pending_since_ms = None
+            self._dirty_states.add(key)
+
     def forget(self, partitions: set[int]) -> None:
         """Drop the devices of partitions this instance no longer owns (after a rebalance)."""
         gone = {d for d, seen in self.devices.items() if seen.partition in partitions}
@@ -488,3 +509,12 @@ class Engine:
             nodata=nodata,
             last_seen_ms=seen.last_ms if rule.metric is None else seen.metrics.get(rule.metric),
         )
+
+
+def _carried(index: int | None, was: Sequence[Level], now: Sequence[Level]) -> int | None:
+    """``was[index]`` in ``now``: the level of the same name, else the same position."""
+    if index is None or not now:
+        return None
+    names = [level.name for level in now]
+    name = was[index].name
+    return names.index(name) if name in names else min(index, len(now) - 1)

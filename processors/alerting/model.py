@@ -76,10 +76,12 @@ class Scope:
     kecamatan: frozenset[str] = frozenset()
     devices: frozenset[str] = frozenset()
     exclude_devices: frozenset[str] = frozenset()
+    exclude_types: frozenset[str] = frozenset()
 
     def matches(self, device: str, type_: str, kecamatan: str) -> bool:
         return (
             device not in self.exclude_devices
+            and type_ not in self.exclude_types
             and (not self.types or type_ in self.types)
             and (not self.kecamatan or kecamatan in self.kecamatan)
             and (not self.devices or device in self.devices)

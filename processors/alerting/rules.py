@@ -13,7 +13,8 @@ settings. Example::
         kind: threshold            # threshold | rate | aggregate | nodata
         title: {id: Tinggi muka air sungai, en: River level}
         metric: water_level
-        scope: {types: [river_level], kecamatan: [Reok]}
+        scope: {types: [river_level], kecamatan: [Reok]}   # also devices, exclude_devices,
+                                                           # exclude_types
         levels:
           - {name: Waspada, at_least: 150, clear_below: 140, for: 2m, severity: warning}
           - {name: Siaga, at_least: 250, clear_below: 240, severity: major}
@@ -141,6 +142,7 @@ class ScopeSpec(_Strict):
     kecamatan: list[str] = []
     devices: list[str] = []
     exclude_devices: list[str] = []
+    exclude_types: list[str] = []
 
 
 class _RuleSpec(_Strict):
@@ -260,14 +262,15 @@ def _cross_check(
         if metrics is not None and rule.metric is not None and rule.metric not in metrics:
             reason = f"unknown metric {rule.metric!r} (not in catalogue)"
             problems.append(source.problem((*at, "metric"), reason))
-        for t_index, type_name in enumerate(rule.scope.types):
-            if types is not None and type_name not in types:
-                problems.append(
-                    source.problem(
-                        (*at, "scope", "types", t_index),
-                        f"unknown device type {type_name!r} (not in catalogue)",
+        for key in ("types", "exclude_types"):
+            for t_index, type_name in enumerate(getattr(rule.scope, key)):
+                if types is not None and type_name not in types:
+                    problems.append(
+                        source.problem(
+                            (*at, "scope", key, t_index),
+                            f"unknown device type {type_name!r} (not in catalogue)",
+                        )
                     )
-                )
         for r_index, receiver in enumerate(rule.receivers):
             if receivers is not None and receiver not in receivers:
                 problems.append(
@@ -390,6 +393,7 @@ def _compile_rule(spec: RuleSpec, defaults: DefaultsSpec) -> Rule:
             frozenset(spec.scope.kecamatan),
             frozenset(spec.scope.devices),
             frozenset(spec.scope.exclude_devices),
+            frozenset(spec.scope.exclude_types),
         ),
         "labels": MappingProxyType(dict(spec.labels)),
         "receivers": tuple(spec.receivers),

@@ -26,7 +26,9 @@ from devices.fleet import Fleet, load_fleet
 from devices.sourcefile import DeviceFileError
 from devices.watch import FleetWatcher, follow
 from kotaflow.alerting_settings import ConsoleReceiver, Language
+from kotaflow.logs import ONE_LINE_EACH
 from kotaflow.settings import Settings
+from kotaflow.waiting import wait_or_stop
 from kotaflow.wire.alerts import AlertEvent
 from processors.alerting.acklink import ack_app, link_maker
 from processors.alerting.channels import build_channel
@@ -36,7 +38,7 @@ from processors.alerting.engine import Engine
 from processors.alerting.metrics import AlertMetrics
 from processors.alerting.model import RuleSet
 from processors.alerting.routing import CONSOLE_DESTINATION
-from processors.alerting.rules import load_rules, rules_file_of, with_device_levels
+from processors.alerting.rules import RulesError, load_rules, rules_file_of, with_device_levels
 from processors.alerting.sinks import InfluxAlerts, KafkaSink, alerts_sink, deadletter_sink
 from processors.alerting.stage import AlertStage
 from processors.alerting.state_store import (
@@ -53,6 +55,9 @@ from processors.runtime.stage_loop import StageLoop, instance_name
 
 log = logging.getLogger("kotaflow.alerting")
 
+REGISTRY_RETRY_S = 30.0
+"""How often unusable device files are tried again (one error line each time)."""
+
 DELIVERED_KEPT_MS = 7 * 24 * 3600 * 1000
 """Delivered outbox rows are kept a week (``alerts outbox`` shows them), then purged."""
 
@@ -65,29 +70,43 @@ def known_of(fleet: Fleet) -> Known:
     )
 
 
-def load_checked_rules(settings: Settings) -> tuple[RuleSet, Mapping[str, str]]:
+@dataclass(frozen=True, slots=True)
+class CheckedRules:
+    rules: RuleSet
+    """In force: the rule file with the devices' own levels (when the registry was usable)."""
+    base: RuleSet
+    """The rule file alone: the devices' levels are applied to it again on a registry change."""
+    names: Mapping[str, str]
+    """Device id -> name, for messages."""
+    with_levels: bool
+    """False when the device files were unusable at start: no device's own levels yet."""
+
+
+def load_checked_rules(settings: Settings) -> CheckedRules:
     """The rule set with the devices' own levels, cross-checked against the catalogue, the
-    registry, receivers and routes (:class:`ConfigProblemsError` lists what is wrong); names."""
+    registry, receivers and routes (:class:`ConfigProblemsError` lists what is wrong)."""
     cfg = settings.alerting
     try:
         fleet = load_fleet(settings)
     except DeviceFileError as err:
-        log.warning(
-            "device files unusable: rules not checked against them", extra={"err": str(err)}
+        log.error(
+            "device files unusable: the alert rules run WITHOUT the devices' own levels "
+            "(a gauge's alert_levels) until the registry is fixed",
+            extra={"err": str(err)},
         )
         rules = load_rules(rules_file_of(cfg), receivers=set(cfg.receivers) or None)
         _raise_problems(all_problems(cfg, rules, None))
-        return rules, {}
+        return CheckedRules(rules, rules, {}, with_levels=False)
     names = {device.id: device.name for device in fleet.registry}
-    rules = load_rules(
+    base = load_rules(
         rules_file_of(cfg),
         metrics=fleet.catalogue.metrics,
         types=fleet.catalogue.types,
         receivers=set(cfg.receivers) or None,
     )
-    rules = with_device_levels(rules, fleet.registry)
+    rules = with_device_levels(base, fleet.registry)
     _raise_problems(all_problems(cfg, rules, known_of(fleet)))
-    return rules, names
+    return CheckedRules(rules, base, names, with_levels=True)
 
 
 def _raise_problems(problems: list[str]) -> None:
@@ -109,6 +128,10 @@ class AlertService:
     """Registered with ``health``'s registry by :func:`build` (one metrics port)."""
     names: dict[str, str] = field(default_factory=dict)
     """Device names for messages, kept current with the registry (``devices.watch``)."""
+    base_rules: RuleSet | None = None
+    """The rule file without device levels; set: a registry change re-applies the levels."""
+    with_levels: bool = True
+    """Whether the devices' own levels are in force (False: device files unusable so far)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         now_ms = int(time.time() * 1000)
@@ -146,18 +169,47 @@ class AlertService:
             raise errors[0]
 
     async def _follow_registry(self, stop: asyncio.Event) -> None:
-        """New devices get their names in messages without a restart (rules stay as
-        checked at start)."""
+        """Registry changes take effect without a restart: device names in messages and
+        each device's own alert levels (a new gauge, a level moved after a survey). Device
+        files unusable at start are retried until they are usable (the rule file's levels
+        hold meanwhile); a changed registry whose levels are wrong is refused, keeping the
+        levels in force."""
+        watcher = None
+        while watcher is None and not stop.is_set():
+            try:
+                watcher = FleetWatcher(self.settings)
+            except DeviceFileError as err:
+                log.error(
+                    "device files still unusable: alert rules run without the devices' own "
+                    "levels; retrying in %.0f s",
+                    REGISTRY_RETRY_S,
+                    extra={"err": str(err), **ONE_LINE_EACH},
+                )
+                await wait_or_stop(stop, REGISTRY_RETRY_S)
+        if watcher is None:
+            return
+        if not self.with_levels:
+            self.registry_changed(watcher.fleet)
+        await follow(watcher, self.registry_changed, stop)
+
+    def registry_changed(self, fleet: Fleet) -> None:
+        """Names and device levels from ``fleet`` (the registry now in force)."""
+        self.names.clear()
+        self.names.update({d.id: d.name for d in fleet.registry})
+        if self.base_rules is None:
+            return
         try:
-            watcher = FleetWatcher(self.settings)
-        except DeviceFileError:
-            return  # load_checked_rules already said why
-
-        def renamed(fleet: Fleet) -> None:
-            self.names.clear()
-            self.names.update({d.id: d.name for d in fleet.registry})
-
-        await follow(watcher, renamed, stop)
+            rules = with_device_levels(self.base_rules, fleet.registry)
+        except RulesError as err:
+            log.error(
+                "the registry's alert levels are invalid: keeping the levels in force",
+                extra={"problems": [str(p) for p in err.problems]},
+            )
+            return
+        self.stage.engine.use_rules(rules)
+        if not self.with_levels:
+            log.info("device files usable again: the devices' own alert levels are in force")
+        self.with_levels = True
 
     async def _start_ack_endpoint(self) -> web.AppRunner | None:
         cfg = self.settings.alerting
@@ -181,8 +233,9 @@ class AlertService:
 def build(settings: Settings) -> AlertService:
     """Validate rules and receivers and wire the parts; call inside the event loop."""
     cfg = settings.alerting
-    rules, checked_names = load_checked_rules(settings)
-    names = dict(checked_names)  # one dict, shared by every message maker, kept current
+    checked = load_checked_rules(settings)
+    rules = checked.rules
+    names = dict(checked.names)  # one dict, shared by every message maker, kept current
     store = AlertStore(cfg.state_path(settings.stack.state_dir))
     http = httpx.AsyncClient()
 
@@ -250,6 +303,8 @@ def build(settings: Settings) -> AlertService:
         health=health,
         metrics=metrics,
         names=names,
+        base_rules=checked.base,
+        with_levels=checked.with_levels,
     )
 
 

@@ -62,6 +62,10 @@ class AlertStage:
         """Set once partitions are assigned and their state loaded (tests wait on it)."""
 
     @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
     def input_topic(self) -> str:
         return self._settings.kafka.topics.readings
 

@@ -30,6 +30,8 @@ def make_consumer(settings: Settings, stage: StageConsumer, client_id: str) -> A
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_interval_ms=stage.max_poll_interval_ms,
+        fetch_min_bytes=stage.fetch_min_bytes,
+        fetch_max_wait_ms=stage.fetch_max_wait_ms,
         max_partition_fetch_bytes=1024 * 1024,
         fetch_max_bytes=8 * 1024 * 1024,
         isolation_level="read_uncommitted",

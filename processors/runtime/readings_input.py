@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 from aiokafka import ConsumerRecord
 
 from kotaflow.wire.deadletter import DeadLetter
-from kotaflow.wire.readings import RecordError, ValidReading, readings_of
+from kotaflow.wire.readings import ReadingsRecord, RecordError, ValidReading, record_of
 from kotaflow.wire.reasons import Reason
 
 
@@ -100,23 +100,33 @@ def refused_reading(
     return refused(record, stage, reason, message, device=reading.device, metric=reading.metric)
 
 
+def parse_record(
+    record: ConsumerRecord[bytes, bytes], stage: str
+) -> tuple[ReadingsRecord | None, list[DeadLetter]]:
+    """The good readings of a record (None if none), and a dead letter for the record if it
+    is not a readings record or for each value that is not finite."""
+    try:
+        found = record_of(record.value or b"")
+    except RecordError as err:
+        reason = Reason.UNSUPPORTED_VERSION if err.unsupported_version else Reason.BAD_ENVELOPE
+        return None, [refused(record, stage, reason, str(err))]
+    values = found.values
+    if all(map(math.isfinite, values.values())):
+        return found, []
+    letters = [
+        refused_reading(
+            record, stage, Reason.NOT_FINITE, f"value {v!r} is not finite", found.reading(m)
+        )
+        for m, v in values.items()
+        if not math.isfinite(v)
+    ]
+    good = {m: v for m, v in values.items() if math.isfinite(v)}
+    return (found._replace(values=good) if good else None), letters
+
+
 def parse_readings(
     record: ConsumerRecord[bytes, bytes], stage: str
 ) -> tuple[list[ValidReading], list[DeadLetter]]:
-    """The good readings of a record, and a dead letter for the record if it is not a
-    readings record (then there are no readings) or for each value that is not finite."""
-    try:
-        readings = readings_of(record.value or b"")
-    except RecordError as err:
-        reason = Reason.UNSUPPORTED_VERSION if err.unsupported_version else Reason.BAD_ENVELOPE
-        return [], [refused(record, stage, reason, str(err))]
-    if all(math.isfinite(r.value) for r in readings):
-        return readings, []
-    good, letters = [], []
-    for r in readings:
-        if math.isfinite(r.value):
-            good.append(r)
-        else:
-            why = f"value {r.value!r} is not finite"
-            letters.append(refused_reading(record, stage, Reason.NOT_FINITE, why, r))
-    return good, letters
+    """:func:`parse_record`, one :class:`ValidReading` per good reading."""
+    found, letters = parse_record(record, stage)
+    return (found.readings() if found is not None else []), letters

@@ -82,6 +82,9 @@ def alert_settings(
         run_sync(delete_topics(stack, wanted))  # the fixture may run inside a test loop
 
 
+SAMPLE_REGISTRY = Path("devices/registry.yaml").read_text(encoding="utf-8")
+
+
 async def level(prod: AIOKafkaProducer, settings: Settings, device: str, cm: float) -> int:
     ts = int(time.time() * 1000)
     record = reading(device, "water_level", cm, ts)
@@ -226,3 +229,42 @@ async def _records(settings: Settings, topic: str, count: int) -> list[bytes]:
         await consumer.stop()
     assert len(values) == count, f"{len(values)} records on {topic}, expected {count}"
     return values
+
+
+@pytest.mark.asyncio
+async def test_a_gauges_new_levels_in_the_registry_apply_without_a_restart(
+    alert_settings: Settings, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(SAMPLE_REGISTRY, encoding="utf-8")
+    settings = alert_settings.model_copy(update={"registry_file": registry})
+    entry = '    dev_eui: "24e124641801e07e"\n'  # reo-rl-02's last line: no levels of its own
+    own = (
+        "    alert_levels:\n      sungai:\n        - {name: Siaga, at_least: 200, clear_below: 190}"
+    )
+    async with running(settings) as service, producer(settings) as prod:
+        await level(prod, settings, "reo-rl-02", 230)  # below the rule's 250: nothing
+        registry.write_text(SAMPLE_REGISTRY.replace(entry, entry + own + "\n"), "utf-8")
+        await await_for(lambda: service.stage.engine.rules.by_name("sungai").device_levels,
+                        what="the registry change to be taken up")  # fmt: skip
+        await level(prod, settings, "reo-rl-02", 231)
+        await await_for(lambda: len(http_receiver.on("/hook")) == 1, what="the alert")
+    (post,) = http_receiver.on("/hook")
+    assert (post.body["event"]["change"], post.body["event"]["threshold"]) == ("fired", 200)
+
+
+@pytest.mark.asyncio
+async def test_unusable_device_files_at_start_are_retried_then_their_levels_apply(
+    alert_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from processors.alerting import service as service_module
+
+    monkeypatch.setattr(service_module, "REGISTRY_RETRY_S", 0.2)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("devices: [this is not a registry", encoding="utf-8")
+    settings = alert_settings.model_copy(update={"registry_file": registry})
+    async with running(settings) as service:
+        assert not service.with_levels
+        registry.write_text(SAMPLE_REGISTRY, encoding="utf-8")
+        await await_for(lambda: service.with_levels, what="the fixed registry to be taken up")
+        assert service.names["reo-rl-02"] == "Jembatan Wae Neuring"

@@ -360,6 +360,49 @@ def test_a_gauge_with_its_own_four_levels_fires_and_clears_at_its_own_values(
     assert [(e.level, e.threshold) for e in other] == [("Waspada", 150)]  # the rule's own
 
 
+def _moved_levels(tmp_path: Path, old: str, new: str) -> Any:
+    """The sample fleet with one edit in the registry text (a level moved after a survey)."""
+    registry = tmp_path / "registry.yaml"
+    text = Path("devices/registry.yaml").read_text(encoding="utf-8")
+    assert old in text
+    registry.write_text(text.replace(old, new), encoding="utf-8")
+    return load_fleet(registry_file=registry).registry
+
+
+def test_new_device_levels_apply_to_a_firing_alert_without_losing_it(tmp_path: Path) -> None:
+    base = rules_from(tmp_path, RIVER_RULES.replace("name: river", "name: tinggi_muka_air"))
+    engine = Engine(with_device_levels(base, load_fleet().registry), MONDAY_NOON)
+    t = MONDAY_NOON
+    fired = engine.apply(reading("reo-rl-01", "water_level", 245, t), 0, t, [])
+    assert [(e.change.value, e.level) for e in fired] == [("fired", "Siaga II")]
+    moved = _moved_levels(
+        tmp_path,
+        "{name: Siaga II, at_least: 240, clear_below: 230",
+        "{name: Siaga II, at_least: 260, clear_below: 250",
+    )
+    engine.use_rules(with_device_levels(base, moved))
+    assert [s.level for s in engine.states.values()] == [2]  # still firing, same level
+    t += MIN
+    after = engine.apply(reading("reo-rl-01", "water_level", 245, t), 0, t, [])
+    assert [(e.change.value, e.level, e.threshold) for e in after] == [
+        ("deescalated", "Siaga III", 180)  # 245 is below Siaga II's new clear value, 250
+    ]
+
+
+def test_a_renamed_level_keeps_a_firing_alert_at_its_position(tmp_path: Path) -> None:
+    base = rules_from(tmp_path, RIVER_RULES.replace("name: river", "name: tinggi_muka_air"))
+    engine = Engine(with_device_levels(base, load_fleet().registry), MONDAY_NOON)
+    t = MONDAY_NOON
+    engine.apply(reading("reo-rl-01", "water_level", 245, t), 0, t, [])
+    renamed = _moved_levels(tmp_path, "{name: Siaga II,", "{name: Siaga 2,")
+    engine.use_rules(with_device_levels(base, renamed))
+    (state,) = engine.states.values()
+    assert state.level == state.notified_level == 2
+    t += MIN
+    resolved = engine.apply(reading("reo-rl-01", "water_level", 100, t), 0, t, [])
+    assert [(e.change.value, e.level) for e in resolved] == [("resolved", "Siaga 2")]
+
+
 def test_device_levels_are_checked_with_the_registry_line(tmp_path: Path) -> None:
     registry = tmp_path / "registry.yaml"
     text = Path("devices/registry.yaml").read_text(encoding="utf-8")

@@ -38,6 +38,7 @@ def test_every_scenario_is_registered_in_run_order() -> None:
         "alert",
         "public",
         "startup",
+        "peers",
     ]
 
 
@@ -48,7 +49,7 @@ def test_named_scenarios_run_in_registry_order_once() -> None:
 def test_unknown_scenario_is_refused_with_the_known_names() -> None:
     with pytest.raises(
         UnknownScenarioError,
-        match="known: bridge, bridge-steady, process, late, e2e, alert, public, startup",
+        match="known: bridge, bridge-steady, process, late, e2e, alert, public, startup, peers",
     ):
         chosen(["bridge", "nope"])
 

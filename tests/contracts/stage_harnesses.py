@@ -176,7 +176,9 @@ class StoreHarness(ReadingsHarness):
     name = "store"
 
     def settings(self, base: Settings, flush: float) -> Settings:
-        return _processing(base, "store", flush_interval_s=flush, idle_flush_s=flush)
+        return _processing(
+            base, "store", flush_interval_s=flush, idle_flush_s=flush, commit_interval_s=flush
+        )
 
     def stage(self, env: Env) -> Stage:
         return StoreStage(env.settings, env.health, self.output(env), env.influx)

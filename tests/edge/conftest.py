@@ -11,16 +11,21 @@ import pytest
 from deploy.local.service import ServiceError
 from deploy.local.toxiproxy import ensure_toxiproxy
 from kotaflow.settings import Settings
+from tests.conftest import ScratchLedger
 from tests.support.edge_harness import (
     Collector,
     EdgeProcess,
-    Toxiproxy,
     central_broker,
     central_reader,
     free_port,
     kecamatan_devices,
     local_broker,
-    toxiproxy,
+)
+from tests.support.private_pipeline import (
+    device_tag,
+    private_fleet,
+    private_pipeline,
+    quick_flushes,
 )
 from tests.support.tcp_relay import TcpRelay
 
@@ -72,23 +77,24 @@ def edge_process(
         process.stop()
 
 
-@pytest.fixture
-def proxy(central: Settings, settings: Settings) -> Iterator[Toxiproxy]:
+@pytest.fixture(scope="session")
+def toxiproxy_binary(settings: Settings) -> Path:
+    """Toxiproxy, built once from the Go module proxy and cached (deploy/local/toxiproxy.py)."""
     try:
-        binary = ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
+        return ensure_toxiproxy(settings.stack.cache_dir, lambda _: None)
     except ServiceError as err:  # no Go toolchain: the weak-link tests cannot run
         pytest.skip(f"toxiproxy unavailable: {err}")
-    with toxiproxy(binary, central.mqtt.port) as running:
-        yield running
 
 
 @pytest.fixture
-def proxied_edge(
-    central: Settings, proxy: Toxiproxy, local_port: int, tmp_path: Path
-) -> Iterator[EdgeProcess]:
-    """The edge behind Toxiproxy."""
-    process = _edge(central, proxy.listen_port, local_port, tmp_path)
-    try:
-        yield process
-    finally:
-        process.stop()
+def fleet_settings(
+    stack: Settings, scratch_ledger: ScratchLedger, tmp_path: Path
+) -> Iterator[Settings]:
+    """Private topics, groups, buckets (least-privilege tokens) and tagged device ids, for
+    tests that run the central pipeline (tests/support/central_pipeline.py)."""
+    tokens = tmp_path / "influx-tokens"
+    tokens.mkdir()
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    for mine in private_pipeline(stack, scratch_ledger, tokens):
+        yield quick_flushes(private_fleet(mine, fleet_dir, device_tag(mine)))

@@ -40,3 +40,14 @@ def test_edge_accounts_get_passwords_with_the_device_accounts(tmp_path: Path) ->
     assert set(edge_topics(registry)) <= set(accounts)
     passwd = (tmp_path / "passwd").read_text()
     assert all(f"{a}:$7$" in passwd for a in edge_topics(registry))
+
+
+def test_an_edge_may_publish_as_its_own_gateway_and_no_other() -> None:
+    registry = load_registry(load_catalogue())
+    topics = edge_topics(registry)
+    gateways = [d for d in registry if d.type == "gateway" and d.enabled]
+    assert gateways, "the sample registry has gateway devices"
+    for gateway in gateways:
+        own = f"kotaflow/{gateway.id}/telemetry"
+        for account, allowed in topics.items():
+            assert (own in allowed) == (account == edge_account(gateway.kecamatan)), account

@@ -40,7 +40,7 @@ def test_each_language_has_the_same_dashboards_with_distinct_uids(bundle: Bundle
         by_lang.setdefault(folder.lang.value, []).append(board["uid"])
     assert set(by_lang) == {"id", "en"}
     assert [u + "-en" for u in by_lang["id"]] == by_lang["en"]
-    names = {"overview", "air", "weather", "rivers", "water", "noise", "energy", "device"}
+    names = {"overview", "air", "weather", "rivers", "water", "noise", "energy", "edge", "device"}
     assert {f"kotaflow-{n}" for n in names | {"pipeline"}} == set(by_lang["id"])
 
 
@@ -175,3 +175,21 @@ def test_the_device_drill_down_is_where_alert_messages_link(
     repeated = [p for p in _panels(board) if p.get("repeat")]
     assert repeated
     assert all(p["repeat"] == "metric" for p in repeated)
+
+
+def test_the_edge_dashboard_shows_every_edges_backlog_and_link(
+    bundle: Bundle, context: BuildContext
+) -> None:
+    board = _board(bundle, "kotaflow-edge-en")
+    first, *series = _panels(board)
+    assert (first["type"], first["title"]) == ("table", "Edge gateways: latest report")
+    shown = {o["matcher"]["options"] for o in first["fieldConfig"]["overrides"]}
+    assert {"queue_messages", "queue_bytes", "oldest_age", "link_uptime", "status"} <= shown
+    flux = first["targets"][0]["query"]
+    gateways = [d.id for d in context.fleet.registry if d.type == "gateway" and d.enabled]
+    assert gateways
+    assert all(f'device: "{g}"' in flux for g in gateways)
+    metrics_shown = {
+        p["targets"][0]["query"].split('r._field == "')[1].split('"')[0] for p in series
+    }
+    assert metrics_shown == set(context.fleet.catalogue.types["gateway"].metrics)

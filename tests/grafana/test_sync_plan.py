@@ -10,7 +10,19 @@ import pytest
 
 from deploy.grafana.bundle import Bundle
 from deploy.grafana.envref import EnvRef, MissingSecretError, for_api
-from deploy.grafana.sync import Action, Desired, Kind, desired_objects, matches, plan, summary
+from deploy.grafana.sync import (
+    Action,
+    Change,
+    Desired,
+    Kind,
+    Owned,
+    apply,
+    desired_objects,
+    leftovers,
+    matches,
+    plan,
+    summary,
+)
 
 
 def _as_grafana_returns(item: Desired) -> dict[str, Any]:
@@ -100,3 +112,51 @@ def test_api_bodies_get_secrets_from_the_environment_or_fail_clearly() -> None:
     assert for_api({"t": EnvRef("A", "known")}, {}) == {"t": "known"}
     with pytest.raises(MissingSecretError, match="KOTAFLOW_GRAFANA_INFLUX_TOKEN"):
         for_api(body, {})
+
+
+def test_our_contact_points_and_rule_groups_no_longer_wanted_are_deleted(
+    desired: list[Desired],
+) -> None:
+    group = next(d for d in desired if d.kind is Kind.RULE_GROUP)
+    owned = Owned(
+        contact_points={"kf-old-webhook": "old-webhook"},
+        rule_groups={group.key: ("kf-kept-0",), "kotaflow-alerts/retired": ("r1", "r2")},
+    )
+    deleted = {(c.desired.kind, c.desired.key) for c in leftovers(desired, owned)}
+    assert deleted == {
+        (Kind.CONTACT_POINT, "kf-old-webhook"),
+        (Kind.RULE_GROUP, "kotaflow-alerts/retired"),
+    }
+    assert all(c.action is Action.DELETE for c in leftovers(desired, owned))
+    assert summary(leftovers(desired, owned))[Action.DELETE] == 2
+
+
+class _Provisioning:
+    """Records the alerting calls apply makes (contract of our own loop, not a Grafana)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def set_notification_policy_tree(self, body: Any) -> None:
+        self.calls.append(("policy", "tree"))
+
+    def delete_alertrule(self, uid: str) -> None:
+        self.calls.append(("delete rule", uid))
+
+    def delete_contactpoint(self, uid: str) -> None:
+        self.calls.append(("delete contact point", uid))
+
+
+def test_deletions_come_after_the_policy_and_rules_before_contact_points() -> None:
+    class Api:
+        folder = datasource = dashboard = None
+        alertingprovisioning = _Provisioning()
+
+    policy = Desired(Kind.POLICY, "tree", "routes", {"receiver": "x"}, {})
+    owned = Owned({"kf-gone": "gone"}, {"kotaflow-alerts/old": ("r1",)})
+    apply(Api(), [*leftovers([policy], owned), Change(policy, Action.UPDATE)], environ={})
+    assert Api.alertingprovisioning.calls == [
+        ("policy", "tree"),
+        ("delete rule", "r1"),
+        ("delete contact point", "kf-gone"),
+    ]

@@ -34,9 +34,9 @@ from benchmarks.e2e_bench import measure
 from deploy.local.kafka import Kafka
 from deploy.local.service import read_pid
 from kotaflow.settings import Settings, load_settings
-from tests.processors.conftest import quick_flushes
 from tests.processors.helpers import wait_for
-from tests.processors.influxcheck import mismatches, recompute, rollups, telemetry
+from tests.support.influx_check import mismatches, recompute, rollups, telemetry
+from tests.support.private_pipeline import quick_flushes
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.asyncio]
 

@@ -17,6 +17,7 @@ from kotaflow.wire.raw import DeviceKeyKind, Headers, PayloadFormat, RawEnvelope
 from processors.runner import StageName, run_stages
 from processors.runtime.health import Health
 from tests.support.isolated_kafka import produce_all
+from tests.support.polling import wait_for as wait_for  # the processor tests' import
 
 Raw = tuple[bytes, bytes | None, Headers]
 """(key, value, headers) of one record on the raw topic."""
@@ -101,20 +102,6 @@ async def committed(settings: Settings, group: str, topic: str) -> dict[int, int
         return {tp.partition: om.offset for tp, om in found.items() if tp.topic == topic}
     finally:
         await admin.close()
-
-
-async def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll an async or sync ``check`` until it returns something truthy; fail at deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 @contextlib.asynccontextmanager

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local.influxdb import OPERATOR, load_access
 from kotaflow.settings import Settings
+from tests.support.scratch_influx import create_bucket, operator_http
 
 
 @dataclass
@@ -27,11 +27,7 @@ class InfluxAdmin:
     """token -> authorization id, of the tokens made here."""
 
     async def create_bucket(self, name: str) -> str:
-        made = await self.http.post(
-            "/api/v2/buckets", json={"orgID": self.org_id, "name": name, "retentionRules": []}
-        )
-        made.raise_for_status()
-        self.buckets[name] = made.json()["id"]
+        self.buckets[name] = await create_bucket(self.http, self.org_id, name)
         return self.buckets[name]
 
     async def delete_bucket(self, name: str) -> None:
@@ -65,13 +61,8 @@ class InfluxAdmin:
 
 @contextlib.asynccontextmanager
 async def influx_admin(settings: Settings) -> AsyncIterator[InfluxAdmin]:
-    access = load_access(settings.stack.state_dir)
-    assert access is not None, "no InfluxDB tokens: run `kotaflow stack up`"
-    headers = {"Authorization": f"Token {access.token(OPERATOR)}"}
-    async with httpx.AsyncClient(
-        base_url=settings.influxdb.url, headers=headers, timeout=30.0
-    ) as http:
-        admin = InfluxAdmin(http, access.org_id)
+    async with operator_http(settings) as (http, org_id):
+        admin = InfluxAdmin(http, org_id)
         try:
             yield admin
         finally:

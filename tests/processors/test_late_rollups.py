@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import defaultdict
-from collections.abc import Callable
 
 import pytest
 
 from devices.fleet import load_fleet
 from kotaflow.settings import Settings
-from processors.aggregate.rollups import HOUR_MS, day_of, hour_of
-from processors.aggregate.windows import Aggregate, combine
+from processors.aggregate.rollups import HOUR_MS
 from processors.runner import StageName
-from tests.processors.conftest import device_tag
 from tests.processors.helpers import (
     Raw,
     committed,
@@ -27,7 +23,8 @@ from tests.processors.helpers import (
     running,
     wait_for,
 )
-from tests.processors.influxcheck import Point, mismatches, recompute, rollups, telemetry
+from tests.support.influx_check import Point, all_rollups_match, rollups
+from tests.support.private_pipeline import device_tag
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 
@@ -51,39 +48,6 @@ def readings(s: Settings, ts_list: list[int], rng: random.Random) -> tuple[list[
             records.append(native(d.id, values, ts, now_ms()))
             points.update((d.id, m, ts) for m in metrics)
     return records, points
-
-
-def rolled_up(
-    minutes: dict[Point, Aggregate], start_of: Callable[[int], int]
-) -> dict[Point, Aggregate]:
-    """Minute aggregates combined into the periods ``start_of`` names (hours or days)."""
-    parts: dict[Point, list[Aggregate]] = defaultdict(list)
-    for (device, metric, start), agg in minutes.items():
-        parts[(device, metric, start_of(start))].append(agg)
-    return {key: combine(found) for key, found in parts.items()}
-
-
-async def all_rollups_match(s: Settings, points: set[Point]) -> None:
-    """Wait until telemetry holds ``points`` and 1m, 1h and 1d rollups equal a recomputation."""
-    tag = device_tag(s)
-    offset_ms = int(s.processing.aggregate.day_offset_h * HOUR_MS)
-
-    async def stored_all() -> bool:
-        return set(await telemetry(s, tag)) == points
-
-    await wait_for(stored_all, 120, "every reading in telemetry")
-    minutes = recompute(await telemetry(s, tag))
-    expected = {
-        "1m": minutes,
-        "1h": rolled_up(minutes, hour_of),
-        "1d": rolled_up(minutes, lambda t: day_of(t, offset_ms)),
-    }
-    for window, want in expected.items():
-
-        async def matches(window: str = window, want: dict[Point, Aggregate] = want) -> bool:
-            return not mismatches(want, await rollups(s, tag, window))
-
-        await wait_for(matches, 120, f"{window} rollups equal to a recomputation from raw")
 
 
 async def test_late_readings_correct_minute_hour_and_day_rollups(on_stack_fleet: Settings) -> None:

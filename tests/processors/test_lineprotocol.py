@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kotaflow.wire.readings import ValidReading
+from kotaflow.wire.readings import ReadingsRecord
 from processors.runtime.lineprotocol import (
     LineProtocolError,
     escape_key,
@@ -52,8 +52,15 @@ def test_floats_round_trip_and_non_finite_is_refused() -> None:
             format_float(bad)
 
 
-def _reading(metric: str, value: float, ts: int, device: str = "rtg-aq-01") -> ValidReading:
-    return ValidReading(device, "air_quality", "Langke Rembong", metric, value, "ug/m3", ts)
+def _record(
+    values: dict[str, float], ts: int, device: str = "rtg-aq-01", kecamatan: str = "Langke Rembong"
+) -> ReadingsRecord:
+    units = dict.fromkeys(values, "ug/m3")
+    return ReadingsRecord(device, "air_quality", kecamatan, units, ts, (), values)
+
+
+def _reading(metric: str, value: float, ts: int, device: str = "rtg-aq-01") -> ReadingsRecord:
+    return _record({metric: value}, ts, device)
 
 
 def test_buffer_merges_metrics_of_one_device_and_instant_into_one_line() -> None:
@@ -81,3 +88,30 @@ def test_a_replayed_reading_in_the_same_batch_keeps_the_later_value() -> None:
     lines, _ = buf.take()
     assert len(lines) == 1
     assert lines[0].endswith(" pm25=2.0 1000")
+
+
+def test_a_record_of_several_metrics_is_one_line_with_one_origin() -> None:
+    buf = LineBuffer()
+    assert buf.add(_record({"pm25": 35.2, "pm10": 50.0}, 1000), "record") == []  # type: ignore[arg-type]
+    lines, origins = buf.take()
+    assert lines == [
+        "air_quality,device=rtg-aq-01,kecamatan=Langke\\ Rembong,type=air_quality "
+        "pm25=35.2,pm10=50.0 1000"
+    ]
+    assert origins == [["record"]]
+
+
+def test_a_metric_that_cannot_be_written_is_refused_alone() -> None:
+    buf = LineBuffer()
+    refused = buf.add(_record({"pm25": 1.0, "bad\nname": 2.0}, 1000), None)  # type: ignore[arg-type]
+    assert [metric for metric, _ in refused] == ["bad\nname"]
+    lines, _ = buf.take()
+    assert len(lines) == 1
+    assert lines[0].endswith(" pm25=1.0 1000")
+
+
+def test_a_series_that_cannot_be_written_refuses_every_metric_and_makes_no_line() -> None:
+    buf = LineBuffer()
+    refused = buf.add(_record({"pm25": 1.0, "pm10": 2.0}, 1000, kecamatan="a\nb"), None)  # type: ignore[arg-type]
+    assert [metric for metric, _ in refused] == ["pm25", "pm10"]
+    assert len(buf) == 0

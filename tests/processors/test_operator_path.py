@@ -31,7 +31,7 @@ from processors.runtime.health import Health
 from processors.runtime.influx import InfluxSink
 from tests.ingest.bridge_support import Publisher
 from tests.processors.helpers import native, now_ms, produce, running, wait_for
-from tests.processors.influxcheck import telemetry
+from tests.support.influx_check import telemetry
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

@@ -25,7 +25,6 @@ from processors.aggregate.rollups import HOUR_MS
 from processors.aggregate.windows import combine
 from processors.runner import StageName
 from processors.runtime.influx import InfluxSink
-from tests.processors.conftest import device_tag, env_for
 from tests.processors.helpers import (
     Raw,
     committed,
@@ -36,7 +35,7 @@ from tests.processors.helpers import (
     running,
     wait_for,
 )
-from tests.processors.influxcheck import (
+from tests.support.influx_check import (
     Point,
     as_fields,
     mismatches,
@@ -44,6 +43,7 @@ from tests.processors.influxcheck import (
     rollups,
     telemetry,
 )
+from tests.support.private_pipeline import device_tag, env_for
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

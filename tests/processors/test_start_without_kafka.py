@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from kotaflow.settings import Settings
-from tests.processors.conftest import env_for
 from tests.processors.helpers import native, now_ms, produce, read_topic
 from tests.processors.test_pipeline_to_influx import Outage
+from tests.support.private_pipeline import env_for
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

@@ -80,10 +80,39 @@ def test_a_fast_device_clock_cannot_close_everyone_elses_windows() -> None:
     assert [w.series for w in wb.take_closed()] == []
 
 
+def test_a_backlog_read_as_fast_as_it_is_produced_is_not_late() -> None:
+    """Aggregate catches up with validate many times while validate drains a backlog of
+    old readings: the watermark follows the data, so none of them opens a correction."""
+    wb = book()
+    closed: list[Window] = []
+    for minute in range(5):
+        for second in range(0, 60, 5):
+            ts = T0 + minute * 60_000 + second * 1000
+            clock = NOW + minute * 1000 + second * 10  # the backlog goes by in seconds
+            assert wb.add(S, ts, 1.0, minute * 12 + second // 5, clock) is Added.NEW
+            wb.caught_up(clock + 1)
+            closed += wb.take_closed()
+    assert [(w.start_ms, w.correction, len(w.points)) for w in closed] == [
+        (T0 + m * 60_000, False, 12) for m in range(4)
+    ]
+    assert [w.start_ms for w in wb.windows.values()] == [T0 + 4 * 60_000]
+
+
+def test_caught_up_the_watermark_moves_with_the_clock_from_the_data() -> None:
+    wb = book()
+    wb.add(S, T0 + 1000, 1.0, 0, now_ms=NOW)
+    wb.caught_up(NOW + 4000)
+    assert wb.watermark_ms == T0 + 5000
+    wb.caught_up(NOW + GRACE - 1)
+    assert wb.watermark_ms == T0 + 1000 + GRACE - 1
+    wb.caught_up(NOW + GRACE)  # nothing came for the grace time: the wall clock
+    assert wb.watermark_ms == NOW + GRACE
+
+
 def test_late_reading_corrects_closed_window() -> None:
     wb = book()
     wb.add(S, T0 + 1000, 1.0, 0, NOW)
-    wb.caught_up(NOW)
+    wb.caught_up(NOW + GRACE)
     assert [w.correction for w in wb.take_closed()] == [False]
     assert wb.add(S, T0 + 2000, 7.0, 1, NOW) is Added.NEW
     (late,) = wb.take_closed()
@@ -114,7 +143,7 @@ def test_commit_offset_stops_at_the_oldest_window_still_held() -> None:
     wb.watermark_ms = T0 + 60_000 + GRACE
     wb.take_closed()
     assert wb.commit_offset(12) == 11
-    wb.caught_up(NOW)
+    wb.caught_up(NOW + GRACE)
     wb.take_closed()
     assert wb.commit_offset(12) == 12
 

@@ -39,7 +39,7 @@ from tests.processors.helpers import (
     wait_for,
 )
 from tests.processors.influxadmin import InfluxAdmin, influx_admin, with_token_file
-from tests.processors.influxcheck import Point, mismatches, recompute, rollups, telemetry
+from tests.support.influx_check import Point, mismatches, recompute, rollups, telemetry
 
 pytestmark = [pytest.mark.services, pytest.mark.asyncio]
 

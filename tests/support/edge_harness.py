@@ -15,10 +15,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from devices.registry import PACKAGED_REGISTRY, load_registry
 from edge.queue import EdgeQueue
 from kotaflow.mqtt import Account, MqttAccess, mqtt_access
 from kotaflow.settings import Settings
+from tests.support.polling import wait_until as wait_until  # the edge tests' import
 
 REPO = Path(__file__).parents[2]
 
@@ -42,14 +42,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def kecamatan_devices() -> tuple[str, list[str]]:
@@ -200,8 +192,6 @@ class Collector:
 
     got: list[tuple[str, dict[str, object], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    first_ms: dict[tuple[str, int], int] = field(default_factory=dict)
-    """(device, n) -> when it first arrived, ms since the epoch."""
 
     def count(self) -> int:
         with self.lock:
@@ -232,8 +222,6 @@ def central_reader(central: Settings) -> Iterator[Collector]:
         payload = json.loads(msg.payload)
         with found.lock:
             found.got.append((msg.topic, payload, props))
-            key = (str(payload.get("d")), int(payload.get("n", -1)))
-            found.first_ms.setdefault(key, int(time.time() * 1000))
 
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()

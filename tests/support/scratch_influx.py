@@ -40,6 +40,26 @@ def _operator(settings: Settings) -> tuple[str, str]:
     return access.token(OPERATOR), access.org_id
 
 
+@contextlib.asynccontextmanager
+async def operator_http(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """An HTTP client on the local stack's InfluxDB with the operator token, and the org id."""
+    token, org_id = _operator(settings)
+    headers = {"Authorization": f"Token {token}"}
+    async with httpx.AsyncClient(
+        base_url=settings.influxdb.url, headers=headers, timeout=30.0
+    ) as http:
+        yield http, org_id
+
+
+async def create_bucket(http: httpx.AsyncClient, org_id: str, name: str) -> str:
+    """A bucket without retention; its id."""
+    made = await http.post(
+        "/api/v2/buckets", json={"orgID": org_id, "name": name, "retentionRules": []}
+    )
+    made.raise_for_status()
+    return str(made.json()["id"])
+
+
 async def create_scratch_buckets(
     settings: Settings, tag: str, prefix: str = "bench", role_tokens: Path | None = None
 ) -> Settings:
@@ -51,9 +71,8 @@ async def create_scratch_buckets(
     buckets, written there as ``<role>.token``; the settings then use that directory
     (``processing.influx_token_dir``) instead of the operator token, so each stage runs
     with no more rights than in production."""
-    token, org_id = _operator(settings)
+    token, _ = _operator(settings)
     names = scratch_names(tag, prefix)
-    headers = {"Authorization": f"Token {token}"}
     influx = settings.influxdb.model_copy(
         update={
             "telemetry_bucket": names["telemetry"],
@@ -62,17 +81,9 @@ async def create_scratch_buckets(
         }
     )
     mine = settings.model_copy(update={"influxdb": influx})
-    async with httpx.AsyncClient(
-        base_url=settings.influxdb.url, headers=headers, timeout=30.0
-    ) as http:
+    async with operator_http(settings) as (http, org_id):
         try:
-            ids = {}
-            for name in names.values():
-                made = await http.post(
-                    "/api/v2/buckets", json={"orgID": org_id, "name": name, "retentionRules": []}
-                )
-                made.raise_for_status()
-                ids[name] = made.json()["id"]
+            ids = {name: await create_bucket(http, org_id, name) for name in names.values()}
             if role_tokens is not None:
                 await _issue_role_tokens(http, mine, org_id, ids, role_tokens, f"{prefix}_{tag}")
         except Exception:
@@ -111,11 +122,7 @@ async def drop_scratch_buckets(settings: Settings, tag: str, prefix: str = "benc
 
     Never raises (a clean-up must not hide the outcome it follows)."""
     try:
-        token, org_id = _operator(settings)
-        headers = {"Authorization": f"Token {token}"}
-        async with httpx.AsyncClient(
-            base_url=settings.influxdb.url, headers=headers, timeout=30.0
-        ) as http:
+        async with operator_http(settings) as (http, org_id):
             for name in scratch_names(tag, prefix).values():
                 found = await http.get("/api/v2/buckets", params={"orgID": org_id, "name": name})
                 for bucket in found.json().get("buckets", []) if found.is_success else []:

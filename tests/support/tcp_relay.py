@@ -2,6 +2,8 @@
 services: :meth:`TcpRelay.down` closes the listener and every connection (the peer sees a
 reset/close), :meth:`TcpRelay.hang` keeps connections open but lets no byte through (the
 hang-style outage: packets vanish, nothing resets), :meth:`TcpRelay.up` restores it.
+:meth:`TcpRelay.hold_closes` lets bytes flow but keeps a close from either side to itself
+until released, as a dead path would (beside a proxy that drops the data).
 
 Not a stand-in for any service: it only copies bytes between a client and the real broker.
 """
@@ -22,6 +24,8 @@ class TcpRelay:
         self._sockets: set[socket.socket] = set()
         self._flowing = threading.Event()
         self._flowing.set()
+        self._closes_pass = threading.Event()
+        self._closes_pass.set()
         self.bytes_up = 0
         """Bytes copied client -> target (the uplink)."""
 
@@ -51,10 +55,19 @@ class TcpRelay:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+        self._closes_pass.set()
 
     def hang(self) -> None:
         """Keep every connection open but deliver nothing, in either direction."""
         self._flowing.clear()
+
+    def hold_closes(self, held: bool) -> None:
+        """While held, a side's close (or reset) does not reach the other side; released,
+        the held ones are passed on."""
+        if held:
+            self._closes_pass.clear()
+        else:
+            self._closes_pass.set()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -87,6 +100,7 @@ class TcpRelay:
         except OSError:
             pass
         finally:
+            self._closes_pass.wait()
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)

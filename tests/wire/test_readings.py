@@ -7,10 +7,12 @@ import pytest
 from kotaflow.wire.readings import (
     READ_VERSIONS,
     READING_VERSION,
+    ReadingsRecord,
     RecordError,
     ValidReading,
     readings_of,
     readings_record,
+    record_of,
 )
 
 
@@ -37,6 +39,18 @@ def test_a_record_of_several_readings_round_trips_byte_for_byte() -> None:
         ValidReading("rtg-aq-01", "air_quality", "Langke Rembong", "pm10", 48.0, "ug/m3",
                      1_764_300_000_000, flags),
     ]  # fmt: skip
+
+
+def test_a_record_is_read_whole_as_one_tuple_with_its_values_as_floats() -> None:
+    units = {"pm25": "ug/m3", "pm10": "ug/m3"}
+    raw = readings_record("d1", "air_quality", "Reok", units, 5, (), {"pm25": 35, "pm10": 48.5})
+    found = record_of(raw)
+    assert found == ReadingsRecord(
+        "d1", "air_quality", "Reok", units, 5, (), {"pm25": 35.0, "pm10": 48.5}
+    )
+    assert isinstance(found.values["pm25"], float)
+    assert found.readings() == readings_of(raw)
+    assert found.reading("pm10") == readings_of(raw)[1]
 
 
 def test_a_reading_alone_is_a_version_2_record_of_one_value() -> None:
@@ -67,11 +81,22 @@ def test_version_1_records_are_still_read() -> None:
             b' "values": {"pm25": 1.0}}',
             False,
         ),
+        (
+            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": [], "ts_ms": 1,'
+            b' "values": {"pm25": 1.0}}',
+            False,
+        ),
+        (
+            b'{"v": 2, "device": "d", "type": "t", "kecamatan": "k", "units": {"pm25": "x"},'
+            b' "ts_ms": 1, "values": {"pm25": "high"}}',
+            False,
+        ),
         (b"[]", False),
         (b"{no", False),
     ],
 )
 def test_a_broken_record_says_why(raw: bytes, unsupported: bool) -> None:
-    with pytest.raises(RecordError) as caught:
-        readings_of(raw)
-    assert caught.value.unsupported_version is unsupported
+    for read in (readings_of, record_of):
+        with pytest.raises(RecordError) as caught:
+            read(raw)
+        assert caught.value.unsupported_version is unsupported

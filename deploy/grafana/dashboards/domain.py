@@ -32,6 +32,7 @@ MEAN_24H = Text("{name} rata-rata 24 jam (ISPU)", "{name} 24-hour mean (ISPU)")
 DAILY_INCREASE = Text("{name}: pertambahan harian", "{name}: daily increase")
 AT_DEVICE = Text("{name} - {device}", "{name} - {device}")
 DEVICE_TABLE = Text("Perangkat", "Devices")
+LATEST = Text("{name}: laporan terakhir", "{name}: latest report")
 
 
 def build(ctx: BuildContext) -> list[dm.Dashboard]:
@@ -46,11 +47,15 @@ def build(ctx: BuildContext) -> list[dm.Dashboard]:
 def _domain(ctx: BuildContext, domain: Domain) -> dm.Dashboard:
     board = panels.dashboard(ctx, domain.name, domain.title, domain.description)
     catalogue = ctx.fleet.catalogue
+    if domain.latest:
+        board = board.with_panel(_latest_table(ctx, domain))
     for metric_name in domain_metrics(catalogue, domain):
         types = [t for t in domain.types if metric_name in catalogue.types[t].metrics]
         board = board.with_row(dash.Row(metrics.name(catalogue.metrics[metric_name])(ctx.lang)))
         for panel in _metric_panels(ctx, metric_name, types):
             board = board.with_panel(panel)
+    if domain.latest:  # its table already lists every device with its status
+        return panels.finish(board)
     board = board.with_row(dash.Row(DEVICE_TABLE(ctx.lang))).with_panel(
         status.table(
             ctx,
@@ -60,6 +65,26 @@ def _domain(ctx: BuildContext, domain: Domain) -> dm.Dashboard:
         )
     )
     return panels.finish(board)
+
+
+def _latest_table(ctx: BuildContext, domain: Domain) -> PanelBuilder:
+    """One row per device: its latest report's ``domain.latest`` metrics, last report, age
+    and status (silent: nothing for the type's silence limit)."""
+    shown = {m: ctx.fleet.catalogue.metrics[m] for m in domain.latest}
+    panel = status.table(
+        ctx,
+        LATEST.format(name=domain.title(ctx.lang)),
+        flux.latest_report(
+            ctx.influx.telemetry_bucket, registry_rows(ctx, domain.types), domain.latest
+        ),
+        size=(24, 8),
+        columns=("name", "device", "kecamatan", "last_seen", "age_s", "status"),
+        more={name: metrics.name(metric) for name, metric in shown.items()},
+    )
+    for name, metric in shown.items():
+        unit = metrics.grafana_unit(metric.unit)
+        panel = panel.override_by_name(name, [dm.DynamicConfigValue("unit", unit)])
+    return panel
 
 
 def _metric_panels(ctx: BuildContext, name: str, types: Sequence[str]) -> list[PanelBuilder]:
