@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bridge_bench import _client_tool, _free_port, _py_spy, _scrape, _topics
-from benchmarks.children import spawn_kotaflow, stop, wait_log
+from benchmarks.children import add_tree_option, spawn_kotaflow, stop, trees_of, wait_log
 from benchmarks.isolation import mosquitto_cli_env, wipe_mqtt_session
 from benchmarks.procstats import cpu_seconds
 from benchmarks.report import Figure, ScenarioResult
@@ -269,12 +269,7 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tree",
-        action="append",
-        metavar="NAME=PATH",
-        help="run the bridge from the checkout at PATH (repeatable; default: this one)",
-    )
+    add_tree_option(parser, "the bridge")
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES))
     parser.add_argument("--seconds", type=float, default=FULL_S, help="measured window per rate")
     parser.add_argument("--rounds", type=int, default=1)
@@ -285,9 +280,7 @@ def main() -> None:
         help="record each window with py-spy (all threads, GIL holder) to PREFIX-<tree>-<rate>.txt",
     )
     args = parser.parse_args()
-    trees: list[tuple[str, Path | None]] = [
-        (spec.split("=", 1)[0], Path(spec.split("=", 1)[1])) for spec in args.tree or []
-    ] or [("bridge", None)]
+    trees = trees_of(args.tree, "bridge")
     rates = [float(r) for r in args.rates.split(",")]
     settings = load_settings()
     points = run_rounds(settings, trees, rates, args.seconds, args.rounds, args.py_spy)

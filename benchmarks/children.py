@@ -7,6 +7,7 @@ only the children it started, by their pid, and kills one that does not stop in 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import subprocess
 import sys
@@ -105,3 +106,28 @@ def ready_or_stopped(
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM (the graceful stop every kotaflow command handles), then SIGKILL if needed."""
     stop_gracefully(proc, timeout_s)
+
+
+Tree = tuple[str, Path | None]
+"""A checkout to run kotaflow from, by name (None: this one)."""
+
+
+def add_tree_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--tree NAME=PATH`` (repeatable): old against new, side by side in one run."""
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="NAME=PATH",
+        help=f"run {what} from the checkout at PATH (repeatable; default: this one)",
+    )
+
+
+def trees_of(specs: Sequence[str] | None, default: str) -> list[Tree]:
+    """The ``--tree`` values as (name, path); none given: this checkout, named ``default``."""
+    found: list[Tree] = []
+    for spec in specs or []:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--tree {spec!r}: give NAME=PATH")
+        found.append((name, Path(path)))
+    return found or [(default, None)]

@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.bridge_bench import PARTITIONS, _topics
 from benchmarks.bridge_steady import PacedPublisher
-from benchmarks.children import spawn_kotaflow, stop, wait_log
+from benchmarks.children import add_tree_option, spawn_kotaflow, stop, trees_of, wait_log
 from benchmarks.isolation import child_env, scratch_buckets, wipe_mqtt_session, write_config
 from benchmarks.processors_throughput import backlog, cleanup, fill
 from benchmarks.report import Figure, ScenarioResult, Target
@@ -257,17 +257,10 @@ async def scenario(settings: Settings, quick: bool) -> ScenarioResult:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tree",
-        action="append",
-        metavar="NAME=PATH",
-        help="run kotaflow from the checkout at PATH (repeatable; default: this one)",
-    )
+    add_tree_option(parser, "kotaflow")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    trees: list[tuple[str, Path | None]] = [
-        (spec.split("=", 1)[0], Path(spec.split("=", 1)[1])) for spec in args.tree or []
-    ] or [("this", None)]
+    trees = trees_of(args.tree, "this")
     runs = asyncio.run(run_rounds(load_settings(), trees, args.rounds))
     print(f"median of {args.rounds} round(s), seconds from spawn to first durable write:")
     for command in ("kotaflow process", "kotaflow bridge"):
