@@ -15,17 +15,9 @@
 #   Exits 0 without work when DIR/telegraf already exists.
 set -euo pipefail
 
-VERSION="v1.37.2"
-OUT=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --version) VERSION="$2"; shift 2 ;;
-        --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build_telegraf.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-OUT="${OUT:-${KOTAFLOW_CACHE_DIR:-$HOME/.cache/kotaflow}/telegraf/$VERSION}"
+# shellcheck source=deploy/local/build_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/build_common.sh"
+build_args telegraf "v1.37.2" "$@"
 MODULE="github.com/influxdata/telegraf"
 # The plugins the peer configurations in benchmarks/peers/telegraf_config.py use, and the
 # parsers and serializers they name (one tag each; see plugins/*/all/<name>.go).
@@ -35,12 +27,7 @@ TAGS+=",outputs.kafka,outputs.influxdb_v2,outputs.discard"
 TAGS+=",aggregators.basicstats"
 TAGS+=",parsers.json_v2,parsers.json,parsers.influx,parsers.value"
 TAGS+=",serializers.influx,serializers.json,serializers.template"
-BUILD_DIR="$OUT/build"
-LOG="$OUT/build.log"
-STARTED=$(date +%s)
 
-# shellcheck source=deploy/local/build_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/build_common.sh"
 build_begin telegraf "$VERSION" "$OUT/telegraf"
 # Go's final link prints nothing for minutes.
 build_heartbeat

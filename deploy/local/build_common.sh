@@ -1,6 +1,7 @@
 # Shared by the build_*.sh scripts (sourced, not run): one cached build per version, with
-# progress. The caller sets OUT (the cache folder), LOG and STARTED, then calls
-# `build_begin NAME VERSION DONE_FILE`; that returns only when there is work to do.
+# progress. The caller runs `build_args CACHE_NAME DEFAULT_VERSION "$@"` (sets VERSION, OUT,
+# BUILD_DIR, LOG, STARTED), then `build_begin NAME VERSION DONE_FILE`, which returns only
+# when there is work to do.
 #
 # * Run from a terminal, all output also goes to $LOG; run by `kotaflow stack up`, the
 #   caller logs our output.
@@ -8,6 +9,27 @@
 #   30 s naming the step still running, for builds that print nothing for minutes.
 # * One build at a time per version: a second caller waits on the lock instead of racing,
 #   then finds the result and exits 0.
+
+# --version V, --out DIR, --help (the script's leading comment). OUT defaults to
+# <cache>/CACHE_NAME/VERSION, cache being $KOTAFLOW_CACHE_DIR or ~/.cache/kotaflow.
+build_args() {
+    local cache_name="$1"
+    VERSION="$2"
+    shift 2
+    OUT=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --version) VERSION="$2"; shift 2 ;;
+            --out) OUT="$2"; shift 2 ;;
+            -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+            *) echo "$(basename "$0"): unknown argument $1" >&2; exit 2 ;;
+        esac
+    done
+    OUT="${OUT:-${KOTAFLOW_CACHE_DIR:-$HOME/.cache/kotaflow}/$cache_name/$VERSION}"
+    BUILD_DIR="$OUT/build"
+    LOG="$OUT/build.log"
+    STARTED=$(date +%s)
+}
 
 elapsed() { local s=$(( $(date +%s) - STARTED )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 step() { echo "$*" > "$OUT/.step"; echo "==> [$(elapsed)] $*"; }

@@ -13,24 +13,11 @@
 #   Exits 0 without work when DIR/influxd already exists.
 set -euo pipefail
 
-VERSION="v2.7.12"
-OUT=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --version) VERSION="$2"; shift 2 ;;
-        --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build_influxdb.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-OUT="${OUT:-${KOTAFLOW_CACHE_DIR:-$HOME/.cache/kotaflow}/influxdb/$VERSION}"
-MODULE="github.com/influxdata/influxdb/v2"
-BUILD_DIR="$OUT/build"
-LOG="$OUT/build.log"
-STARTED=$(date +%s)
-
 # shellcheck source=deploy/local/build_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
+build_args influxdb "v2.7.12" "$@"
+MODULE="github.com/influxdata/influxdb/v2"
+
 build_begin influxd "$VERSION" "$OUT/influxd"
 # Cargo's link-time optimisation and Go's final link print nothing for minutes.
 build_heartbeat

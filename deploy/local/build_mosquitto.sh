@@ -18,17 +18,9 @@
 #   Needs root only for what is missing: the trixie deb-src file and the build packages.
 set -euo pipefail
 
-VERSION="2.0.21"
-OUT=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --version) VERSION="$2"; shift 2 ;;
-        --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build_mosquitto.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-OUT="${OUT:-${KOTAFLOW_CACHE_DIR:-$HOME/.cache/kotaflow}/mosquitto/$VERSION}"
+# shellcheck source=deploy/local/build_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
+build_args mosquitto "2.0.21" "$@"
 SUITE="trixie"
 SOURCES_FILE="/etc/apt/sources.list.d/kotaflow-$SUITE-src.sources"
 # What the build needs from bookworm: a compiler and make, cmake, OpenSSL for TLS, cJSON for
@@ -37,12 +29,7 @@ SOURCES_FILE="/etc/apt/sources.list.d/kotaflow-$SUITE-src.sources"
 # xsltproc, docbook-xsl, libwebsockets-dev and libwrap0-dev are not needed.
 PACKAGES=(build-essential cmake dpkg-dev libssl-dev libcjson-dev)
 TOOLS=(mosquitto_pub mosquitto_sub mosquitto_passwd)
-BUILD_DIR="$OUT/build"
-LOG="$OUT/build.log"
-STARTED=$(date +%s)
 
-# shellcheck source=deploy/local/build_common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/build_common.sh"
 as_root() {
     [[ $(id -u) -eq 0 ]] || fail "$1 needs root; run once: sudo $0 --version $VERSION --out $OUT"
 }
